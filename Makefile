@@ -1,0 +1,37 @@
+# Set-up and entry points. `make demo` and `make test` each install what they
+# need on a fresh Debian machine: Debian packages (the software Vulkan adapter,
+# Fashion-MNIST) and a virtual environment in .venv with the package in it.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEBIAN_PACKAGES := mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test bench system clean
+
+demo: system $(VENV)/.installed
+	$(PY) examples/xor/main.py
+
+# INTRICATE_REQUIRE_GPU=1 makes GPU tests fail, not skip, without an adapter.
+test: system $(VENV)/.installed
+	INTRICATE_REQUIRE_GPU=1 $(PY) -m pytest
+
+bench: system $(VENV)/.installed
+	$(PY) benchmarks/run.py
+
+system:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[dev,examples]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis examples/*/out

@@ -1,0 +1,22 @@
+"""intricate-py: neural networks whose layers run as WGSL compute shaders
+through wgpu-py, with a numpy CPU fallback."""
+
+__version__ = "0.1.0"
+
+from .backends import select_backend
+from .model import Model
+from .training import History, HaltingCondition, MinAccuracyReached, MinLossReached
+from . import layers, losses, optimizers
+
+__all__ = [
+    "Model",
+    "History",
+    "HaltingCondition",
+    "MinAccuracyReached",
+    "MinLossReached",
+    "layers",
+    "losses",
+    "optimizers",
+    "select_backend",
+    "__version__",
+]

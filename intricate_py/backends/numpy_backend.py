@@ -1,0 +1,251 @@
+"""The CPU backend: every operation of :mod:`intricate_py.backends.base` as numpy calls.
+
+Arrays are C-contiguous ``numpy.ndarray``s of the backend's dtype (int32 for
+gather indices). Operations write into the caller's ``out`` arrays; the few
+that need a temporary take it from a small scratch pool keyed by shape, so a
+training step allocates nothing large.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .base import CLIP_EPSILON, Backend
+
+
+def _sigmoid(x: np.ndarray, out: np.ndarray) -> None:
+    # exp(-|x|) never overflows; pick the branch that is exact for each sign.
+    e = np.exp(-np.abs(x))
+    np.divide(1.0, 1.0 + e, out=out)
+    negative = x < 0
+    out[negative] = e[negative] * out[negative]
+
+
+def _relu(x: np.ndarray, out: np.ndarray) -> None:
+    np.maximum(x, 0, out=out)
+
+
+def _tanh_grad(y: np.ndarray, dy: np.ndarray, out: np.ndarray) -> None:
+    np.multiply(y, y, out=out)
+    np.subtract(1, out, out=out)
+    np.multiply(out, dy, out=out)
+
+
+def _sigmoid_grad(y: np.ndarray, dy: np.ndarray, out: np.ndarray) -> None:
+    np.subtract(1, y, out=out)
+    np.multiply(out, y, out=out)
+    np.multiply(out, dy, out=out)
+
+
+def _relu_grad(y: np.ndarray, dy: np.ndarray, out: np.ndarray) -> None:
+    np.multiply(dy, y > 0, out=out)
+
+
+_ACTIVATION = {"tanh": lambda x, out: np.tanh(x, out=out), "sigmoid": _sigmoid, "relu": _relu}
+_ACTIVATION_GRAD = {"tanh": _tanh_grad, "sigmoid": _sigmoid_grad, "relu": _relu_grad}
+
+
+def _clip(p: np.ndarray) -> np.ndarray:
+    return np.clip(p, CLIP_EPSILON, 1 - CLIP_EPSILON)
+
+
+def _grad_difference(p, t, out):
+    np.subtract(p, t, out=out)
+
+
+def _grad_sign(p, t, out):
+    np.subtract(p, t, out=out)
+    np.sign(out, out=out)
+
+
+def _grad_cross_entropy(p, t, out):
+    np.divide(t, _clip(p), out=out)
+    np.negative(out, out=out)
+
+
+def _grad_binary_cross_entropy(p, t, out):
+    c = _clip(p)
+    np.subtract(c, t, out=out)
+    out /= c * (1 - c)
+
+
+_LOSS_GRAD = {
+    "difference": _grad_difference,
+    "sign": _grad_sign,
+    "cross_entropy": _grad_cross_entropy,
+    "binary_cross_entropy": _grad_binary_cross_entropy,
+}
+
+
+def _sum_squared(p, t):
+    d = (p - t).ravel()
+    return np.dot(d, d)
+
+
+def _sum_binary_cross_entropy(p, t):
+    c = _clip(p)
+    return -np.sum(t * np.log(c) + (1 - t) * np.log(1 - c))
+
+
+_LOSS_SUM = {
+    "squared": _sum_squared,
+    "absolute": lambda p, t: np.abs(p - t).sum(),
+    "cross_entropy": lambda p, t: -np.sum(t * np.log(_clip(p))),
+    "binary_cross_entropy": _sum_binary_cross_entropy,
+}
+
+_CORRECT = {
+    "binary": lambda p, t: np.count_nonzero((p > 0.5) == (t > 0.5)),
+    "categorical": lambda p, t: np.count_nonzero(p.argmax(axis=1) == t.argmax(axis=1)),
+}
+
+
+class NumpyBackend(Backend):
+    """numpy on the CPU, in float32 or float64."""
+
+    kind = "cpu"
+
+    def __init__(self, dtype: str | np.dtype = "float32"):
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"expected dtype 'float32' or 'float64'. Received: dtype={dtype!r}")
+        self._scratch: dict[tuple[int, ...], np.ndarray] = {}
+        self._buffers_created = 0
+
+    def __repr__(self) -> str:
+        return f"NumpyBackend(cpu, {self.dtype.name})"
+
+    @property
+    def name(self) -> str:
+        return f"cpu (numpy {np.__version__}, {self.dtype.name})"
+
+    def _tmp(self, like: np.ndarray) -> np.ndarray:
+        buf = self._scratch.get(like.shape)
+        if buf is None:
+            buf = self._scratch[like.shape] = np.empty(like.shape, self.dtype)
+        return buf
+
+    # ------------------------------------------------------------------ memory
+    def empty(self, shape: Sequence[int]) -> np.ndarray:
+        self._buffers_created += 1
+        return np.empty(tuple(shape), self.dtype)
+
+    def zeros(self, shape: Sequence[int]) -> np.ndarray:
+        self._buffers_created += 1
+        return np.zeros(tuple(shape), self.dtype)
+
+    def from_numpy(self, a: np.ndarray) -> np.ndarray:
+        self._buffers_created += 1
+        dtype = np.int32 if np.issubdtype(np.asarray(a).dtype, np.integer) else self.dtype
+        return np.array(a, dtype=dtype, order="C")
+
+    def dataset(self, a: np.ndarray) -> np.ndarray:
+        # Read-only rows for take_rows: no copy when a already fits.
+        return np.ascontiguousarray(a, dtype=self.dtype)
+
+    def to_numpy(self, a: np.ndarray) -> np.ndarray:
+        return np.array(a)
+
+    def write(self, dst: np.ndarray, a: np.ndarray) -> None:
+        np.copyto(dst, a, casting="same_kind")
+
+    def copy(self, src: np.ndarray, dst: np.ndarray) -> None:
+        np.copyto(dst, src)
+
+    def rows(self, a: np.ndarray, start: int, stop: int) -> np.ndarray:
+        return a[start:stop]
+
+    def take_rows(self, src: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
+        np.take(src, indices, axis=0, out=out)
+
+    # ----------------------------------------------------------- dense algebra
+    def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None) -> None:
+        np.matmul(a.T if transpose_a else a, b.T if transpose_b else b, out=out)
+        if bias is not None:
+            np.add(out, bias, out=out)
+
+    def sum_rows(self, x: np.ndarray, out: np.ndarray) -> None:
+        np.add.reduce(x, axis=0, out=out)
+
+    # ------------------------------------------------------------- activations
+    def activation(self, kind: str, x: np.ndarray, out: np.ndarray) -> None:
+        _ACTIVATION[kind](x, out)
+
+    def activation_grad(self, kind: str, y, dy, out) -> None:
+        _ACTIVATION_GRAD[kind](y, dy, out)
+
+    def softmax(self, x: np.ndarray, out: np.ndarray) -> None:
+        np.subtract(x, x.max(axis=1, keepdims=True), out=out)
+        np.exp(out, out=out)
+        out /= out.sum(axis=1, keepdims=True)
+
+    def softmax_grad(self, y, dy, out) -> None:
+        np.multiply(dy, y, out=out)
+        s = out.sum(axis=1, keepdims=True)
+        np.subtract(dy, s, out=out)
+        np.multiply(out, y, out=out)
+
+    # ------------------------------------------------------------------ losses
+    def loss_grad(self, kind: str, p, t, scale: float, out) -> None:
+        _LOSS_GRAD[kind](p, t, out)
+        out *= scale
+
+    def loss_sum(self, kind: str, p, t, scale: float, acc, index: int) -> None:
+        acc[index] += scale * _LOSS_SUM[kind](p, t)
+
+    def count_correct(self, kind: str, p, t, acc, index: int) -> None:
+        acc[index] += _CORRECT[kind](p, t)
+
+    # -------------------------------------------------------------- optimizers
+    def sgd_step(self, p, g, velocity, lr, momentum, nesterov) -> None:
+        step = self._tmp(p)
+        if velocity is None:
+            np.multiply(g, lr, out=step)
+        else:
+            velocity *= momentum
+            velocity += g
+            if nesterov:
+                np.multiply(velocity, momentum, out=step)
+                step += g
+                step *= lr
+            else:
+                np.multiply(velocity, lr, out=step)
+        p -= step
+
+    # The update orders follow ATen's kernels term by term: addcmul computes
+    # self + (value * t1) * t2 and addcdiv self + (value * t1) / t2.
+    def adagrad_step(self, p, g, sum_sq, lr, eps) -> None:
+        step = self._tmp(p)
+        np.multiply(g, g, out=step)
+        sum_sq += step
+        np.sqrt(sum_sq, out=step)
+        step += eps
+        np.divide(g * lr, step, out=step)
+        p -= step
+
+    def adam_step(self, p, g, m, v, step_size, beta1, beta2, eps, bias_correction2_sqrt) -> None:
+        step = self._tmp(p)
+        np.subtract(g, m, out=step)
+        step *= 1 - beta1
+        m += step
+        v *= beta2
+        np.multiply(g, 1 - beta2, out=step)
+        step *= g
+        v += step
+        np.sqrt(v, out=step)
+        step /= bias_correction2_sqrt
+        step += eps
+        np.divide(m * step_size, step, out=step)
+        p -= step
+
+    # -------------------------------------------------------------- scheduling
+    def stats(self) -> dict[str, int]:
+        return {
+            "submits": 0,
+            "readbacks": 0,
+            "bytes_read_back": 0,
+            "buffers_created": self._buffers_created,
+            "dispatches": 0,
+        }

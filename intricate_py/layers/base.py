@@ -1,0 +1,209 @@
+"""The Layer base class: shapes, parameters, reusable buffers."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..backends import Array, Backend, NumpyBackend
+
+Shape = tuple[int, ...]
+
+#: Every Layer subclass by class name, for rebuilding layers from files.
+LAYER_TYPES: dict[str, type["Layer"]] = {}
+
+
+class Parameter:
+    """A trainable array and the gradient ``back_propagate`` leaves for it."""
+
+    __slots__ = ("name", "value", "grad")
+
+    def __init__(self, name: str, value: Array, grad: Array):
+        self.name = name
+        self.value = value
+        self.grad = grad
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.name}, shape={tuple(self.value.shape)})"
+
+
+class Workspace:
+    """A layer's reusable per-batch buffers, one per name.
+
+    Each buffer holds ``rows`` rows; it grows when a larger batch arrives and
+    never shrinks, and the view of the current batch is kept, so a training
+    step allocates nothing once the first step has run.
+    """
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self._full: dict[str, Array] = {}
+        self._views: dict[str, Array] = {}
+
+    def get(self, name: str, rows: int, shape: Shape) -> Array:
+        view = self._views.get(name)
+        if view is not None and view.shape[0] == rows:
+            return view
+        full = self._full.get(name)
+        if full is None or full.shape[0] < rows:
+            full = self._full[name] = self.backend.empty((rows, *shape))
+        view = self._views[name] = self.backend.rows(full, 0, rows)
+        return view
+
+
+class Layer:
+    """A step of a network: ``forward`` maps inputs to outputs and
+    ``back_propagate`` maps dE/d(outputs) to dE/d(inputs), leaving the
+    gradients of the layer's parameters for the optimizer.
+
+    Subclasses declare hyperparameters in ``__init__``, compute their output
+    shape in :meth:`output_shape_for`, create parameters in
+    :meth:`create_parameters` and implement ``forward`` and
+    ``back_propagate``. Shapes are per sample: a batch adds a leading axis.
+    """
+
+    #: the name a file stores for this layer type; set for every subclass
+    type_name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.type_name = cls.__name__
+        LAYER_TYPES[cls.__name__] = cls
+
+    def __init__(self) -> None:
+        self.backend: Backend | None = None
+        self.input_shape: Shape | None = None
+        self.output_shape: Shape | None = None
+        self.params: dict[str, Parameter] = {}
+        self._workspace: Workspace | None = None
+
+    # ---------------------------------------------------------------- building
+    @property
+    def built(self) -> bool:
+        return self.backend is not None
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        """The per-sample output shape for ``input_shape``; raises ValueError
+        (saying what was expected) when the layer cannot take it."""
+        return input_shape
+
+    def create_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Initial values of the parameters, by name, drawn from ``rng``."""
+        return {}
+
+    def build(
+        self,
+        input_shape: Shape | int,
+        backend: Backend | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Shape:
+        """Fix the input shape, place the parameters on ``backend`` and return
+        the output shape. A layer that already holds parameters (loaded, or
+        built before) keeps their values and moves them to ``backend``."""
+        input_shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+        if self.input_shape is not None and self.input_shape != input_shape:
+            raise ValueError(
+                f"expects inputs of shape {_shape_text(self.input_shape)}, "
+                f"received {_shape_text(input_shape)}"
+            )
+        output_shape = self.output_shape_for(input_shape)
+        backend = backend or self.backend or NumpyBackend()
+        self.input_shape, self.output_shape = input_shape, output_shape
+        if self.params:
+            values = {name: self.backend.to_numpy(p.value) for name, p in self.params.items()}
+        else:
+            values = self.create_parameters(rng if rng is not None else np.random.default_rng())
+        self.backend = backend
+        self.params = {
+            name: Parameter(name, backend.from_numpy(v), backend.zeros(v.shape))
+            for name, v in values.items()
+        }
+        self._workspace = Workspace(backend)
+        return output_shape
+
+    def _build_for(self, x: Array) -> None:
+        """Build on first use from a batch, as Keras does."""
+        dtype = getattr(x, "dtype", np.float32)
+        self.build(tuple(x.shape[1:]), NumpyBackend(np.float64 if dtype == np.float64 else np.float32))
+
+    def _buffer(self, name: str, rows: int, shape: Shape) -> Array:
+        return self._workspace.get(name, rows, shape)
+
+    def _check_input(self, x: Array) -> None:
+        if not self.built:
+            self._build_for(x)
+        elif tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"{self!r} expects a batch of shape {_batch_shape_text(self.input_shape)}. "
+                f"Received: shape={tuple(x.shape)}"
+            )
+
+    # -------------------------------------------------------------- computing
+    def forward(self, x: Array) -> Array:
+        """Outputs for a batch ``x`` of shape (n, *input_shape).
+
+        The returned array is the layer's own buffer, reused by the next call.
+        """
+        raise NotImplementedError
+
+    def back_propagate(self, grad_output: Array) -> Array:
+        """dE/d(inputs) from dE/d(outputs) for the batch of the last ``forward``;
+        also leaves each parameter's gradient in ``param.grad``."""
+        raise NotImplementedError
+
+    def compute_gradients(self, grad_output: Array) -> None:
+        """Leave the parameter gradients without computing dE/d(inputs)
+        (what a model does for its first layer)."""
+        self.back_propagate(grad_output)
+
+    def _read(self, name: str) -> np.ndarray:
+        self._ensure_parameters()
+        return self.backend.to_numpy(self.params[name].value)
+
+    def _assign(self, name: str, value) -> None:
+        self._ensure_parameters()
+        param = self.params[name]
+        array = np.asarray(value, dtype=np.float64)
+        if array.shape != tuple(param.value.shape):
+            raise ValueError(
+                f"{self!r} expects {name} of shape {tuple(param.value.shape)}. "
+                f"Received: shape={array.shape}"
+            )
+        if not np.isfinite(array).all():
+            raise ValueError(f"{self!r} expects finite values for {name}. Received NaN or inf")
+        self.backend.write(param.value, array)
+
+    def _ensure_parameters(self) -> None:
+        if self.built:
+            return
+        if self.input_shape is None:
+            raise ValueError(
+                f"{self!r} has no parameters yet: they are made once its input shape is "
+                "known (give input_size, put it in a Model, or call forward once)"
+            )
+        self.build(self.input_shape)
+
+    # ------------------------------------------------------------ description
+    @property
+    def parameters(self) -> list[Parameter]:
+        return list(self.params.values())
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(int(np.prod(p.value.shape)) for p in self.params.values())
+
+    def get_config(self) -> dict[str, Any]:
+        """The hyperparameters that ``type(self)(**config)`` rebuilds the layer from."""
+        return {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _shape_text(shape: Shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _batch_shape_text(shape: Shape) -> str:
+    return "(" + ", ".join(["n", *(str(s) for s in shape)]) + ")"
