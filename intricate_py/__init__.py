@@ -4,6 +4,7 @@ through wgpu-py, with a numpy CPU fallback."""
 __version__ = "0.1.0"
 
 from .backends import select_backend
+from .device_choice import devices
 from .model import Model
 from .training import History, HaltingCondition, MinAccuracyReached, MinLossReached
 from . import layers, losses, optimizers
@@ -18,5 +19,6 @@ __all__ = [
     "losses",
     "optimizers",
     "select_backend",
+    "devices",
     "__version__",
 ]

@@ -141,7 +141,7 @@ class Model:
         out = np.empty((len(x), *self.output_shape), self.dtype)
         for start in range(0, len(x), chunk):
             stop = min(start + chunk, len(x))
-            xb = self._workspace.get("input", stop - start, self.input_shape)
+            xb = self._workspace.get("x", stop - start, self.input_shape)
             self.backend.write(xb, x[start:stop])
             out[start:stop] = self.backend.to_numpy(self._forward(xb))
         return out
@@ -152,7 +152,7 @@ class Model:
         x, t = self._data(x, y, loss)
         chunk = _checks.positive_int(batch_size or PREDICT_BATCH, "batch_size")
         acc = self.backend.zeros((2,))
-        data = _DeviceData(self.backend, x, t, min(chunk, len(x)))
+        data = _DeviceData(self, x, t, min(chunk, len(x)))
         self._accumulate_metrics(data, loss, acc, 0)
         loss_sum, correct = (float(v) for v in self.backend.to_numpy(acc))
         return {"loss": loss_sum / len(x), "accuracy": correct / self._accuracy_count(loss, len(x))}
@@ -224,9 +224,9 @@ class Model:
                 f"Received: monitor={halting_condition.monitor!r}"
             )
         batch = min(batch_size, len(x))
-        data = _DeviceData(self.backend, x, t, batch)
+        data = _DeviceData(self, x, t, batch)
         if validation_data is not None:
-            val = _DeviceData(self.backend, xv, tv, min(batch, len(xv)))
+            val = _DeviceData(self, xv, tv, min(batch, len(xv)))
         self.optimizer.bind(self.backend, self.parameters)
         shuffling = shuffle and data.steps > 1
 
@@ -290,16 +290,18 @@ class Model:
 class _DeviceData:
     """Samples and targets on the device, and the batches gathered from them.
 
-    Batch buffers and their views are made once; shuffling rewrites only the
-    row order, so an epoch allocates nothing.
+    The batch buffers come from the model's workspace, so every fit, evaluate
+    and predict reuses them; their views are made once, and shuffling
+    rewrites only the row order, so an epoch allocates nothing.
     """
 
-    def __init__(self, backend: Backend, x: np.ndarray, t: np.ndarray, batch: int):
+    def __init__(self, model: Model, x: np.ndarray, t: np.ndarray, batch: int):
+        backend = model.backend
         self.backend, self.n, self.batch = backend, len(x), batch
         self.x, self.t = backend.dataset(x), backend.dataset(t)
         self.order = backend.from_numpy(np.arange(self.n, dtype=np.int32))
-        xb = backend.empty((batch, *x.shape[1:]))
-        tb = backend.empty((batch, *t.shape[1:]))
+        xb = model._workspace.get("x", batch, x.shape[1:])
+        tb = model._workspace.get("t", batch, t.shape[1:])
         self._views = [
             (backend.rows(self.order, s, min(s + batch, self.n)),
              backend.rows(xb, 0, min(batch, self.n - s)),
@@ -373,6 +375,7 @@ class _Run:
             )
 
     def step_done(self) -> None:
+        self.backend.end_step()
         self.step += 1
         if self.verbose == 1:
             self.bar.update(1)

@@ -18,6 +18,9 @@ def xor_model(**kwargs):
     return Model([Dense(3), TanH(), Dense(1), TanH()], input_size=2, **{"device": "cpu", "seed": 0, **kwargs})
 
 
+# Tests taking `device` run on the numpy backend and on the GPU.
+
+
 def blobs(n=120, classes=3, features=4, seed=0):
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(classes, features)) * 3
@@ -26,8 +29,8 @@ def blobs(n=120, classes=3, features=4, seed=0):
 
 
 # ----------------------------------------------------------------- training
-def test_xor_converges():
-    model = xor_model()
+def test_xor_converges(device):
+    model = xor_model(device=device)
     history = model.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=5000,
                         batch_size=4, halting_condition=MinLossReached(0.01))
     assert history.history["loss"][-1] <= 0.01
@@ -39,22 +42,22 @@ def test_xor_converges():
     assert model.evaluate(XOR_X, XOR_Y)["accuracy"] == 1.0
 
 
-def test_same_seed_gives_bit_identical_weights():
+def test_same_seed_gives_bit_identical_weights(device):
     x, y = blobs()
     runs = []
     for _ in range(2):
-        model = Model([Dense(8), ReLU(), Dense(3), Softmax()], input_size=4, device="cpu", seed=42)
+        model = Model([Dense(8), ReLU(), Dense(3), Softmax()], input_size=4, device=device, seed=42)
         model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=Adam(0.01), epochs=3, batch_size=16)
-        runs.append([np.array(p.value) for p in model.parameters])
+        runs.append([model.device.to_numpy(p.value) for p in model.parameters])
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
-    other = Model([Dense(8), ReLU(), Dense(3), Softmax()], input_size=4, device="cpu", seed=43)
+    other = Model([Dense(8), ReLU(), Dense(3), Softmax()], input_size=4, device=device, seed=43)
     assert not np.array_equal(other.layers[0].weights, runs[0][0])
 
 
-def test_history_has_validation_metrics_and_learns_blobs():
+def test_history_has_validation_metrics_and_learns_blobs(device):
     x, y = blobs(300)
-    model = Model([Dense(16), ReLU(), Dense(3), Softmax()], device="cpu", seed=1)
+    model = Model([Dense(16), ReLU(), Dense(3), Softmax()], device=device, seed=1)
     history = model.fit(x[:240], y[:240], loss=CategoricalCrossEntropy(), optimizer=SGD(0.1, momentum=0.9),
                         epochs=5, batch_size=32, validation_data=(x[240:], y[240:]))
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
@@ -79,9 +82,9 @@ def test_epoch_loss_is_the_sample_weighted_mean_of_batch_losses():
     np.testing.assert_allclose(model.layers[0].weights, before[0], rtol=1e-9)
 
 
-def test_min_accuracy_halting_and_callbacks():
+def test_min_accuracy_halting_and_callbacks(device):
     x, y = blobs(200)
-    model = Model([Dense(8), ReLU(), Dense(3), Softmax()], device="cpu", seed=2)
+    model = Model([Dense(8), ReLU(), Dense(3), Softmax()], device=device, seed=2)
     history = model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=Adam(0.05), epochs=200,
                         batch_size=50, halting_condition=MinAccuracyReached(0.95))
     assert history.history["accuracy"][-1] >= 0.95 > max(history.history["accuracy"][:-1], default=0)
@@ -114,12 +117,12 @@ def test_zero_epochs_trains_nothing():
 
 
 @pytest.mark.parametrize("watch_every_epoch", [True, False])
-def test_nan_loss_stops_training_and_keeps_last_good_weights(watch_every_epoch):
+def test_nan_loss_stops_training_and_keeps_last_good_weights(watch_every_epoch, device):
     """The weights kept are exactly those of a twin model trained for the
     epochs that stayed finite (same seed, so the same shuffles)."""
     x, y = blobs(64)
     y = y.astype(float)
-    a, b = (Model([Dense(8), ReLU(), Dense(1)], input_size=4, device="cpu", seed=0) for _ in range(2))
+    a, b = (Model([Dense(8), ReLU(), Dense(1)], input_size=4, device=device, seed=0) for _ in range(2))
     callbacks = [lambda epoch, logs: None] if watch_every_epoch else []
     # the loss grows each epoch with this learning rate, reaching inf after a few
     with pytest.warns(RuntimeWarning, match=r"learning rate \(0.08\) is probably too large"):
@@ -131,7 +134,7 @@ def test_nan_loss_stops_training_and_keeps_last_good_weights(watch_every_epoch):
     assert f"weights from the end of epoch {good}" in history.stop_reason
     b.fit(x, y * 50, loss=MeanSquared(), optimizer=SGD(0.08), epochs=good, batch_size=64)
     for pa, pb in zip(a.parameters, b.parameters):
-        np.testing.assert_array_equal(pa.value, pb.value)
+        np.testing.assert_array_equal(a.device.to_numpy(pa.value), b.device.to_numpy(pb.value))
 
 
 def test_float64_and_lists_work():
@@ -141,15 +144,15 @@ def test_float64_and_lists_work():
     assert model.layers[0].weights.dtype == np.float64
 
 
-def test_binary_cross_entropy_with_sigmoid_trains():
+def test_binary_cross_entropy_with_sigmoid_trains(device):
     x, y = blobs(200, classes=2)
-    model = Model([Dense(8), TanH(), Dense(1), Sigmoid()], device="cpu", seed=0)
+    model = Model([Dense(8), TanH(), Dense(1), Sigmoid()], device=device, seed=0)
     history = model.fit(x, y, loss=BinaryCrossEntropy(), optimizer=Adam(0.02), epochs=30, batch_size=20)
     assert history.history["accuracy"][-1] > 0.95
 
 
-def test_predict_single_sample_and_batches():
-    model = xor_model()
+def test_predict_single_sample_and_batches(device):
+    model = xor_model(device=device)
     full = model.predict(XOR_X)
     assert model.predict([1, 0]).shape == (1, 1)
     np.testing.assert_array_equal(model.predict([1, 0]), full[2:3])
@@ -218,8 +221,8 @@ def test_dense_rejects_bad_arguments(kwargs, match):
     ],
     ids=["width", "lengths", "nan", "inf", "empty", "ragged", "strings", "target-width"],
 )
-def test_fit_rejects_bad_data(x, y, match):
-    model = xor_model()
+def test_fit_rejects_bad_data(x, y, match, device):
+    model = xor_model(device=device)
     with pytest.raises(ValueError, match=match):
         model.fit(x, y, loss=MeanSquared(), optimizer=SGD(0.1))
 
@@ -294,8 +297,8 @@ def test_model_rejects_bad_construction():
         Model([Dense(2)], input_size=0)
 
 
-def test_weights_read_and_assign_with_checks():
-    model = xor_model()
+def test_weights_read_and_assign_with_checks(device):
+    model = xor_model(device=device)
     dense = model.layers[0]
     w = np.arange(6, dtype=float).reshape(2, 3) / 10
     dense.weights = w

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
+from .. import device_choice
 from .base import Array, Backend
 from .numpy_backend import NumpyBackend
 
-DEVICES = ("auto", "cpu", "gpu")
-
 
 def select_backend(device: "str | Backend" = "auto", dtype: str = "float32") -> Backend:
-    """The backend for ``device``: "cpu" (numpy), "gpu" (wgpu) or "auto".
-
-    "auto" (the default, or ``INTRICATE_DEVICE``) takes a hardware GPU and
-    otherwise the CPU.
+    """The backend for ``device``: "cpu" (numpy), "gpu" (wgpu) or "auto"
+    (a hardware GPU if there is one, else the CPU; see :mod:`intricate_py.device_choice`).
     """
     if isinstance(device, Backend):
         if device.dtype != np.dtype(dtype):
@@ -24,17 +19,17 @@ def select_backend(device: "str | Backend" = "auto", dtype: str = "float32") -> 
                 f"expected a backend of dtype {dtype}. Received: {device!r} ({device.dtype})"
             )
         return device
-    if device == "auto":
-        device = os.environ.get("INTRICATE_DEVICE", "auto") or "auto"
-        if device not in DEVICES:
-            raise ValueError(
-                f"expected INTRICATE_DEVICE among {DEVICES}. Received: INTRICATE_DEVICE={device!r}"
-            )
-    if device not in DEVICES:
-        raise ValueError(f"expected device among {DEVICES}. Received: device={device!r}")
-    if device in ("cpu", "auto"):
+    if not isinstance(device, str):
+        raise ValueError(f"expected device among {device_choice.CHOICES}. Received: device={device!r}")
+    if device_choice.resolve(device) == "cpu":
         return NumpyBackend(dtype)
-    raise ValueError("device='gpu' is not available yet")
+    if np.dtype(dtype) != np.float32:
+        raise ValueError(
+            f"expected dtype 'float32' on the GPU (WGSL has no float64). Received: dtype={dtype!r}"
+        )
+    from .wgpu_backend import WgpuBackend
+
+    return WgpuBackend.for_adapter(device_choice.best_adapter())
 
 
 __all__ = ["Array", "Backend", "NumpyBackend", "select_backend"]

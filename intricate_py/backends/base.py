@@ -29,7 +29,7 @@ activations                ``activation``, ``activation_grad``, ``softmax``,
                            ``softmax_grad``
 losses                     ``loss_grad``, ``loss_sum``, ``count_correct``
 optimizers                 ``sgd_step``, ``adagrad_step``, ``adam_step``
-scheduling                 ``flush``, ``stats``
+scheduling                 ``flush``, ``end_step``, ``stats``
 =========================  ===============================================
 """
 
@@ -131,7 +131,7 @@ class Backend(abc.ABC):
     def activation_grad(self, kind: str, y: Array, dy: Array, out: Array) -> None:
         """``out = dy * f'(x)`` written from the saved output ``y = f(x)``.
 
-        tanh: 1 - y², sigmoid: y(1 - y), relu: 1 where y > 0 else 0.
+        tanh: (1 - y)(1 + y), sigmoid: y(1 - y), relu: 1 where y > 0 else 0.
         """
 
     @abc.abstractmethod
@@ -208,6 +208,10 @@ class Backend(abc.ABC):
     # -------------------------------------------------------------- scheduling
     def flush(self) -> None:
         """Start the work recorded so far (the GPU submits; numpy has none)."""
+
+    def end_step(self) -> None:
+        """A training step ended: the backend may start the work recorded so
+        far (the GPU submits once several steps have gathered)."""
 
     @abc.abstractmethod
     def stats(self) -> dict[str, int]:

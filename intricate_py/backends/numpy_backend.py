@@ -28,8 +28,9 @@ def _relu(x: np.ndarray, out: np.ndarray) -> None:
 
 
 def _tanh_grad(y: np.ndarray, dy: np.ndarray, out: np.ndarray) -> None:
-    np.multiply(y, y, out=out)
-    np.subtract(1, out, out=out)
+    # (1 - y)(1 + y) rather than 1 - y², which cancels when y is near ±1
+    np.subtract(1, y, out=out)
+    np.multiply(out, 1 + y, out=out)
     np.multiply(out, dy, out=out)
 
 

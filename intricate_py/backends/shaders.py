@@ -1,0 +1,122 @@
+"""WGSL kernel files: finding them, reading their declarations, compiling them.
+
+Each file in ``shaders/`` is one kernel family. Its ``@group(0) @binding(n)``
+declarations give the bind group layout shared by its entry points (binding 0
+is always ``params``, a uniform struct read at a dynamic offset), and its
+``struct Params`` gives the fields a dispatch packs, in order. Nothing about a
+kernel is written down twice.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import wgpu
+
+_BINDING = re.compile(
+    r"@group\(0\)\s*@binding\((\d+)\)\s*var<(uniform|storage)(?:,\s*(read|read_write))?>\s*(\w+)\s*:"
+)
+_PARAMS = re.compile(r"struct\s+Params\s*\{(.*?)\}", re.S)
+_FIELD = re.compile(r"(\w+)\s*:\s*(u32|i32|f32)")
+_ENTRY = re.compile(r"@compute\s*@workgroup_size\(([^)]*)\)\s*fn\s+(\w+)")
+_FORMAT = {"u32": "I", "i32": "i", "f32": "f"}
+
+
+def shader_dir() -> Path:
+    """The folder of .wgsl files: inside the installed package (a wheel), or
+    at the top of the source tree (an editable install or a checkout)."""
+    here = Path(__file__).resolve().parent.parent  # intricate_py/
+    for candidate in (here / "shaders", here.parent / "shaders"):
+        if (candidate / "matmul.wgsl").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no WGSL shaders found in {here / 'shaders'} or {here.parent / 'shaders'}: "
+        "reinstall intricate-py"
+    )
+
+
+@dataclass
+class KernelFile:
+    """One parsed .wgsl file."""
+
+    name: str
+    source: str
+    #: (binding index, "uniform" | "read" | "read_write", variable name), in order
+    bindings: list[tuple[int, str, str]]
+    #: Params fields in order, and the struct that packs them
+    fields: list[str]
+    packer: struct.Struct
+    #: entry point -> workgroup size (x, y, z)
+    entries: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> "KernelFile":
+        source = path.read_text(encoding="utf-8")
+        bindings = [
+            (int(i), "uniform" if space == "uniform" else access or "read", name)
+            for i, space, access, name in _BINDING.findall(source)
+        ]
+        if not bindings or bindings[0][:2] != (0, "uniform"):
+            raise ValueError(f"{path.name}: binding 0 must be the uniform params")
+        params = _PARAMS.search(source)
+        if params is None:
+            raise ValueError(f"{path.name}: no struct Params")
+        fields = _FIELD.findall(params.group(1))
+        packer = struct.Struct("<" + "".join(_FORMAT[t] for _, t in fields))
+        entries = {}
+        for size, name in _ENTRY.findall(source):
+            dims = [int(s.strip().rstrip("u")) for s in size.split(",")]
+            entries[name] = tuple(dims + [1] * (3 - len(dims)))
+        return cls(path.stem, source, bindings, [f for f, _ in fields], packer, entries)
+
+
+class Kernels:
+    """Every kernel file compiled for one device: a bind group layout per
+    file and a pipeline per entry point, made once."""
+
+    def __init__(self, device: "wgpu.GPUDevice", folder: Path | None = None):
+        self.device = device
+        self.files: dict[str, KernelFile] = {}
+        self.layouts: dict[str, object] = {}
+        self.modules: dict[str, object] = {}
+        self.pipelines: dict[str, object] = {}
+        self.entry_file: dict[str, KernelFile] = {}
+        for path in sorted((folder or shader_dir()).glob("*.wgsl")):
+            kernel = KernelFile.read(path)
+            self.files[kernel.name] = kernel
+            for entry in kernel.entries:
+                self.entry_file[entry] = kernel
+
+    def _layout(self, kernel: KernelFile):
+        if kernel.name not in self.layouts:
+            types = {"uniform": "uniform", "read": "read-only-storage", "read_write": "storage"}
+            entries = []
+            for index, access, _ in kernel.bindings:
+                buffer = {"type": types[access]}
+                if access == "uniform":
+                    buffer.update(has_dynamic_offset=True, min_binding_size=kernel.packer.size)
+                entries.append({"binding": index, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": buffer})
+            self.layouts[kernel.name] = self.device.create_bind_group_layout(entries=entries)
+        return self.layouts[kernel.name]
+
+    def pipeline(self, entry: str):
+        """The compute pipeline of ``entry`` (compiled on first use)."""
+        pipeline = self.pipelines.get(entry)
+        if pipeline is None:
+            kernel = self.entry_file[entry]
+            module = self.modules.get(kernel.name)
+            if module is None:
+                module = self.modules[kernel.name] = self.device.create_shader_module(
+                    label=kernel.name, code=kernel.source
+                )
+            layout = self.device.create_pipeline_layout(bind_group_layouts=[self._layout(kernel)])
+            pipeline = self.pipelines[entry] = self.device.create_compute_pipeline(
+                label=entry, layout=layout, compute={"module": module, "entry_point": entry}
+            )
+        return pipeline
+
+    def layout(self, entry: str):
+        return self._layout(self.entry_file[entry])

@@ -1,0 +1,447 @@
+"""The GPU backend: every operation of :mod:`intricate_py.backends.base` as a
+WGSL compute kernel dispatched through wgpu-py.
+
+How work reaches the device:
+
+* Arrays are views (element offset + shape) into pooled storage buffers. A
+  buffer whose last array is gone returns to the pool; a later array of the
+  same size takes it back, so repeated fits and predictions create none.
+* Every dispatch packs its parameters into a slot of one uniform "arena"
+  buffer and binds it at a dynamic offset; bind groups bind whole buffers
+  and are cached per (kernel file, buffers).
+* Dispatches are recorded into one open command encoder. ``end_step`` submits
+  once enough work has gathered (several training steps a submission);
+  reading a result (``to_numpy``), or writing host data into a buffer that
+  recorded work may still use, submits first. Readbacks go through one
+  reused staging buffer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import weakref
+from typing import Sequence
+
+import numpy as np
+import wgpu
+
+from ..device_choice import Adapter
+from .base import Backend
+from .shaders import Kernels
+
+_USAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
+_ROUND = 256  # buffer sizes are rounded up to this many bytes, for reuse
+_MAX_GROUPS = 65535  # workgroups per dispatch dimension
+
+ACTIVATION_KIND = {"tanh": 0, "sigmoid": 1, "relu": 2}
+LOSS_GRAD_KIND = {"difference": 0, "sign": 1, "cross_entropy": 2, "binary_cross_entropy": 3}
+LOSS_SUM_KIND = {"squared": 0, "absolute": 1, "cross_entropy": 2, "binary_cross_entropy": 3}
+CORRECT_KIND = {"binary": 0, "categorical": 1}
+
+
+class _Allocation:
+    """One storage buffer lent from the pool; returned when no array uses it."""
+
+    __slots__ = ("buffer", "nbytes", "serial", "__weakref__")
+
+    def __init__(self, buffer, nbytes: int, serial: int):
+        self.buffer, self.nbytes, self.serial = buffer, nbytes, serial
+
+
+class GPUArray:
+    """``shape`` elements of ``dtype`` (float32 or int32) from element
+    ``offset`` of a storage buffer."""
+
+    __slots__ = ("alloc", "offset", "shape", "size", "dtype")
+
+    def __init__(self, alloc: _Allocation, offset: int, shape: tuple[int, ...], dtype):
+        self.alloc, self.offset, self.shape = alloc, offset, shape
+        self.size = math.prod(shape)
+        self.dtype = dtype
+
+    def __repr__(self) -> str:
+        return f"GPUArray(shape={self.shape}, dtype={np.dtype(self.dtype).name})"
+
+
+class GPUDataset:
+    """Rows too many for one storage binding, split over several buffers:
+    ``chunks`` of (array, first row, end row). Only ``take_rows`` reads it."""
+
+    def __init__(self, chunks: list[tuple[GPUArray, int, int]], shape: tuple[int, ...]):
+        self.chunks, self.shape = chunks, shape
+
+
+class WgpuBackend(Backend):
+    """float32 arrays and kernels on one wgpu adapter; one instance per adapter."""
+
+    kind = "gpu"
+    #: a submission goes out at the end of a step once this many dispatches wait
+    DISPATCHES_PER_SUBMIT = 256
+    #: slots in the uniform arena (a fuller arena submits)
+    ARENA_SLOTS = 4096
+    #: pooled bytes kept for reuse beyond which freed buffers are destroyed
+    POOL_BYTES = 1 << 30
+
+    _instances: dict[int, "WgpuBackend"] = {}
+
+    @classmethod
+    def for_adapter(cls, adapter: Adapter) -> "WgpuBackend":
+        key = id(adapter.handle)
+        if key not in cls._instances:
+            cls._instances[key] = cls(adapter)
+        return cls._instances[key]
+
+    def __init__(self, adapter: Adapter):
+        self.adapter = adapter
+        self.dtype = np.dtype(np.float32)
+        self.device = adapter.handle.request_device_sync()  # the adapter's own limits
+        self.queue = self.device.queue
+        limits = self.device.limits
+        self.max_binding_bytes = int(limits["max-storage-buffer-binding-size"])
+        self.kernels = Kernels(self.device)
+        align = int(limits["min-uniform-buffer-offset-alignment"])
+        biggest = max(k.packer.size for k in self.kernels.files.values())
+        self._slot = -(-biggest // align) * align
+        self._arena = bytearray(self._slot * self.ARENA_SLOTS)
+        self._arena_buffer = self.device.create_buffer(
+            size=len(self._arena), usage=wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.COPY_DST
+        )
+        self._arena_used = 0
+        self._encoder = None
+        self._pass = None
+        self._pass_pipeline = None
+        self._pending = 0
+        self._serials = itertools.count()
+        self._pool: dict[int, list[tuple[object, int]]] = {}
+        self._pool_bytes = 0
+        self._bind_groups: dict[tuple, object] = {}
+        self._bind_groups_of: dict[int, list[tuple]] = {}  # serial -> cache keys using it
+        self._staging = None
+        self._counters = dict.fromkeys(
+            ("submits", "readbacks", "bytes_read_back", "buffers_created", "dispatches",
+             "uploads", "bytes_uploaded"), 0
+        )
+        # distinct stand-ins for bindings an entry point leaves unused
+        self._dummies = [self._create(16) for _ in range(8)]
+
+    def __repr__(self) -> str:
+        return f"WgpuBackend({self.adapter})"
+
+    @property
+    def name(self) -> str:
+        return f"gpu: {self.adapter}"
+
+    # ------------------------------------------------------------ buffers
+    def _create(self, nbytes: int):
+        self._counters["buffers_created"] += 1
+        return self.device.create_buffer(size=nbytes, usage=_USAGE)
+
+    def _allocate(self, nbytes: int) -> _Allocation:
+        if nbytes > self.max_binding_bytes:
+            raise ValueError(
+                f"an array of {nbytes:,} bytes is larger than the device's largest storage "
+                f"binding ({self.max_binding_bytes:,} bytes): use a smaller batch_size"
+            )
+        size = max(_ROUND, -(-nbytes // _ROUND) * _ROUND)
+        free = self._pool.get(size)
+        if free:
+            buffer, serial = free.pop()
+            self._pool_bytes -= size
+        else:
+            buffer, serial = self._create(size), next(self._serials)
+        alloc = _Allocation(buffer, size, serial)
+        weakref.finalize(alloc, self._release, buffer, size, serial)
+        return alloc
+
+    def _release(self, buffer, size: int, serial: int) -> None:
+        if self._pool_bytes + size > self.POOL_BYTES:
+            for key in self._bind_groups_of.pop(serial, ()):
+                self._bind_groups.pop(key, None)
+            buffer.destroy()
+            return
+        self._pool.setdefault(size, []).append((buffer, serial))
+        self._pool_bytes += size
+
+    def _new(self, shape: Sequence[int], dtype=np.float32) -> GPUArray:
+        shape = tuple(int(s) for s in shape)
+        return GPUArray(self._allocate(4 * math.prod(shape)), 0, shape, np.dtype(dtype))
+
+    # ------------------------------------------------------------ recording
+    def _open_pass(self):
+        if self._encoder is None:
+            self._encoder = self.device.create_command_encoder()
+        if self._pass is None:
+            self._pass = self._encoder.begin_compute_pass()
+            self._pass_pipeline = None
+        return self._pass
+
+    def _close_pass(self):
+        """End the compute pass (for copies); returns the open encoder."""
+        if self._pass is not None:
+            self._pass.end()
+            self._pass = None
+        if self._encoder is None:
+            self._encoder = self.device.create_command_encoder()
+        return self._encoder
+
+    def _bind_group(self, entry: str, arrays: Sequence[GPUArray | None]):
+        kernel = self.kernels.entry_file[entry]
+        buffers = [a.alloc if a is not None else None for a in arrays]
+        key = (kernel.name, *(b.serial if b is not None else -1 - i for i, b in enumerate(buffers)))
+        group = self._bind_groups.get(key)
+        if group is None:
+            entries = [{"binding": 0, "resource": {"buffer": self._arena_buffer, "offset": 0,
+                                                   "size": kernel.packer.size}}]
+            for (index, _, _), b, i in zip(kernel.bindings[1:], buffers, itertools.count()):
+                buffer = b.buffer if b is not None else self._dummies[i]
+                entries.append({"binding": index, "resource": {"buffer": buffer}})
+            group = self._bind_groups[key] = self.device.create_bind_group(
+                layout=self.kernels.layout(entry), entries=entries
+            )
+            for b in buffers:
+                if b is not None:
+                    self._bind_groups_of.setdefault(b.serial, []).append(key)
+        return group
+
+    def _dispatch(self, entry: str, groups: tuple[int, int], arrays: Sequence[GPUArray | None], **params) -> None:
+        kernel = self.kernels.entry_file[entry]
+        if self._arena_used + self._slot > len(self._arena):
+            self.flush()
+        offset = self._arena_used
+        kernel.packer.pack_into(self._arena, offset, *(params.get(f, 0) for f in kernel.fields))
+        self._arena_used += self._slot
+        group = self._bind_group(entry, arrays)
+        compute = self._open_pass()
+        pipeline = self.kernels.pipeline(entry)
+        if pipeline is not self._pass_pipeline:
+            compute.set_pipeline(pipeline)
+            self._pass_pipeline = pipeline
+        compute.set_bind_group(0, group, [offset])
+        compute.dispatch_workgroups(groups[0], groups[1], 1)
+        self._pending += 1
+        self._counters["dispatches"] += 1
+
+    @staticmethod
+    def _grid(count: int, per_group: int = 256) -> tuple[int, int]:
+        """Workgroups for ``count`` invocations, as (x, y) with x ≤ 65535."""
+        groups = max(1, -(-count // per_group))
+        x = min(groups, _MAX_GROUPS)
+        return x, -(-groups // x)
+
+    def flush(self) -> None:
+        if self._encoder is None:
+            return
+        self._close_pass()
+        if self._arena_used:
+            self.queue.write_buffer(self._arena_buffer, 0, self._arena, 0, self._arena_used)
+        self.queue.submit([self._encoder.finish()])
+        self._encoder, self._arena_used, self._pending = None, 0, 0
+        self._counters["submits"] += 1
+
+    def end_step(self) -> None:
+        if self._pending >= self.DISPATCHES_PER_SUBMIT:
+            self.flush()
+
+    def synchronize(self) -> None:
+        """Wait until every recorded dispatch has run (a 4-byte readback)."""
+        self.to_numpy(GPUArray(_Allocation(self._dummies[0], 16, -1), 0, (1,), np.float32))
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._counters)
+
+    # ------------------------------------------------------------------ memory
+    def empty(self, shape: Sequence[int]) -> GPUArray:
+        return self._new(shape)
+
+    def zeros(self, shape: Sequence[int]) -> GPUArray:
+        a = self._new(shape)
+        if a.size:
+            self._close_pass().clear_buffer(a.alloc.buffer, 0, a.alloc.nbytes)
+        return a
+
+    def _upload(self, dst: GPUArray, host: np.ndarray) -> None:
+        # queue.write_buffer lands before every recorded dispatch: submit those first
+        if self._encoder is not None:
+            self.flush()
+        if host.nbytes:
+            self.queue.write_buffer(dst.alloc.buffer, 4 * dst.offset, host)
+        self._counters["uploads"] += 1
+        self._counters["bytes_uploaded"] += host.nbytes
+
+    def from_numpy(self, a: np.ndarray) -> GPUArray:
+        a = np.asarray(a)
+        dtype = np.int32 if np.issubdtype(a.dtype, np.integer) else np.float32
+        host = np.ascontiguousarray(a, dtype=dtype)
+        out = self._new(host.shape, dtype)
+        self._upload(out, host)
+        return out
+
+    def dataset(self, a: np.ndarray) -> GPUArray | GPUDataset:
+        host = np.ascontiguousarray(a, dtype=np.float32)
+        row_bytes = max(4, host[:1].nbytes)
+        per_chunk = self.max_binding_bytes // row_bytes
+        if per_chunk == 0:
+            raise ValueError(
+                f"one sample of {row_bytes:,} bytes is larger than the device's largest "
+                f"storage binding ({self.max_binding_bytes:,} bytes)"
+            )
+        if len(host) <= per_chunk:
+            return self.from_numpy(host)
+        chunks = [
+            (self.from_numpy(host[s : s + per_chunk]), s, min(s + per_chunk, len(host)))
+            for s in range(0, len(host), per_chunk)
+        ]
+        return GPUDataset(chunks, host.shape)
+
+    def to_numpy(self, a: GPUArray) -> np.ndarray:
+        nbytes = 4 * a.size
+        if nbytes == 0:
+            return np.empty(a.shape, a.dtype)
+        if self._staging is None or self._staging.size < nbytes:
+            size = 1 << max(12, (nbytes - 1).bit_length())
+            self._staging = self.device.create_buffer(
+                size=size, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
+            )
+            self._counters["buffers_created"] += 1
+        self._close_pass().copy_buffer_to_buffer(a.alloc.buffer, 4 * a.offset, self._staging, 0, nbytes)
+        self.flush()
+        self._staging.map_sync(wgpu.MapMode.READ, 0, nbytes)
+        try:
+            data = self._staging.read_mapped(0, nbytes)
+        finally:
+            self._staging.unmap()
+        self._counters["readbacks"] += 1
+        self._counters["bytes_read_back"] += nbytes
+        return np.frombuffer(data, dtype=a.dtype).reshape(a.shape)
+
+    def write(self, dst: GPUArray, a: np.ndarray) -> None:
+        host = np.ascontiguousarray(a, dtype=dst.dtype)
+        if host.size != dst.size:
+            raise ValueError(f"write needs data of shape {dst.shape}. Received: {host.shape}")
+        self._upload(dst, host)
+
+    def copy(self, src: GPUArray, dst: GPUArray) -> None:
+        if src.size != dst.size:
+            raise ValueError(f"copy needs equal sizes. Received: {src.shape} and {dst.shape}")
+        if src.alloc is dst.alloc:
+            raise ValueError("copy within one buffer is not supported")
+        if src.size:
+            self._close_pass().copy_buffer_to_buffer(
+                src.alloc.buffer, 4 * src.offset, dst.alloc.buffer, 4 * dst.offset, 4 * src.size
+            )
+
+    def rows(self, a: GPUArray, start: int, stop: int) -> GPUArray:
+        row = math.prod(a.shape[1:])
+        return GPUArray(a.alloc, a.offset + start * row, (stop - start, *a.shape[1:]), a.dtype)
+
+    def take_rows(self, src, indices: GPUArray, out: GPUArray) -> None:
+        chunks = src.chunks if isinstance(src, GPUDataset) else [(src, 0, src.shape[0])]
+        row_len = math.prod(out.shape[1:])
+        for chunk, lo, hi in chunks:
+            self._dispatch(
+                "take_rows", self._grid(out.size), (chunk, indices, out),
+                count=out.size, row_len=row_len, src_off=chunk.offset, idx_off=indices.offset,
+                out_off=out.offset, row_lo=lo, row_hi=hi,
+            )
+
+    # ----------------------------------------------------------- dense algebra
+    def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None) -> None:
+        m, k = a.shape[::-1] if transpose_a else a.shape
+        k2, n = b.shape[::-1] if transpose_b else b.shape
+        if k != k2 or out.shape != (m, n) or (bias is not None and bias.size != n):
+            raise ValueError(
+                f"matmul shapes do not fit: op(a) {(m, k)}, op(b) {(k2, n)}, out {out.shape}"
+                + (f", bias {bias.shape}" if bias is not None else "")
+            )
+        a_vec4 = transpose_a and a.offset % 4 == 0 and m % 4 == 0
+        b_vec4 = not transpose_b and b.offset % 4 == 0 and n % 4 == 0
+        self._dispatch(
+            "matmul", (max(1, -(-n // 64)), max(1, -(-m // 64))), (a, a, b, b, bias, out),
+            m=m, n=n, k=k, transpose_a=int(transpose_a), transpose_b=int(transpose_b),
+            has_bias=int(bias is not None), a_off=a.offset, b_off=b.offset,
+            bias_off=bias.offset if bias is not None else 0, out_off=out.offset,
+            a_vec4=int(a_vec4), b_vec4=int(b_vec4),
+        )
+
+    def sum_rows(self, x: GPUArray, out: GPUArray) -> None:
+        rows, cols = x.shape[0], math.prod(x.shape[1:])
+        self._dispatch(
+            "sum_rows", (max(1, -(-cols // 16)), 1), (x, out),
+            rows=rows, cols=cols, a_off=x.offset, out_off=out.offset,
+        )
+
+    # ------------------------------------------------------------- activations
+    def activation(self, kind: str, x, out) -> None:
+        self._dispatch(
+            "activation_forward", self._grid(x.size), (x, None, out),
+            count=x.size, kind=ACTIVATION_KIND[kind], a_off=x.offset, out_off=out.offset,
+        )
+
+    def activation_grad(self, kind: str, y, dy, out) -> None:
+        self._dispatch(
+            "activation_backward", self._grid(y.size), (y, dy, out),
+            count=y.size, kind=ACTIVATION_KIND[kind], a_off=y.offset, b_off=dy.offset,
+            out_off=out.offset,
+        )
+
+    def softmax(self, x, out) -> None:
+        rows, cols = x.shape
+        self._dispatch(
+            "softmax_forward", self._grid(rows), (x, None, out),
+            rows=rows, cols=cols, a_off=x.offset, out_off=out.offset,
+        )
+
+    def softmax_grad(self, y, dy, out) -> None:
+        rows, cols = y.shape
+        self._dispatch(
+            "softmax_backward", self._grid(rows), (y, dy, out),
+            rows=rows, cols=cols, a_off=y.offset, b_off=dy.offset, out_off=out.offset,
+        )
+
+    # ------------------------------------------------------------------ losses
+    def loss_grad(self, kind: str, p, t, scale: float, out) -> None:
+        self._dispatch(
+            "loss_grad", self._grid(p.size), (p, t, out),
+            count=p.size, kind=LOSS_GRAD_KIND[kind], p_off=p.offset, t_off=t.offset,
+            out_off=out.offset, scale=scale,
+        )
+
+    def loss_sum(self, kind: str, p, t, scale: float, acc, index: int) -> None:
+        self._dispatch(
+            "loss_sum", (1, 1), (p, t, acc),
+            count=p.size, kind=LOSS_SUM_KIND[kind], p_off=p.offset, t_off=t.offset,
+            out_off=acc.offset, index=index, scale=scale,
+        )
+
+    def count_correct(self, kind: str, p, t, acc, index: int) -> None:
+        rows = p.shape[0]
+        self._dispatch(
+            "count_correct", (1, 1), (p, t, acc),
+            count=p.size, rows=rows, cols=p.size // rows, kind=CORRECT_KIND[kind],
+            p_off=p.offset, t_off=t.offset, out_off=acc.offset, index=index,
+        )
+
+    # -------------------------------------------------------------- optimizers
+    def sgd_step(self, p, g, velocity, lr, momentum, nesterov) -> None:
+        mode = 0 if velocity is None else (2 if nesterov else 1)
+        self._dispatch(
+            "sgd", self._grid(p.size), (g, p, velocity, None),
+            count=p.size, g_off=g.offset, p_off=p.offset,
+            s1_off=velocity.offset if velocity is not None else 0, mode=mode, lr=lr,
+            momentum=momentum,
+        )
+
+    def adagrad_step(self, p, g, sum_sq, lr, eps) -> None:
+        self._dispatch(
+            "adagrad", self._grid(p.size), (g, p, sum_sq, None),
+            count=p.size, g_off=g.offset, p_off=p.offset, s1_off=sum_sq.offset, lr=lr, eps=eps,
+        )
+
+    def adam_step(self, p, g, m, v, step_size, beta1, beta2, eps, bias_correction2_sqrt) -> None:
+        self._dispatch(
+            "adam", self._grid(p.size), (g, p, m, v),
+            count=p.size, g_off=g.offset, p_off=p.offset, s1_off=m.offset, s2_off=v.offset,
+            one_minus_beta1=1 - beta1, beta2=beta2, one_minus_beta2=1 - beta2, eps=eps,
+            step_size=step_size, bias_correction2_sqrt=bias_correction2_sqrt,
+        )

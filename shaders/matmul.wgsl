@@ -1,0 +1,139 @@
+// matmul.wgsl — tiled matrix product with transpose flags and an optional bias.
+//
+// Entry point:
+//   matmul    out = op(a) · op(b) (+ bias broadcast over rows)
+//             op(a) is (m, k): a stored as (m, k), or as (k, m) when transpose_a = 1
+//             op(b) is (k, n): b stored as (k, n), or as (n, k) when transpose_b = 1
+//             so x·W, xᵀ·dY and dY·Wᵀ all read their operands where they lie.
+// Bindings (group 0):
+//   0 params  uniform Params, one slot per dispatch (dynamic offset)
+//   1 a       storage, read        op(a) from element a_off
+//   2 a4      storage, read        the same buffer as a, read as vec4s
+//   3 b       storage, read        op(b) from element b_off
+//   4 b4      storage, read        the same buffer as b, read as vec4s
+//   5 bias    storage, read        n values from bias_off, read when has_bias = 1
+//   6 out     storage, read_write  m × n row-major from out_off
+// Dispatch: (ceil(n / 64), ceil(m / 64)) workgroups of 8 × 8 invocations.
+// A workgroup computes a 64 × 64 tile of out, stepping through k in slices of
+// 16 staged in workgroup memory; each invocation accumulates an 8 × 8 block
+// in registers (64 multiply-adds for every 16 values it reads from the tile).
+// Staging reads 4 consecutive elements as one vec4 wherever they are
+// contiguous and 16-byte aligned (a_vec4 / b_vec4 set by the host).
+
+struct Params {
+  m: u32, n: u32, k: u32, transpose_a: u32,
+  transpose_b: u32, has_bias: u32, a_off: u32, b_off: u32,
+  bias_off: u32, out_off: u32, a_vec4: u32, b_vec4: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+
+const TILE: u32 = 64u;
+const TK: u32 = 16u;
+
+// tile_a[kk * 16 + q] = op(a)[row0 + 4q .. 4q + 3][k0 + kk]
+// tile_b[kk * 16 + r] = op(b)[k0 + kk][col0 + 4r .. 4r + 3]
+var<workgroup> tile_a: array<vec4<f32>, 256>;
+var<workgroup> tile_b: array<vec4<f32>, 256>;
+
+fn op_a(i: u32, p: u32) -> f32 {
+  if (i >= params.m || p >= params.k) { return 0.0; }
+  if (params.transpose_a == 1u) { return a[params.a_off + p * params.m + i]; }
+  return a[params.a_off + i * params.k + p];
+}
+
+fn op_b(p: u32, j: u32) -> f32 {
+  if (p >= params.k || j >= params.n) { return 0.0; }
+  if (params.transpose_b == 1u) { return b[params.b_off + j * params.k + p]; }
+  return b[params.b_off + p * params.n + j];
+}
+
+// op(a)[i .. i + 3][p]: contiguous in memory when a is stored transposed
+fn a_rows(i: u32, p: u32) -> vec4<f32> {
+  if (params.a_vec4 == 1u && p < params.k && i + 3u < params.m) {
+    return a4[(params.a_off + p * params.m + i) / 4u];
+  }
+  return vec4<f32>(op_a(i, p), op_a(i + 1u, p), op_a(i + 2u, p), op_a(i + 3u, p));
+}
+
+// op(b)[p][j .. j + 3]: contiguous in memory when b is stored as (k, n)
+fn b_cols(p: u32, j: u32) -> vec4<f32> {
+  if (params.b_vec4 == 1u && p < params.k && j + 3u < params.n) {
+    return b4[(params.b_off + p * params.n + j) / 4u];
+  }
+  return vec4<f32>(op_b(p, j), op_b(p, j + 1u), op_b(p, j + 2u), op_b(p, j + 3u));
+}
+
+// out[i][j .. j + 7] = v0, v1 (+ bias), the parts inside m × n
+fn store(i: u32, j: u32, v0: vec4<f32>, v1: vec4<f32>) {
+  if (i >= params.m) { return; }
+  for (var c = 0u; c < 8u; c = c + 1u) {
+    if (j + c >= params.n) { return; }
+    var v = select(v1[c % 4u], v0[c], c < 4u);
+    if (params.has_bias == 1u) { v = v + bias[params.bias_off + j + c]; }
+    out[params.out_off + i * params.n + j + c] = v;
+  }
+}
+
+@compute @workgroup_size(8, 8)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row0 = wid.y * TILE;
+  let col0 = wid.x * TILE;
+  let t = lid.y * 8u + lid.x;
+  // acc{r}{c}: out[row0 + 8 lid.y + r][col0 + 8 lid.x + 4c .. + 3]
+  var acc00 = vec4<f32>(0.0); var acc01 = vec4<f32>(0.0);
+  var acc10 = vec4<f32>(0.0); var acc11 = vec4<f32>(0.0);
+  var acc20 = vec4<f32>(0.0); var acc21 = vec4<f32>(0.0);
+  var acc30 = vec4<f32>(0.0); var acc31 = vec4<f32>(0.0);
+  var acc40 = vec4<f32>(0.0); var acc41 = vec4<f32>(0.0);
+  var acc50 = vec4<f32>(0.0); var acc51 = vec4<f32>(0.0);
+  var acc60 = vec4<f32>(0.0); var acc61 = vec4<f32>(0.0);
+  var acc70 = vec4<f32>(0.0); var acc71 = vec4<f32>(0.0);
+  for (var k0 = 0u; k0 < params.k; k0 = k0 + TK) {
+    // 256 vec4 slots of each tile, 4 an invocation, ordered so that
+    // neighbouring invocations read neighbouring addresses
+    for (var s = 0u; s < 4u; s = s + 1u) {
+      let slot = t + 64u * s;
+      var kk = slot % TK;
+      var q = slot / TK;
+      if (params.transpose_a == 1u) { q = slot % 16u; kk = slot / 16u; }
+      tile_a[kk * 16u + q] = a_rows(row0 + 4u * q, k0 + kk);
+      var r = slot % 16u;
+      var pk = slot / 16u;
+      if (params.transpose_b == 1u) { pk = slot % TK; r = slot / TK; }
+      tile_b[pk * 16u + r] = b_cols(k0 + pk, col0 + 4u * r);
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < TK; kk = kk + 1u) {
+      let a_lo = tile_a[kk * 16u + 2u * lid.y];
+      let a_hi = tile_a[kk * 16u + 2u * lid.y + 1u];
+      let b_lo = tile_b[kk * 16u + 2u * lid.x];
+      let b_hi = tile_b[kk * 16u + 2u * lid.x + 1u];
+      acc00 = acc00 + a_lo.x * b_lo; acc01 = acc01 + a_lo.x * b_hi;
+      acc10 = acc10 + a_lo.y * b_lo; acc11 = acc11 + a_lo.y * b_hi;
+      acc20 = acc20 + a_lo.z * b_lo; acc21 = acc21 + a_lo.z * b_hi;
+      acc30 = acc30 + a_lo.w * b_lo; acc31 = acc31 + a_lo.w * b_hi;
+      acc40 = acc40 + a_hi.x * b_lo; acc41 = acc41 + a_hi.x * b_hi;
+      acc50 = acc50 + a_hi.y * b_lo; acc51 = acc51 + a_hi.y * b_hi;
+      acc60 = acc60 + a_hi.z * b_lo; acc61 = acc61 + a_hi.z * b_hi;
+      acc70 = acc70 + a_hi.w * b_lo; acc71 = acc71 + a_hi.w * b_hi;
+    }
+    workgroupBarrier();
+  }
+  let i0 = row0 + 8u * lid.y;
+  let j0 = col0 + 8u * lid.x;
+  store(i0 + 0u, j0, acc00, acc01);
+  store(i0 + 1u, j0, acc10, acc11);
+  store(i0 + 2u, j0, acc20, acc21);
+  store(i0 + 3u, j0, acc30, acc31);
+  store(i0 + 4u, j0, acc40, acc41);
+  store(i0 + 5u, j0, acc50, acc51);
+  store(i0 + 6u, j0, acc60, acc61);
+  store(i0 + 7u, j0, acc70, acc71);
+}

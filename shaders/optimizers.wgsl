@@ -1,0 +1,74 @@
+// optimizers.wgsl — parameter updates, term by term as torch.optim computes them.
+//
+// Entry points:
+//   sgd      mode 0: p -= lr g
+//            mode 1: v = momentum v + g; p -= lr v
+//            mode 2 (Nesterov): v = momentum v + g; p -= lr (momentum v + g)
+//   adagrad  s += g²; p -= (lr g) / (sqrt(s) + eps)
+//   adam     m += (1 - β1)(g - m); v = β2 v + ((1 - β2) g) g;
+//            p -= (step_size m) / (sqrt(v) / bias_correction2_sqrt + eps)
+// Bindings (group 0):
+//   0 params  uniform Params, one slot per dispatch (dynamic offset)
+//   1 g       storage, read        gradient from g_off
+//   2 p       storage, read_write  parameter from p_off
+//   3 s1      storage, read_write  velocity / sum of squares / m, from s1_off
+//   4 s2      storage, read_write  v (adam only), from s2_off
+// Dispatch: one invocation per element, 256 a workgroup, (x, y) layout.
+
+struct Params {
+  count: u32, g_off: u32, p_off: u32, s1_off: u32,
+  s2_off: u32, mode: u32, _pad0: u32, _pad1: u32,
+  lr: f32, momentum: f32, one_minus_beta1: f32, beta2: f32,
+  one_minus_beta2: f32, eps: f32, step_size: f32, bias_correction2_sqrt: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> p: array<f32>;
+@group(0) @binding(3) var<storage, read_write> s1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> s2: array<f32>;
+
+fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
+  return (wid.y * groups.x + wid.x) * 256u + lid.x;
+}
+
+@compute @workgroup_size(256)
+fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+       @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = flat_index(wid, groups, lid);
+  if (i >= params.count) { return; }
+  let gi = g[params.g_off + i];
+  var step = params.lr * gi;
+  if (params.mode != 0u) {
+    let v = s1[params.s1_off + i] * params.momentum + gi;
+    s1[params.s1_off + i] = v;
+    step = v * params.lr;
+    if (params.mode == 2u) { step = (v * params.momentum + gi) * params.lr; }
+  }
+  p[params.p_off + i] = p[params.p_off + i] - step;
+}
+
+@compute @workgroup_size(256)
+fn adagrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = flat_index(wid, groups, lid);
+  if (i >= params.count) { return; }
+  let gi = g[params.g_off + i];
+  let s = s1[params.s1_off + i] + gi * gi;
+  s1[params.s1_off + i] = s;
+  p[params.p_off + i] = p[params.p_off + i] - (gi * params.lr) / (sqrt(s) + params.eps);
+}
+
+@compute @workgroup_size(256)
+fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = flat_index(wid, groups, lid);
+  if (i >= params.count) { return; }
+  let gi = g[params.g_off + i];
+  let m = s1[params.s1_off + i] + (gi - s1[params.s1_off + i]) * params.one_minus_beta1;
+  let v = s2[params.s2_off + i] * params.beta2 + (gi * params.one_minus_beta2) * gi;
+  s1[params.s1_off + i] = m;
+  s2[params.s2_off + i] = v;
+  let denom = sqrt(v) / params.bias_correction2_sqrt + params.eps;
+  p[params.p_off + i] = p[params.p_off + i] - (m * params.step_size) / denom;
+}

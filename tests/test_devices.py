@@ -1,0 +1,75 @@
+"""Device selection: auto, INTRICATE_DEVICE, devices() and the errors."""
+
+import pytest
+
+from intricate_py import Model, devices as list_devices
+from intricate_py import device_choice as devices_module
+from intricate_py.device_choice import Adapter
+from intricate_py.layers import Dense
+
+
+def fake(*types):
+    return tuple(Adapter(f"adapter {i}", t, "Vulkan", object()) for i, t in enumerate(types))
+
+
+@pytest.fixture
+def adapters(monkeypatch):
+    """Replace the adapters found with made-up ones."""
+
+    def use(*types):
+        found = fake(*types)
+        monkeypatch.setattr(devices_module, "adapters", lambda: found)
+        return found
+
+    monkeypatch.delenv("INTRICATE_DEVICE", raising=False)
+    return use
+
+
+def test_auto_takes_a_hardware_gpu_first(adapters):
+    adapters("CPU", "IntegratedGPU", "DiscreteGPU")
+    assert devices_module.resolve("auto") == "gpu"
+    report = list_devices()
+    assert "adapter 2 (DiscreteGPU" in report.auto and "hardware" in report.reason
+
+
+def test_auto_leaves_a_software_adapter_for_numpy(adapters):
+    adapters("CPU")
+    assert devices_module.resolve("auto") == "cpu"
+    report = list_devices()
+    assert report.auto == "cpu: numpy" and "software" in report.reason and 'device="gpu"' in report.reason
+    assert "adapter 0 (CPU, Vulkan)" in str(report)
+
+
+def test_no_adapter_gpu_names_what_to_install(adapters):
+    adapters()
+    assert devices_module.resolve("auto") == "cpu"
+    assert "mesa-vulkan-drivers" in list_devices().reason
+    with pytest.raises(RuntimeError, match="mesa-vulkan-drivers"):
+        Model([Dense(2)], device="gpu")
+
+
+def test_environment_variable_sets_the_default(adapters, monkeypatch):
+    adapters("CPU")
+    monkeypatch.setenv("INTRICATE_DEVICE", "gpu")
+    assert devices_module.resolve("auto") == "gpu"
+    monkeypatch.setenv("INTRICATE_DEVICE", "cpu")
+    assert devices_module.resolve("auto") == "cpu"
+    assert devices_module.resolve("gpu") == "gpu"  # an explicit device wins
+    monkeypatch.setenv("INTRICATE_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="INTRICATE_DEVICE='tpu'"):
+        devices_module.resolve("auto")
+
+
+def test_model_device_tells_backend_and_adapter(gpu):
+    model = Model([Dense(2)], input_size=3, device="gpu")
+    assert model.device.kind == "gpu"
+    assert "llvmpipe" in model.device.name or "gpu:" in model.device.name
+    assert set(model.device.stats()) >= {"submits", "readbacks", "bytes_read_back", "buffers_created", "dispatches"}
+    cpu_model = Model([Dense(2)], input_size=3, device="cpu")
+    assert cpu_model.device.kind == "cpu" and "numpy" in cpu_model.device.name
+
+
+def test_devices_lists_the_real_adapters(gpu):
+    report = list_devices()
+    assert report.adapters, "the software adapter at least"
+    assert all(a.backend != "OpenGL" for a in report.adapters)

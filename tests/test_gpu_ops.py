@@ -1,0 +1,232 @@
+"""Every backend operation on the GPU against the numpy backend, on random
+inputs and odd shapes.
+
+Relative error is measured against the magnitude of the terms that make a
+result (|A|·|B| + |bias| for a product, Σ|x| for a sum, |result| where
+nothing cancels): near-cancelling sums make |result| itself meaningless as a
+scale, while this is the bound float32 arithmetic guarantees.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+TOL = 1e-5
+# (m, k, n): ones, odd sizes around the 64-wide tiles and 16-deep slices, and
+# multiples of 4 that take the vec4 staging path (a transposed, b not)
+SHAPES = [(1, 1, 1), (3, 17, 129), (129, 3, 17), (17, 129, 3), (65, 130, 67), (1, 64, 1),
+          (12, 9, 8), (64, 64, 64), (68, 33, 132), (128, 784, 128)]
+
+
+def assert_parity(got, want, scale=None, tol=TOL):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape
+    scale = np.abs(want) if scale is None else np.asarray(scale, np.float64)
+    error = np.abs(got - want) / np.maximum(scale, 1e-30)
+    error[(got == want)] = 0.0
+    assert error.max(initial=0.0) <= tol, f"max relative error {error.max():.3g}"
+
+
+def f32(rng, *shape, scale=1.0):
+    return (rng.normal(size=shape) * scale).astype(np.float32)
+
+
+@pytest.mark.parametrize("m, k, n", SHAPES)
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_matmul(gpu, cpu, rng, m, k, n, transpose_a, transpose_b, with_bias):
+    a = f32(rng, *((k, m) if transpose_a else (m, k)))
+    b = f32(rng, *((n, k) if transpose_b else (k, n)))
+    bias = f32(rng, n) if with_bias else None
+    want = np.empty((m, n), np.float32)
+    cpu.matmul(a, b, want, transpose_a, transpose_b, bias)
+    out = gpu.empty((m, n))
+    gpu.matmul(gpu.from_numpy(a), gpu.from_numpy(b), out, transpose_a, transpose_b,
+               gpu.from_numpy(bias) if with_bias else None)
+    opa, opb = (a.T if transpose_a else a), (b.T if transpose_b else b)
+    scale = np.abs(opa).astype(np.float64) @ np.abs(opb) + (np.abs(bias) if with_bias else 0)
+    assert_parity(gpu.to_numpy(out), want, scale)
+
+
+def test_matmul_reads_views_at_offsets(gpu, cpu, rng):
+    """Operands and output as row views inside bigger buffers."""
+    a, b = f32(rng, 10, 7), f32(rng, 9, 5)
+    want = np.empty((4, 5), np.float32)
+    cpu.matmul(a[3:7], b[2:9], want)
+    ga, gb, out = gpu.from_numpy(a), gpu.from_numpy(b), gpu.zeros((6, 5))
+    gpu.matmul(gpu.rows(ga, 3, 7), gpu.rows(gb, 2, 9), gpu.rows(out, 1, 5))
+    result = gpu.to_numpy(out)
+    assert_parity(result[1:5], want, np.abs(a[3:7]) @ np.abs(b[2:9]))
+    assert not result[0].any() and not result[5].any()
+
+
+def test_matmul_rejects_shapes_that_do_not_fit(gpu):
+    with pytest.raises(ValueError, match="matmul shapes"):
+        gpu.matmul(gpu.empty((3, 4)), gpu.empty((5, 2)), gpu.empty((3, 2)))
+
+
+@pytest.mark.parametrize("kind", ["tanh", "sigmoid", "relu"])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (129, 3)])
+def test_activation_and_gradient(gpu, cpu, rng, kind, shape):
+    # magnitudes from 1e-6 to 30 in both signs: the series, exp and saturated ranges
+    x = (np.sign(rng.normal(size=shape)) * 10 ** rng.uniform(-6, 1.5, size=shape)).astype(np.float32)
+    want = np.empty_like(x)
+    cpu.activation(kind, x, want)
+    y = gpu.empty(shape)
+    gpu.activation(kind, gpu.from_numpy(x), y)
+    assert_parity(gpu.to_numpy(y), want)
+    dy = f32(rng, *shape)
+    want_dx = np.empty_like(x)
+    cpu.activation_grad(kind, want, dy, want_dx)  # both from the same saved output
+    dx = gpu.empty(shape)
+    gpu.activation_grad(kind, gpu.from_numpy(want), gpu.from_numpy(dy), dx)
+    assert_parity(gpu.to_numpy(dx), want_dx)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (129, 3), (7, 1000)])
+def test_softmax_and_gradient(gpu, cpu, rng, shape):
+    x = f32(rng, *shape, scale=5)
+    want = np.empty_like(x)
+    cpu.softmax(x, want)
+    y = gpu.empty(shape)
+    gpu.softmax(gpu.from_numpy(x), y)
+    assert_parity(gpu.to_numpy(y), want)
+    dy = f32(rng, *shape)
+    want_dx = np.empty_like(x)
+    cpu.softmax_grad(want, dy, want_dx)
+    dx = gpu.empty(shape)
+    gpu.softmax_grad(gpu.from_numpy(want), gpu.from_numpy(dy), dx)
+    s = np.abs(dy * want).sum(axis=1, keepdims=True)
+    assert_parity(gpu.to_numpy(dx), want_dx, (np.abs(dy) + s) * want)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (129, 3), (1000, 33)])
+def test_sum_rows(gpu, cpu, rng, shape):
+    x = f32(rng, *shape)
+    want = np.empty(shape[1], np.float32)
+    cpu.sum_rows(x, want)
+    out = gpu.empty((shape[1],))
+    gpu.sum_rows(gpu.from_numpy(x), out)
+    assert_parity(gpu.to_numpy(out), want, np.abs(x).sum(axis=0))
+
+
+def probabilities(rng, shape):
+    p = rng.uniform(0, 1, size=shape).astype(np.float32)
+    p.flat[:2] = [0.0, 1.0]  # the clipped ends
+    return p
+
+
+@pytest.mark.parametrize("kind", ["difference", "sign", "cross_entropy", "binary_cross_entropy"])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (129, 3)])
+def test_loss_grad(gpu, cpu, rng, kind, shape):
+    p, t = probabilities(rng, shape), rng.uniform(0, 1, size=shape).astype(np.float32)
+    want = np.empty_like(p)
+    cpu.loss_grad(kind, p, t, 0.37, want)
+    out = gpu.empty(shape)
+    gpu.loss_grad(kind, gpu.from_numpy(p), gpu.from_numpy(t), 0.37, out)
+    scale = 0.37 * (np.abs(p) + np.abs(t)) if kind == "difference" else None
+    assert_parity(gpu.to_numpy(out), want, scale)
+
+
+@pytest.mark.parametrize("kind", ["squared", "absolute", "cross_entropy", "binary_cross_entropy"])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (1000, 10)])
+def test_loss_sum_adds_into_its_slot(gpu, cpu, rng, kind, shape):
+    p, t = probabilities(rng, shape), rng.uniform(0, 1, size=shape).astype(np.float32)
+    start = np.array([5.0, 2.0, -1.0], np.float32)
+    want = start.copy()
+    cpu.loss_sum(kind, p, t, 0.5, want, 1)
+    acc = gpu.from_numpy(start)
+    gpu.loss_sum(kind, gpu.from_numpy(p), gpu.from_numpy(t), 0.5, acc, 1)
+    got = gpu.to_numpy(acc)
+    assert got[0] == 5.0 and got[2] == -1.0
+    assert_parity(got, want)
+
+
+@pytest.mark.parametrize("kind", ["binary", "categorical"])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (1000, 10)])
+def test_count_correct(gpu, cpu, rng, kind, shape):
+    p, t = probabilities(rng, shape), rng.uniform(0, 1, size=shape).astype(np.float32)
+    t[: shape[0] // 2] = p[: shape[0] // 2]  # some rows agree
+    want = np.zeros(2, np.float32)
+    cpu.count_correct(kind, p, t, want, 1)
+    acc = gpu.zeros((2,))
+    gpu.count_correct(kind, gpu.from_numpy(p), gpu.from_numpy(t), acc, 1)
+    np.testing.assert_array_equal(gpu.to_numpy(acc), want)
+
+
+def test_count_correct_first_maximum_wins(gpu):
+    p = np.array([[0.5, 0.5, 0.0], [0.2, 0.4, 0.4]], np.float32)
+    t = np.array([[1, 0, 0], [0, 0, 1]], np.float32)  # argmax: 0 (tie), 1 (tie) vs 2
+    acc = gpu.zeros((1,))
+    gpu.count_correct("categorical", gpu.from_numpy(p), gpu.from_numpy(t), acc, 0)
+    assert gpu.to_numpy(acc)[0] == 1.0
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 3, 7])
+def test_take_rows_from_a_dataset_split_over_buffers(gpu, cpu, rng, monkeypatch, chunk_rows):
+    x = f32(rng, 37, 13)
+    with monkeypatch.context() as patch:
+        if chunk_rows:  # pretend the device binds only this many rows at a time
+            patch.setattr(gpu, "max_binding_bytes", chunk_rows * 13 * 4)
+        data = gpu.dataset(x)
+    assert len(getattr(data, "chunks", [data])) == (math.ceil(37 / chunk_rows) if chunk_rows else 1)
+    idx = rng.permutation(37)[:17].astype(np.int32)
+    want = np.empty((17, 13), np.float32)
+    cpu.take_rows(x, idx, want)
+    out = gpu.empty((17, 13))
+    gpu.take_rows(data, gpu.from_numpy(idx), out)
+    np.testing.assert_array_equal(gpu.to_numpy(out), want)
+
+
+def test_memory_operations_round_trip(gpu, rng):
+    x = f32(rng, 6, 4)
+    a = gpu.from_numpy(x)
+    np.testing.assert_array_equal(gpu.to_numpy(a), x)
+    np.testing.assert_array_equal(gpu.to_numpy(gpu.rows(a, 2, 5)), x[2:5])
+    b = gpu.zeros((6, 4))
+    np.testing.assert_array_equal(gpu.to_numpy(b), 0)
+    gpu.copy(a, b)
+    np.testing.assert_array_equal(gpu.to_numpy(b), x)
+    gpu.write(gpu.rows(b, 1, 2), np.full((1, 4), 7.0))
+    assert (gpu.to_numpy(b)[1] == 7).all() and (gpu.to_numpy(b)[0] == x[0]).all()
+    idx = gpu.from_numpy(np.array([3, 1], dtype=np.int64))
+    assert gpu.to_numpy(idx).dtype == np.int32
+    with pytest.raises(ValueError, match="write needs data of shape"):
+        gpu.write(b, np.zeros(5))
+
+
+def test_elementwise_grid_beyond_65535_workgroups(gpu):
+    """More than 65535 × 256 elements: the dispatch spreads over a second axis."""
+    n = 65535 * 256 + 300
+    x = np.linspace(-1, 1, n, dtype=np.float32)
+    y = gpu.empty((n,))
+    gpu.activation("relu", gpu.from_numpy(x), y)
+    np.testing.assert_array_equal(gpu.to_numpy(y), np.maximum(x, 0))
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        lambda b, p, g, s: b.sgd_step(p, g, None, 0.1, 0.0, False),
+        lambda b, p, g, s: b.sgd_step(p, g, s[0], 0.1, 0.9, False),
+        lambda b, p, g, s: b.sgd_step(p, g, s[0], 0.1, 0.9, True),
+        # epsilons large enough to show in float32, so a misplaced one fails
+        lambda b, p, g, s: b.adagrad_step(p, g, s[0], 0.1, 0.01),
+        lambda b, p, g, s: b.adam_step(p, g, s[0], s[1], 0.1 / 0.19, 0.9, 0.999, 0.01, math.sqrt(0.001999)),
+    ],
+    ids=["sgd", "momentum", "nesterov", "adagrad", "adam"],
+)
+def test_optimizer_steps(gpu, cpu, rng, step):
+    shape = (17, 3)
+    p0 = f32(rng, *shape)
+    p_cpu, states_cpu = p0.copy(), [np.zeros(shape, np.float32) for _ in range(2)]
+    p_gpu, states_gpu = gpu.from_numpy(p0), [gpu.zeros(shape) for _ in range(2)]
+    for _ in range(3):
+        g = f32(rng, *shape)
+        step(cpu, p_cpu, g, states_cpu)
+        step(gpu, p_gpu, gpu.from_numpy(g), states_gpu)
+    assert_parity(gpu.to_numpy(p_gpu), p_cpu, np.abs(p0) + 1)
+    for s_gpu, s_cpu in zip(states_gpu, states_cpu):
+        assert_parity(gpu.to_numpy(s_gpu), s_cpu, np.abs(s_cpu) + 1e-3)

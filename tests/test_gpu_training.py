@@ -1,0 +1,131 @@
+"""Whole training runs on the GPU: parity with numpy, and the structural facts
+that keep training on the device (submissions, readbacks, buffers)."""
+
+import numpy as np
+import pytest
+
+from intricate_py import Model
+from intricate_py.layers import Dense, ReLU, Softmax, TanH
+from intricate_py.losses import CategoricalCrossEntropy, MeanSquared
+from intricate_py.optimizers import SGD, Adam
+
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
+
+
+def weights(model):
+    return [model.device.to_numpy(p.value) for p in model.parameters]
+
+
+def assert_same_weights(a, b, rtol=1e-4):
+    for wa, wb in zip(weights(a), weights(b)):
+        np.testing.assert_allclose(wa, wb, rtol=rtol, atol=rtol * np.abs(wb).max())
+
+
+def mlp_data(n=640, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 784)).astype(np.float32), rng.integers(0, 10, n)
+
+
+def mlp(device, seed=0):
+    return Model([Dense(64), ReLU(), Dense(10), Softmax()], input_size=784, device=device, seed=seed)
+
+
+def test_xor_weights_match_numpy(gpu):
+    models = [Model([Dense(3), TanH(), Dense(1), TanH()], input_size=2, device=d, seed=0) for d in ("cpu", "gpu")]
+    for model in models:
+        model.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=300, batch_size=4)
+    assert_same_weights(models[1], models[0])
+
+
+@pytest.mark.parametrize("make_optimizer", [lambda: SGD(0.05, momentum=0.9), lambda: Adam(1e-3)],
+                         ids=["sgd-momentum", "adam"])
+def test_mlp_20_steps_match_numpy(gpu, make_optimizer):
+    x, y = mlp_data()
+    models = [mlp(d) for d in ("cpu", "gpu")]
+    for model in models:
+        model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=make_optimizer(), epochs=1,
+                  batch_size=32, shuffle=False)  # 640 / 32 = 20 steps
+    assert_same_weights(models[1], models[0])
+
+
+def test_mlp_with_shuffling_matches_numpy(gpu):
+    x, y = mlp_data(200)
+    models = [mlp(d, seed=7) for d in ("cpu", "gpu")]
+    for model in models:
+        model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=SGD(0.05), epochs=2, batch_size=24)
+    assert_same_weights(models[1], models[0])
+
+
+def test_training_stays_on_the_device(gpu):
+    """At most one submission a step, no readback a step, and no buffer made
+    after the first step (nor by a second, warm fit)."""
+    x, y = mlp_data(320)
+    model = mlp("gpu")
+    stats = []
+
+    def record(epoch, logs):  # runs after each epoch (forcing a readback per epoch)
+        stats.append(model.device.stats())
+
+    before = model.device.stats()
+    model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=Adam(1e-3), epochs=4, batch_size=32,
+              callbacks=[record])
+    steps = 4 * 10
+    first, last = stats[0], stats[-1]
+    assert last["buffers_created"] == first["buffers_created"]
+    assert last["submits"] - before["submits"] <= steps
+    # one readback an epoch (the metrics), of 4 floats
+    assert last["readbacks"] - before["readbacks"] == 4
+    assert last["bytes_read_back"] - before["bytes_read_back"] == 4 * 16
+
+    # a warm fit with the same shapes reuses pooled buffers: none created
+    warm = model.device.stats()
+    model.fit(x, y, epochs=3, batch_size=32)
+    after = model.device.stats()
+    assert after["buffers_created"] == warm["buffers_created"]
+    assert after["readbacks"] - warm["readbacks"] <= 3  # at epoch ends, a few a second at most
+    assert after["submits"] - warm["submits"] <= 3 * 10
+
+
+def test_several_steps_share_a_submission(gpu):
+    model = Model([Dense(3), TanH(), Dense(1), TanH()], input_size=2, device="gpu", seed=0)
+    before = model.device.stats()
+    model.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=200, batch_size=4)
+    after = model.device.stats()
+    submits = after["submits"] - before["submits"]
+    assert submits * 5 <= 200, f"{submits} submissions for 200 steps"
+    assert after["dispatches"] - before["dispatches"] >= 200 * 10
+
+
+def test_dataset_larger_than_a_binding_trains_in_parity(gpu, monkeypatch):
+    """Data split over several buffers (here: a binding pretended to hold 100
+    samples) trains exactly as numpy does."""
+    x, y = mlp_data(320)
+    cpu_model = mlp("cpu")
+    cpu_model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=SGD(0.05), epochs=2, batch_size=32)
+    gpu_model = mlp("gpu")
+    monkeypatch.setattr(gpu, "max_binding_bytes", 100 * 784 * 4)
+    gpu_model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=SGD(0.05), epochs=2, batch_size=32)
+    assert_same_weights(gpu_model, cpu_model)
+
+
+def test_batch_larger_than_a_binding_says_what_to_do(gpu, monkeypatch):
+    x, y = mlp_data(320)
+    model = mlp("gpu")
+    monkeypatch.setattr(gpu, "max_binding_bytes", 250 * 784 * 4)
+    with pytest.raises(ValueError, match="smaller batch_size"):
+        model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=SGD(0.05), batch_size=300)
+
+
+def test_predict_and_evaluate_match_numpy(gpu):
+    x, y = mlp_data(100)
+    a, b = mlp("cpu", seed=3), mlp("gpu", seed=3)
+    np.testing.assert_allclose(b.predict(x), a.predict(x), rtol=1e-5, atol=1e-7)
+    ea, eb = a.evaluate(x, y, CategoricalCrossEntropy()), b.evaluate(x, y, CategoricalCrossEntropy())
+    assert eb["loss"] == pytest.approx(ea["loss"], rel=1e-5)
+    assert eb["accuracy"] == ea["accuracy"]
+
+
+def test_float64_on_the_gpu_is_refused():
+    with pytest.raises(ValueError, match="float32.*WGSL has no float64"):
+        Model([Dense(2)], device="gpu", dtype="float64")
