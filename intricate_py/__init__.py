@@ -6,11 +6,13 @@ __version__ = "0.1.0"
 from .backends import select_backend
 from .device_choice import devices
 from .model import Model
+from .saving import FormatError
 from .training import History, HaltingCondition, MinAccuracyReached, MinLossReached
 from . import layers, losses, optimizers
 
 __all__ = [
     "Model",
+    "FormatError",
     "History",
     "HaltingCondition",
     "MinAccuracyReached",

@@ -267,6 +267,22 @@ class Model:
             layers[0].compute_gradients(g)
         self.optimizer.step()
 
+    # ------------------------------------------------------------------ files
+    def save(self, path, include_optimizer: bool = False) -> None:
+        """Write every layer's tensors and the architecture to one safetensors
+        file; ``include_optimizer`` adds the optimizer state, the loss and
+        the shuffling state, so that training resumes exactly."""
+        from .saving import save_model
+
+        save_model(self, path, include_optimizer)
+
+    @classmethod
+    def load(cls, path, device: str | Backend = "auto", dtype: str | None = None) -> "Model":
+        """Rebuild a saved model on ``device`` (dtype: the file's, by default)."""
+        from .saving import load_model
+
+        return load_model(path, device, dtype)
+
     # ------------------------------------------------------------ description
     def summary(self) -> str:
         """A table of the layers, their output shapes and parameter counts."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import types
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -50,6 +51,21 @@ class Workspace:
             full = self._full[name] = self.backend.empty((rows, *shape))
         view = self._views[name] = self.backend.rows(full, 0, rows)
         return view
+
+
+class _ClassOrInstanceMethod:
+    """A method that does one thing when called on the class and another on
+    an instance: ``Layer.load(path)`` makes a layer, ``layer.load(path)``
+    fills this one."""
+
+    def __init__(self, on_class: Callable, on_instance: Callable):
+        self.on_class, self.on_instance = on_class, on_instance
+        self.__doc__ = f"{on_class.__doc__}\n\nOn an instance: {on_instance.__doc__}"
+
+    def __get__(self, obj, owner):
+        if obj is None:
+            return types.MethodType(self.on_class, owner)
+        return types.MethodType(self.on_instance, obj)
 
 
 class Layer:
@@ -183,6 +199,63 @@ class Layer:
                 "known (give input_size, put it in a Model, or call forward once)"
             )
         self.build(self.input_shape)
+
+    # ------------------------------------------------------------------ files
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The parameters as numpy arrays, by the names and layouts files use
+        (PyTorch's: a Dense gives ``weight`` (units, inputs) and ``bias``)."""
+        values = {name: self.backend.to_numpy(p.value) for name, p in self.params.items()}
+        return self._to_file(values)
+
+    def load_state_dict(self, tensors: dict[str, np.ndarray]) -> None:
+        """Set the parameters from ``tensors`` named and laid out as
+        :meth:`state_dict` gives them; an unbuilt layer is built to fit them.
+        ValueError when names, shapes or values do not fit."""
+        input_shape, values = self._from_file(dict(tensors))
+        if not values:
+            return
+        if input_shape is not None and self.input_shape not in (None, input_shape):
+            raise ValueError(
+                f"{self!r} expects inputs of shape {_shape_text(self.input_shape)}; "
+                f"the tensors are for inputs of shape {_shape_text(input_shape)}"
+            )
+        if not self.built:
+            self.build(input_shape or self.input_shape)
+        for name, value in values.items():
+            self._assign(name, value)
+
+    def save(self, path) -> None:
+        """Write this layer (type, configuration, parameters) to a safetensors file."""
+        from ..saving import save_layer
+
+        save_layer(self, path)
+
+    def _load_new(cls, path) -> "Layer":
+        """Read a layer file: a new layer of the type the file names."""
+        from ..saving import FormatError, load_layer
+
+        layer = load_layer(path)
+        if not isinstance(layer, cls):
+            raise FormatError(f"{path}: holds a {layer.type_name} layer, not {cls.__name__}")
+        return layer
+
+    def _load_into(self, path) -> "Layer":
+        """Read a layer file into this layer, checking its type and shapes."""
+        from ..saving import load_layer
+
+        return load_layer(path, into=self)
+
+    load = _ClassOrInstanceMethod(_load_new, _load_into)
+
+    def _to_file(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Parameter values -> file tensors (names, layouts); identity here."""
+        return values
+
+    def _from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
+        """File tensors -> (the input shape they imply, parameter values)."""
+        if tensors:
+            raise ValueError(f"{self!r} holds no parameters. Received tensors {sorted(tensors)}")
+        return None, {}
 
     # ------------------------------------------------------------ description
     @property

@@ -89,6 +89,23 @@ class Dense(Layer):
     def biases(self, value) -> None:
         self._assign("b", value)
 
+    def _to_file(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # PyTorch's Linear layout: weight (units, inputs)
+        return {"weight": values["W"].T, "bias": values["b"]} if values else {}
+
+    def _from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
+        if not tensors:
+            return None, {}
+        if set(tensors) != {"weight", "bias"}:
+            raise ValueError(f"{self!r} expects tensors ['bias', 'weight']. Received: {sorted(tensors)}")
+        weight, bias = tensors["weight"], tensors["bias"]
+        if weight.ndim != 2 or weight.shape[0] != self.units or bias.shape != (self.units,):
+            raise ValueError(
+                f"{self!r} expects weight of shape ({self.units}, inputs) and bias of shape "
+                f"({self.units},). Received: weight {weight.shape}, bias {bias.shape}"
+            )
+        return (weight.shape[1],), {"W": weight.T, "b": bias}
+
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"units": self.units}
         if self.input_shape is not None:
