@@ -11,10 +11,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 demo: system $(VENV)/.installed
 	$(PY) examples/xor/main.py
+	$(PY) examples/mnist/main.py
 
-# INTRICATE_REQUIRE_GPU=1 makes GPU tests fail, not skip, without an adapter.
+# INTRICATE_REQUIRE_GPU=1 and INTRICATE_REQUIRE_DATA=1 make the GPU and Fashion-MNIST
+# tests fail, not skip, without an adapter or the data.
 test: system $(VENV)/.installed
-	INTRICATE_REQUIRE_GPU=1 $(PY) -m pytest
+	INTRICATE_REQUIRE_GPU=1 INTRICATE_REQUIRE_DATA=1 $(PY) -m pytest
 
 bench: system $(VENV)/.installed
 	$(PY) benchmarks/run.py

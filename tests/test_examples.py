@@ -1,7 +1,13 @@
 """The examples run to the end."""
 
 import importlib.util
+import os
+import re
 from pathlib import Path
+
+import pytest
+
+from intricate_py.datasets import FASHION_MNIST
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,3 +24,31 @@ def test_xor_example_converges_and_reloads(tmp_path, device, capsys):
     out = capsys.readouterr().out
     assert "loaded them back" in out
     assert {p.name for p in tmp_path.iterdir()} == {"xor-first-dense.safetensors", "xor-second-dense.safetensors"}
+
+
+@pytest.fixture
+def fashion_mnist():
+    if not FASHION_MNIST.is_dir():
+        message = f"no Fashion-MNIST in {FASHION_MNIST} (apt-get install dataset-fashion-mnist)"
+        if os.environ.get("INTRICATE_REQUIRE_DATA") == "1":
+            pytest.fail(message + "; INTRICATE_REQUIRE_DATA=1 makes this a failure")
+        pytest.skip(message)
+
+
+def test_mnist_example_trains_plots_and_reloads(tmp_path, device, fashion_mnist, capsys):
+    args = ["--device", device, "--limit", "2000", "--epochs", "2", "--out", str(tmp_path)]
+    assert load_example("mnist").main(args) == 0
+    out = capsys.readouterr().out
+    accuracy = float(re.search(r"reloaded it: test loss [\d.]+, test accuracy ([\d.]+)", out).group(1))
+    assert accuracy > 0.7
+    assert "Ankle boot" in out and "T-shirt/top" in out  # the per-class table
+    written = {p.name for p in tmp_path.iterdir()}
+    assert written == {"fashion-mnist-mlp.safetensors", "curves.png", "confusion.png", "misclassified.png"}
+    for png in ("curves.png", "confusion.png", "misclassified.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mnist_example_without_data_says_what_to_install(tmp_path, capsys):
+    assert load_example("mnist").main(["--data", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "apt-get install dataset-fashion-mnist" in err and "--data" in err
