@@ -357,7 +357,7 @@ class WgpuBackend(Backend):
         a_vec4 = transpose_a and a.offset % 4 == 0 and m % 4 == 0
         b_vec4 = not transpose_b and b.offset % 4 == 0 and n % 4 == 0
         self._dispatch(
-            "matmul", (max(1, -(-n // 64)), max(1, -(-m // 64))), (a, a, b, b, bias, out),
+            "matmul", (max(1, -(-n // 128)), max(1, -(-m // 64))), (a, a, b, b, bias, out),
             m=m, n=n, k=k, transpose_a=int(transpose_a), transpose_b=int(transpose_b),
             has_bias=int(bias is not None), a_off=a.offset, b_off=b.offset,
             bias_off=bias.offset if bias is not None else 0, out_off=out.offset,
