@@ -41,7 +41,8 @@ class Loss:
 
     # --------------------------------------------------------------- targets
     def prepare_targets(self, y, width: int) -> np.ndarray:
-        """Targets as a float array (n, width), checked against the outputs."""
+        """Targets as a float array (n, width), checked against the outputs
+        (float inputs keep their dtype; integers become float32)."""
         t = _checks.numeric_array(y, "y")
         if t.ndim == 1 and width == 1:
             t = t[:, None]
@@ -50,7 +51,7 @@ class Loss:
                 f"expected targets of shape (n, {width}) for the model's {width} outputs. "
                 f"Received: y.shape={t.shape}"
             )
-        return t.astype(np.float64, copy=False)
+        return t if t.dtype.kind == "f" else t.astype(np.float32)
 
     def accuracy_kind(self, width: int) -> str:
         """'binary' (threshold 0.5) for a single output, else 'categorical' (argmax)."""
@@ -134,7 +135,7 @@ class CategoricalCrossEntropy(Loss):
                 f"expected class labels in [0, {width - 1}] for the model's {width} outputs. "
                 f"Received: {bad:g} at index {int(np.argmax(outside))}"
             )
-        one_hot = np.zeros((labels.size, width))
+        one_hot = np.zeros((labels.size, width), np.float32)  # 0 and 1: exact in any dtype
         one_hot[np.arange(labels.size), labels.astype(np.int64)] = 1.0
         return one_hot
 

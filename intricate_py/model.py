@@ -82,6 +82,37 @@ class Model:
                 raise ValueError(f"layer {i} {layer!r} {error} from {source}") from None
             shape = out
         self.input_shape, self.output_shape = _as_shape(input_size), shape
+        self._pack_parameters()
+
+    def _pack_parameters(self) -> None:
+        """Lay every parameter out in one buffer, and every gradient in
+        another: layers keep views of them, and an optimizer updates all of
+        a model's parameters in one operation (one dispatch on the GPU).
+        Each slot starts on a multiple of 16 elements (aligned vec4 reads)."""
+        params = self.parameters
+        offsets, total = [], 0
+        for p in params:
+            offsets.append(total)
+            total += -(-math.prod(p.value.shape) // 16) * 16
+        self._offsets = offsets
+        if not params:
+            self._flat = None
+            return
+        backend = self.backend
+        values, grads = backend.zeros((total,)), backend.zeros((total,))
+        for p, offset in zip(params, offsets):
+            packed = backend.view(values, offset, p.value.shape)
+            backend.copy(p.value, packed)
+            p.value, p.grad = packed, backend.view(grads, offset, p.value.shape)
+        self._flat = Parameter("parameters", values, grads)
+
+    def _trained_parameters(self) -> list[Parameter]:
+        """What the optimizer updates: the one packed parameter."""
+        return [self._flat] if self._flat is not None else []
+
+    def parameter_views(self, flat: Array) -> list[Array]:
+        """Views of a packed array (like optimizer state) for each parameter."""
+        return [self.backend.view(flat, o, p.value.shape) for o, p in zip(self._offsets, self.parameters)]
 
     @property
     def built(self) -> bool:
@@ -135,24 +166,25 @@ class Model:
         return x
 
     def predict(self, x, batch_size: int | None = None) -> np.ndarray:
-        """Outputs for inputs ``x`` (n, *input_shape) as a numpy array (n, outputs)."""
+        """Outputs for inputs ``x`` (n, *input_shape) as a numpy array (n, outputs),
+        computed ``batch_size`` rows at a time (1024 by default)."""
         x = self._inputs(x)
-        chunk = _checks.positive_int(batch_size or PREDICT_BATCH, "batch_size")
+        chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
+        backend = self.backend
+        if len(x) <= chunk:  # the common, lean path: one pass
+            return backend.to_numpy(self._forward(backend.asarray(x)))
         out = np.empty((len(x), *self.output_shape), self.dtype)
         for start in range(0, len(x), chunk):
-            stop = min(start + chunk, len(x))
-            xb = self._workspace.get("x", stop - start, self.input_shape)
-            self.backend.write(xb, x[start:stop])
-            out[start:stop] = self.backend.to_numpy(self._forward(xb))
+            out[start : start + chunk] = backend.to_numpy(self._forward(backend.asarray(x[start : start + chunk])))
         return out
 
     def evaluate(self, x, y, loss: Loss | None = None, batch_size: int | None = None) -> dict:
         """``{"loss": float, "accuracy": float}`` over ``x`` and targets ``y``."""
         loss = self._resolve_loss(loss)
         x, t = self._data(x, y, loss)
-        chunk = _checks.positive_int(batch_size or PREDICT_BATCH, "batch_size")
+        chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
         acc = self.backend.zeros((2,))
-        data = _DeviceData(self, x, t, min(chunk, len(x)))
+        data = _DeviceData(self, "eval", x, t, min(chunk, len(x)))
         self._accumulate_metrics(data, loss, acc, 0)
         loss_sum, correct = (float(v) for v in self.backend.to_numpy(acc))
         return {"loss": loss_sum / len(x), "accuracy": correct / self._accuracy_count(loss, len(x))}
@@ -224,18 +256,18 @@ class Model:
                 f"Received: monitor={halting_condition.monitor!r}"
             )
         batch = min(batch_size, len(x))
-        data = _DeviceData(self, x, t, batch)
+        data = _DeviceData(self, "train", x, t, batch, shuffle)
         if validation_data is not None:
-            val = _DeviceData(self, xv, tv, min(batch, len(xv)))
-        self.optimizer.bind(self.backend, self.parameters)
-        shuffling = shuffle and data.steps > 1
+            val = _DeviceData(self, "val", xv, tv, min(batch, len(xv)))
+        self.optimizer.bind(self.backend, self._trained_parameters())
+        plan = _StepPlan(self)
 
         def run_epoch(epoch: int, run: _Run) -> None:
-            if shuffling:
+            if data.shuffling:
                 data.shuffle(self._shuffle_rng)
             run.start_epoch(epoch)
             for xb, tb in data.batches():
-                self._train_step(xb, tb, run.metrics, 4 * epoch)
+                plan.train_step(xb, tb, run.metrics, 4 * epoch)
                 run.step_done()
             if val is not None:
                 self._accumulate_metrics(val, self.loss, run.metrics, 4 * epoch + VAL_LOSS)
@@ -251,21 +283,6 @@ class Model:
                     if run.read_epochs(epoch, halting_condition, callbacks):
                         break
         return run.history
-
-    def _train_step(self, x: Array, t: Array, metrics: Array, slot: int) -> None:
-        backend, loss = self.backend, self.loss
-        p = self._forward(x)
-        loss.accumulate(backend, p, t, metrics, slot + LOSS)
-        backend.count_correct(loss.accuracy_kind(p.shape[1]), p, t, metrics, slot + CORRECT)
-        fused = loss.fuses_with(self.layers[-1])
-        layers = self.layers[:-1] if fused else self.layers
-        g = self._workspace.get("grad", p.shape[0], self.output_shape)
-        loss.write_gradient(backend, p, t, g, fused)
-        if layers:
-            for layer in reversed(layers[1:]):
-                g = layer.back_propagate(g)
-            layers[0].compute_gradients(g)
-        self.optimizer.step()
 
     # ------------------------------------------------------------------ files
     def save(self, path, include_optimizer: bool = False) -> None:
@@ -303,21 +320,49 @@ class Model:
         return f"Model([{', '.join(map(repr, self.layers))}], device={self.backend.kind!r})"
 
 
+class _StepPlan:
+    """One training step, with what does not change between steps worked
+    out once: whether the loss fuses with the last layer, the layers to
+    back-propagate through, the accuracy kind."""
+
+    def __init__(self, model: Model):
+        self.model, self.backend, self.loss = model, model.backend, model.loss
+        self.fused = self.loss.fuses_with(model.layers[-1])
+        trained = model.layers[:-1] if self.fused else model.layers
+        self.backward = list(reversed(trained[1:]))
+        self.first = trained[0] if trained else None
+        self.accuracy = self.loss.accuracy_kind(model.output_shape[0])
+
+    def train_step(self, x: Array, t: Array, metrics: Array, slot: int) -> None:
+        model, backend, loss = self.model, self.backend, self.loss
+        p = model._forward(x)
+        loss.accumulate(backend, p, t, metrics, slot + LOSS)
+        backend.count_correct(self.accuracy, p, t, metrics, slot + CORRECT)
+        g = model._workspace.get("grad", p.shape[0], model.output_shape)
+        loss.write_gradient(backend, p, t, g, self.fused)
+        for layer in self.backward:
+            g = layer.back_propagate(g)
+        if self.first is not None:
+            self.first.compute_gradients(g)
+        model.optimizer.step()
+
+
 class _DeviceData:
     """Samples and targets on the device, and the batches gathered from them.
 
-    The batch buffers come from the model's workspace, so every fit, evaluate
-    and predict reuses them; their views are made once, and shuffling
-    rewrites only the row order, so an epoch allocates nothing.
+    Batch buffers come from the model's workspace under the data's ``role``
+    ("train", "val", "eval"), so repeated fits reuse them; their views are
+    made once, and shuffling rewrites only the row order, so an epoch
+    allocates nothing. A single batch that is never shuffled is gathered once.
     """
 
-    def __init__(self, model: Model, x: np.ndarray, t: np.ndarray, batch: int):
+    def __init__(self, model: Model, role: str, x: np.ndarray, t: np.ndarray, batch: int, shuffle=False):
         backend = model.backend
         self.backend, self.n, self.batch = backend, len(x), batch
         self.x, self.t = backend.dataset(x), backend.dataset(t)
         self.order = backend.from_numpy(np.arange(self.n, dtype=np.int32))
-        xb = model._workspace.get("x", batch, x.shape[1:])
-        tb = model._workspace.get("t", batch, t.shape[1:])
+        xb = model._workspace.get(role + "_x", batch, x.shape[1:])
+        tb = model._workspace.get(role + "_t", batch, t.shape[1:])
         self._views = [
             (backend.rows(self.order, s, min(s + batch, self.n)),
              backend.rows(xb, 0, min(batch, self.n - s)),
@@ -325,15 +370,23 @@ class _DeviceData:
             for s in range(0, self.n, batch)
         ]
         self.steps = len(self._views)
+        self.shuffling = shuffle and self.steps > 1
+        self._gathered = False
+        if self.steps == 1 and not self.shuffling:
+            self._gather(*self._views[0])
+            self._gathered = True
 
     def shuffle(self, rng: np.random.Generator) -> None:
         self.backend.write(self.order, rng.permutation(self.n).astype(np.int32))
 
+    def _gather(self, idx, xb, tb) -> None:
+        self.backend.take_rows(self.x, idx, xb)
+        self.backend.take_rows(self.t, idx, tb)
+
     def batches(self):
-        take = self.backend.take_rows
         for idx, xb, tb in self._views:
-            take(self.x, idx, xb)
-            take(self.t, idx, tb)
+            if not self._gathered:
+                self._gather(idx, xb, tb)
             yield xb, tb
 
 
@@ -356,7 +409,7 @@ class _Run:
             self.bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
         # the weights, optimizer state and shuffle state at the last readback
         # that found every loss finite
-        self.live = [p.value for p in model.parameters] + model.optimizer.state_arrays()
+        self.live = [p.value for p in model._trained_parameters()] + model.optimizer.state_arrays()
         self.saved = [self.backend.empty(a.shape) for a in self.live]
         self._save()
 
@@ -407,45 +460,51 @@ class _Run:
         slot = 4 * self.epoch
         loss_sum, correct = self.backend.to_numpy(self.backend.rows(self.metrics, slot, slot + 2))
         seen = min(self.step * self.batch, self.n)
-        self.bar.set_postfix(self._logs(loss_sum, correct, seen, None, None, 1), refresh=False)
-
-    def _logs(self, loss_sum, correct, n, val_loss, val_correct, n_val) -> dict[str, float]:
         model = self.model
-        logs = {
-            "loss": float(loss_sum) / n,
-            "accuracy": float(correct) / model._accuracy_count(model.loss, n),
-        }
-        if val_loss is not None:
-            logs["val_loss"] = float(val_loss) / n_val
-            logs["val_accuracy"] = float(val_correct) / model._accuracy_count(model.loss, n_val)
-        return logs
+        self.bar.set_postfix({"loss": float(loss_sum) / seen,
+                              "accuracy": float(correct) / model._accuracy_count(model.loss, seen)},
+                             refresh=False)
 
     def read_epochs(self, epoch: int, halting: HaltingCondition | None, callbacks) -> bool:
         """Read the metrics of the epochs up to ``epoch``; True stops training."""
         self.last_read = time.perf_counter()
         start = self.read_upto
         values = self.backend.to_numpy(self.backend.rows(self.metrics, 4 * start, 4 * (epoch + 1)))
-        values = values.astype(np.float64).reshape(-1, 4)
-        for e, (loss_sum, correct, val_loss, val_correct) in enumerate(values, start):
-            has_val = self.n_val > 0
-            logs = self._logs(
-                loss_sum, correct, self.n,
-                val_loss if has_val else None, val_correct if has_val else None, self.n_val,
-            )
-            if not math.isfinite(logs["loss"]):
-                self._diverged(e, logs["loss"])
-                return True
-            self.history.append(e, logs)
-            self.read_upto = e + 1
-            self._show(e, logs)
-            if halting is not None and halting.reached(logs):
-                return self._stop(e, f"{halting!r} reached at epoch {e + 1}")
-            for callback in callbacks:
-                if callback(e, logs):
-                    name = getattr(callback, "__name__", repr(callback))
-                    return self._stop(e, f"callback {name} stopped training at epoch {e + 1}")
+        table = self._table(values.astype(np.float64).reshape(-1, 4))
+        finite = np.isfinite(table["loss"])
+        good = len(finite) if finite.all() else int(np.argmin(finite))
+        if halting is None and not callbacks:  # nothing looks at single epochs: record them at once
+            self.history.extend(range(start, start + good), {k: v[:good] for k, v in table.items()})
+            self.read_upto = start + good
+            if good:
+                self._show(start + good - 1, {k: float(v[good - 1]) for k, v in table.items()})
+        else:
+            for i in range(good):
+                e, logs = start + i, {k: float(v[i]) for k, v in table.items()}
+                self.history.append(e, logs)
+                self.read_upto = e + 1
+                self._show(e, logs)
+                if halting is not None and halting.reached(logs):
+                    return self._stop(e, f"{halting!r} reached at epoch {e + 1}")
+                for callback in callbacks:
+                    if callback(e, logs):
+                        name = getattr(callback, "__name__", repr(callback))
+                        return self._stop(e, f"callback {name} stopped training at epoch {e + 1}")
+        if good < len(finite):
+            self._diverged(start + good, float(table["loss"][good]))
+            return True
         self._save()
         return False
+
+    def _table(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-epoch metrics from rows of (loss sum, correct, val loss sum, val correct)."""
+        model = self.model
+        table = {"loss": values[:, LOSS] / self.n,
+                 "accuracy": values[:, CORRECT] / model._accuracy_count(model.loss, self.n)}
+        if self.n_val:
+            table["val_loss"] = values[:, VAL_LOSS] / self.n_val
+            table["val_accuracy"] = values[:, VAL_CORRECT] / model._accuracy_count(model.loss, self.n_val)
+        return table
 
     def _show(self, epoch: int, logs: dict[str, float]) -> None:
         if self.bar is None:

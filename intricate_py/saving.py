@@ -199,9 +199,10 @@ def save_model(model: "Model", path: PathLike, include_optimizer: bool = False) 
         optimizer = model.optimizer
         if optimizer is None:
             raise ValueError("include_optimizer=True needs a model that has been trained with fit")
-        arrays = model.backend
-        for i, state in enumerate(optimizer.state):
-            tensors.update({f"optimizer.{i}.{k}": arrays.to_numpy(v) for k, v in state.items()})
+        # state per parameter (the model packs it into one buffer per name)
+        for name, packed in (optimizer.state[0].items() if optimizer.state else ()):
+            for i, view in enumerate(model.parameter_views(packed)):
+                tensors[f"optimizer.{i}.{name}"] = model.backend.to_numpy(view)
         metadata["optimizer"] = json.dumps({"type": type(optimizer).__name__,
                                             "config": optimizer.get_config(),
                                             "iterations": optimizer.iterations})
@@ -249,15 +250,15 @@ def _restore_training(model, tensors, metadata, path, losses, optimizers) -> Non
         iterations = int(spec["iterations"])
     except (KeyError, TypeError, ValueError) as error:
         raise FormatError(f"{path}: cannot rebuild the optimizer or loss ({error})") from None
-    optimizer.bind(model.backend, model.parameters)
+    optimizer.bind(model.backend, model._trained_parameters())
     optimizer.iterations = iterations
-    for i, (param, state) in enumerate(zip(model.parameters, optimizer.state)):
-        for name, array in state.items():
+    for name, packed in (optimizer.state[0].items() if optimizer.state else ()):
+        for i, (param, view) in enumerate(zip(model.parameters, model.parameter_views(packed))):
             key = f"optimizer.{i}.{name}"
             value = tensors.get(key)
             if value is None or value.shape != tuple(param.value.shape):
                 raise FormatError(f"{path}: optimizer state {key} missing or of the wrong shape")
-            model.backend.write(array, value)
+            model.backend.write(view, value)
     model.optimizer = optimizer
     try:
         model._shuffle_rng.bit_generator.state = _json(metadata, "shuffle_state", path)

@@ -27,6 +27,12 @@ class History:
         for key, value in logs.items():
             self.history[key].append(value)
 
+    def extend(self, epochs: range, columns: Mapping) -> None:
+        """Several epochs at once: ``columns[key]`` holds one value an epoch."""
+        self.epoch.extend(epochs)
+        for key, values in columns.items():
+            self.history[key].extend(float(v) for v in values)
+
     def __repr__(self) -> str:
         last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items() if v)
         return f"History(epochs={len(self.epoch)}, {last})"

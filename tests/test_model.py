@@ -321,3 +321,23 @@ def test_layer_forward_on_its_own():
     np.testing.assert_array_equal(y, [[7.0, 5.0]])
     with pytest.raises(ValueError, match=r"expects a batch of shape \(n, 3\). Received: shape=\(1, 4\)"):
         dense.forward(np.ones((1, 4), dtype=np.float32))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, "pair"])
+def test_non_finite_values_in_large_inputs_are_found(bad):
+    """Large inputs are screened by row sums first: NaN, ±inf and an inf/-inf
+    pair that cancels in a row are all still reported with their index."""
+    x = np.random.default_rng(0).random((70000, 2)).astype(np.float32)
+    if bad == "pair":
+        x[123, 0], x[123, 1] = np.inf, -np.inf
+        where = r"\(123, 0\)"
+    else:
+        x[69999, 1] = bad
+        where = r"\(69999, 1\)"
+    with pytest.raises(ValueError, match=where):
+        xor_model().predict(x)
+
+
+def test_large_finite_inputs_whose_sum_overflows_are_accepted():
+    x = np.full((70000, 2), 3e38, np.float32)
+    assert xor_model().predict(x).shape == (70000, 1)

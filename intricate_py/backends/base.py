@@ -20,9 +20,9 @@ Conventions:
 The list:
 
 =========================  ===============================================
-memory                     ``empty``, ``zeros``, ``from_numpy``, ``dataset``,
+memory                     ``empty``, ``zeros``, ``from_numpy``, ``asarray``, ``dataset``,
                            ``to_numpy``, ``write``, ``copy``, ``rows``,
-                           ``take_rows``
+                           ``view``, ``take_rows``
 dense algebra              ``matmul`` (transpose flags, optional bias),
                            ``sum_rows``
 activations                ``activation``, ``activation_grad``, ``softmax``,
@@ -73,6 +73,11 @@ class Backend(abc.ABC):
         integers as int32."""
 
     @abc.abstractmethod
+    def asarray(self, a: np.ndarray) -> Array:
+        """``a``'s values for operations to read (never write): numpy shares
+        ``a``'s memory when its dtype and layout fit; the GPU uploads it."""
+
+    @abc.abstractmethod
     def dataset(self, a: np.ndarray) -> Array:
         """Read-only rows of ``a`` for :meth:`take_rows` to gather batches from.
 
@@ -96,6 +101,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def rows(self, a: Array, start: int, stop: int) -> Array:
         """A view of rows ``start:stop`` of ``a`` (no copy)."""
+
+    @abc.abstractmethod
+    def view(self, a: Array, offset: int, shape: Sequence[int]) -> Array:
+        """Elements ``offset .. offset + prod(shape)`` of the 1-D array ``a``
+        as an array of ``shape`` (no copy): how a model packs every
+        parameter into one buffer."""
 
     @abc.abstractmethod
     def take_rows(self, src: Array, indices: Array, out: Array) -> None:

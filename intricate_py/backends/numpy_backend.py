@@ -8,6 +8,7 @@ training step allocates nothing large.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -24,51 +25,54 @@ def _sigmoid(x: np.ndarray, out: np.ndarray) -> None:
 
 
 def _relu(x: np.ndarray, out: np.ndarray) -> None:
-    np.maximum(x, 0, out=out)
+    np.maximum(x, x.dtype.type(0), out=out)
 
 
 def _tanh_grad(y: np.ndarray, dy: np.ndarray, out: np.ndarray) -> None:
     # (1 - y)(1 + y) rather than 1 - y², which cancels when y is near ±1
-    np.subtract(1, y, out=out)
-    np.multiply(out, 1 + y, out=out)
-    np.multiply(out, dy, out=out)
+    one = y.dtype.type(1)  # a numpy scalar: cheaper in a ufunc call than an int
+    np.subtract(one, y, out)
+    np.multiply(out, np.add(one, y), out)
+    np.multiply(out, dy, out)
 
 
 def _sigmoid_grad(y: np.ndarray, dy: np.ndarray, out: np.ndarray) -> None:
-    np.subtract(1, y, out=out)
-    np.multiply(out, y, out=out)
-    np.multiply(out, dy, out=out)
+    np.subtract(y.dtype.type(1), y, out)
+    np.multiply(out, y, out)
+    np.multiply(out, dy, out)
 
 
 def _relu_grad(y: np.ndarray, dy: np.ndarray, out: np.ndarray) -> None:
-    np.multiply(dy, y > 0, out=out)
+    np.multiply(dy, y > 0, out)
 
 
-_ACTIVATION = {"tanh": lambda x, out: np.tanh(x, out=out), "sigmoid": _sigmoid, "relu": _relu}
+_ACTIVATION = {"tanh": np.tanh, "sigmoid": _sigmoid, "relu": _relu}  # each f(x, out)
 _ACTIVATION_GRAD = {"tanh": _tanh_grad, "sigmoid": _sigmoid_grad, "relu": _relu_grad}
 
 
 def _clip(p: np.ndarray) -> np.ndarray:
-    return np.clip(p, CLIP_EPSILON, 1 - CLIP_EPSILON)
+    # two ufunc calls: np.clip costs several times more on small arrays
+    t = p.dtype.type
+    return np.minimum(np.maximum(p, t(CLIP_EPSILON)), t(1 - CLIP_EPSILON))
 
 
 def _grad_difference(p, t, out):
-    np.subtract(p, t, out=out)
+    np.subtract(p, t, out)
 
 
 def _grad_sign(p, t, out):
-    np.subtract(p, t, out=out)
-    np.sign(out, out=out)
+    np.subtract(p, t, out)
+    np.sign(out, out)
 
 
 def _grad_cross_entropy(p, t, out):
-    np.divide(t, _clip(p), out=out)
-    np.negative(out, out=out)
+    np.divide(t, _clip(p), out)
+    np.negative(out, out)
 
 
 def _grad_binary_cross_entropy(p, t, out):
     c = _clip(p)
-    np.subtract(c, t, out=out)
+    np.subtract(c, t, out)
     out /= c * (1 - c)
 
 
@@ -81,8 +85,12 @@ _LOSS_GRAD = {
 
 
 def _sum_squared(p, t):
-    d = (p - t).ravel()
+    d = np.subtract(p, t).ravel()
     return np.dot(d, d)
+
+
+def _sum_cross_entropy(p, t):
+    return -np.dot(t.ravel(), np.log(_clip(p)).ravel())
 
 
 def _sum_binary_cross_entropy(p, t):
@@ -93,12 +101,13 @@ def _sum_binary_cross_entropy(p, t):
 _LOSS_SUM = {
     "squared": _sum_squared,
     "absolute": lambda p, t: np.abs(p - t).sum(),
-    "cross_entropy": lambda p, t: -np.sum(t * np.log(_clip(p))),
+    "cross_entropy": _sum_cross_entropy,
     "binary_cross_entropy": _sum_binary_cross_entropy,
 }
 
+_HALF = np.float32(0.5)  # exact in both dtypes
 _CORRECT = {
-    "binary": lambda p, t: np.count_nonzero((p > 0.5) == (t > 0.5)),
+    "binary": lambda p, t: np.count_nonzero(np.equal(np.greater(p, _HALF), np.greater(t, _HALF))),
     "categorical": lambda p, t: np.count_nonzero(p.argmax(axis=1) == t.argmax(axis=1)),
 }
 
@@ -142,9 +151,10 @@ class NumpyBackend(Backend):
         dtype = np.int32 if np.issubdtype(np.asarray(a).dtype, np.integer) else self.dtype
         return np.array(a, dtype=dtype, order="C")
 
-    def dataset(self, a: np.ndarray) -> np.ndarray:
-        # Read-only rows for take_rows: no copy when a already fits.
-        return np.ascontiguousarray(a, dtype=self.dtype)
+    def asarray(self, a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype=self.dtype)  # no copy when a already fits
+
+    dataset = asarray  # take_rows reads plain arrays
 
     def to_numpy(self, a: np.ndarray) -> np.ndarray:
         return np.array(a)
@@ -158,14 +168,23 @@ class NumpyBackend(Backend):
     def rows(self, a: np.ndarray, start: int, stop: int) -> np.ndarray:
         return a[start:stop]
 
+    def view(self, a: np.ndarray, offset: int, shape: Sequence[int]) -> np.ndarray:
+        return a[offset : offset + math.prod(shape)].reshape(shape)
+
     def take_rows(self, src: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
-        np.take(src, indices, axis=0, out=out)
+        # mode="clip": "raise" (the default) buffers every take into out
+        np.take(src, indices, axis=0, out=out, mode="clip")
 
     # ----------------------------------------------------------- dense algebra
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None) -> None:
-        np.matmul(a.T if transpose_a else a, b.T if transpose_b else b, out=out)
+        # np.dot has less overhead for small arrays, but is slower than matmul
+        # with a transposed first operand (the x.T @ dy of a weight gradient)
+        if transpose_a:
+            np.matmul(a.T, b.T if transpose_b else b, out=out)
+        else:
+            np.dot(a, b.T if transpose_b else b, out)
         if bias is not None:
-            np.add(out, bias, out=out)
+            np.add(out, bias, out)
 
     def sum_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         np.add.reduce(x, axis=0, out=out)
@@ -191,7 +210,7 @@ class NumpyBackend(Backend):
     # ------------------------------------------------------------------ losses
     def loss_grad(self, kind: str, p, t, scale: float, out) -> None:
         _LOSS_GRAD[kind](p, t, out)
-        out *= scale
+        np.multiply(out, out.dtype.type(scale), out)
 
     def loss_sum(self, kind: str, p, t, scale: float, acc, index: int) -> None:
         acc[index] += scale * _LOSS_SUM[kind](p, t)

@@ -277,6 +277,9 @@ class WgpuBackend(Backend):
         self._upload(out, host)
         return out
 
+    def asarray(self, a: np.ndarray) -> GPUArray:
+        return self.from_numpy(np.asarray(a, dtype=np.float32))
+
     def dataset(self, a: np.ndarray) -> GPUArray | GPUDataset:
         host = np.ascontiguousarray(a, dtype=np.float32)
         row_bytes = max(4, host[:1].nbytes)
@@ -334,6 +337,9 @@ class WgpuBackend(Backend):
     def rows(self, a: GPUArray, start: int, stop: int) -> GPUArray:
         row = math.prod(a.shape[1:])
         return GPUArray(a.alloc, a.offset + start * row, (stop - start, *a.shape[1:]), a.dtype)
+
+    def view(self, a: GPUArray, offset: int, shape: Sequence[int]) -> GPUArray:
+        return GPUArray(a.alloc, a.offset + offset, tuple(shape), a.dtype)
 
     def take_rows(self, src, indices: GPUArray, out: GPUArray) -> None:
         chunks = src.chunks if isinstance(src, GPUDataset) else [(src, 0, src.shape[0])]

@@ -17,13 +17,14 @@ class Activation(Layer):
     kind: str
 
     def forward(self, x: Array) -> Array:
-        self._check_input(x)
-        y = self._y = self._buffer("y", x.shape[0], self.input_shape)
+        if self._workspace is None or x.shape[1:] != self.input_shape:
+            self._accept(x)
+        y = self._y = self._workspace.get("y", x.shape[0], self.input_shape)
         self._apply(x, y)
         return y
 
     def back_propagate(self, grad_output: Array) -> Array:
-        dx = self._buffer("dx", grad_output.shape[0], self.input_shape)
+        dx = self._workspace.get("dx", grad_output.shape[0], self.input_shape)
         self._gradient(self._y, grad_output, dx)
         return dx
 

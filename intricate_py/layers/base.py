@@ -143,13 +143,12 @@ class Layer:
         dtype = getattr(x, "dtype", np.float32)
         self.build(tuple(x.shape[1:]), NumpyBackend(np.float64 if dtype == np.float64 else np.float32))
 
-    def _buffer(self, name: str, rows: int, shape: Shape) -> Array:
-        return self._workspace.get(name, rows, shape)
-
-    def _check_input(self, x: Array) -> None:
+    def _accept(self, x: Array) -> None:
+        """For a batch whose shape differs from the input shape: build on
+        first use (as Keras does), or reject it saying what was expected."""
         if not self.built:
             self._build_for(x)
-        elif tuple(x.shape[1:]) != self.input_shape:
+        if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"{self!r} expects a batch of shape {_batch_shape_text(self.input_shape)}. "
                 f"Received: shape={tuple(x.shape)}"

@@ -53,10 +53,12 @@ class Dense(Layer):
 
     # -------------------------------------------------------------- computing
     def forward(self, x: Array) -> Array:
-        self._check_input(x)
+        if self._workspace is None or x.shape[1:] != self.input_shape:
+            self._accept(x)
         self._x = x
-        y = self._buffer("y", x.shape[0], self.output_shape)
-        self.backend.matmul(x, self.params["W"].value, y, bias=self.params["b"].value)
+        y = self._workspace.get("y", x.shape[0], self.output_shape)
+        params = self.params
+        self.backend.matmul(x, params["W"].value, y, bias=params["b"].value)
         return y
 
     def compute_gradients(self, grad_output: Array) -> None:
@@ -66,7 +68,7 @@ class Dense(Layer):
 
     def back_propagate(self, grad_output: Array) -> Array:
         self.compute_gradients(grad_output)
-        dx = self._buffer("dx", grad_output.shape[0], self.input_shape)
+        dx = self._workspace.get("dx", grad_output.shape[0], self.input_shape)
         self.backend.matmul(grad_output, self.params["W"].value, dx, transpose_b=True)  # dx = dy Wᵀ
         return dx
 
