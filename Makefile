@@ -18,8 +18,11 @@ demo: system $(VENV)/.installed
 test: system $(VENV)/.installed
 	INTRICATE_REQUIRE_GPU=1 INTRICATE_REQUIRE_DATA=1 $(PY) -m pytest
 
+# PyTorch is optional: without it (pip install the CPU build into .venv) its
+# column stays empty.
 bench: system $(VENV)/.installed
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/compare.py
+	$(PY) benchmarks/gpu.py
 
 system:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do \

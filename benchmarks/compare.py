@@ -11,7 +11,10 @@ reported with ratios:
   b. 10000 full-batch XoR steps (2-3-1 TanH, mean squared error, SGD(0.1));
   c. predicting one sample, with the XoR network and with the MNIST network;
   d. the intricate-py runs on device="gpu" where an adapter exists, with the
-     submissions, readbacks and bytes read back per step.
+     submissions, readbacks and bytes read back per step;
+  e. one epoch of the example's CNN (Conv 5x5 32 -> MaxPool 2 -> Conv 5x5 64 ->
+     MaxPool 2 -> Dense 256 -> Dense 10, Adam, batch 64) against PyTorch
+     (--cnn-rounds of it, 1 by default; not on a software GPU adapter).
 
 PyTorch is optional (the `bench` extra); without it its column stays empty.
 """
@@ -32,16 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import intricate_py  # noqa: E402
 from intricate_py import Model  # noqa: E402
-from intricate_py.layers import Dense, ReLU, Softmax, TanH  # noqa: E402
+from intricate_py.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax, TanH  # noqa: E402
 from intricate_py.losses import CategoricalCrossEntropy, MeanSquared  # noqa: E402
-from intricate_py.optimizers import SGD  # noqa: E402
+from intricate_py.optimizers import SGD, Adam  # noqa: E402
 
 try:
     import torch
 except ImportError:  # the optional reference
     torch = None
 
-MNIST_LR, XOR_LR = 0.01, 0.1
+MNIST_LR, XOR_LR, CNN_LR, CNN_BATCH = 0.01, 0.1, 1e-3, 64
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
 
@@ -79,6 +82,15 @@ class Intricate:
         t = time.perf_counter()
         self.mlp.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=self.mlp_opt, epochs=1, batch_size=batch)
         return time.perf_counter() - t, _per_step(start, self.mlp.device.stats(), -(-len(x) // batch))
+
+    def cnn_epoch(self, x, y):
+        if not hasattr(self, "cnn"):
+            self.cnn = Model([Conv2D(32, 5), ReLU(), MaxPool2D(2), Conv2D(64, 5), ReLU(), MaxPool2D(2), Flatten(),
+                              Dense(256), ReLU(), Dense(10), Softmax()], input_size=(1, 28, 28), device=self.device, seed=0)
+            self.cnn_opt = Adam(CNN_LR)
+        t = time.perf_counter()
+        self.cnn.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=self.cnn_opt, epochs=1, batch_size=CNN_BATCH)
+        return time.perf_counter() - t
 
     def xor_steps(self, steps):
         model = Model([Dense(3), TanH(), Dense(1), TanH()], input_size=2, device=self.device, seed=0)
@@ -206,16 +218,28 @@ class Torch:
                     layer.bias.copy_(torch.from_numpy(b))
             self.opt = torch.optim.SGD(self.net.parameters(), lr=MNIST_LR)
             self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
-        net, opt, xs, ys = self.net, self.opt, self.x, self.y
+        return self._epoch(self.net, self.opt, self.x, self.y, batch), None
+
+    @staticmethod
+    def _epoch(net, opt, xs, ys, batch) -> float:
+        """Seconds for one shuffled epoch of idiomatic PyTorch training."""
         t = time.perf_counter()
         order = torch.randperm(len(xs))
         for s in range(0, len(xs), batch):
             idx = order[s : s + batch]
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(net(xs[idx]), ys[idx])
-            loss.backward()
+            torch.nn.functional.cross_entropy(net(xs[idx]), ys[idx]).backward()
             opt.step()
-        return time.perf_counter() - t, None
+        return time.perf_counter() - t
+
+    def cnn_epoch(self, x, y):
+        if not hasattr(self, "cnn"):
+            nn = torch.nn
+            self.cnn = nn.Sequential(nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 5), nn.ReLU(),
+                                     nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1024, 256), nn.ReLU(), nn.Linear(256, 10))
+            self.cnn_opt = torch.optim.Adam(self.cnn.parameters(), lr=CNN_LR)
+            self.cx, self.cy = torch.from_numpy(x), torch.from_numpy(y)
+        return self._epoch(self.cnn, self.cnn_opt, self.cx, self.cy, CNN_BATCH)
 
     def xor_steps(self, steps):
         torch.manual_seed(0)
@@ -278,6 +302,19 @@ def run(impls, rounds, x, y, xor_steps, predict_calls):
     return times, counters
 
 
+def run_cnn(impls, rounds, x, y):
+    """{workload: {impl: [seconds, ...]}} for the CNN epoch, interleaved by round."""
+    images = x.reshape(len(x), 1, 28, 28)
+    times: dict[str, dict[str, list[float]]] = {}
+    for r in range(rounds):
+        for impl in impls if r % 2 == 0 else impls[::-1]:
+            if hasattr(impl, "cnn_epoch"):
+                seconds = impl.cnn_epoch(images, y)
+                times.setdefault(f"CNN epoch, batch {CNN_BATCH} (s)", {}).setdefault(impl.name, []).append(seconds)
+        print(f"  CNN round {r + 1}/{rounds} done", flush=True)
+    return times
+
+
 def table(times, columns) -> str:
     lines = ["| workload | " + " | ".join(columns) + " | vs PyTorch | vs numpy by hand |",
              "| --- |" + " ---: |" * (len(columns) + 2)]
@@ -298,6 +335,7 @@ def main(argv=None) -> int:
     parser.add_argument("--predict-calls", type=int, default=5000)
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results.json")
     parser.add_argument("--no-gpu", action="store_true")
+    parser.add_argument("--cnn-rounds", type=int, default=1, help="0 leaves the CNN epoch out")
     args = parser.parse_args(argv)
 
     x, y, source = mnist_data()
@@ -309,6 +347,8 @@ def main(argv=None) -> int:
     print(f"data: {source}; python {machine['python']}, numpy {np.__version__}, torch {machine['torch']}")
     impls = [Intricate("cpu"), HandNumpy()] + ([Torch()] if torch else [])
     times, counters = run(impls, args.rounds, x, y, args.xor_steps, args.predict_calls)
+    if args.cnn_rounds:
+        times.update(run_cnn([impl for impl in impls if hasattr(impl, "cnn_epoch")], args.cnn_rounds, x, y))
     columns = [impl.name for impl in impls]
     print("\n## CPU (medians of %d interleaved rounds)\n" % args.rounds)
     print(table(times, columns))

@@ -142,8 +142,8 @@ class Model:
             return a
         if a.shape == shape:
             return a[None]
-        if shape == (1,) and a.ndim == 1:
-            return a[:, None]
+        if shape[0] == 1 and a.shape[1:] == shape[1:]:  # one feature or channel, its axis left out
+            return a.reshape(len(a), *shape)
         raise ValueError(
             f"expected {name} of shape {_batch_shape_text(shape)} for the model's input "
             f"{shape}. Received: {name}.shape={a.shape}"
@@ -191,10 +191,23 @@ class Model:
 
     def _accumulate_metrics(self, data: "_DeviceData", loss: Loss, acc: Array, index: int) -> None:
         kind = loss.accuracy_kind(self.output_shape[0])
-        for xb, tb in data.batches():
-            p = self._forward(xb)
-            loss.accumulate(self.backend, p, tb, acc, index)
-            self.backend.count_correct(kind, p, tb, acc, index + 1)
+        with self._mode(training=False):
+            for xb, tb in data.batches():
+                p = self._forward(xb)
+                loss.accumulate(self.backend, p, tb, acc, index)
+                self.backend.count_correct(kind, p, tb, acc, index + 1)
+
+    @contextlib.contextmanager
+    def _mode(self, training: bool):
+        """Every layer's ``training`` flag set for a while, then restored."""
+        before = [layer.training for layer in self.layers]
+        for layer in self.layers:
+            layer.training = training
+        try:
+            yield
+        finally:
+            for layer, flag in zip(self.layers, before):
+                layer.training = flag
 
     def _accuracy_count(self, loss: Loss, n: int) -> int:
         width = self.output_shape[0]
@@ -276,7 +289,8 @@ class Model:
         # per-epoch readbacks where an epoch's end must be seen; else a few a second
         watch_every_epoch = halting_condition is not None or bool(callbacks) or verbose == 1
         # divergence is reported once, by the NaN check, not by numpy on the way
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), contextlib.closing(run):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), contextlib.closing(run), \
+                self._mode(training=True):
             for epoch in range(epochs):
                 run_epoch(epoch, run)
                 if watch_every_epoch or epoch == epochs - 1 or run.due():
@@ -332,9 +346,13 @@ class _StepPlan:
         self.backward = list(reversed(trained[1:]))
         self.first = trained[0] if trained else None
         self.accuracy = self.loss.accuracy_kind(model.output_shape[0])
+        # layers that draw from the step (Dropout); none in most models
+        self.stepped = [layer for layer in model.layers if type(layer).begin_step is not Layer.begin_step]
 
     def train_step(self, x: Array, t: Array, metrics: Array, slot: int) -> None:
         model, backend, loss = self.model, self.backend, self.loss
+        for layer in self.stepped:
+            layer.begin_step(model.optimizer.iterations)
         p = model._forward(x)
         loss.accumulate(backend, p, t, metrics, slot + LOSS)
         backend.count_correct(self.accuracy, p, t, metrics, slot + CORRECT)

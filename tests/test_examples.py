@@ -52,3 +52,11 @@ def test_mnist_example_without_data_says_what_to_install(tmp_path, capsys):
     assert load_example("mnist").main(["--data", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "apt-get install dataset-fashion-mnist" in err and "--data" in err
+
+
+def test_mnist_example_cnn_runs(tmp_path, fashion_mnist, capsys):
+    args = ["--model", "cnn", "--device", "cpu", "--limit", "300", "--epochs", "1", "--out", str(tmp_path)]
+    assert load_example("mnist").main(args) == 0
+    out = capsys.readouterr().out
+    assert "Conv2D(1→32, 5×5)" in out and "(n, 64, 4, 4)" in out  # the summary table
+    assert (tmp_path / "fashion-mnist-cnn.safetensors").is_file()

@@ -1,8 +1,9 @@
 """Fashion-MNIST: a 784 -> Dense 128 -> ReLU -> Dense 10 -> Softmax network
-trained with categorical cross-entropy and Adam (cosine-decayed learning rate).
+(--model mlp), or a small convolutional network (--model cnn), trained with
+categorical cross-entropy and Adam (cosine-decayed learning rate).
 
-    python examples/mnist/main.py [--device auto|cpu|gpu] [--epochs 20] [--batch-size 64]
-        [--learning-rate 1e-3] [--limit N] [--seed 0] [--out DIR] [--data DIR]
+    python examples/mnist/main.py [--model mlp|cnn] [--device auto|cpu|gpu] [--epochs N]
+        [--batch-size 64] [--learning-rate 1e-3] [--limit N] [--seed 0] [--out DIR] [--data DIR]
 
 The data comes from Debian's dataset-fashion-mnist package; --data takes any
 folder of MNIST-format IDX files (the original MNIST digits too). It prints a
@@ -23,31 +24,44 @@ import numpy as np
 
 from intricate_py import FormatError, Model
 from intricate_py.datasets import DEBIAN_PACKAGE, FASHION_CLASSES, FASHION_MNIST, load_mnist
-from intricate_py.layers import Dense, ReLU, Softmax
+from intricate_py.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Softmax
 from intricate_py.losses import CategoricalCrossEntropy
 from intricate_py.optimizers import Adam
 
 
+#: default epochs of each network
+EPOCHS = {"mlp": 20, "cnn": 20}
+
+
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mlp", choices=sorted(EPOCHS))
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=None, help="20 (both networks)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     parser.add_argument("--data", type=Path, default=FASHION_MNIST, help="folder of MNIST-format IDX files")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.epochs = args.epochs or EPOCHS[args.model]
+    return args
 
 
 def build_model(args) -> Model:
+    if args.model == "cnn":
+        layers = [Conv2D(32, 5), ReLU(), MaxPool2D(2), Conv2D(64, 5), ReLU(), MaxPool2D(2),
+                  Flatten(), Dropout(0.25), Dense(256), ReLU(), Dropout(0.5), Dense(10), Softmax()]
+        return Model(layers, input_size=(1, 28, 28), device=args.device, seed=args.seed)
     return Model([Dense(128), ReLU(), Dense(10), Softmax()], input_size=784, device=args.device, seed=args.seed)
 
 
-def prepare(images: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """uint8 images (n, 28, 28) -> standardised float32 rows (n, 784)."""
-    return ((images.reshape(len(images), -1).astype(np.float32) / 255) - mean) / std
+def prepare(images: np.ndarray, mean: float, std: float, model: str) -> np.ndarray:
+    """uint8 images (n, 28, 28) -> standardised float32: rows (n, 784) for the
+    MLP, single-channel images (n, 1, 28, 28) for the CNN."""
+    shape = (len(images), 1, *images.shape[1:]) if model == "cnn" else (len(images), -1)
+    return ((images.reshape(shape).astype(np.float32) / 255) - mean) / std
 
 
 def cosine_schedule(optimizer, base: float, epochs: int):
@@ -78,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         train_images, train_labels = train_images[: args.limit], train_labels[: args.limit]
     scaled = train_images.astype(np.float32) / 255
     mean, std = float(scaled.mean()), float(scaled.std())
-    x_train, x_test = prepare(train_images, mean, std), prepare(test_images, mean, std)
+    x_train, x_test = prepare(train_images, mean, std, args.model), prepare(test_images, mean, std, args.model)
     names = class_names(args.data)
 
     model = build_model(args)
@@ -93,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(history.stop_reason)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    model_path = args.out / "fashion-mnist-mlp.safetensors"
+    model_path = args.out / f"fashion-mnist-{args.model}.safetensors"
     model.save(model_path)
     loaded = Model.load(model_path, device=args.device)
     result = loaded.evaluate(x_test, test_labels, CategoricalCrossEntropy())

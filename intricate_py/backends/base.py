@@ -29,6 +29,10 @@ activations                ``activation``, ``activation_grad``, ``softmax``,
                            ``softmax_grad``
 losses                     ``loss_grad``, ``loss_sum``, ``count_correct``
 optimizers                 ``sgd_step``, ``adagrad_step``, ``adam_step``
+regularisation             ``dropout``, ``dropout_grad``
+images (NCHW)              ``im2col``, ``col2im``, ``to_channels_first``,
+                           ``to_channels_last``, ``maxpool2d``,
+                           ``maxpool2d_grad``
 scheduling                 ``flush``, ``end_step``, ``stats``
 =========================  ===============================================
 """
@@ -41,6 +45,7 @@ from typing import Any, Sequence
 import numpy as np
 
 Array = Any  # numpy.ndarray on the CPU, a GPU buffer handle on the GPU
+Pair = tuple[int, int]  # (height, width) of a kernel, stride or padding
 
 ACTIVATIONS = ("tanh", "sigmoid", "relu")
 LOSS_GRADIENTS = ("difference", "sign", "cross_entropy", "binary_cross_entropy")
@@ -60,8 +65,9 @@ class Backend(abc.ABC):
 
     # ------------------------------------------------------------------ memory
     @abc.abstractmethod
-    def empty(self, shape: Sequence[int]) -> Array:
-        """A new array of ``shape`` with undefined contents."""
+    def empty(self, shape: Sequence[int], dtype=None) -> Array:
+        """A new array of ``shape`` with undefined contents: the backend's
+        float dtype, or ``np.int32`` for indices."""
 
     @abc.abstractmethod
     def zeros(self, shape: Sequence[int]) -> Array:
@@ -104,9 +110,9 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def view(self, a: Array, offset: int, shape: Sequence[int]) -> Array:
-        """Elements ``offset .. offset + prod(shape)`` of the 1-D array ``a``
-        as an array of ``shape`` (no copy): how a model packs every
-        parameter into one buffer."""
+        """Elements ``offset .. offset + prod(shape)`` of the contiguous array
+        ``a``, in row-major order, as an array of ``shape`` (no copy): how a
+        model packs every parameter into one buffer, and how Flatten works."""
 
     @abc.abstractmethod
     def take_rows(self, src: Array, indices: Array, out: Array) -> None:
@@ -216,6 +222,51 @@ class Backend(abc.ABC):
         """PyTorch's Adam: ``m += (1 - b1)(g - m)``; ``v = b2 v + (1 - b2) g²``;
         ``p -= step_size m / (sqrt(v) / bias_correction2_sqrt + eps)``."""
 
+    # ---------------------------------------------------------- regularisation
+    @abc.abstractmethod
+    def dropout(self, x: Array, out: Array, mask: Array, rate: float, seed: int, step: int) -> None:
+        """Inverted dropout: ``mask = [pcg(i ^ key) >= rate·2³²] / (1 - rate)``
+        with ``key = pcg(seed ^ pcg(step))`` (see :func:`pcg`), ``out = x · mask``;
+        the same bits on every backend."""
+
+    @abc.abstractmethod
+    def dropout_grad(self, dy: Array, mask: Array, out: Array) -> None:
+        """``out = dy · mask``."""
+
+    # ---------------------------------------------------------- images (NCHW)
+    @abc.abstractmethod
+    def im2col(self, x: Array, cols: Array, kernel: Pair, stride: Pair, padding: Pair) -> None:
+        """Patches as rows: x (n, c, h, w) -> cols (n·oh·ow, c·kh·kw) with
+        ``cols[(n, i, j), (c, ki, kj)] = x[n, c, i·sh + ki - ph, j·sw + kj - pw]``
+        (0 in the padding)."""
+
+    @abc.abstractmethod
+    def col2im(self, cols_t: Array, out: Array, kernel: Pair, stride: Pair, padding: Pair) -> None:
+        """The adjoint of im2col, from patches laid out by column:
+        ``cols_t`` (c·kh·kw, n·oh·ow) is im2col's layout transposed (what
+        Wᵀ·dYᵀ gives directly); out (n, c, h, w) = the sum, over every patch
+        entry, of ``cols_t`` at the pixel it was read from (overwrites out)."""
+
+    @abc.abstractmethod
+    def to_channels_first(self, rows: Array, out: Array, bias: Array | None = None) -> None:
+        """rows (n·p, f) -> out (n, f, *spatial) of p = prod(spatial) pixels,
+        ``out[n, f, q] = rows[n·p + q, f] (+ bias[f])``."""
+
+    @abc.abstractmethod
+    def to_channels_last(self, x: Array, rows: Array) -> None:
+        """x (n, f, *spatial) -> rows (n·p, f): the inverse of to_channels_first."""
+
+    @abc.abstractmethod
+    def maxpool2d(self, x: Array, out: Array, argmax: Array, pool: Pair, stride: Pair, padding: Pair) -> None:
+        """out (n, c, oh, ow): the maximum of each window of x (n, c, h, w)
+        (padding counts as -inf); argmax (int32, shape of out) gets the
+        position ``y·w + x`` of the first maximum in its (h, w) plane."""
+
+    @abc.abstractmethod
+    def maxpool2d_grad(self, dy: Array, argmax: Array, dx: Array, pool: Pair, stride: Pair, padding: Pair) -> None:
+        """dx (n, c, h, w): each pixel gets the sum of dy over the windows
+        whose maximum it was (overwrites dx)."""
+
     # -------------------------------------------------------------- scheduling
     def flush(self) -> None:
         """Start the work recorded so far (the GPU submits; numpy has none)."""
@@ -228,3 +279,24 @@ class Backend(abc.ABC):
     def stats(self) -> dict[str, int]:
         """Counters: submits, readbacks, bytes_read_back, buffers_created,
         dispatches."""
+
+
+def pcg(v):
+    """The PCG hash of 32-bit unsigned integers (Jarzynski and Olano, "Hash
+    Functions for GPU Rendering", 2020), in wrapping uint32 arithmetic: for
+    Python ints and numpy uint32 arrays alike, and written the same in
+    dropout.wgsl."""
+    if isinstance(v, int):
+        s = (v * 747796405 + 2891336453) & 0xFFFFFFFF
+        w = (((s >> ((s >> 28) + 4)) ^ s) * 277803737) & 0xFFFFFFFF
+        return (w >> 22) ^ w
+    s = v * np.uint32(747796405) + np.uint32(2891336453)
+    w = ((s >> ((s >> np.uint32(28)) + np.uint32(4))) ^ s) * np.uint32(277803737)
+    return (w >> np.uint32(22)) ^ w
+
+
+def dropout_bits(seed: int, step: int, rate: float) -> tuple[int, int, float]:
+    """(key, threshold, scale) of a dropout draw."""
+    key = pcg((seed ^ pcg(step & 0xFFFFFFFF)) & 0xFFFFFFFF)
+    threshold = min(int(rate * 2**32), 2**32 - 1)
+    return key, threshold, 1.0 / (1.0 - rate)

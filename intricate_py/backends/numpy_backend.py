@@ -12,8 +12,9 @@ import math
 from typing import Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from .base import CLIP_EPSILON, Backend
+from .base import CLIP_EPSILON, Backend, dropout_bits, pcg
 
 
 def _sigmoid(x: np.ndarray, out: np.ndarray) -> None:
@@ -112,6 +113,20 @@ _CORRECT = {
 }
 
 
+def _windows(x: np.ndarray, kernel, stride, padding, fill) -> np.ndarray:
+    """Every (kh, kw) window of x (n, c, h, w), padded with ``fill``, at the
+    stride: a strided view (n, c, oh, ow, kh, kw) that copies nothing."""
+    (ph, pw), (sh, sw) = padding, stride
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    return sliding_window_view(x, kernel, axis=(2, 3))[:, :, ::sh, ::sw]
+
+
+def _span(start: int, step: int, count: int) -> slice:
+    """``count`` positions from ``start`` at ``step``."""
+    return slice(start, start + step * (count - 1) + 1, step)
+
+
 class NumpyBackend(Backend):
     """numpy on the CPU, in float32 or float64."""
 
@@ -138,9 +153,9 @@ class NumpyBackend(Backend):
         return buf
 
     # ------------------------------------------------------------------ memory
-    def empty(self, shape: Sequence[int]) -> np.ndarray:
+    def empty(self, shape: Sequence[int], dtype=None) -> np.ndarray:
         self._buffers_created += 1
-        return np.empty(tuple(shape), self.dtype)
+        return np.empty(tuple(shape), dtype or self.dtype)
 
     def zeros(self, shape: Sequence[int]) -> np.ndarray:
         self._buffers_created += 1
@@ -169,7 +184,7 @@ class NumpyBackend(Backend):
         return a[start:stop]
 
     def view(self, a: np.ndarray, offset: int, shape: Sequence[int]) -> np.ndarray:
-        return a[offset : offset + math.prod(shape)].reshape(shape)
+        return a.reshape(-1)[offset : offset + math.prod(shape)].reshape(shape)
 
     def take_rows(self, src: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
         # mode="clip": "raise" (the default) buffers every take into out
@@ -178,11 +193,11 @@ class NumpyBackend(Backend):
     # ----------------------------------------------------------- dense algebra
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None) -> None:
         # np.dot has less overhead for small arrays, but is slower than matmul
-        # with a transposed first operand (the x.T @ dy of a weight gradient)
-        if transpose_a:
+        # with a large transposed first operand (x.T @ dy of a weight gradient)
+        if transpose_a and a.size >= 4096:
             np.matmul(a.T, b.T if transpose_b else b, out=out)
         else:
-            np.dot(a, b.T if transpose_b else b, out)
+            np.dot(a.T if transpose_a else a, b.T if transpose_b else b, out)
         if bias is not None:
             np.add(out, bias, out)
 
@@ -259,6 +274,74 @@ class NumpyBackend(Backend):
         step += eps
         np.divide(m * step_size, step, out=step)
         p -= step
+
+    # ---------------------------------------------------------- regularisation
+    def dropout(self, x, out, mask, rate, seed, step) -> None:
+        key, threshold, scale = dropout_bits(seed, step, rate)
+        index = np.arange(x.size, dtype=np.uint32).reshape(x.shape)
+        kept = pcg(index ^ np.uint32(key)) >= np.uint32(threshold)
+        np.multiply(kept, mask.dtype.type(scale), out=mask)
+        np.multiply(x, mask, out)
+
+    def dropout_grad(self, dy, mask, out) -> None:
+        np.multiply(dy, mask, out)
+
+    # ---------------------------------------------------------- images (NCHW)
+    def im2col(self, x, cols, kernel, stride, padding) -> None:
+        n, c = x.shape[:2]
+        windows = _windows(x, kernel, stride, padding, 0)  # (n, c, oh, ow, kh, kw)
+        oh, ow = windows.shape[2:4]
+        np.copyto(cols.reshape(n, oh, ow, c, *kernel), windows.transpose(0, 2, 3, 1, 4, 5))
+
+    def col2im(self, cols_t, out, kernel, stride, padding) -> None:
+        n, c, h, w = out.shape
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        slabs = cols_t.reshape(c, kh, kw, n, oh, ow)
+        padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), out.dtype)
+        by_channel = padded.transpose(1, 0, 2, 3)  # (c, n, h, w): the slabs' order
+        for ki in range(kh):  # a loop over kernel offsets, never over pixels
+            for kj in range(kw):
+                by_channel[:, :, _span(ki, sh, oh), _span(kj, sw, ow)] += slabs[:, ki, kj]
+        np.copyto(out, padded[:, :, ph : ph + h, pw : pw + w])
+
+    def to_channels_first(self, rows, out, bias=None) -> None:
+        n, f = out.shape[:2]
+        planes = out.reshape(n, f, -1)
+        np.copyto(planes, rows.reshape(n, -1, f).transpose(0, 2, 1))
+        if bias is not None:
+            planes += bias.reshape(f, 1)
+
+    def to_channels_last(self, x, rows) -> None:
+        n, f = x.shape[:2]
+        np.copyto(rows.reshape(n, -1, f), x.reshape(n, f, -1).transpose(0, 2, 1))
+
+    def maxpool2d(self, x, out, argmax, pool, stride, padding) -> None:
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw), (ph, pw) = pool, stride, padding
+        oh, ow = out.shape[2:]
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+        # position y·w + x of each window's top-left corner in the unpadded plane
+        corner = (np.arange(oh).reshape(oh, 1) * sh - ph) * w + np.arange(ow) * sw - pw
+        # one strided view a window offset; a strictly greater value takes over,
+        # so each window keeps its first maximum (row-major), as PyTorch
+        for ki in range(kh):
+            for kj in range(kw):
+                view = x[:, :, _span(ki, sh, oh), _span(kj, sw, ow)]
+                if ki == kj == 0:
+                    np.copyto(out, view)
+                    np.copyto(argmax, corner, casting="unsafe")
+                    continue
+                better = view > out
+                np.copyto(out, view, where=better)
+                np.copyto(argmax, corner + (ki * w + kj), where=better, casting="unsafe")
+
+    def maxpool2d_grad(self, dy, argmax, dx, pool, stride, padding) -> None:
+        n, c, h, w = dx.shape
+        planes = (np.arange(n * c) * (h * w)).reshape(n, c, 1, 1)
+        sums = np.bincount((argmax + planes).ravel(), weights=dy.ravel(), minlength=dx.size)
+        np.copyto(dx, sums.reshape(dx.shape), casting="unsafe")
 
     # -------------------------------------------------------------- scheduling
     def stats(self) -> dict[str, int]:

@@ -27,7 +27,7 @@ import numpy as np
 import wgpu
 
 from ..device_choice import Adapter
-from .base import Backend
+from .base import Backend, dropout_bits
 from .shaders import Kernels
 
 _USAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
@@ -251,8 +251,8 @@ class WgpuBackend(Backend):
         return dict(self._counters)
 
     # ------------------------------------------------------------------ memory
-    def empty(self, shape: Sequence[int]) -> GPUArray:
-        return self._new(shape)
+    def empty(self, shape: Sequence[int], dtype=None) -> GPUArray:
+        return self._new(shape, dtype or np.float32)
 
     def zeros(self, shape: Sequence[int]) -> GPUArray:
         a = self._new(shape)
@@ -426,6 +426,71 @@ class WgpuBackend(Backend):
             "count_correct", (1, 1), (p, t, acc),
             count=p.size, rows=rows, cols=p.size // rows, kind=CORRECT_KIND[kind],
             p_off=p.offset, t_off=t.offset, out_off=acc.offset, index=index,
+        )
+
+    # ---------------------------------------------------------- regularisation
+    def dropout(self, x, out, mask, rate, seed, step) -> None:
+        key, threshold, scale = dropout_bits(seed, step, rate)
+        self._dispatch(
+            "dropout_forward", self._grid(x.size), (x, mask, out), count=x.size, key=key,
+            threshold=threshold, scale=scale, a_off=x.offset, mask_off=mask.offset, out_off=out.offset,
+        )
+
+    def dropout_grad(self, dy, mask, out) -> None:
+        self._dispatch(
+            "dropout_backward", self._grid(dy.size), (dy, mask, out), count=dy.size,
+            a_off=dy.offset, mask_off=mask.offset, out_off=out.offset,
+        )
+
+    # ---------------------------------------------------------- images (NCHW)
+    @staticmethod
+    def _image_params(image_shape, kernel, stride, padding, out_hw=None) -> dict:
+        """Kernel parameters of a window sliding over NCHW images."""
+        n, c, h, w = image_shape
+        if out_hw is None:
+            out_hw = ((h + 2 * padding[0] - kernel[0]) // stride[0] + 1, (w + 2 * padding[1] - kernel[1]) // stride[1] + 1)
+        return dict(n=n, c=c, h=h, w=w, kh=kernel[0], kw=kernel[1], sh=stride[0], sw=stride[1],
+                    ph=padding[0], pw=padding[1], oh=out_hw[0], ow=out_hw[1])
+
+    def im2col(self, x, cols, kernel, stride, padding) -> None:
+        self._dispatch(
+            "im2col", self._grid(cols.size), (x, None, cols), count=cols.size,
+            src_off=x.offset, out_off=cols.offset, **self._image_params(x.shape, kernel, stride, padding),
+        )
+
+    def col2im(self, cols_t, out, kernel, stride, padding) -> None:
+        self._dispatch(
+            "col2im", self._grid(out.size), (cols_t, None, out), count=out.size,
+            src_off=cols_t.offset, out_off=out.offset, **self._image_params(out.shape, kernel, stride, padding),
+        )
+
+    def to_channels_first(self, rows, out, bias=None) -> None:
+        n, f = out.shape[:2]
+        self._dispatch(
+            "to_channels_first", self._grid(out.size), (rows, bias, out), count=out.size, n=n, f=f,
+            p=out.size // (n * f), src_off=rows.offset, out_off=out.offset,
+            has_bias=int(bias is not None), bias_off=bias.offset if bias is not None else 0,
+        )
+
+    def to_channels_last(self, x, rows) -> None:
+        n, f = x.shape[:2]
+        self._dispatch(
+            "to_channels_last", self._grid(rows.size), (x, None, rows), count=rows.size, n=n, f=f,
+            p=x.size // (n * f), src_off=x.offset, out_off=rows.offset,
+        )
+
+    def maxpool2d(self, x, out, argmax, pool, stride, padding) -> None:
+        self._dispatch(
+            "maxpool_forward", self._grid(out.size), (x, argmax, out), count=out.size,
+            src_off=x.offset, idx_off=argmax.offset, out_off=out.offset,
+            **self._image_params(x.shape, pool, stride, padding, out.shape[2:]),
+        )
+
+    def maxpool2d_grad(self, dy, argmax, dx, pool, stride, padding) -> None:
+        self._dispatch(
+            "maxpool_backward", self._grid(dx.size), (dy, argmax, dx), count=dx.size,
+            src_off=dy.offset, idx_off=argmax.offset, out_off=dx.offset,
+            **self._image_params(dx.shape, pool, stride, padding, dy.shape[2:]),
         )
 
     # -------------------------------------------------------------- optimizers

@@ -7,6 +7,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from .. import initializers
 from ..backends import Array, Backend, NumpyBackend
 
 Shape = tuple[int, ...]
@@ -42,13 +43,14 @@ class Workspace:
         self._full: dict[str, Array] = {}
         self._views: dict[str, Array] = {}
 
-    def get(self, name: str, rows: int, shape: Shape) -> Array:
+    def get(self, name: str, rows: int, shape: Shape, dtype=None) -> Array:
+        """A (rows, *shape) buffer for ``name`` (``dtype``: np.int32 for indices)."""
         view = self._views.get(name)
         if view is not None and view.shape[0] == rows:
             return view
         full = self._full.get(name)
         if full is None or full.shape[0] < rows:
-            full = self._full[name] = self.backend.empty((rows, *shape))
+            full = self._full[name] = self.backend.empty((rows, *shape), dtype)
         view = self._views[name] = self.backend.rows(full, 0, rows)
         return view
 
@@ -81,6 +83,8 @@ class Layer:
 
     #: the name a file stores for this layer type; set for every subclass
     type_name: ClassVar[str]
+    #: True while a model trains (fit sets it, as PyTorch's ``module.train()``)
+    training: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -171,6 +175,10 @@ class Layer:
         """Leave the parameter gradients without computing dE/d(inputs)
         (what a model does for its first layer)."""
         self.back_propagate(grad_output)
+
+    def begin_step(self, step: int) -> None:
+        """Called before each training step's forward, for layers that
+        override it (Dropout draws its masks from the step)."""
 
     def _read(self, name: str) -> np.ndarray:
         self._ensure_parameters()
@@ -279,3 +287,62 @@ def _shape_text(shape: Shape) -> str:
 
 def _batch_shape_text(shape: Shape) -> str:
     return "(" + ", ".join(["n", *(str(s) for s in shape)]) + ")"
+
+
+class WeightedLayer(Layer):
+    """A layer with weights ``W`` and biases ``b`` (Dense, Conv2D), which
+    read and assign as numpy arrays whatever the device; their shapes are
+    in each layer's docstring. Initial values come from named initializers
+    (:mod:`intricate_py.initializers`)."""
+
+    def _use_initializers(self, weight_init: str, bias_init: str) -> None:
+        initializers.get(weight_init)  # ValueError for an unknown name
+        initializers.get(bias_init)
+        self.weight_init, self.bias_init = weight_init, bias_init
+
+    def _initial_values(self, rng, weight_shape, bias_size: int, fan_in: int, fan_out: int) -> dict:
+        return {
+            "W": initializers.get(self.weight_init)(rng, weight_shape, fan_in, fan_out),
+            "b": initializers.get(self.bias_init)(rng, (bias_size,), fan_in, fan_out),
+        }
+
+    def _initializer_config(self) -> dict[str, str]:
+        """The initializers that differ from the defaults, for get_config."""
+        config = {}
+        if self.weight_init != "glorot_uniform":
+            config["weight_init"] = self.weight_init
+        if self.bias_init != "zeros":
+            config["bias_init"] = self.bias_init
+        return config
+
+    @property
+    def weights(self) -> np.ndarray:
+        """W as a numpy array."""
+        return self._read("W")
+
+    @weights.setter
+    def weights(self, value) -> None:
+        self._assign("W", value)
+
+    @property
+    def biases(self) -> np.ndarray:
+        """b as a numpy array."""
+        return self._read("b")
+
+    @biases.setter
+    def biases(self, value) -> None:
+        self._assign("b", value)
+
+    def _file_tensors(self, tensors: dict[str, np.ndarray], fits: Callable, weight_shape: str,
+                      bias_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """A file's (weight, bias), or ValueError unless there are exactly
+        those two and ``fits(weight, bias)`` (``weight_shape`` describes it)."""
+        if set(tensors) != {"weight", "bias"}:
+            raise ValueError(f"{self!r} expects tensors ['bias', 'weight']. Received: {sorted(tensors)}")
+        weight, bias = tensors["weight"], tensors["bias"]
+        if not fits(weight, bias):
+            raise ValueError(
+                f"{self!r} expects weight of shape {weight_shape} and bias of shape ({bias_size},). "
+                f"Received: weight {weight.shape}, bias {bias.shape}"
+            )
+        return weight, bias

@@ -6,13 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks, initializers
+from .. import _checks
 from ..backends import Array
-from .base import Layer, Shape
+from .base import Shape, WeightedLayer
 
 
-class Dense(Layer):
-    """``y = x @ W + b`` with ``W`` of shape (inputs, units) and ``b`` (units,).
+class Dense(WeightedLayer):
+    """``y = x @ W + b`` with ``W`` of shape (inputs, units) and ``b`` (units,),
+    read and assigned as numpy arrays through ``weights`` and ``biases``.
 
     Only ``units`` is required: the input width comes from the previous layer
     or the model's ``input_size``. ``input_size`` pins it, and a model whose
@@ -32,9 +33,7 @@ class Dense(Layer):
         self.units = _checks.positive_int(units, "units")
         if input_size is not None:
             self.input_shape = (_checks.positive_int(input_size, "input_size"),)
-        initializers.get(weight_init)
-        initializers.get(bias_init)
-        self.weight_init, self.bias_init = weight_init, bias_init
+        self._use_initializers(weight_init, bias_init)
 
     def output_shape_for(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
@@ -46,10 +45,7 @@ class Dense(Layer):
 
     def create_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         inputs = self.input_shape[0]
-        return {
-            "W": initializers.get(self.weight_init)(rng, (inputs, self.units), inputs, self.units),
-            "b": initializers.get(self.bias_init)(rng, (self.units,), inputs, self.units),
-        }
+        return self._initial_values(rng, (inputs, self.units), self.units, inputs, self.units)
 
     # -------------------------------------------------------------- computing
     def forward(self, x: Array) -> Array:
@@ -73,24 +69,6 @@ class Dense(Layer):
         return dx
 
     # ------------------------------------------------------------ description
-    @property
-    def weights(self) -> np.ndarray:
-        """W as a numpy array of shape (inputs, units)."""
-        return self._read("W")
-
-    @weights.setter
-    def weights(self, value) -> None:
-        self._assign("W", value)
-
-    @property
-    def biases(self) -> np.ndarray:
-        """b as a numpy array of shape (units,)."""
-        return self._read("b")
-
-    @biases.setter
-    def biases(self, value) -> None:
-        self._assign("b", value)
-
     def _to_file(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # PyTorch's Linear layout: weight (units, inputs)
         return {"weight": values["W"].T, "bias": values["b"]} if values else {}
@@ -98,25 +76,17 @@ class Dense(Layer):
     def _from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
         if not tensors:
             return None, {}
-        if set(tensors) != {"weight", "bias"}:
-            raise ValueError(f"{self!r} expects tensors ['bias', 'weight']. Received: {sorted(tensors)}")
-        weight, bias = tensors["weight"], tensors["bias"]
-        if weight.ndim != 2 or weight.shape[0] != self.units or bias.shape != (self.units,):
-            raise ValueError(
-                f"{self!r} expects weight of shape ({self.units}, inputs) and bias of shape "
-                f"({self.units},). Received: weight {weight.shape}, bias {bias.shape}"
-            )
+        weight, bias = self._file_tensors(
+            tensors, lambda w, b: w.ndim == 2 and w.shape[0] == self.units and b.shape == (self.units,),
+            f"({self.units}, inputs)", self.units,
+        )
         return (weight.shape[1],), {"W": weight.T, "b": bias}
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"units": self.units}
         if self.input_shape is not None:
             config["input_size"] = self.input_shape[0]
-        if self.weight_init != "glorot_uniform":
-            config["weight_init"] = self.weight_init
-        if self.bias_init != "zeros":
-            config["bias_init"] = self.bias_init
-        return config
+        return {**config, **self._initializer_config()}
 
     def __repr__(self) -> str:
         if self.input_shape is None:

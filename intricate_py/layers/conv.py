@@ -1,0 +1,249 @@
+"""Image layers on NCHW batches (n, channels, height, width): Conv2D,
+MaxPool2D and Flatten. Only output-side sizes are declared; input channels
+and spatial sizes come from the previous layer or the model's input_size."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import _checks
+from ..backends import Array
+from .base import Layer, Shape, WeightedLayer, _shape_text
+
+
+def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
+    """An int or a pair of ints (height, width), each at least ``minimum``."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    try:
+        h, w = pair
+    except (TypeError, ValueError):
+        raise ValueError(f"expected an integer or a pair of integers. Received: {name}={value!r}") from None
+    for v in (h, w):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+            kind = "positive" if minimum == 1 else "non-negative"
+            raise ValueError(f"expected {kind} integers. Received: {name}={value!r}")
+    return int(h), int(w)
+
+
+def _image_shape(input_shape: Shape) -> Shape:
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"expects images of shape (channels, height, width), received {_shape_text(input_shape)}"
+        )
+    return input_shape
+
+
+def _window_output(size: tuple[int, int], window, stride, padding, what: str) -> tuple[int, int]:
+    """Output (height, width) of a sliding window; ValueError if it does not fit."""
+    (h, w), (kh, kw), (sh, sw), (ph, pw) = size, window, stride, padding
+    if h + 2 * ph < kh or w + 2 * pw < kw:
+        raise ValueError(
+            f"has a {kh}×{kw} {what} larger than the {h}×{w} images"
+            + (f" (padded by {ph}×{pw})" if ph or pw else "") + " it receives"
+        )
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def _geometry_text(window, stride, padding, default_stride) -> str:
+    text = f"{window[0]}×{window[1]}"
+    if stride != default_stride:
+        text += f", stride {stride[0]}" if stride[0] == stride[1] else f", stride {stride}"
+    if padding != (0, 0):
+        text += f", padding {padding[0]}" if padding[0] == padding[1] else f", padding {padding}"
+    return text
+
+
+class Conv2D(WeightedLayer):
+    """2-D convolution (cross-correlation, as PyTorch's Conv2d):
+    ``y[n, f, i, j] = b[f] + Σ_{c, ki, kj} W[f, c, ki, kj] · x[n, c, i·s + ki - p, j·s + kj - p]``.
+
+    ``weights`` has PyTorch's shape (filters, in_channels, kernel_h, kernel_w),
+    ``biases`` (filters,). Computed as a matrix product of image patches
+    (im2col), so it runs on the same matmul as Dense.
+
+    Shapes: x (n, c, h, w) -> y (n, filters, oh, ow), oh = (h + 2p - k) // s + 1.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        input_shape: tuple[int, int, int] | None = None,
+        weight_init: str = "glorot_uniform",
+        bias_init: str = "zeros",
+    ):
+        super().__init__()
+        self.filters = _checks.positive_int(filters, "filters")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = _pair(padding, "padding", minimum=0)
+        if input_shape is not None:
+            self.input_shape = tuple(_checks.positive_int(s, "input_shape") for s in input_shape)
+        self._use_initializers(weight_init, bias_init)
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        _, h, w = _image_shape(input_shape)
+        return (self.filters, *_window_output((h, w), self.kernel_size, self.stride, self.padding, "kernel"))
+
+    def create_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        c, (kh, kw) = self.input_shape[0], self.kernel_size
+        return self._initial_values(rng, (self.filters, c, kh, kw), self.filters, c * kh * kw, self.filters * kh * kw)
+
+    @property
+    def _patch(self) -> int:
+        return self.input_shape[0] * self.kernel_size[0] * self.kernel_size[1]
+
+    def _matrix(self, param: Array) -> Array:
+        """W (or dW) as the (filters, c·kh·kw) matrix of the product."""
+        return self.backend.view(param, 0, (self.filters, self._patch))
+
+    # -------------------------------------------------------------- computing
+    def forward(self, x: Array) -> Array:
+        if self._workspace is None or x.shape[1:] != self.input_shape:
+            self._accept(x)
+        n, pixels = x.shape[0], math.prod(self.output_shape[1:])
+        ws, backend, params = self._workspace, self.backend, self.params
+        cols = self._cols = ws.get("cols", n * pixels, (self._patch,))
+        backend.im2col(x, cols, self.kernel_size, self.stride, self.padding)
+        rows = ws.get("rows", n * pixels, (self.filters,))
+        backend.matmul(cols, self._matrix(params["W"].value), rows, transpose_b=True)  # patches · Wᵀ
+        y = ws.get("y", n, self.output_shape)
+        backend.to_channels_first(rows, y, bias=params["b"].value)
+        return y
+
+    def compute_gradients(self, grad_output: Array) -> None:
+        n, pixels = grad_output.shape[0], math.prod(self.output_shape[1:])
+        W, b = self.params["W"], self.params["b"]
+        # the forward's rows buffer is free once y is written: it takes dY by pixel
+        dy = self._dy_rows = self._workspace.get("rows", n * pixels, (self.filters,))
+        self.backend.to_channels_last(grad_output, dy)
+        self.backend.matmul(dy, self._cols, self._matrix(W.grad), transpose_a=True)  # dW = dYᵀ · patches
+        self.backend.sum_rows(dy, b.grad)  # db = Σ dY over samples and pixels
+
+    def back_propagate(self, grad_output: Array) -> Array:
+        self.compute_gradients(grad_output)
+        # dW has read the patches: their buffer now takes dpatchesᵀ = Wᵀ · dYᵀ,
+        # by column, the layout col2im reads without reordering
+        n, pixels = grad_output.shape[0], math.prod(self.output_shape[1:])
+        dcols_t = self.backend.view(self._cols, 0, (self._patch, n * pixels))
+        self.backend.matmul(self._matrix(self.params["W"].value), self._dy_rows, dcols_t,
+                            transpose_a=True, transpose_b=True)
+        dx = self._workspace.get("dx", n, self.input_shape)
+        self.backend.col2im(dcols_t, dx, self.kernel_size, self.stride, self.padding)
+        return dx
+
+    # ------------------------------------------------------------ description
+    def _to_file(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"weight": values["W"], "bias": values["b"]} if values else {}  # PyTorch's layout already
+
+    def _from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
+        if not tensors:
+            return None, {}
+        kh, kw = self.kernel_size
+        weight, bias = self._file_tensors(
+            tensors,
+            lambda w, b: w.ndim == 4 and w.shape[0] == self.filters and w.shape[2:] == self.kernel_size
+            and b.shape == (self.filters,),
+            f"({self.filters}, channels, {kh}, {kw})", self.filters,
+        )
+        if self.input_shape is None:
+            raise ValueError(f"{self!r} needs its input_shape (channels, height, width) to take weights")
+        return (weight.shape[1], *self.input_shape[1:]), {"W": weight, "b": bias}
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"filters": self.filters, "kernel_size": list(self.kernel_size)}
+        if self.stride != (1, 1):
+            config["stride"] = list(self.stride)
+        if self.padding != (0, 0):
+            config["padding"] = list(self.padding)
+        if self.input_shape is not None:
+            config["input_shape"] = list(self.input_shape)
+        return {**config, **self._initializer_config()}
+
+    def __repr__(self) -> str:
+        geometry = _geometry_text(self.kernel_size, self.stride, self.padding, (1, 1))
+        if self.input_shape is None:
+            return f"Conv2D({self.filters}, {geometry})"
+        return f"Conv2D({self.input_shape[0]}→{self.filters}, {geometry})"
+
+
+class MaxPool2D(Layer):
+    """The maximum of each ``pool_size`` window, at ``stride`` (the pool size
+    by default), over zero-or-more ``padding`` that counts as -inf. The
+    gradient goes to the first maximum of each window, as PyTorch's.
+
+    Shapes: x (n, c, h, w) -> y (n, c, oh, ow), oh = (h + 2p - k) // s + 1.
+    """
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int],
+        stride: int | tuple[int, int] | None = None,
+        padding: int | tuple[int, int] = 0,
+    ):
+        super().__init__()
+        self.pool_size = _pair(pool_size, "pool_size")
+        self.stride = self.pool_size if stride is None else _pair(stride, "stride")
+        self.padding = _pair(padding, "padding", minimum=0)
+        if self.padding[0] > self.pool_size[0] // 2 or self.padding[1] > self.pool_size[1] // 2:
+            raise ValueError(
+                f"expected padding at most half the pool size, as PyTorch requires. "
+                f"Received: padding={padding!r} with pool_size={pool_size!r}"
+            )
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        c, h, w = _image_shape(input_shape)
+        return (c, *_window_output((h, w), self.pool_size, self.stride, self.padding, "pool"))
+
+    def forward(self, x: Array) -> Array:
+        if self._workspace is None or x.shape[1:] != self.input_shape:
+            self._accept(x)
+        n, ws = x.shape[0], self._workspace
+        y = ws.get("y", n, self.output_shape)
+        self._argmax = ws.get("argmax", n, self.output_shape, np.int32)
+        self.backend.maxpool2d(x, y, self._argmax, self.pool_size, self.stride, self.padding)
+        return y
+
+    def back_propagate(self, grad_output: Array) -> Array:
+        dx = self._workspace.get("dx", grad_output.shape[0], self.input_shape)
+        self.backend.maxpool2d_grad(grad_output, self._argmax, dx, self.pool_size, self.stride, self.padding)
+        return dx
+
+    def compute_gradients(self, grad_output: Array) -> None:
+        pass  # no parameters
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"pool_size": list(self.pool_size)}
+        if self.stride != self.pool_size:
+            config["stride"] = list(self.stride)
+        if self.padding != (0, 0):
+            config["padding"] = list(self.padding)
+        return config
+
+    def __repr__(self) -> str:
+        return f"MaxPool2D({_geometry_text(self.pool_size, self.stride, self.padding, self.pool_size)})"
+
+
+class Flatten(Layer):
+    """(n, *shape) -> (n, prod(shape)) in row-major order: channel, then row,
+    then column, as PyTorch's ``flatten(1)``. Copies nothing: both ways it
+    returns a view of the array it was given."""
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        return (math.prod(input_shape),)
+
+    def forward(self, x: Array) -> Array:
+        if self._workspace is None or x.shape[1:] != self.input_shape:
+            self._accept(x)
+        return self.backend.view(x, 0, (x.shape[0], *self.output_shape))
+
+    def back_propagate(self, grad_output: Array) -> Array:
+        return self.backend.view(grad_output, 0, (grad_output.shape[0], *self.input_shape))
+
+    def compute_gradients(self, grad_output: Array) -> None:
+        pass  # no parameters

@@ -1,0 +1,111 @@
+// conv.wgsl — the data movement of a convolution done as a matrix product
+// (im2col): patches to rows and back, and channel-first / channel-last
+// reordering. The products themselves are matmul.wgsl's.
+//
+// Entry points (x is NCHW: n × c × h × w; a patch row is c × kh × kw):
+//   im2col             out[(n, i, j), (c, ki, kj)] = x[n, c, i·sh + ki - ph, j·sw + kj - pw]
+//                      (0 in the padding); out is (n·oh·ow) × (c·kh·kw)
+//   col2im             out[n, c, y, x] = Σ over the patch entries read from (y, x)
+//                      of src, laid out (c·kh·kw) × (n·oh·ow) (im2col's layout
+//                      transposed): the adjoint of im2col, gathered (no atomics)
+//   to_channels_first  out[n, f, q] = src[(n·p + q), f] (+ bias[f]), p = oh·ow
+//   to_channels_last   out[(n·p + q), f] = src[n, f, q]
+// Bindings (group 0):
+//   0 params  uniform Params, one slot per dispatch (dynamic offset)
+//   1 src     storage, read        from element src_off
+//   2 bias    storage, read        f values from bias_off, read when has_bias = 1
+//   3 out     storage, read_write  from element out_off
+// Dispatch: one invocation per output element, 256 a workgroup, (x, y) layout.
+
+struct Params {
+  count: u32, n: u32, c: u32, h: u32,
+  w: u32, kh: u32, kw: u32, sh: u32,
+  sw: u32, ph: u32, pw: u32, oh: u32,
+  ow: u32, src_off: u32, out_off: u32, bias_off: u32,
+  has_bias: u32, f: u32, p: u32, _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
+  return (wid.y * groups.x + wid.x) * 256u + lid.x;
+}
+
+@compute @workgroup_size(256)
+fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>) {
+  let e = flat_index(wid, groups, lid);
+  if (e >= params.count) { return; }
+  let row_len = params.c * params.kh * params.kw;
+  let r = e / row_len;
+  let col = e % row_len;
+  let j = r % params.ow;
+  let i = (r / params.ow) % params.oh;
+  let n = r / (params.ow * params.oh);
+  let kj = col % params.kw;
+  let ki = (col / params.kw) % params.kh;
+  let c = col / (params.kw * params.kh);
+  // signed: the padding lies before row and column 0
+  let y = i32(i * params.sh + ki) - i32(params.ph);
+  let x = i32(j * params.sw + kj) - i32(params.pw);
+  var v = 0.0;
+  if (y >= 0 && y < i32(params.h) && x >= 0 && x < i32(params.w)) {
+    v = src[params.src_off + ((n * params.c + c) * params.h + u32(y)) * params.w + u32(x)];
+  }
+  out[params.out_off + e] = v;
+}
+
+@compute @workgroup_size(256)
+fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>) {
+  let e = flat_index(wid, groups, lid);
+  if (e >= params.count) { return; }
+  let x = e % params.w;
+  let y = (e / params.w) % params.h;
+  let c = (e / (params.w * params.h)) % params.c;
+  let n = e / (params.w * params.h * params.c);
+  var s = 0.0;
+  for (var ki = 0u; ki < params.kh; ki = ki + 1u) {
+    let top = i32(y + params.ph) - i32(ki);  // = i·sh for the patch row i that read (y, x) at ki
+    if (top < 0 || top % i32(params.sh) != 0) { continue; }
+    let i = u32(top) / params.sh;
+    if (i >= params.oh) { continue; }
+    for (var kj = 0u; kj < params.kw; kj = kj + 1u) {
+      let left = i32(x + params.pw) - i32(kj);
+      if (left < 0 || left % i32(params.sw) != 0) { continue; }
+      let j = u32(left) / params.sw;
+      if (j >= params.ow) { continue; }
+      let r = (n * params.oh + i) * params.ow + j;
+      let pixels = params.n * params.oh * params.ow;
+      s = s + src[params.src_off + ((c * params.kh + ki) * params.kw + kj) * pixels + r];
+    }
+  }
+  out[params.out_off + e] = s;
+}
+
+@compute @workgroup_size(256)
+fn to_channels_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                     @builtin(local_invocation_id) lid: vec3<u32>) {
+  let e = flat_index(wid, groups, lid);
+  if (e >= params.count) { return; }
+  let q = e % params.p;
+  let f = (e / params.p) % params.f;
+  let n = e / (params.p * params.f);
+  var v = src[params.src_off + (n * params.p + q) * params.f + f];
+  if (params.has_bias == 1u) { v = v + bias[params.bias_off + f]; }
+  out[params.out_off + e] = v;
+}
+
+@compute @workgroup_size(256)
+fn to_channels_last(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                    @builtin(local_invocation_id) lid: vec3<u32>) {
+  let e = flat_index(wid, groups, lid);
+  if (e >= params.count) { return; }
+  let f = e % params.f;
+  let q = (e / params.f) % params.p;
+  let n = e / (params.f * params.p);
+  out[params.out_off + e] = src[params.src_off + (n * params.f + f) * params.p + q];
+}
