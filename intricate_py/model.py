@@ -110,7 +110,7 @@ class Model:
         """What the optimizer updates: the one packed parameter."""
         return [self._flat] if self._flat is not None else []
 
-    def parameter_views(self, flat: Array) -> list[Array]:
+    def _parameter_views(self, flat: Array) -> list[Array]:
         """Views of a packed array (like optimizer state) for each parameter."""
         return [self.backend.view(flat, o, p.value.shape) for o, p in zip(self._offsets, self.parameters)]
 

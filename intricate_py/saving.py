@@ -201,7 +201,7 @@ def save_model(model: "Model", path: PathLike, include_optimizer: bool = False) 
             raise ValueError("include_optimizer=True needs a model that has been trained with fit")
         # state per parameter (the model packs it into one buffer per name)
         for name, packed in (optimizer.state[0].items() if optimizer.state else ()):
-            for i, view in enumerate(model.parameter_views(packed)):
+            for i, view in enumerate(model._parameter_views(packed)):
                 tensors[f"optimizer.{i}.{name}"] = model.backend.to_numpy(view)
         metadata["optimizer"] = json.dumps({"type": type(optimizer).__name__,
                                             "config": optimizer.get_config(),
@@ -253,7 +253,7 @@ def _restore_training(model, tensors, metadata, path, losses, optimizers) -> Non
     optimizer.bind(model.backend, model._trained_parameters())
     optimizer.iterations = iterations
     for name, packed in (optimizer.state[0].items() if optimizer.state else ()):
-        for i, (param, view) in enumerate(zip(model.parameters, model.parameter_views(packed))):
+        for i, (param, view) in enumerate(zip(model.parameters, model._parameter_views(packed))):
             key = f"optimizer.{i}.{name}"
             value = tensors.get(key)
             if value is None or value.shape != tuple(param.value.shape):

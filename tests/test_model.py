@@ -1,6 +1,5 @@
 """Model: building, training, prediction, early stopping, and every bad input."""
 
-import warnings
 
 import numpy as np
 import pytest

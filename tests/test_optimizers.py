@@ -1,7 +1,6 @@
 """Each optimizer's update on numbers worked by hand, and (where torch is
 installed) against torch.optim on the same network."""
 
-import math
 
 import numpy as np
 import pytest

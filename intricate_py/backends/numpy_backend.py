@@ -1,9 +1,10 @@
 """The CPU backend: every operation of :mod:`intricate_py.backends.base` as numpy calls.
 
 Arrays are C-contiguous ``numpy.ndarray``s of the backend's dtype (int32 for
-gather indices). Operations write into the caller's ``out`` arrays; the few
-that need a temporary take it from a small scratch pool keyed by shape, so a
-training step allocates nothing large.
+gather indices). Operations write into the caller's ``out`` arrays. The
+optimizer updates work in scratch buffers kept per parameter shape, so they
+allocate nothing; other operations may allocate temporaries the size of
+their batch (a loss's terms, a comparison mask, a padded image).
 """
 
 from __future__ import annotations
@@ -113,13 +114,12 @@ _CORRECT = {
 }
 
 
-def _windows(x: np.ndarray, kernel, stride, padding, fill) -> np.ndarray:
-    """Every (kh, kw) window of x (n, c, h, w), padded with ``fill``, at the
-    stride: a strided view (n, c, oh, ow, kh, kw) that copies nothing."""
-    (ph, pw), (sh, sw) = padding, stride
+def _padded(x: np.ndarray, padding, fill) -> np.ndarray:
+    """x (n, c, h, w) with ``padding`` rows and columns of ``fill`` around each image."""
+    (ph, pw) = padding
     if ph or pw:
-        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
-    return sliding_window_view(x, kernel, axis=(2, 3))[:, :, ::sh, ::sw]
+        return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    return x
 
 
 def _span(start: int, step: int, count: int) -> slice:
@@ -136,7 +136,7 @@ class NumpyBackend(Backend):
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"expected dtype 'float32' or 'float64'. Received: dtype={dtype!r}")
-        self._scratch: dict[tuple[int, ...], np.ndarray] = {}
+        self._scratch: dict[tuple, np.ndarray] = {}
         self._buffers_created = 0
 
     def __repr__(self) -> str:
@@ -146,10 +146,12 @@ class NumpyBackend(Backend):
     def name(self) -> str:
         return f"cpu (numpy {np.__version__}, {self.dtype.name})"
 
-    def _tmp(self, like: np.ndarray) -> np.ndarray:
-        buf = self._scratch.get(like.shape)
+    def _tmp(self, like: np.ndarray, slot: int = 0) -> np.ndarray:
+        """A scratch buffer shaped like ``like``, one per (shape, slot)."""
+        key = (like.shape, slot)
+        buf = self._scratch.get(key)
         if buf is None:
-            buf = self._scratch[like.shape] = np.empty(like.shape, self.dtype)
+            buf = self._scratch[key] = np.empty(like.shape, self.dtype)
         return buf
 
     # ------------------------------------------------------------------ memory
@@ -257,7 +259,9 @@ class NumpyBackend(Backend):
         sum_sq += step
         np.sqrt(sum_sq, out=step)
         step += eps
-        np.divide(g * lr, step, out=step)
+        scaled = self._tmp(p, 1)
+        np.multiply(g, lr, out=scaled)
+        np.divide(scaled, step, out=step)
         p -= step
 
     def adam_step(self, p, g, m, v, step_size, beta1, beta2, eps, bias_correction2_sqrt) -> None:
@@ -272,7 +276,9 @@ class NumpyBackend(Backend):
         np.sqrt(v, out=step)
         step /= bias_correction2_sqrt
         step += eps
-        np.divide(m * step_size, step, out=step)
+        scaled = self._tmp(p, 1)
+        np.multiply(m, step_size, out=scaled)
+        np.divide(scaled, step, out=step)
         p -= step
 
     # ---------------------------------------------------------- regularisation
@@ -289,7 +295,8 @@ class NumpyBackend(Backend):
     # ---------------------------------------------------------- images (NCHW)
     def im2col(self, x, cols, kernel, stride, padding) -> None:
         n, c = x.shape[:2]
-        windows = _windows(x, kernel, stride, padding, 0)  # (n, c, oh, ow, kh, kw)
+        # every window at the stride: a view (n, c, oh, ow, kh, kw) copying nothing
+        windows = sliding_window_view(_padded(x, padding, 0), kernel, axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
         oh, ow = windows.shape[2:4]
         np.copyto(cols.reshape(n, oh, ow, c, *kernel), windows.transpose(0, 2, 3, 1, 4, 5))
 
@@ -320,8 +327,7 @@ class NumpyBackend(Backend):
         n, c, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw) = pool, stride, padding
         oh, ow = out.shape[2:]
-        if ph or pw:
-            x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+        x = _padded(x, padding, -np.inf)
         # position y·w + x of each window's top-left corner in the unpadded plane
         corner = (np.arange(oh).reshape(oh, 1) * sh - ph) * w + np.arange(ow) * sw - pw
         # one strided view a window offset; a strictly greater value takes over,
