@@ -281,6 +281,13 @@ class Backend(abc.ABC):
         dispatches."""
 
 
+def window_positions(size: Pair, window: Pair, stride: Pair, padding: Pair) -> Pair:
+    """(oh, ow): how many places a ``window`` takes sliding at ``stride`` over
+    a (h, w) plane with ``padding`` on each side, ``(h + 2p - k) // s + 1``."""
+    (h, w), (kh, kw), (sh, sw), (ph, pw) = size, window, stride, padding
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
 def pcg(v):
     """The PCG hash of 32-bit unsigned integers (Jarzynski and Olano, "Hash
     Functions for GPU Rendering", 2020), in wrapping uint32 arithmetic: for

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .base import CLIP_EPSILON, Backend, dropout_bits, pcg
+from .base import CLIP_EPSILON, Backend, dropout_bits, pcg, window_positions
 
 
 def _sigmoid(x: np.ndarray, out: np.ndarray) -> None:
@@ -303,7 +303,7 @@ class NumpyBackend(Backend):
     def col2im(self, cols_t, out, kernel, stride, padding) -> None:
         n, c, h, w = out.shape
         (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-        oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        oh, ow = window_positions((h, w), kernel, stride, padding)
         slabs = cols_t.reshape(c, kh, kw, n, oh, ow)
         padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), out.dtype)
         by_channel = padded.transpose(1, 0, 2, 3)  # (c, n, h, w): the slabs' order

@@ -27,7 +27,7 @@ import numpy as np
 import wgpu
 
 from ..device_choice import Adapter
-from .base import Backend, dropout_bits
+from .base import Backend, dropout_bits, window_positions
 from .shaders import Kernels
 
 _USAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
@@ -444,11 +444,10 @@ class WgpuBackend(Backend):
 
     # ---------------------------------------------------------- images (NCHW)
     @staticmethod
-    def _image_params(image_shape, kernel, stride, padding, out_hw=None) -> dict:
+    def _image_params(image_shape, kernel, stride, padding) -> dict:
         """Kernel parameters of a window sliding over NCHW images."""
         n, c, h, w = image_shape
-        if out_hw is None:
-            out_hw = ((h + 2 * padding[0] - kernel[0]) // stride[0] + 1, (w + 2 * padding[1] - kernel[1]) // stride[1] + 1)
+        out_hw = window_positions((h, w), kernel, stride, padding)
         return dict(n=n, c=c, h=h, w=w, kh=kernel[0], kw=kernel[1], sh=stride[0], sw=stride[1],
                     ph=padding[0], pw=padding[1], oh=out_hw[0], ow=out_hw[1])
 
@@ -483,14 +482,14 @@ class WgpuBackend(Backend):
         self._dispatch(
             "maxpool_forward", self._grid(out.size), (x, argmax, out), count=out.size,
             src_off=x.offset, idx_off=argmax.offset, out_off=out.offset,
-            **self._image_params(x.shape, pool, stride, padding, out.shape[2:]),
+            **self._image_params(x.shape, pool, stride, padding),
         )
 
     def maxpool2d_grad(self, dy, argmax, dx, pool, stride, padding) -> None:
         self._dispatch(
             "maxpool_backward", self._grid(dx.size), (dy, argmax, dx), count=dx.size,
             src_off=dy.offset, idx_off=argmax.offset, out_off=dx.offset,
-            **self._image_params(dx.shape, pool, stride, padding, dy.shape[2:]),
+            **self._image_params(dx.shape, pool, stride, padding),
         )
 
     # -------------------------------------------------------------- optimizers

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import _checks
 from ..backends import Array
+from ..backends.base import window_positions
 from .base import Layer, Shape, WeightedLayer, _shape_text
 
 
@@ -38,13 +39,13 @@ def _image_shape(input_shape: Shape) -> Shape:
 
 def _window_output(size: tuple[int, int], window, stride, padding, what: str) -> tuple[int, int]:
     """Output (height, width) of a sliding window; ValueError if it does not fit."""
-    (h, w), (kh, kw), (sh, sw), (ph, pw) = size, window, stride, padding
+    (h, w), (kh, kw), (ph, pw) = size, window, padding
     if h + 2 * ph < kh or w + 2 * pw < kw:
         raise ValueError(
             f"has a {kh}×{kw} {what} larger than the {h}×{w} images"
             + (f" (padded by {ph}×{pw})" if ph or pw else "") + " it receives"
         )
-    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    return window_positions(size, window, stride, padding)
 
 
 def _geometry_text(window, stride, padding, default_stride) -> str:
