@@ -227,11 +227,12 @@ def load_model(path: PathLike, device: str = "auto", dtype: str | None = None) -
                       dtype=dtype or metadata.get("dtype", "float32"))
     except ValueError as error:
         raise FormatError(f"{path}: the architecture does not build ({error})") from None
+    known = set()  # every tensor a layer took (a layer rejects any it does not hold)
     for i, layer in enumerate(layers):
         prefix = f"{i}."
         own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         fill_layer(layer, own, path, f"layer {i} {layer!r}: ")
-    known = {f"{i}.{name}" for i, layer in enumerate(layers) for name in layer.state_dict()}
+        known.update(prefix + name for name in own)
     if "optimizer" in metadata:
         _restore_training(model, tensors, metadata, path, LOSSES, OPTIMIZERS)
         known |= {k for k in tensors if k.startswith("optimizer.")}

@@ -245,6 +245,24 @@ def test_unknown_layer_type(tmp_path):
         Layer.load(path)
 
 
+@pytest.mark.parametrize("name, message", [
+    ("4.weight", r"tensors that no layer holds: \['4.weight'\]"),  # no layer 4
+    ("9", r"tensors that no layer holds: \['9'\]"),
+    ("1.weight", r"layer 1 TanH\(\): .*holds no parameters"),  # a layer without parameters
+    ("0.scale", r"layer 0 Dense\(2→3\): .*expects tensors \['bias', 'weight'\]"),
+])
+def test_model_file_with_a_tensor_no_layer_takes(tmp_path, name, message):
+    from intricate_py.saving import read_file, write_file
+
+    path = tmp_path / "xor.safetensors"
+    trained_xor(epochs=1).save(path)
+    tensors, meta = read_file(path, "model")
+    meta = {k: v for k, v in meta.items() if k not in ("format", "format_version", "library_version", "checksum")}
+    write_file(path, {**tensors, name: np.ones(3, np.float32)}, meta)
+    with pytest.raises(FormatError, match=message):
+        Model.load(path, device="cpu")
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_corruption_anywhere_raises_format_error_or_changes_nothing(tmp_path_factory, data):
