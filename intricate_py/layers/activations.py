@@ -28,9 +28,6 @@ class Activation(Layer):
         self._gradient(self._y, grad_output, dx)
         return dx
 
-    def compute_gradients(self, grad_output: Array) -> None:
-        pass  # no parameters
-
     def _apply(self, x: Array, y: Array) -> None:
         self.backend.activation(self.kind, x, y)
 

@@ -173,8 +173,10 @@ class Layer:
 
     def compute_gradients(self, grad_output: Array) -> None:
         """Leave the parameter gradients without computing dE/d(inputs)
-        (what a model does for its first layer)."""
-        self.back_propagate(grad_output)
+        (what a model does for its first layer); nothing for a layer
+        without parameters."""
+        if self.params:
+            self.back_propagate(grad_output)
 
     def begin_step(self, step: int) -> None:
         """Called before each training step's forward, for layers that

@@ -215,9 +215,6 @@ class MaxPool2D(Layer):
         self.backend.maxpool2d_grad(grad_output, self._argmax, dx, self.pool_size, self.stride, self.padding)
         return dx
 
-    def compute_gradients(self, grad_output: Array) -> None:
-        pass  # no parameters
-
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"pool_size": list(self.pool_size)}
         if self.stride != self.pool_size:
@@ -245,6 +242,3 @@ class Flatten(Layer):
 
     def back_propagate(self, grad_output: Array) -> Array:
         return self.backend.view(grad_output, 0, (grad_output.shape[0], *self.input_shape))
-
-    def compute_gradients(self, grad_output: Array) -> None:
-        pass  # no parameters

@@ -58,9 +58,6 @@ class Dropout(Layer):
         self.backend.dropout_grad(grad_output, self._mask, dx)
         return dx
 
-    def compute_gradients(self, grad_output: Array) -> None:
-        pass  # no parameters
-
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"rate": self.rate}
         if self.seed is not None:
