@@ -38,6 +38,7 @@ from intricate_py import Model  # noqa: E402
 from intricate_py.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax, TanH  # noqa: E402
 from intricate_py.losses import CategoricalCrossEntropy, MeanSquared  # noqa: E402
 from intricate_py.optimizers import SGD, Adam  # noqa: E402
+from mnist_data import mnist_data  # noqa: E402 (this folder)
 
 try:
     import torch
@@ -47,18 +48,6 @@ except ImportError:  # the optional reference
 MNIST_LR, XOR_LR, CNN_LR, CNN_BATCH = 0.01, 0.1, 1e-3, 64
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
-
-
-# ---------------------------------------------------------------- data
-def mnist_data():
-    try:
-        from intricate_py.datasets import load_fashion_mnist
-
-        (x, y), _ = load_fashion_mnist()
-        return (x.reshape(len(x), -1).astype(np.float32) / 255), y.astype(np.int64), "Fashion-MNIST"
-    except FileNotFoundError:
-        rng = np.random.default_rng(0)
-        return rng.random((60000, 784), np.float32), rng.integers(0, 10, 60000), "synthetic 60000x784"
 
 
 def initial_mlp(seed=0):

@@ -29,6 +29,7 @@ from intricate_py.backends import select_backend  # noqa: E402
 from intricate_py.layers import Dense, ReLU, Softmax  # noqa: E402
 from intricate_py.losses import CategoricalCrossEntropy  # noqa: E402
 from intricate_py.optimizers import SGD  # noqa: E402
+from mnist_data import mnist_data  # noqa: E402 (this folder)
 
 NAIVE = """
 struct Params { m: u32, n: u32, k: u32, _pad: u32 }
@@ -121,21 +122,10 @@ def bench_matmul(gpu, repeats: int) -> list[dict]:
     return rows
 
 
-def fashion_mnist_or_synthetic():
-    try:
-        from intricate_py.datasets import load_fashion_mnist
-
-        (x, y), _ = load_fashion_mnist()
-        return x.reshape(len(x), -1) / np.float32(255), y, "Fashion-MNIST"
-    except Exception:  # no dataset package: the same shapes, random
-        rng = np.random.default_rng(0)
-        return rng.random((60000, 784), np.float32), rng.integers(0, 10, 60000), "synthetic 60000x784"
-
-
 def bench_epoch(batch: int) -> dict:
     """Two epochs in one fit; the second is timed and counted (the first
     compiles pipelines and uploads the data)."""
-    x, y, source = fashion_mnist_or_synthetic()
+    x, y, source = mnist_data()
     model = Model([Dense(128), ReLU(), Dense(10), Softmax()], input_size=784, device="gpu", seed=0)
     marks = []
 

@@ -73,7 +73,7 @@ class Model:
     # ---------------------------------------------------------------- building
     def build(self, input_size: int | Sequence[int]) -> None:
         """Check the chain for ``input_size`` and make every parameter."""
-        shape = _as_shape(input_size)
+        input_shape = shape = _as_shape(input_size)
         for i, layer in enumerate(self.layers):
             source = "the model's input" if i == 0 else f"layer {i - 1} {self.layers[i - 1]!r}"
             try:
@@ -81,7 +81,7 @@ class Model:
             except ValueError as error:
                 raise ValueError(f"layer {i} {layer!r} {error} from {source}") from None
             shape = out
-        self.input_shape, self.output_shape = _as_shape(input_size), shape
+        self.input_shape, self.output_shape = input_shape, shape
         self._pack_parameters()
 
     def _pack_parameters(self) -> None:
