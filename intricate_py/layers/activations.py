@@ -17,8 +17,7 @@ class Activation(Layer):
     kind: str
 
     def forward(self, x: Array) -> Array:
-        if self._workspace is None or x.shape[1:] != self.input_shape:
-            self._accept(x)
+        self._check_input(x)
         y = self._y = self._workspace.get("y", x.shape[0], self.input_shape)
         self._apply(x, y)
         return y

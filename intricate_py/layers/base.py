@@ -147,9 +147,11 @@ class Layer:
         dtype = getattr(x, "dtype", np.float32)
         self.build(tuple(x.shape[1:]), NumpyBackend(np.float64 if dtype == np.float64 else np.float32))
 
-    def _accept(self, x: Array) -> None:
-        """For a batch whose shape differs from the input shape: build on
-        first use (as Keras does), or reject it saying what was expected."""
+    def _check_input(self, x: Array) -> None:
+        """Every forward's first step: pass a batch of the input shape, build
+        on first use (as Keras does), or reject it saying what was expected."""
+        if self._workspace is not None and x.shape[1:] == self.input_shape:
+            return
         if not self.built:
             self._build_for(x)
         if tuple(x.shape[1:]) != self.input_shape:

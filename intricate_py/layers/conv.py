@@ -105,8 +105,7 @@ class Conv2D(WeightedLayer):
 
     # -------------------------------------------------------------- computing
     def forward(self, x: Array) -> Array:
-        if self._workspace is None or x.shape[1:] != self.input_shape:
-            self._accept(x)
+        self._check_input(x)
         n, pixels = x.shape[0], math.prod(self.output_shape[1:])
         ws, backend, params = self._workspace, self.backend, self.params
         cols = self._cols = ws.get("cols", n * pixels, (self._patch,))
@@ -202,8 +201,7 @@ class MaxPool2D(Layer):
         return (c, *_window_output((h, w), self.pool_size, self.stride, self.padding, "pool"))
 
     def forward(self, x: Array) -> Array:
-        if self._workspace is None or x.shape[1:] != self.input_shape:
-            self._accept(x)
+        self._check_input(x)
         n, ws = x.shape[0], self._workspace
         y = ws.get("y", n, self.output_shape)
         self._argmax = ws.get("argmax", n, self.output_shape, np.int32)
@@ -236,8 +234,7 @@ class Flatten(Layer):
         return (math.prod(input_shape),)
 
     def forward(self, x: Array) -> Array:
-        if self._workspace is None or x.shape[1:] != self.input_shape:
-            self._accept(x)
+        self._check_input(x)
         return self.backend.view(x, 0, (x.shape[0], *self.output_shape))
 
     def back_propagate(self, grad_output: Array) -> Array:

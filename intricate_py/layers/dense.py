@@ -49,8 +49,7 @@ class Dense(WeightedLayer):
 
     # -------------------------------------------------------------- computing
     def forward(self, x: Array) -> Array:
-        if self._workspace is None or x.shape[1:] != self.input_shape:
-            self._accept(x)
+        self._check_input(x)
         self._x = x
         y = self._workspace.get("y", x.shape[0], self.output_shape)
         params = self.params

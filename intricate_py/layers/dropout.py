@@ -40,8 +40,7 @@ class Dropout(Layer):
         self.step = step
 
     def forward(self, x: Array) -> Array:
-        if self._workspace is None or x.shape[1:] != self.input_shape:
-            self._accept(x)
+        self._check_input(x)
         self._dropped = self.training and self.rate > 0
         if not self._dropped:
             return x
