@@ -35,7 +35,7 @@ system:
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[dev,examples]"
+	$(PY) -m pip install -q -e ".[dev,examples,export,tune]"
 	touch $@
 
 clean:

@@ -8,7 +8,7 @@ from .device_choice import devices
 from .model import Model
 from .saving import FormatError
 from .training import History, HaltingCondition, MinAccuracyReached, MinLossReached
-from . import layers, losses, optimizers
+from . import callbacks, layers, losses, optimizers
 
 __all__ = [
     "Model",
@@ -17,6 +17,7 @@ __all__ = [
     "HaltingCondition",
     "MinAccuracyReached",
     "MinLossReached",
+    "callbacks",
     "layers",
     "losses",
     "optimizers",

@@ -18,7 +18,8 @@ from .layers import Layer, Parameter
 from .layers.base import Shape, Workspace, _batch_shape_text
 from .losses import Loss
 from .optimizers import Optimizer
-from .training import Callback, HaltingCondition, History
+from .callbacks import Callback, as_callbacks
+from .training import HaltingCondition, History
 
 #: Seconds between metric readbacks while training (progress, NaN checks).
 REFRESH_SECONDS = 0.25
@@ -234,7 +235,7 @@ class Model:
         validation_data: tuple | None = None,
         verbose: bool | int = False,
         halting_condition: HaltingCondition | None = None,
-        callbacks: Iterable[Callback] = (),
+        callbacks: Iterable[Callback] | None = None,
     ) -> History:
         """Train with mini-batch gradient descent and return the History.
 
@@ -251,7 +252,7 @@ class Model:
             raise TypeError(f"expected an Optimizer, e.g. SGD(0.1). Received: optimizer={optimizer!r}")
         epochs = _checks.non_negative_int(epochs, "epochs")
         batch_size = _checks.positive_int(batch_size, "batch_size")
-        callbacks = list(callbacks)
+        callbacks = as_callbacks(callbacks)
         x, t = self._data(x, y, self.loss)
         keys = ["loss", "accuracy"]
         val = None
@@ -288,14 +289,23 @@ class Model:
         run = _Run(self, data, val, epochs, keys, verbose, run_epoch)
         # per-epoch readbacks where an epoch's end must be seen; else a few a second
         watch_every_epoch = halting_condition is not None or bool(callbacks) or verbose == 1
+        self.stop_training = False
+        for callback in callbacks:
+            callback.set_model(self)
+            callback.on_train_begin({})
         # divergence is reported once, by the NaN check, not by numpy on the way
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), contextlib.closing(run), \
                 self._mode(training=True):
             for epoch in range(epochs):
+                for callback in callbacks:
+                    callback.on_epoch_begin(epoch, {})
                 run_epoch(epoch, run)
                 if watch_every_epoch or epoch == epochs - 1 or run.due():
                     if run.read_epochs(epoch, halting_condition, callbacks):
                         break
+        last = {k: v[-1] for k, v in run.history.history.items() if v}
+        for callback in callbacks:
+            callback.on_train_end(last)
         return run.history
 
     # ------------------------------------------------------------------ files
@@ -504,10 +514,14 @@ class _Run:
                 self._show(e, logs)
                 if halting is not None and halting.reached(logs):
                     return self._stop(e, f"{halting!r} reached at epoch {e + 1}")
-                for callback in callbacks:
-                    if callback(e, logs):
-                        name = getattr(callback, "__name__", repr(callback))
-                        return self._stop(e, f"callback {name} stopped training at epoch {e + 1}")
+                stopper = None
+                for callback in callbacks:  # every callback sees the epoch, as in Keras
+                    callback.on_epoch_end(e, logs)
+                    if self.model.stop_training and stopper is None:
+                        stopper = callback
+                if self.model.stop_training:
+                    who = repr(stopper) if stopper is not None else "model.stop_training = True"
+                    return self._stop(e, f"{who} stopped training at epoch {e + 1}")
         if good < len(finite):
             self._diverged(start + good, float(table["loss"][good]))
             return True

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Mapping
 
 Logs = Mapping[str, float]
-#: ``callback(epoch, logs)`` runs after each epoch; returning True stops training.
-Callback = Callable[[int, Logs], "bool | None"]
 
 
 class History:
