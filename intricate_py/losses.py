@@ -1,5 +1,5 @@
 """Losses: each a mean over the batch, written against the backend's
-``loss_sum`` / ``loss_grad`` operations.
+``loss`` operation (value, correct count and gradient in one pass).
 
 ==========================  =====================================  ==========================
 loss                        value                                  dE/dp
@@ -15,9 +15,17 @@ BinaryCrossEntropy          mean over elements of                  (p - t) / (p 
 before a log. After the layer each one is made for (Softmax, Sigmoid) the
 two cross-entropies give the gradient with respect to that layer's input,
 (p - t) / n and (p - t) / (n k), which never divides by a probability.
+
+With ``from_logits=True`` the cross-entropies take the model's raw outputs
+(logits z, as PyTorch's ``cross_entropy`` and
+``binary_cross_entropy_with_logits`` do) and apply the stable log-softmax
+(log-sigmoid) themselves; the gradient is (softmax(z) - t) / n
+(sigmoid(z) - t) / (n k), and ``predict`` returns logits.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -25,19 +33,24 @@ from . import _checks
 from .backends import Array, Backend, NumpyBackend
 from .layers import Layer, Sigmoid, Softmax
 
+#: layers whose outputs are probabilities
+_PROBABILITY_LAYERS = (Softmax, Sigmoid)
+
 
 class Loss:
     """Base class. Subclasses set the backend kinds and scaling below."""
 
-    #: backend ``loss_sum`` kind and ``loss_grad`` kind
-    value_kind: str
-    grad_kind: str
+    #: the backend ``loss`` kind on the model's outputs
+    kind: str
+    #: the layer type whose input gradient ``fused_kind`` computes directly, if any
+    fused_layer: type[Layer] | None = None
+    fused_kind: str | None = None
     #: the value averages over every element (True) or sums over a sample's outputs
     per_element: bool = True
-    #: constant factor of the gradient (2 for the squared error)
+    #: constant factor of the gradient of ``kind`` (2 for the squared error)
     grad_factor: float = 1.0
-    #: the layer type whose input gradient this loss computes directly, if any
-    fused_layer: type[Layer] | None = None
+    #: the model's outputs are logits (the cross-entropies' ``from_logits``)
+    from_logits: bool = False
 
     # --------------------------------------------------------------- targets
     def prepare_targets(self, y, width: int) -> np.ndarray:
@@ -57,72 +70,144 @@ class Loss:
         """'binary' (threshold 0.5) for a single output, else 'categorical' (argmax)."""
         return "binary" if width == 1 else "categorical"
 
-    def fuses_with(self, layer: Layer) -> bool:
-        return self.fused_layer is not None and type(layer) is self.fused_layer
+    def step_kind(self, last_layer: Layer) -> tuple[str, bool]:
+        """The backend kind a training step uses after the model's last
+        layer, and whether it fuses with that layer (whose backward the step
+        then skips: the kind gives the gradient of its input)."""
+        if self.fused_layer is not None and type(last_layer) is self.fused_layer:
+            return self.fused_kind, True
+        return self.kind, False
+
+    def check_last_layer(self, last_layer: Layer) -> str | None:
+        """A warning for a last layer that does not fit this loss, or None."""
+        return None
 
     # ------------------------------------------------------------ computation
-    def accumulate(self, backend: Backend, p: Array, t: Array, acc: Array, index: int) -> None:
-        """``acc[index] +=`` the sum over the batch of each sample's loss."""
-        scale = 1.0 / p.shape[1] if self.per_element else 1.0
-        backend.loss_sum(self.value_kind, p, t, scale, acc, index)
+    def _value_scale(self, p: Array) -> float:
+        return 1.0 / p.shape[1] if self.per_element else 1.0
 
-    def write_gradient(
-        self, backend: Backend, p: Array, t: Array, out: Array, fused: bool = False
+    def accumulate(self, backend: Backend, p: Array, t: Array, acc: Array, index: int, accuracy: str) -> None:
+        """``acc[index] +=`` the sum over the batch of each sample's loss;
+        ``acc[index + 1] +=`` the number of correct predictions."""
+        backend.loss(self.kind, p, t, acc, index, accuracy, self._value_scale(p))
+
+    def train_step(
+        self, backend: Backend, kind: str, p: Array, t: Array, acc: Array, index: int, accuracy: str,
+        grad: Array,
     ) -> None:
-        """dE/dp into ``out``; with ``fused``, dE/d(input of the fused layer)."""
+        """As :meth:`accumulate`, and the gradient of the batch's mean loss
+        into ``grad``: dE/dp, or dE/d(input of the fused layer) for the
+        kind :meth:`step_kind` gave."""
         n, k = p.shape
         count = n * k if self.per_element else n
-        if fused:
-            backend.loss_grad("difference", p, t, 1.0 / count, out)
-        else:
-            backend.loss_grad(self.grad_kind, p, t, self.grad_factor / count, out)
+        factor = self.grad_factor if kind == self.kind and not self.from_logits else 1.0
+        backend.loss(kind, p, t, acc, index, accuracy, self._value_scale(p), grad, factor / count)
+
+    def gradient(self, backend: Backend, p: Array, t: Array, out: Array, fused: bool = False) -> None:
+        """dE/dp of the batch's mean loss into ``out`` (with ``fused``, the
+        gradient of the fused layer's input)."""
+        kind = self.fused_kind if fused else self.kind
+        acc = backend.zeros((2,))
+        self.train_step(backend, kind, p, t, acc, 0, self.accuracy_kind(p.shape[1]), out)
 
     def __call__(self, predictions, targets) -> float:
         """The loss of ``predictions`` (n, k) against ``targets``, in float64."""
         p = _checks.numeric_array(predictions, "predictions").astype(np.float64)
         if p.ndim == 1:
             p = p[:, None]
-        t = self.prepare_targets(targets, p.shape[1])
+        t = self.prepare_targets(targets, p.shape[1]).astype(np.float64)
         if t.shape[0] != p.shape[0]:
             raise ValueError(
                 f"expected as many targets as predictions ({p.shape[0]}). Received: {t.shape[0]}"
             )
-        acc = np.zeros(1)
-        self.accumulate(NumpyBackend("float64"), p, t, acc, 0)
+        acc = np.zeros(2)
+        self.accumulate(NumpyBackend("float64"), p, t, acc, 0, self.accuracy_kind(p.shape[1]))
         return float(acc[0]) / p.shape[0]
 
     def get_config(self) -> dict:
         return {}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
 
 
 class MeanSquared(Loss):
     """Mean squared error over all elements, as PyTorch's MSELoss."""
 
-    value_kind, grad_kind, grad_factor = "squared", "difference", 2.0
+    kind, grad_factor = "squared", 2.0
 
 
 class MeanAbsolute(Loss):
     """Mean absolute error over all elements, as PyTorch's L1Loss."""
 
-    value_kind, grad_kind = "absolute", "sign"
+    kind = "absolute"
 
 
-class CategoricalCrossEntropy(Loss):
+class _CrossEntropy(Loss):
+    """What both cross-entropies share: ``from_logits`` and the check of
+    the layer before them."""
+
+    probability_kind: str
+    logits_kind: str
+    #: the layer a probability loss expects last, and the advice naming it
+    expected_layer: type[Layer]
+
+    def __init__(self, from_logits: bool = False):
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise ValueError(f"expected from_logits=True or False. Received: from_logits={from_logits!r}")
+        self.from_logits = bool(from_logits)
+        self.kind = self.logits_kind if self.from_logits else self.probability_kind
+
+    def step_kind(self, last_layer: Layer) -> tuple[str, bool]:
+        if self.from_logits:
+            return self.kind, False
+        return super().step_kind(last_layer)
+
+    def check_last_layer(self, last_layer: Layer) -> str | None:
+        name = type(self).__name__
+        makes_probabilities = isinstance(last_layer, _PROBABILITY_LAYERS)
+        if self.from_logits and makes_probabilities:
+            return (
+                f"{name}(from_logits=True) expects logits, but the model's last layer is "
+                f"{last_layer!r}, which makes probabilities: remove it (the loss applies "
+                f"{self.expected_layer.__name__} itself), or use {name}() without from_logits"
+            )
+        if not self.from_logits and not makes_probabilities:
+            return (
+                f"{name}() expects probabilities, but the model's last layer is {last_layer!r}, "
+                f"whose outputs are not: add {self.expected_layer.__name__}() as the last layer, "
+                f"or use {name}(from_logits=True)"
+            )
+        return None
+
+    def get_config(self) -> dict:
+        return {"from_logits": True} if self.from_logits else {}
+
+
+class CategoricalCrossEntropy(_CrossEntropy):
     """Mean over samples of -Σ t log p. Targets are one-hot (or any
-    probability) rows, or integer class labels in [0, k)."""
+    probability) rows, or integer class labels in [0, k). With
+    ``from_logits=True`` the outputs are logits and the loss is
+    -Σ t log softmax(z), as PyTorch's ``cross_entropy``."""
 
-    value_kind = grad_kind = "cross_entropy"
+    probability_kind, logits_kind = "cross_entropy", "logits_cross_entropy"
     per_element = False
-    fused_layer = Softmax
+    fused_layer, fused_kind = Softmax, "softmax_cross_entropy"
+    expected_layer = Softmax
 
     def prepare_targets(self, y, width: int) -> np.ndarray:
+        if width < 2:
+            raise ValueError(
+                f"expected a model with at least 2 outputs (one per class) for {self!r}. Received: "
+                f"{width} output; a single output is a binary classifier: use BinaryCrossEntropy"
+            )
         t = _checks.numeric_array(y, "y")
-        is_labels = t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1 and width > 1)
+        is_labels = t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1)
         if not is_labels:
-            return super().prepare_targets(t, width)
+            t = super().prepare_targets(t, width)
+            _check_distributions(t)
+            return t
         labels = t.reshape(-1)
         whole = labels == np.round(labels)
         if not whole.all():
@@ -143,14 +228,54 @@ class CategoricalCrossEntropy(Loss):
         return "categorical"
 
 
-class BinaryCrossEntropy(Loss):
-    """Mean over all elements of -(t log p + (1 - t) log(1 - p)), p clipped."""
+class BinaryCrossEntropy(_CrossEntropy):
+    """Mean over all elements of -(t log p + (1 - t) log(1 - p)), p clipped;
+    targets in [0, 1]. With ``from_logits=True`` the outputs are logits and
+    p = sigmoid(z), computed stably, as PyTorch's
+    ``binary_cross_entropy_with_logits``."""
 
-    value_kind = grad_kind = "binary_cross_entropy"
-    fused_layer = Sigmoid
+    probability_kind, logits_kind = "binary_cross_entropy", "logits_binary_cross_entropy"
+    fused_layer, fused_kind = Sigmoid, "sigmoid_cross_entropy"
+    expected_layer = Sigmoid
+
+    def prepare_targets(self, y, width: int) -> np.ndarray:
+        t = super().prepare_targets(y, width)
+        outside = (t < 0) | (t > 1)
+        if outside.any():
+            where = tuple(int(i) for i in np.argwhere(outside)[0])
+            raise ValueError(
+                f"expected targets in [0, 1] for {self!r}. Received: {t[where]:g} at index {where}"
+            )
+        return t
 
     def accuracy_kind(self, width: int) -> str:
-        return "binary"
+        return "binary_logits" if self.from_logits else "binary"
+
+
+def _check_distributions(t: np.ndarray) -> None:
+    """Rows of a categorical target must be probability distributions."""
+    negative = t < 0
+    if negative.any():
+        where = tuple(int(i) for i in np.argwhere(negative)[0])
+        raise ValueError(
+            "expected one-hot or probability rows (entries ≥ 0, each row summing to 1) in y. "
+            f"Received: {t[where]:g} at index {where}"
+        )
+    sums = t.sum(axis=1, dtype=np.float64)
+    off = np.abs(sums - 1) > 1e-3
+    if off.any():
+        row = int(np.argmax(off))
+        raise ValueError(
+            "expected one-hot or probability rows (entries ≥ 0, each row summing to 1) in y. "
+            f"Received: row {row} sums to {sums[row]:g}"
+        )
+
+
+def warn_if_mismatched(loss: Loss, last_layer: Layer) -> None:
+    """Warn (at the fit call) when the loss does not fit the model's last layer."""
+    message = loss.check_last_layer(last_layer)
+    if message:
+        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 LOSSES = {cls.__name__: cls for cls in (MeanSquared, MeanAbsolute, CategoricalCrossEntropy, BinaryCrossEntropy)}

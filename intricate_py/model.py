@@ -16,7 +16,7 @@ from . import _checks
 from .backends import Array, Backend, select_backend
 from .layers import Layer, Parameter
 from .layers.base import Shape, Workspace, _batch_shape_text
-from .losses import Loss
+from .losses import Loss, warn_if_mismatched
 from .optimizers import Optimizer
 from .callbacks import Callback, as_callbacks
 from .training import HaltingCondition, History
@@ -191,12 +191,11 @@ class Model:
         return {"loss": loss_sum / len(x), "accuracy": correct / self._accuracy_count(loss, len(x))}
 
     def _accumulate_metrics(self, data: "_DeviceData", loss: Loss, acc: Array, index: int) -> None:
-        kind = loss.accuracy_kind(self.output_shape[0])
+        """``acc[index] +=`` the loss sum over ``data``, ``acc[index + 1] +=`` its correct count."""
+        accuracy = loss.accuracy_kind(self.output_shape[0])
         with self._mode(training=False):
             for xb, tb in data.batches():
-                p = self._forward(xb)
-                loss.accumulate(self.backend, p, tb, acc, index)
-                self.backend.count_correct(kind, p, tb, acc, index + 1)
+                loss.accumulate(self.backend, self._forward(xb), tb, acc, index, accuracy)
 
     @contextlib.contextmanager
     def _mode(self, training: bool):
@@ -254,6 +253,7 @@ class Model:
         batch_size = _checks.positive_int(batch_size, "batch_size")
         callbacks = as_callbacks(callbacks)
         x, t = self._data(x, y, self.loss)
+        warn_if_mismatched(self.loss, self.layers[-1])
         keys = ["loss", "accuracy"]
         val = None
         if validation_data is not None:
@@ -351,8 +351,8 @@ class _StepPlan:
 
     def __init__(self, model: Model):
         self.model, self.backend, self.loss = model, model.backend, model.loss
-        self.fused = self.loss.fuses_with(model.layers[-1])
-        trained = model.layers[:-1] if self.fused else model.layers
+        self.kind, fused = self.loss.step_kind(model.layers[-1])
+        trained = model.layers[:-1] if fused else model.layers
         self.backward = list(reversed(trained[1:]))
         self.first = trained[0] if trained else None
         self.accuracy = self.loss.accuracy_kind(model.output_shape[0])
@@ -364,10 +364,8 @@ class _StepPlan:
         for layer in self.stepped:
             layer.begin_step(model.optimizer.iterations)
         p = model._forward(x)
-        loss.accumulate(backend, p, t, metrics, slot + LOSS)
-        backend.count_correct(self.accuracy, p, t, metrics, slot + CORRECT)
         g = model._workspace.get("grad", p.shape[0], model.output_shape)
-        loss.write_gradient(backend, p, t, g, self.fused)
+        loss.train_step(backend, self.kind, p, t, metrics, slot + LOSS, self.accuracy, g)
         for layer in self.backward:
             g = layer.back_propagate(g)
         if self.first is not None:

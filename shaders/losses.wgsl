@@ -1,125 +1,154 @@
-// losses.wgsl — loss gradients, loss sums and correct-prediction counts.
+// losses.wgsl — a batch's loss, correct-prediction count and gradient, in one pass.
 //
-// Entry points:
-//   loss_grad      out[i] = scale · g(p[i], t[i])      kind: 0 difference p - t,
-//                  1 sign(p - t), 2 cross-entropy -t / clip(p),
-//                  3 binary cross-entropy (clip(p) - t) / (clip(p) (1 - clip(p)))
-//   loss_sum       out[index] += scale · Σ_i l(p[i], t[i])   kind: 0 (p - t)²,
-//                  1 |p - t|, 2 -t log clip(p), 3 -(t log clip(p) + (1 - t) log(1 - clip(p)))
-//   count_correct  out[index] += number correct            kind: 0 binary, elements
-//                  with (p > 0.5) == (t > 0.5); 1 categorical, rows whose first
-//                  argmax of p equals the first argmax of t
-//   (clip to [1e-7, 1 - 1e-7]; p and t are rows × cols, count = rows · cols)
+// Entry point:
+//   loss  for p, t of rows × cols:
+//         acc[index]     += scale · Σ l(p, t), or NaN if any p or any l is not finite
+//         acc[index + 1] += the number of correct predictions
+//         grad            = grad_scale · g(p, t)             (when has_grad = 1)
+//         kind (l; g), c = clamp(p, 1e-7, 1 - 1e-7):
+//           0 squared                      (p - t)²;                     p - t
+//           1 absolute                     |p - t|;                      sign(p - t)
+//           2 cross_entropy                -t log c;                     -t / c
+//           3 binary_cross_entropy         -(t log c + (1-t) log(1-c));  (c - t) / (c (1 - c))
+//           4 softmax_cross_entropy        -t log c;                     p - t
+//           5 sigmoid_cross_entropy        as 3;                         p - t
+//           6 logits_cross_entropy         -t (z - logsumexp(row z));    softmax(row z) - t
+//           7 logits_binary_cross_entropy  max(z, 0) - z t + log(1 + exp(-|z|)); sigmoid(z) - t
+//         accuracy: 0 binary, elements with (p > 0.5) == (t > 0.5); 1 binary_logits,
+//         (p > 0) == (t > 0.5); 2 categorical, rows whose first argmax of p equals
+//         the first argmax of t
 // Bindings (group 0):
 //   0 params  uniform Params, one slot per dispatch (dynamic offset)
-//   1 p       storage, read        predictions from element p_off
+//   1 p       storage, read        predictions (or logits) from element p_off
 //   2 t       storage, read        targets from element t_off
-//   3 out     storage, read_write  gradient from out_off, or the accumulators
-// Dispatch: loss_grad one invocation per element (256 a workgroup, (x, y) layout);
-// loss_sum and count_correct a single workgroup of 256 that strides over the
-// batch and sums in a fixed order, so results are deterministic.
+//   3 acc     storage, read_write  the accumulators, from element acc_off
+//   4 grad    storage, read_write  the gradient from grad_off (when has_grad = 1)
+// Dispatch: a single workgroup of 256 invocations, each taking rows lid, lid + 256,
+// ...; the sums reduce in a fixed order, so results are deterministic.
+//
+// NaN: WGSL promises nothing about NaN through max, min or clamp, so
+// non-finite values are found from their bits, and the loss written is an
+// explicit NaN: divergence can never turn into a plausible number.
 
 struct Params {
-  count: u32, rows: u32, cols: u32, kind: u32,
-  p_off: u32, t_off: u32, out_off: u32, index: u32,
-  scale: f32, _pad0: u32, _pad1: u32, _pad2: u32,
+  rows: u32, cols: u32, kind: u32, accuracy: u32,
+  p_off: u32, t_off: u32, acc_off: u32, index: u32,
+  grad_off: u32, has_grad: u32, scale: f32, grad_scale: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> p: array<f32>;
 @group(0) @binding(2) var<storage, read> t: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> acc: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 
 const EPS: f32 = 1e-7;
 
-var<workgroup> partial: array<f32, 256>;
+var<workgroup> loss_part: array<f32, 256>;
+var<workgroup> hit_part: array<f32, 256>;
+var<workgroup> bad_part: array<u32, 256>;
 
-fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
-  return (wid.y * groups.x + wid.x) * 256u + lid.x;
-}
+fn finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
 
 fn clipped(x: f32) -> f32 { return clamp(x, EPS, 1.0 - EPS); }
 
-@compute @workgroup_size(256)
-fn loss_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-             @builtin(local_invocation_id) lid: vec3<u32>) {
-  let i = flat_index(wid, groups, lid);
-  if (i >= params.count) { return; }
-  let pi = p[params.p_off + i];
-  let ti = t[params.t_off + i];
-  var g: f32;
-  switch params.kind {
-    case 0u: { g = pi - ti; }
-    case 1u: { g = sign(pi - ti); }
-    case 2u: { g = -(ti / clipped(pi)); }
-    default: {
-      let c = clipped(pi);
-      g = (c - ti) / (c * (1.0 - c));
-    }
-  }
-  out[params.out_off + i] = g * params.scale;
+// exp(-|x|) never overflows; each sign takes the exact branch.
+fn sigmoid(x: f32) -> f32 {
+  let e = exp(-abs(x));
+  let s = 1.0 / (1.0 + e);
+  return select(s, e * s, x < 0.0);
 }
 
-fn element_loss(i: u32) -> f32 {
-  let pi = p[params.p_off + i];
-  let ti = t[params.t_off + i];
-  var l: f32;
-  switch params.kind {
-    case 0u: { l = (pi - ti) * (pi - ti); }
-    case 1u: { l = abs(pi - ti); }
-    case 2u: { l = -(ti * log(clipped(pi))); }
-    default: {
-      let c = clipped(pi);
-      l = -(ti * log(c) + (1.0 - ti) * log(1.0 - c));
-    }
-  }
-  return l;
-}
-
-fn first_argmax(base: u32, cols: u32, use_t: bool) -> u32 {
+fn first_argmax_p(base: u32, cols: u32) -> u32 {
   var best = 0u;
-  var value = select(p[base], t[base], use_t);
+  var value = p[base];
   for (var j = 1u; j < cols; j = j + 1u) {
-    let v = select(p[base + j], t[base + j], use_t);
-    if (v > value) { value = v; best = j; }
+    if (p[base + j] > value) { value = p[base + j]; best = j; }
   }
   return best;
 }
 
-// Tree sum of partial[0..256) into partial[0].
-fn reduce_partial(l: u32) {
+fn first_argmax_t(base: u32, cols: u32) -> u32 {
+  var best = 0u;
+  var value = t[base];
+  for (var j = 1u; j < cols; j = j + 1u) {
+    if (t[base + j] > value) { value = t[base + j]; best = j; }
+  }
+  return best;
+}
+
+// (l, g) of one element; m and s are the row's max and Σ exp(z - m) (kind 6)
+fn term(x: f32, y: f32, m: f32, s: f32) -> vec2<f32> {
+  switch params.kind {
+    case 0u: { let d = x - y; return vec2<f32>(d * d, d); }
+    case 1u: { let d = x - y; return vec2<f32>(abs(d), sign(d)); }
+    case 2u: { let c = clipped(x); return vec2<f32>(-(y * log(c)), -(y / c)); }
+    case 3u: {
+      let c = clipped(x);
+      return vec2<f32>(-(y * log(c) + (1.0 - y) * log(1.0 - c)), (c - y) / (c * (1.0 - c)));
+    }
+    case 4u: { return vec2<f32>(-(y * log(clipped(x))), x - y); }
+    case 5u: {
+      let c = clipped(x);
+      return vec2<f32>(-(y * log(c) + (1.0 - y) * log(1.0 - c)), x - y);
+    }
+    case 6u: {
+      let shifted = x - m;
+      return vec2<f32>(-(y * (shifted - log(s))), exp(shifted) / s - y);
+    }
+    default: {
+      return vec2<f32>(max(x, 0.0) - x * y + log(1.0 + exp(-abs(x))), sigmoid(x) - y);
+    }
+  }
+}
+
+@compute @workgroup_size(256)
+fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
+  let cols = params.cols;
+  let threshold = select(0.5, 0.0, params.accuracy == 1u);
+  var total = 0.0;
+  var hits = 0.0;
+  var bad = 0u;
+  for (var r = lid.x; r < params.rows; r = r + 256u) {
+    let row_p = params.p_off + r * cols;
+    let row_t = params.t_off + r * cols;
+    var m = p[row_p];
+    var s = 0.0;
+    if (params.kind == 6u) {
+      for (var j = 1u; j < cols; j = j + 1u) { m = max(m, p[row_p + j]); }
+      for (var j = 0u; j < cols; j = j + 1u) { s = s + exp(p[row_p + j] - m); }
+    }
+    for (var j = 0u; j < cols; j = j + 1u) {
+      let x = p[row_p + j];
+      let y = t[row_t + j];
+      let lg = term(x, y, m, s);
+      if (!finite(x) || !finite(lg.x)) { bad = bad + 1u; }
+      total = total + lg.x;
+      if (params.has_grad == 1u) { grad[params.grad_off + r * cols + j] = lg.y * params.grad_scale; }
+      if (params.accuracy != 2u) { hits = hits + select(0.0, 1.0, (x > threshold) == (y > 0.5)); }
+    }
+    if (params.accuracy == 2u) {
+      hits = hits + select(0.0, 1.0, first_argmax_p(row_p, cols) == first_argmax_t(row_t, cols));
+    }
+  }
+  loss_part[lid.x] = total;
+  hit_part[lid.x] = hits;
+  bad_part[lid.x] = bad;
   for (var stride = 128u; stride > 0u; stride = stride / 2u) {
     workgroupBarrier();
-    if (l < stride) { partial[l] = partial[l] + partial[l + stride]; }
+    if (lid.x < stride) {
+      loss_part[lid.x] = loss_part[lid.x] + loss_part[lid.x + stride];
+      hit_part[lid.x] = hit_part[lid.x] + hit_part[lid.x + stride];
+      bad_part[lid.x] = bad_part[lid.x] + bad_part[lid.x + stride];
+    }
   }
   workgroupBarrier();
-}
-
-@compute @workgroup_size(256)
-fn loss_sum(@builtin(local_invocation_id) lid: vec3<u32>) {
-  var s = 0.0;
-  for (var i = lid.x; i < params.count; i = i + 256u) { s = s + element_loss(i); }
-  partial[lid.x] = s;
-  reduce_partial(lid.x);
-  if (lid.x == 0u) { out[params.out_off + params.index] = out[params.out_off + params.index] + params.scale * partial[0]; }
-}
-
-@compute @workgroup_size(256)
-fn count_correct(@builtin(local_invocation_id) lid: vec3<u32>) {
-  var s = 0.0;
-  if (params.kind == 0u) {
-    for (var i = lid.x; i < params.count; i = i + 256u) {
-      let hit = (p[params.p_off + i] > 0.5) == (t[params.t_off + i] > 0.5);
-      s = s + select(0.0, 1.0, hit);
-    }
-  } else {
-    for (var r = lid.x; r < params.rows; r = r + 256u) {
-      let hit = first_argmax(params.p_off + r * params.cols, params.cols, false)
-             == first_argmax(params.t_off + r * params.cols, params.cols, true);
-      s = s + select(0.0, 1.0, hit);
-    }
+  if (lid.x == 0u) {
+    let slot = params.acc_off + params.index;
+    let before = acc[slot];
+    var value = before + params.scale * loss_part[0];
+    if (bad_part[0] > 0u || !finite(before) || !finite(value)) { value = bitcast<f32>(0x7fc00000u); }
+    acc[slot] = value;
+    acc[slot + 1u] = acc[slot + 1u] + hit_part[0];
   }
-  partial[lid.x] = s;
-  reduce_partial(lid.x);
-  if (lid.x == 0u) { out[params.out_off + params.index] = out[params.out_off + params.index] + partial[0]; }
 }

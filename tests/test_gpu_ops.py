@@ -118,50 +118,57 @@ def probabilities(rng, shape):
     return p
 
 
-@pytest.mark.parametrize("kind", ["difference", "sign", "cross_entropy", "binary_cross_entropy"])
-@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (129, 3)])
-def test_loss_grad(gpu, cpu, rng, kind, shape):
-    p, t = probabilities(rng, shape), rng.uniform(0, 1, size=shape).astype(np.float32)
-    want = np.empty_like(p)
-    cpu.loss_grad(kind, p, t, 0.37, want)
-    out = gpu.empty(shape)
-    gpu.loss_grad(kind, gpu.from_numpy(p), gpu.from_numpy(t), 0.37, out)
-    scale = 0.37 * (np.abs(p) + np.abs(t)) if kind == "difference" else None
-    assert_parity(gpu.to_numpy(out), want, scale)
+LOSS_KINDS = ["squared", "absolute", "cross_entropy", "binary_cross_entropy", "softmax_cross_entropy",
+              "sigmoid_cross_entropy", "logits_cross_entropy", "logits_binary_cross_entropy"]
 
 
-@pytest.mark.parametrize("kind", ["squared", "absolute", "cross_entropy", "binary_cross_entropy"])
-@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (1000, 10)])
-def test_loss_sum_adds_into_its_slot(gpu, cpu, rng, kind, shape):
-    p, t = probabilities(rng, shape), rng.uniform(0, 1, size=shape).astype(np.float32)
-    start = np.array([5.0, 2.0, -1.0], np.float32)
-    want = start.copy()
-    cpu.loss_sum(kind, p, t, 0.5, want, 1)
-    acc = gpu.from_numpy(start)
-    gpu.loss_sum(kind, gpu.from_numpy(p), gpu.from_numpy(t), 0.5, acc, 1)
+@pytest.mark.parametrize("kind", LOSS_KINDS)
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (129, 3), (1000, 10)])
+def test_loss_value_correct_count_and_gradient(gpu, cpu, rng, kind, shape):
+    """One pass: the loss adds into its slot, the count into the next, and
+    the gradient is written; other slots are left alone."""
+    logits = kind.startswith("logits")
+    p = f32(rng, *shape) * 4 if logits else probabilities(rng, shape)
+    t = rng.uniform(0, 1, size=shape).astype(np.float32)
+    t[: shape[0] // 2] = p[: shape[0] // 2]  # some predictions right
+    accuracy = "binary_logits" if kind == "logits_binary_cross_entropy" else (
+        "categorical" if shape[1] > 1 else "binary")
+    start = np.array([5.0, 2.0, 3.0, -1.0], np.float32)
+    want, want_grad = start.copy(), np.empty_like(p)
+    cpu.loss(kind, p, t, want, 1, accuracy, 0.5, want_grad, 0.37)
+    acc, grad = gpu.from_numpy(start), gpu.empty(shape)
+    gpu.loss(kind, gpu.from_numpy(p), gpu.from_numpy(t), acc, 1, accuracy, 0.5, grad, 0.37)
     got = gpu.to_numpy(acc)
-    assert got[0] == 5.0 and got[2] == -1.0
-    assert_parity(got, want)
+    assert got[0] == 5.0 and got[3] == -1.0
+    assert got[2] == want[2]  # counts are exact
+    assert_parity(got[:2], want[:2])
+    assert_parity(gpu.to_numpy(grad), want_grad, 0.37 * (np.abs(p) + np.abs(t) + 1))
 
 
-@pytest.mark.parametrize("kind", ["binary", "categorical"])
-@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (1000, 10)])
-def test_count_correct(gpu, cpu, rng, kind, shape):
-    p, t = probabilities(rng, shape), rng.uniform(0, 1, size=shape).astype(np.float32)
-    t[: shape[0] // 2] = p[: shape[0] // 2]  # some rows agree
-    want = np.zeros(2, np.float32)
-    cpu.count_correct(kind, p, t, want, 1)
-    acc = gpu.zeros((2,))
-    gpu.count_correct(kind, gpu.from_numpy(p), gpu.from_numpy(t), acc, 1)
-    np.testing.assert_array_equal(gpu.to_numpy(acc), want)
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's, on the way to NaN
+@pytest.mark.parametrize("kind", LOSS_KINDS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_prediction_makes_the_loss_nan(gpu, cpu, kind, bad):
+    """Clipping must not turn NaN or inf into a plausible number (WGSL's
+    clamp and max promise nothing for NaN), on either backend."""
+    p = np.full((3, 4), 0.25, np.float32)
+    p[1, 2] = bad
+    t = np.eye(4, dtype=np.float32)[[0, 2, 3]]
+    for backend in (cpu, gpu):
+        acc = backend.zeros((2,))
+        backend.loss(kind, backend.from_numpy(p), backend.from_numpy(t), acc, 0, "categorical", 1.0)
+        assert np.isnan(backend.to_numpy(acc)[0]), backend
+        backend.loss(kind, backend.from_numpy(np.full_like(p, 0.25)), backend.from_numpy(t), acc, 0,
+                     "categorical", 1.0)
+        assert np.isnan(backend.to_numpy(acc)[0]), "a NaN sum stays NaN"
 
 
 def test_count_correct_first_maximum_wins(gpu):
     p = np.array([[0.5, 0.5, 0.0], [0.2, 0.4, 0.4]], np.float32)
     t = np.array([[1, 0, 0], [0, 0, 1]], np.float32)  # argmax: 0 (tie), 1 (tie) vs 2
-    acc = gpu.zeros((1,))
-    gpu.count_correct("categorical", gpu.from_numpy(p), gpu.from_numpy(t), acc, 0)
-    assert gpu.to_numpy(acc)[0] == 1.0
+    acc = gpu.zeros((2,))
+    gpu.loss("squared", gpu.from_numpy(p), gpu.from_numpy(t), acc, 0, "categorical", 1.0)
+    assert gpu.to_numpy(acc)[1] == 1.0
 
 
 @pytest.mark.parametrize("chunk_rows", [None, 3, 7])

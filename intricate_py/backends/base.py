@@ -27,7 +27,7 @@ dense algebra              ``matmul`` (transpose flags, optional bias),
                            ``sum_rows``
 activations                ``activation``, ``activation_grad``, ``softmax``,
                            ``softmax_grad``
-losses                     ``loss_grad``, ``loss_sum``, ``count_correct``
+losses                     ``loss`` (value, correct count and gradient in one pass)
 optimizers                 ``sgd_step``, ``adagrad_step``, ``adam_step``
 regularisation             ``dropout``, ``dropout_grad``
 images (NCHW)              ``im2col``, ``col2im``, ``to_channels_first``,
@@ -48,9 +48,12 @@ Array = Any  # numpy.ndarray on the CPU, a GPU buffer handle on the GPU
 Pair = tuple[int, int]  # (height, width) of a kernel, stride or padding
 
 ACTIVATIONS = ("tanh", "sigmoid", "relu")
-LOSS_GRADIENTS = ("difference", "sign", "cross_entropy", "binary_cross_entropy")
-LOSS_VALUES = ("squared", "absolute", "cross_entropy", "binary_cross_entropy")
-ACCURACIES = ("binary", "categorical")
+LOSSES = (
+    "squared", "absolute", "cross_entropy", "binary_cross_entropy",
+    "softmax_cross_entropy", "sigmoid_cross_entropy",
+    "logits_cross_entropy", "logits_binary_cross_entropy",
+)
+ACCURACIES = ("binary", "binary_logits", "categorical")
 
 #: Probabilities are clipped to [CLIP_EPSILON, 1 - CLIP_EPSILON] before a log.
 CLIP_EPSILON = 1e-7
@@ -161,31 +164,46 @@ class Backend(abc.ABC):
 
     # ------------------------------------------------------------------ losses
     @abc.abstractmethod
-    def loss_grad(self, kind: str, p: Array, t: Array, scale: float, out: Array) -> None:
-        """``out = scale * g(p, t)`` elementwise, ``kind`` in :data:`LOSS_GRADIENTS`.
-
-        difference: p - t; sign: sign(p - t);
-        cross_entropy: -t / clip(p); binary_cross_entropy:
-        (clip(p) - t) / (clip(p) (1 - clip(p))), clip to
-        [CLIP_EPSILON, 1 - CLIP_EPSILON].
-        """
-
-    @abc.abstractmethod
-    def loss_sum(
-        self, kind: str, p: Array, t: Array, scale: float, acc: Array, index: int
+    def loss(
+        self,
+        kind: str,
+        p: Array,
+        t: Array,
+        acc: Array,
+        index: int,
+        accuracy: str,
+        scale: float,
+        grad: Array | None = None,
+        grad_scale: float = 1.0,
     ) -> None:
-        """``acc[index] += scale * sum(l(p, t))``, ``kind`` in :data:`LOSS_VALUES`.
+        """A batch's loss, correct predictions and gradient, in one pass.
 
-        squared: (p - t)²; absolute: |p - t|; cross_entropy: -t log clip(p);
-        binary_cross_entropy: -(t log clip(p) + (1 - t) log(1 - clip(p))).
-        """
+        p and t are (n, k). ``acc[index] += scale · Σ l(p, t)``, NaN when
+        any p or any term is not finite (divergence is never hidden);
+        ``acc[index + 1] +=`` the number of correct predictions of
+        ``accuracy`` (one of :data:`ACCURACIES`); and, when ``grad`` (n, k)
+        is given, ``grad = grad_scale · g(p, t)``. ``kind`` is one of
+        :data:`LOSSES`; with c = clip(p) to [CLIP_EPSILON, 1 - CLIP_EPSILON]:
 
-    @abc.abstractmethod
-    def count_correct(self, kind: str, p: Array, t: Array, acc: Array, index: int) -> None:
-        """``acc[index] +=`` the number of correct predictions in the batch.
+        ===========================  ===================================  ===================
+        kind                         l (per element, or per row)          g
+        ===========================  ===================================  ===================
+        squared                      (p - t)²                             p - t
+        absolute                     |p - t|                              sign(p - t)
+        cross_entropy                -t log c                             -t / c
+        binary_cross_entropy         -(t log c + (1 - t) log(1 - c))      (c - t) / (c (1 - c))
+        softmax_cross_entropy        -t log c (p a Softmax output)        p - t
+        sigmoid_cross_entropy        as binary_cross_entropy (p a         p - t
+                                     Sigmoid output)
+        logits_cross_entropy         row: -Σ t (z - logsumexp(z))         softmax(z) - t
+        logits_binary_cross_entropy  max(z, 0) - z t + log(1 + e^-|z|)    sigmoid(z) - t
+        ===========================  ===================================  ===================
 
-        binary: elements where (p > 0.5) == (t > 0.5);
-        categorical: rows where argmax p == argmax t (first maximum wins).
+        The softmax and sigmoid kinds give the gradient with respect to
+        that layer's input (the fused gradient); the logits kinds take p as
+        logits z. Accuracies: binary, elements where (p > 0.5) == (t > 0.5);
+        binary_logits, where (p > 0) == (t > 0.5); categorical, rows where
+        the first argmax of p equals the first argmax of t.
         """
 
     # -------------------------------------------------------------- optimizers

@@ -58,60 +58,97 @@ def _clip(p: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(p, t(CLIP_EPSILON)), t(1 - CLIP_EPSILON))
 
 
-def _grad_difference(p, t, out):
-    np.subtract(p, t, out)
-
-
-def _grad_sign(p, t, out):
-    np.subtract(p, t, out)
-    np.sign(out, out)
-
-
-def _grad_cross_entropy(p, t, out):
-    np.divide(t, _clip(p), out)
-    np.negative(out, out)
-
-
-def _grad_binary_cross_entropy(p, t, out):
-    c = _clip(p)
-    np.subtract(c, t, out)
-    out /= c * (1 - c)
-
-
-_LOSS_GRAD = {
-    "difference": _grad_difference,
-    "sign": _grad_sign,
-    "cross_entropy": _grad_cross_entropy,
-    "binary_cross_entropy": _grad_binary_cross_entropy,
-}
-
-
-def _sum_squared(p, t):
-    d = np.subtract(p, t).ravel()
+# Each loss: (p, t, g) -> Σ l(p, t), writing the unscaled gradient into g
+# unless g is None (see Backend.loss for the table).
+def _squared(p, t, g):
+    d = np.subtract(p, t, out=g).reshape(-1)
     return np.dot(d, d)
 
 
-def _sum_cross_entropy(p, t):
-    return -np.dot(t.ravel(), np.log(_clip(p)).ravel())
+def _absolute(p, t, g):
+    d = np.subtract(p, t, out=g)
+    total = np.abs(d).sum()
+    if g is not None:
+        np.sign(g, out=g)
+    return total
 
 
-def _sum_binary_cross_entropy(p, t):
+def _cross_entropy_value(p, t):
+    return -np.dot(t.reshape(-1), np.log(_clip(p)).reshape(-1))
+
+
+def _binary_cross_entropy_value(p, t):
     c = _clip(p)
     return -np.sum(t * np.log(c) + (1 - t) * np.log(1 - c))
 
 
-_LOSS_SUM = {
-    "squared": _sum_squared,
-    "absolute": lambda p, t: np.abs(p - t).sum(),
-    "cross_entropy": _sum_cross_entropy,
-    "binary_cross_entropy": _sum_binary_cross_entropy,
+def _cross_entropy(p, t, g):
+    if g is not None:
+        np.divide(t, _clip(p), out=g)
+        np.negative(g, out=g)
+    return _cross_entropy_value(p, t)
+
+
+def _binary_cross_entropy(p, t, g):
+    if g is not None:
+        c = _clip(p)
+        np.subtract(c, t, out=g)
+        g /= c * (1 - c)
+    return _binary_cross_entropy_value(p, t)
+
+
+def _softmax_cross_entropy(p, t, g):
+    if g is not None:
+        np.subtract(p, t, out=g)
+    return _cross_entropy_value(p, t)
+
+
+def _sigmoid_cross_entropy(p, t, g):
+    if g is not None:
+        np.subtract(p, t, out=g)
+    return _binary_cross_entropy_value(p, t)
+
+
+def _logits_cross_entropy(z, t, g):
+    shifted = z - z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    sums = e.sum(axis=1, keepdims=True)
+    if g is not None:
+        np.divide(e, sums, out=g)
+        g -= t
+    # -Σ_j t_j (shifted_j - log Σ e) per row
+    return np.dot(t.sum(axis=1), np.log(sums).reshape(-1)) - np.dot(t.reshape(-1), shifted.reshape(-1))
+
+
+def _logits_binary_cross_entropy(z, t, g):
+    if g is not None:
+        _sigmoid(z, g)
+        g -= t
+    return np.sum(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z))))
+
+
+_LOSS = {
+    "squared": _squared,
+    "absolute": _absolute,
+    "cross_entropy": _cross_entropy,
+    "binary_cross_entropy": _binary_cross_entropy,
+    "softmax_cross_entropy": _softmax_cross_entropy,
+    "sigmoid_cross_entropy": _sigmoid_cross_entropy,
+    "logits_cross_entropy": _logits_cross_entropy,
+    "logits_binary_cross_entropy": _logits_binary_cross_entropy,
 }
 
-_HALF = np.float32(0.5)  # exact in both dtypes
+_HALF, _ZERO = np.float32(0.5), np.float32(0)  # exact in both dtypes
 _CORRECT = {
     "binary": lambda p, t: np.count_nonzero(np.equal(np.greater(p, _HALF), np.greater(t, _HALF))),
+    "binary_logits": lambda p, t: np.count_nonzero(np.equal(np.greater(p, _ZERO), np.greater(t, _HALF))),
     "categorical": lambda p, t: np.count_nonzero(p.argmax(axis=1) == t.argmax(axis=1)),
 }
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    # a finite sum proves it cheaply; only a sum that is not needs the exact check
+    return bool(np.isfinite(np.add.reduce(a, axis=None))) or bool(np.isfinite(a).all())
 
 
 def _padded(x: np.ndarray, padding, fill) -> np.ndarray:
@@ -225,15 +262,14 @@ class NumpyBackend(Backend):
         np.multiply(out, y, out=out)
 
     # ------------------------------------------------------------------ losses
-    def loss_grad(self, kind: str, p, t, scale: float, out) -> None:
-        _LOSS_GRAD[kind](p, t, out)
-        np.multiply(out, out.dtype.type(scale), out)
-
-    def loss_sum(self, kind: str, p, t, scale: float, acc, index: int) -> None:
-        acc[index] += scale * _LOSS_SUM[kind](p, t)
-
-    def count_correct(self, kind: str, p, t, acc, index: int) -> None:
-        acc[index] += _CORRECT[kind](p, t)
+    def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0) -> None:
+        total = _LOSS[kind](p, t, grad)
+        if not (math.isfinite(total) and _all_finite(p)):
+            total = math.nan
+        acc[index] += scale * total
+        acc[index + 1] += _CORRECT[accuracy](p, t)
+        if grad is not None and grad_scale != 1.0:
+            np.multiply(grad, grad.dtype.type(grad_scale), grad)
 
     # -------------------------------------------------------------- optimizers
     def sgd_step(self, p, g, velocity, lr, momentum, nesterov) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import wgpu
 
 from ..device_choice import Adapter
-from .base import Backend, dropout_bits, window_positions
+from .base import ACCURACIES, LOSSES, Backend, dropout_bits, window_positions
 from .shaders import Kernels
 
 _USAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
@@ -35,9 +35,8 @@ _ROUND = 256  # buffer sizes are rounded up to this many bytes, for reuse
 _MAX_GROUPS = 65535  # workgroups per dispatch dimension
 
 ACTIVATION_KIND = {"tanh": 0, "sigmoid": 1, "relu": 2}
-LOSS_GRAD_KIND = {"difference": 0, "sign": 1, "cross_entropy": 2, "binary_cross_entropy": 3}
-LOSS_SUM_KIND = {"squared": 0, "absolute": 1, "cross_entropy": 2, "binary_cross_entropy": 3}
-CORRECT_KIND = {"binary": 0, "categorical": 1}
+LOSS_KIND = {kind: i for i, kind in enumerate(LOSSES)}  # the order losses.wgsl numbers them
+ACCURACY_KIND = {kind: i for i, kind in enumerate(ACCURACIES)}
 
 
 class _Allocation:
@@ -406,26 +405,14 @@ class WgpuBackend(Backend):
         )
 
     # ------------------------------------------------------------------ losses
-    def loss_grad(self, kind: str, p, t, scale: float, out) -> None:
-        self._dispatch(
-            "loss_grad", self._grid(p.size), (p, t, out),
-            count=p.size, kind=LOSS_GRAD_KIND[kind], p_off=p.offset, t_off=t.offset,
-            out_off=out.offset, scale=scale,
-        )
-
-    def loss_sum(self, kind: str, p, t, scale: float, acc, index: int) -> None:
-        self._dispatch(
-            "loss_sum", (1, 1), (p, t, acc),
-            count=p.size, kind=LOSS_SUM_KIND[kind], p_off=p.offset, t_off=t.offset,
-            out_off=acc.offset, index=index, scale=scale,
-        )
-
-    def count_correct(self, kind: str, p, t, acc, index: int) -> None:
+    def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0) -> None:
         rows = p.shape[0]
         self._dispatch(
-            "count_correct", (1, 1), (p, t, acc),
-            count=p.size, rows=rows, cols=p.size // rows, kind=CORRECT_KIND[kind],
-            p_off=p.offset, t_off=t.offset, out_off=acc.offset, index=index,
+            "loss", (1, 1), (p, t, acc, grad),
+            rows=rows, cols=p.size // rows, kind=LOSS_KIND[kind], accuracy=ACCURACY_KIND[accuracy],
+            p_off=p.offset, t_off=t.offset, acc_off=acc.offset, index=index,
+            grad_off=grad.offset if grad is not None else 0, has_grad=int(grad is not None),
+            scale=scale, grad_scale=grad_scale,
         )
 
     # ---------------------------------------------------------- regularisation
