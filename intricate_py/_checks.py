@@ -28,6 +28,14 @@ def positive_float(value, name: str) -> float:
     return float(value)
 
 
+def non_negative_float(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+        math.isfinite(value) and value >= 0
+    ):
+        raise ValueError(f"expected a non-negative finite number. Received: {name}={value!r}")
+    return float(value)
+
+
 def fraction(value, name: str, upper_inclusive: bool = False) -> float:
     """A number in [0, 1), or [0, 1] with ``upper_inclusive``."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value
@@ -76,3 +84,37 @@ def _sum_is_finite(a) -> bool:
     rows = a.reshape(a.shape[0], -1)
     with np.errstate(over="ignore", invalid="ignore"):
         return bool(np.isfinite(rows @ np.ones(rows.shape[1], a.dtype)).all())
+
+
+def float_dtype(dtype, name: str = "dtype") -> str:
+    """'float32' or 'float64' from a name or numpy dtype; ValueError otherwise."""
+    try:
+        resolved = np.dtype(dtype)
+    except (TypeError, ValueError):
+        resolved = None
+    if resolved not in (np.float32, np.float64) or isinstance(dtype, bool):
+        raise ValueError(f"expected {name} 'float32' or 'float64'. Received: {name}={dtype!r}")
+    return resolved.name
+
+
+def fits_dtype(a: np.ndarray, dtype, name: str) -> np.ndarray:
+    """``a`` unchanged, or ValueError when a value is too large for ``dtype``
+    (a float64 of 1e300 becomes inf in float32)."""
+    dtype = np.dtype(dtype)
+    if a.dtype.kind != "f" or a.dtype.itemsize <= dtype.itemsize:
+        return a
+    big = np.finfo(dtype).max
+    if a.max() > big or a.min() < -big:
+        where = tuple(int(i) for i in np.argwhere(np.abs(a) > big)[0])
+        raise ValueError(
+            f"expected values that fit {dtype.name} (at most {big:.4g} in size) in {name}. "
+            f"Received: {a[where]:g} at index {where}"
+        )
+    return a
+
+
+def verbosity(value) -> int:
+    """fit's ``verbose``: 0/False, 1/True or 2."""
+    if value in (0, 1, 2) and isinstance(value, (bool, int, np.integer)):
+        return int(value)
+    raise ValueError(f"expected verbose 0, 1 (or True) or 2. Received: verbose={value!r}")

@@ -3,31 +3,33 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-import time
-import warnings
 from typing import Iterable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import _checks
 from .backends import Array, Backend, select_backend
+from .callbacks import Callback, as_callbacks
+from .fitting import VAL_LOSS, DeviceData, Run, StepPlan
 from .layers import Layer, Parameter
 from .layers.base import Shape, Workspace, _batch_shape_text
-from .losses import Loss, warn_if_mismatched
-from .optimizers import Optimizer
-from .callbacks import Callback, as_callbacks
+from .losses import LOSSES, Loss, warn_if_mismatched
+from .optimizers import OPTIMIZERS, Optimizer
 from .training import HaltingCondition, History
 
-#: Seconds between metric readbacks while training (progress, NaN checks).
-REFRESH_SECONDS = 0.25
 #: Rows per forward pass in predict and evaluate when no batch size is given.
 PREDICT_BATCH = 1024
 
-# Layout of the per-epoch metric accumulators: four slots an epoch.
-LOSS, CORRECT, VAL_LOSS, VAL_CORRECT = range(4)
+#: compile's names for losses and optimizers (Keras's), made with their defaults
+LOSS_NAMES = {
+    "mse": "MeanSquared", "mean_squared_error": "MeanSquared",
+    "mae": "MeanAbsolute", "mean_absolute_error": "MeanAbsolute",
+    "categorical_crossentropy": "CategoricalCrossEntropy",
+    "sparse_categorical_crossentropy": "CategoricalCrossEntropy",
+    "binary_crossentropy": "BinaryCrossEntropy",
+}
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad"}
 
 
 class Model:
@@ -56,7 +58,9 @@ class Model:
                 raise TypeError(f"expected Layer objects. Received: {layer!r} at index {i}")
         if len({id(layer) for layer in self.layers}) != len(self.layers):
             raise ValueError("expected each layer object once; the same one appears twice")
-        self.backend = select_backend(device, dtype)
+        if seed is not None:
+            seed = _checks.non_negative_int(seed, "seed")
+        self.backend = select_backend(device, _checks.float_dtype(dtype))
         self.seed = seed
         init_seed, shuffle_seed = np.random.SeedSequence(seed).spawn(2)
         self._init_rng = np.random.default_rng(init_seed)
@@ -65,6 +69,8 @@ class Model:
         self.output_shape: Shape | None = None
         self.loss: Loss | None = None
         self.optimizer: Optimizer | None = None
+        #: set True (by a callback) to stop fit after the current epoch
+        self.stop_training = False
         self._workspace = Workspace(self.backend)
         if input_size is not None:
             self.build(input_size)
@@ -135,7 +141,7 @@ class Model:
     # ------------------------------------------------------------------- data
     def _inputs(self, x, name: str = "x") -> np.ndarray:
         """``x`` as an array of shape (n, *input_shape), building on first use."""
-        a = _checks.numeric_array(x, name)
+        a = _checks.fits_dtype(_checks.numeric_array(x, name), self.dtype, name)
         if not self.built:
             self.build(a.shape[1:] if a.ndim > 1 else (1,))
         shape = self.input_shape
@@ -152,7 +158,7 @@ class Model:
 
     def _data(self, x, y, loss: Loss, names=("x", "y")) -> tuple[np.ndarray, np.ndarray]:
         x = self._inputs(x, names[0])
-        t = loss.prepare_targets(y, self.output_shape[0])
+        t = _checks.fits_dtype(loss.prepare_targets(y, self.output_shape[0]), self.dtype, names[1])
         if len(x) != len(t):
             raise ValueError(
                 f"expected as many targets as samples. Received: {names[0]} has {len(x)} "
@@ -168,16 +174,24 @@ class Model:
 
     def predict(self, x, batch_size: int | None = None) -> np.ndarray:
         """Outputs for inputs ``x`` (n, *input_shape) as a numpy array (n, outputs),
-        computed ``batch_size`` rows at a time (1024 by default)."""
+        computed ``batch_size`` rows at a time (1024 by default), always in
+        inference mode (Dropout passes its input through), even when called
+        from a callback during fit."""
         x = self._inputs(x)
         chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
         backend = self.backend
-        if len(x) <= chunk:  # the common, lean path: one pass
-            return backend.to_numpy(self._forward(backend.asarray(x)))
-        out = np.empty((len(x), *self.output_shape), self.dtype)
-        for start in range(0, len(x), chunk):
-            out[start : start + chunk] = backend.to_numpy(self._forward(backend.asarray(x[start : start + chunk])))
+        with self._mode(training=False):
+            if len(x) <= chunk:  # the common, lean path: one pass
+                return backend.to_numpy(self._forward(backend.asarray(x)))
+            out = np.empty((len(x), *self.output_shape), self.dtype)
+            for start in range(0, len(x), chunk):
+                batch = backend.asarray(x[start : start + chunk])
+                out[start : start + chunk] = backend.to_numpy(self._forward(batch))
         return out
+
+    def __call__(self, x) -> np.ndarray:
+        """``model(x)`` is ``model.predict(x)``."""
+        return self.predict(x)
 
     def evaluate(self, x, y, loss: Loss | None = None, batch_size: int | None = None) -> dict:
         """``{"loss": float, "accuracy": float}`` over ``x`` and targets ``y``."""
@@ -185,12 +199,12 @@ class Model:
         x, t = self._data(x, y, loss)
         chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
         acc = self.backend.zeros((2,))
-        data = _DeviceData(self, "eval", x, t, min(chunk, len(x)))
+        data = DeviceData(self, "eval", x, t, min(chunk, len(x)))
         self._accumulate_metrics(data, loss, acc, 0)
         loss_sum, correct = (float(v) for v in self.backend.to_numpy(acc))
         return {"loss": loss_sum / len(x), "accuracy": correct / self._accuracy_count(loss, len(x))}
 
-    def _accumulate_metrics(self, data: "_DeviceData", loss: Loss, acc: Array, index: int) -> None:
+    def _accumulate_metrics(self, data: DeviceData, loss: Loss, acc: Array, index: int) -> None:
         """``acc[index] +=`` the loss sum over ``data``, ``acc[index + 1] +=`` its correct count."""
         accuracy = loss.accuracy_kind(self.output_shape[0])
         with self._mode(training=False):
@@ -211,48 +225,106 @@ class Model:
 
     def _accuracy_count(self, loss: Loss, n: int) -> int:
         width = self.output_shape[0]
-        return n * width if loss.accuracy_kind(width) == "binary" else n
+        return n * width if loss.accuracy_kind(width).startswith("binary") else n
 
-    def _resolve_loss(self, loss: Loss | None) -> Loss:
-        loss = loss or self.loss
+    def _resolve_loss(self, loss: Loss | str | None) -> Loss:
+        loss = _as_loss(loss) if loss is not None else self.loss
         if loss is None:
-            raise ValueError("expected a loss, e.g. loss=MeanSquared(). Received: loss=None")
-        if not isinstance(loss, Loss):
-            raise TypeError(f"expected a Loss object. Received: loss={loss!r}")
+            raise ValueError(
+                "expected a loss, e.g. loss=MeanSquared() (or model.compile(loss=...) first). "
+                "Received: loss=None"
+            )
         return loss
 
     # --------------------------------------------------------------- training
+    def compile(
+        self,
+        optimizer: Optimizer | str | None = None,
+        loss: Loss | str | None = None,
+        metrics: Sequence[str] | None = None,
+    ) -> None:
+        """Set the optimizer and loss that fit and evaluate use, as Keras's
+        compile: objects, or names with default settings — losses "mse",
+        "mae", "categorical_crossentropy" (integer labels too, so also
+        "sparse_categorical_crossentropy"), "binary_crossentropy";
+        optimizers "sgd", "adam", "adamw", "adagrad". ``metrics`` may name
+        "accuracy", which fit and evaluate always report."""
+        if optimizer is not None:
+            self.optimizer = _as_optimizer(optimizer)
+        if loss is not None:
+            self.loss = _as_loss(loss)
+        for metric in metrics or ():
+            if metric not in ("accuracy", "acc"):
+                raise ValueError(
+                    "expected metrics=['accuracy'] (fit and evaluate report the loss and the accuracy). "
+                    f"Received: {metric!r}"
+                )
+
     def fit(
         self,
         x,
         y,
-        loss: Loss | None = None,
-        optimizer: Optimizer | None = None,
+        loss: Loss | str | None = None,
+        optimizer: Optimizer | str | None = None,
         epochs: int = 1,
         batch_size: int = 32,
         shuffle: bool = True,
         validation_data: tuple | None = None,
+        validation_split: float = 0.0,
         verbose: bool | int = False,
         halting_condition: HaltingCondition | None = None,
         callbacks: Iterable[Callback] | None = None,
     ) -> History:
         """Train with mini-batch gradient descent and return the History.
 
-        ``loss`` and ``optimizer`` default to those of the last fit.
-        ``verbose``: 1 (or True) shows a progress bar per epoch, 2 one bar for
-        the whole fit. Training stops early when ``halting_condition`` is
-        reached, when a callback ``callback(epoch, logs)`` returns True, or
-        when the loss becomes NaN or inf (the weights of the last epoch with a
-        finite loss are then kept, and a warning says so).
+        ``x``: the inputs, (n, *input_shape) — for a Dense first layer
+        (n, features), for images (n, channels, height, width) — as a numpy
+        array, nested lists, or anything numpy reads as numbers (a pandas
+        DataFrame, a torch CPU tensor); integers and float64 are cast to the
+        model's dtype, and every value must be finite and fit it.
+        ``y``: the targets, one row per sample of x. For MeanSquared and
+        MeanAbsolute (n, outputs) values; for CategoricalCrossEntropy
+        integer class labels (n,) or (n, 1) in [0, outputs), or one-hot or
+        probability rows (n, outputs); for BinaryCrossEntropy values in
+        [0, 1] of shape (n, outputs), or (n,) for one output. A pandas
+        Series works as a 1-D array.
+
+        ``loss`` and ``optimizer`` (objects, or compile's names) default to
+        those of compile or of the last fit. ``validation_data=(x_val,
+        y_val)`` is evaluated after each epoch; ``validation_split`` (in
+        [0, 1)) takes that fraction from the end of x and y instead, before
+        any shuffling, as Keras does. ``verbose``: 1 (or True) shows a
+        progress bar per epoch, 2 one bar for the whole fit. Training stops
+        early when ``halting_condition`` is reached, when a callback sets
+        ``model.stop_training`` (a function callback by returning True), or
+        when the loss or the weights become NaN or inf: the weights of the
+        last epoch where both were finite are then kept, and a warning says
+        so. An interrupt (Ctrl-C) or an error leaves the weights of the last
+        epoch read back, which are those of a finished step.
         """
         self.loss = self._resolve_loss(loss)
-        self.optimizer = optimizer or self.optimizer
-        if not isinstance(self.optimizer, Optimizer):
-            raise TypeError(f"expected an Optimizer, e.g. SGD(0.1). Received: optimizer={optimizer!r}")
+        if optimizer is not None:
+            self.optimizer = _as_optimizer(optimizer)
+        if self.optimizer is None:
+            raise ValueError(
+                "expected an optimizer, e.g. optimizer=SGD(0.1) (or model.compile(optimizer=...) first). "
+                "Received: optimizer=None"
+            )
         epochs = _checks.non_negative_int(epochs, "epochs")
         batch_size = _checks.positive_int(batch_size, "batch_size")
+        verbose = _checks.verbosity(verbose)
         callbacks = as_callbacks(callbacks)
+        if halting_condition is not None and not isinstance(halting_condition, HaltingCondition):
+            raise ValueError(
+                "expected a HaltingCondition such as MinLossReached(0.01). "
+                f"Received: halting_condition={halting_condition!r}"
+            )
         x, t = self._data(x, y, self.loss)
+        validation_split = _checks.fraction(validation_split, "validation_split")
+        if validation_split:
+            if validation_data is not None:
+                raise ValueError("expected validation_data or validation_split, not both")
+            x, t, validation_data = _split(x, t, validation_split)
         warn_if_mismatched(self.loss, self.layers[-1])
         keys = ["loss", "accuracy"]
         val = None
@@ -270,23 +342,25 @@ class Model:
                 f"Received: monitor={halting_condition.monitor!r}"
             )
         batch = min(batch_size, len(x))
-        data = _DeviceData(self, "train", x, t, batch, shuffle)
+        data = DeviceData(self, "train", x, t, batch, shuffle)
         if validation_data is not None:
-            val = _DeviceData(self, "val", xv, tv, min(batch, len(xv)))
+            val = DeviceData(self, "val", xv, tv, min(batch, len(xv)))
         self.optimizer.bind(self.backend, self._trained_parameters())
-        plan = _StepPlan(self)
+        plan = StepPlan(self)
 
-        def run_epoch(epoch: int, run: _Run) -> None:
+        def run_epoch(epoch: int, run: Run) -> None:
             if data.shuffling:
                 data.shuffle(self._shuffle_rng)
             run.start_epoch(epoch)
+            slot = run.slot(epoch)
             for xb, tb in data.batches():
-                plan.train_step(xb, tb, run.metrics, 4 * epoch)
+                plan.train_step(xb, tb, run.metrics, slot)
                 run.step_done()
             if val is not None:
-                self._accumulate_metrics(val, self.loss, run.metrics, 4 * epoch + VAL_LOSS)
+                self._accumulate_metrics(val, self.loss, run.metrics, slot + VAL_LOSS)
+            run.end_epoch(epoch)
 
-        run = _Run(self, data, val, epochs, keys, verbose, run_epoch)
+        run = Run(self, data, val, epochs, keys, verbose, run_epoch)
         # per-epoch readbacks where an epoch's end must be seen; else a few a second
         watch_every_epoch = halting_condition is not None or bool(callbacks) or verbose == 1
         self.stop_training = False
@@ -296,17 +370,35 @@ class Model:
         # divergence is reported once, by the NaN check, not by numpy on the way
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), contextlib.closing(run), \
                 self._mode(training=True):
-            for epoch in range(epochs):
-                for callback in callbacks:
-                    callback.on_epoch_begin(epoch, {})
-                run_epoch(epoch, run)
-                if watch_every_epoch or epoch == epochs - 1 or run.due():
-                    if run.read_epochs(epoch, halting_condition, callbacks):
-                        break
+            try:
+                for epoch in range(epochs):
+                    for callback in callbacks:
+                        callback.on_epoch_begin(epoch, {})
+                    run_epoch(epoch, run)
+                    if watch_every_epoch or epoch == epochs - 1 or run.due(epoch):
+                        if run.read_epochs(epoch, halting_condition, callbacks):
+                            break
+            except BaseException:  # Ctrl-C, or an error: back to a finished step
+                run.abandon()
+                raise
         last = {k: v[-1] for k, v in run.history.history.items() if v}
         for callback in callbacks:
             callback.on_train_end(last)
         return run.history
+
+    def _weights_copy(self, into: Array | None = None) -> Array | None:
+        """A device copy of every parameter (into ``into`` when given, else
+        a new array), for callbacks that keep the best weights."""
+        if self._flat is None:
+            return None
+        into = into if into is not None else self.backend.empty(self._flat.value.shape)
+        self.backend.copy(self._flat.value, into)
+        return into
+
+    def _restore_weights(self, copy: Array | None) -> None:
+        """Put back the parameters of :meth:`_weights_copy` (bit for bit)."""
+        if copy is not None:
+            self.backend.copy(copy, self._flat.value)
 
     # ------------------------------------------------------------------ files
     def save(self, path, include_optimizer: bool = False) -> None:
@@ -325,8 +417,9 @@ class Model:
         return load_model(path, device, dtype)
 
     # ------------------------------------------------------------ description
-    def summary(self) -> str:
-        """A table of the layers, their output shapes and parameter counts."""
+    def summary(self) -> "Summary":
+        """A table of the layers, their output shapes and parameter counts:
+        a string that also shows as the table when typed at a prompt."""
         rows = [("#", "layer", "output shape", "parameters")]
         for i, layer in enumerate(self.layers):
             shape = "?" if layer.output_shape is None else _batch_shape_text(layer.output_shape)
@@ -336,235 +429,54 @@ class Model:
         lines.insert(1, "-" * len(lines[0]))
         total = sum(layer.parameter_count for layer in self.layers)
         lines.append(f"total parameters: {total:,}   device: {self.backend.name}")
-        return "\n".join(lines)
+        return Summary("\n".join(lines))
 
-    __str__ = summary
+    def __str__(self) -> str:
+        return str(self.summary())
 
     def __repr__(self) -> str:
         return f"Model([{', '.join(map(repr, self.layers))}], device={self.backend.kind!r})"
 
 
-class _StepPlan:
-    """One training step, with what does not change between steps worked
-    out once: whether the loss fuses with the last layer, the layers to
-    back-propagate through, the accuracy kind."""
+class Summary(str):
+    """A model's summary table: prints as itself, and a prompt shows it as
+    the table (not as an escaped string)."""
 
-    def __init__(self, model: Model):
-        self.model, self.backend, self.loss = model, model.backend, model.loss
-        self.kind, fused = self.loss.step_kind(model.layers[-1])
-        trained = model.layers[:-1] if fused else model.layers
-        self.backward = list(reversed(trained[1:]))
-        self.first = trained[0] if trained else None
-        self.accuracy = self.loss.accuracy_kind(model.output_shape[0])
-        # layers that draw from the step (Dropout); none in most models
-        self.stepped = [layer for layer in model.layers if type(layer).begin_step is not Layer.begin_step]
-
-    def train_step(self, x: Array, t: Array, metrics: Array, slot: int) -> None:
-        model, backend, loss = self.model, self.backend, self.loss
-        for layer in self.stepped:
-            layer.begin_step(model.optimizer.iterations)
-        p = model._forward(x)
-        g = model._workspace.get("grad", p.shape[0], model.output_shape)
-        loss.train_step(backend, self.kind, p, t, metrics, slot + LOSS, self.accuracy, g)
-        for layer in self.backward:
-            g = layer.back_propagate(g)
-        if self.first is not None:
-            self.first.compute_gradients(g)
-        model.optimizer.step()
+    def __repr__(self) -> str:
+        return str(self)
 
 
-class _DeviceData:
-    """Samples and targets on the device, and the batches gathered from them.
-
-    Batch buffers come from the model's workspace under the data's ``role``
-    ("train", "val", "eval"), so repeated fits reuse them; their views are
-    made once, and shuffling rewrites only the row order, so an epoch
-    allocates nothing. A single batch that is never shuffled is gathered once.
-    """
-
-    def __init__(self, model: Model, role: str, x: np.ndarray, t: np.ndarray, batch: int, shuffle=False):
-        backend = model.backend
-        self.backend, self.n, self.batch = backend, len(x), batch
-        self.x, self.t = backend.dataset(x), backend.dataset(t)
-        self.order = backend.from_numpy(np.arange(self.n, dtype=np.int32))
-        xb = model._workspace.get(role + "_x", batch, x.shape[1:])
-        tb = model._workspace.get(role + "_t", batch, t.shape[1:])
-        self._views = [
-            (backend.rows(self.order, s, min(s + batch, self.n)),
-             backend.rows(xb, 0, min(batch, self.n - s)),
-             backend.rows(tb, 0, min(batch, self.n - s)))
-            for s in range(0, self.n, batch)
-        ]
-        self.steps = len(self._views)
-        self.shuffling = shuffle and self.steps > 1
-        self._gathered = False
-        if self.steps == 1 and not self.shuffling:
-            self._gather(*self._views[0])
-            self._gathered = True
-
-    def shuffle(self, rng: np.random.Generator) -> None:
-        self.backend.write(self.order, rng.permutation(self.n).astype(np.int32))
-
-    def _gather(self, idx, xb, tb) -> None:
-        self.backend.take_rows(self.x, idx, xb)
-        self.backend.take_rows(self.t, idx, tb)
-
-    def batches(self):
-        for idx, xb, tb in self._views:
-            if not self._gathered:
-                self._gather(idx, xb, tb)
-            yield xb, tb
+def _as_loss(loss) -> Loss:
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str) and loss.lower() in LOSS_NAMES:
+        return LOSSES[LOSS_NAMES[loss.lower()]]()
+    raise ValueError(
+        f"expected a Loss object or one of {sorted(LOSS_NAMES)}. Received: loss={loss!r}"
+    )
 
 
-class _Run:
-    """The bookkeeping of one fit: metric accumulators on the device, their
-    readback, progress bars, history, and the last good weights."""
+def _as_optimizer(optimizer) -> Optimizer:
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZER_NAMES:
+        return OPTIMIZERS[OPTIMIZER_NAMES[optimizer.lower()]]()
+    raise ValueError(
+        f"expected an Optimizer object or one of {sorted(OPTIMIZER_NAMES)}. Received: optimizer={optimizer!r}"
+    )
 
-    def __init__(self, model: Model, data: _DeviceData, val, epochs: int, keys, verbose, run_epoch):
-        self.model, self.backend = model, model.backend
-        self.n, self.n_val = data.n, (val.n if val is not None else 0)
-        self.steps, self.batch = data.steps, data.batch
-        self.epochs, self.run_epoch = epochs, run_epoch
-        self.metrics = self.backend.zeros((4 * max(epochs, 1),))
-        self.history = History(keys)
-        self.read_upto = 0  # epochs [0, read_upto) are in the history
-        self.last_read = time.perf_counter()
-        self.verbose = int(verbose)
-        self.bar = None
-        if self.verbose == 2:
-            self.bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
-        # the weights, optimizer state and shuffle state at the last readback
-        # that found every loss finite
-        self.live = [p.value for p in model._trained_parameters()] + model.optimizer.state_arrays()
-        self.saved = [self.backend.empty(a.shape) for a in self.live]
-        self._save()
 
-    def _save(self) -> None:
-        for a, s in zip(self.live, self.saved):
-            self.backend.copy(a, s)
-        self.saved_upto = self.read_upto
-        self.saved_iterations = self.model.optimizer.iterations
-        self.saved_rng = copy.deepcopy(self.model._shuffle_rng.bit_generator.state)
-
-    def _restore_last_good(self) -> None:
-        """Back to the end of the last epoch with a finite loss: restore the
-        last save, then replay (training is deterministic) the epochs since
-        it that the readback found finite."""
-        for a, s in zip(self.live, self.saved):
-            self.backend.copy(s, a)
-        self.model.optimizer.iterations = self.saved_iterations
-        self.model._shuffle_rng.bit_generator.state = self.saved_rng
-        verbose, self.verbose = self.verbose, 0
-        for epoch in range(self.saved_upto, self.read_upto):
-            self.run_epoch(epoch, self)
-        self.verbose = verbose
-
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch, self.step = epoch, 0
-        if self.verbose == 1:
-            if self.bar is not None:
-                self.bar.close()
-            self.bar = tqdm(
-                total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
-                dynamic_ncols=True,
-            )
-
-    def step_done(self) -> None:
-        self.backend.end_step()
-        self.step += 1
-        if self.verbose == 1:
-            self.bar.update(1)
-            if self.step < self.steps and self.due():
-                self._show_running()
-
-    def due(self) -> bool:
-        return time.perf_counter() - self.last_read >= REFRESH_SECONDS
-
-    def _show_running(self) -> None:
-        """Running loss and accuracy of the epoch so far on the bar."""
-        self.last_read = time.perf_counter()
-        slot = 4 * self.epoch
-        loss_sum, correct = self.backend.to_numpy(self.backend.rows(self.metrics, slot, slot + 2))
-        seen = min(self.step * self.batch, self.n)
-        model = self.model
-        self.bar.set_postfix({"loss": float(loss_sum) / seen,
-                              "accuracy": float(correct) / model._accuracy_count(model.loss, seen)},
-                             refresh=False)
-
-    def read_epochs(self, epoch: int, halting: HaltingCondition | None, callbacks) -> bool:
-        """Read the metrics of the epochs up to ``epoch``; True stops training."""
-        self.last_read = time.perf_counter()
-        start = self.read_upto
-        values = self.backend.to_numpy(self.backend.rows(self.metrics, 4 * start, 4 * (epoch + 1)))
-        table = self._table(values.astype(np.float64).reshape(-1, 4))
-        finite = np.isfinite(table["loss"])
-        good = len(finite) if finite.all() else int(np.argmin(finite))
-        if halting is None and not callbacks:  # nothing looks at single epochs: record them at once
-            self.history.extend(range(start, start + good), {k: v[:good] for k, v in table.items()})
-            self.read_upto = start + good
-            if good:
-                self._show(start + good - 1, {k: float(v[good - 1]) for k, v in table.items()})
-        else:
-            for i in range(good):
-                e, logs = start + i, {k: float(v[i]) for k, v in table.items()}
-                self.history.append(e, logs)
-                self.read_upto = e + 1
-                self._show(e, logs)
-                if halting is not None and halting.reached(logs):
-                    return self._stop(e, f"{halting!r} reached at epoch {e + 1}")
-                stopper = None
-                for callback in callbacks:  # every callback sees the epoch, as in Keras
-                    callback.on_epoch_end(e, logs)
-                    if self.model.stop_training and stopper is None:
-                        stopper = callback
-                if self.model.stop_training:
-                    who = repr(stopper) if stopper is not None else "model.stop_training = True"
-                    return self._stop(e, f"{who} stopped training at epoch {e + 1}")
-        if good < len(finite):
-            self._diverged(start + good, float(table["loss"][good]))
-            return True
-        self._save()
-        return False
-
-    def _table(self, values: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-epoch metrics from rows of (loss sum, correct, val loss sum, val correct)."""
-        model = self.model
-        table = {"loss": values[:, LOSS] / self.n,
-                 "accuracy": values[:, CORRECT] / model._accuracy_count(model.loss, self.n)}
-        if self.n_val:
-            table["val_loss"] = values[:, VAL_LOSS] / self.n_val
-            table["val_accuracy"] = values[:, VAL_CORRECT] / model._accuracy_count(model.loss, self.n_val)
-        return table
-
-    def _show(self, epoch: int, logs: dict[str, float]) -> None:
-        if self.bar is None:
-            return
-        # tqdm redraws at most every mininterval, on update or close
-        self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
-        if self.verbose == 2:
-            self.bar.update(epoch + 1 - self.bar.n)
-
-    def _stop(self, epoch: int, reason: str) -> bool:
-        if epoch + 1 < self.epochs:
-            self.history.stop_reason = reason
-        return True
-
-    def _diverged(self, epoch: int, value: float) -> None:
-        self._restore_last_good()
-        good = self.read_upto
-        kept = f"the weights from the end of epoch {good}" if good else "the weights from before training"
-        lr = self.model.optimizer.learning_rate
-        message = (
-            f"the loss became {value} in epoch {epoch + 1}, so training stopped and {kept} "
-            f"were kept. The learning rate ({lr:g}) is probably too large: try a smaller one "
-            "(for example a tenth of it), or scale the inputs to small values."
+def _split(x: np.ndarray, t: np.ndarray, fraction: float):
+    """(x_train, t_train, (x_val, t_val)): the last ``fraction`` of the
+    samples for validation, as Keras's validation_split."""
+    n = len(x)
+    split_at = int(math.floor(n * (1.0 - fraction)))
+    if split_at == 0 or split_at == n:
+        raise ValueError(
+            f"expected enough samples to split off a validation set. Received: {n} samples "
+            f"with validation_split={fraction} ({n - split_at} for validation)"
         )
-        self.history.stop_reason = message
-        warnings.warn(message, RuntimeWarning, stacklevel=4)  # at the fit call
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    return x[:split_at], t[:split_at], (x[split_at:], t[split_at:])
 
 
 def _as_shape(size) -> Shape:

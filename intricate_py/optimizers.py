@@ -2,7 +2,10 @@
 
 An optimizer is bound to a model's parameters the first time it trains them
 and keeps its state (velocities, moment estimates, step count) for as long
-as it trains the same parameters.
+as it trains the same parameters. ``learning_rate`` is a float or a
+schedule of the step (:mod:`intricate_py.schedules`). ``weight_decay`` is
+PyTorch's: an L2 term ``g + weight_decay · p`` for SGD, Adagrad and Adam;
+decoupled, ``p · (1 - lr · weight_decay)`` before the step, for AdamW.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 from . import _checks
 from .backends import Array, Backend
 from .layers import Parameter
-
+from .schedules import SCHEDULES, LearningRateSchedule
 
 class Optimizer:
     """Base class: holds one dict of state arrays per parameter."""
@@ -21,12 +24,29 @@ class Optimizer:
     #: names of the per-parameter state arrays
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate: float):
-        self.learning_rate = _checks.positive_float(learning_rate, "learning_rate")
+    def __init__(self, learning_rate: float | LearningRateSchedule, weight_decay: float = 0.0):
+        self.learning_rate = learning_rate
+        self.weight_decay = _checks.non_negative_float(weight_decay, "weight_decay")
         self.iterations = 0
         self.backend: Backend | None = None
         self.parameters: list[Parameter] = []
         self.state: list[dict[str, Array]] = []
+
+    @property
+    def learning_rate(self) -> float | LearningRateSchedule:
+        """A float, or a schedule called with the step (``iterations``) of each update."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value) -> None:
+        if not isinstance(value, LearningRateSchedule):
+            value = _checks.positive_float(value, "learning_rate")
+        self._learning_rate = value
+
+    def current_learning_rate(self) -> float:
+        """The rate the next update uses."""
+        rate = self._learning_rate
+        return rate(self.iterations) if isinstance(rate, LearningRateSchedule) else rate
 
     def bind(self, backend: Backend, parameters: list[Parameter]) -> None:
         """Attach to ``parameters``; fresh state unless already attached to them."""
@@ -40,56 +60,86 @@ class Optimizer:
         ]
 
     def step(self) -> None:
-        """Update every parameter from its gradient."""
+        """Update every parameter from its gradient, then count the step."""
+        lr = self.current_learning_rate()
+        self.iterations += 1
+        for p, s in zip(self.parameters, self.state):
+            self._update(p, s, lr)
+
+    def _update(self, p: Parameter, state: dict[str, Array], lr: float) -> None:
         raise NotImplementedError
 
     def state_arrays(self) -> list[Array]:
         return [a for s in self.state for a in s.values()]
 
     def get_config(self) -> dict[str, Any]:
-        return {"learning_rate": self.learning_rate}
+        rate = self._learning_rate
+        if isinstance(rate, LearningRateSchedule):
+            rate = {"schedule": type(rate).__name__, "config": rate.get_config()}
+        config: dict[str, Any] = {"learning_rate": rate}
+        if self.weight_decay or type(self) is AdamW:
+            config["weight_decay"] = self.weight_decay
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Optimizer":
+        """The optimizer ``get_config`` describes (a schedule rebuilt from its entry)."""
+        config = dict(config)
+        rate = config.get("learning_rate")
+        if isinstance(rate, dict):
+            if rate.get("schedule") not in SCHEDULES or not isinstance(rate.get("config"), dict):
+                raise ValueError(f"expected a known learning-rate schedule. Received: {rate!r}")
+            config["learning_rate"] = SCHEDULES[rate["schedule"]](**rate["config"])
+        return cls(**config)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        config = {**self.get_config(), "learning_rate": self._learning_rate}
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
 
 
 class SGD(Optimizer):
     """``v = momentum v + g``; ``p -= lr v`` (or ``lr (g + momentum v)`` with
-    Nesterov); without momentum ``p -= lr g``."""
+    Nesterov); without momentum ``p -= lr g``; g includes ``weight_decay · p``."""
 
-    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
-        super().__init__(learning_rate)
+    def __init__(
+        self,
+        learning_rate: float | LearningRateSchedule = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(learning_rate, weight_decay)
         self.momentum = _checks.fraction(momentum, "momentum")
         if nesterov and self.momentum == 0:
             raise ValueError("expected momentum > 0 with nesterov=True. Received: momentum=0")
         self.nesterov = bool(nesterov)
         self.state_names = ("velocity",) if self.momentum else ()
 
-    def step(self) -> None:
-        self.iterations += 1
-        for p, s in zip(self.parameters, self.state):
-            self.backend.sgd_step(
-                p.value, p.grad, s.get("velocity"), self.learning_rate, self.momentum, self.nesterov
-            )
+    def _update(self, p: Parameter, state: dict[str, Array], lr: float) -> None:
+        self.backend.sgd_step(p.value, p.grad, state.get("velocity"), lr, self.momentum, self.nesterov,
+                              self.weight_decay)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
 class Adagrad(Optimizer):
-    """``s += g²``; ``p -= lr g / (sqrt(s) + eps)``."""
+    """``s += g²``; ``p -= lr g / (sqrt(s) + eps)``; g includes ``weight_decay · p``."""
 
     state_names = ("sum_sq",)
 
-    def __init__(self, learning_rate: float = 0.01, epsilon: float = 1e-10):
-        super().__init__(learning_rate)
+    def __init__(
+        self,
+        learning_rate: float | LearningRateSchedule = 0.01,
+        epsilon: float = 1e-10,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(learning_rate, weight_decay)
         self.epsilon = _checks.positive_float(epsilon, "epsilon")
 
-    def step(self) -> None:
-        self.iterations += 1
-        for p, s in zip(self.parameters, self.state):
-            self.backend.adagrad_step(p.value, p.grad, s["sum_sq"], self.learning_rate, self.epsilon)
+    def _update(self, p: Parameter, state: dict[str, Array], lr: float) -> None:
+        self.backend.adagrad_step(p.value, p.grad, state["sum_sq"], lr, self.epsilon, self.weight_decay)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "epsilon": self.epsilon}
@@ -97,42 +147,58 @@ class Adagrad(Optimizer):
 
 class Adam(Optimizer):
     """``m += (1 - β1)(g - m)``; ``v = β2 v + (1 - β2) g²``;
-    ``p -= lr / (1 - β1ᵗ) · m / (sqrt(v / (1 - β2ᵗ)) + eps)``."""
+    ``p -= lr / (1 - β1ᵗ) · m / (sqrt(v / (1 - β2ᵗ)) + eps)``; g includes
+    ``weight_decay · p`` (PyTorch's Adam; AdamW decouples it)."""
 
     state_names = ("m", "v")
+    #: the weight decay is decoupled from the gradient (AdamW)
+    decoupled = False
 
     def __init__(
         self,
-        learning_rate: float = 1e-3,
+        learning_rate: float | LearningRateSchedule = 1e-3,
         beta1: float = 0.9,
         beta2: float = 0.999,
         epsilon: float = 1e-8,
+        weight_decay: float = 0.0,
     ):
-        super().__init__(learning_rate)
+        super().__init__(learning_rate, weight_decay)
         self.beta1 = _checks.fraction(beta1, "beta1")
         self.beta2 = _checks.fraction(beta2, "beta2")
         self.epsilon = _checks.positive_float(epsilon, "epsilon")
 
-    def step(self) -> None:
-        self.iterations += 1
+    def _update(self, p: Parameter, state: dict[str, Array], lr: float) -> None:
         t = self.iterations
-        step_size = self.learning_rate / (1 - self.beta1**t)
+        step_size = lr / (1 - self.beta1**t)
         bias_correction2_sqrt = math.sqrt(1 - self.beta2**t)
-        for p, s in zip(self.parameters, self.state):
-            self.backend.adam_step(
-                p.value, p.grad, s["m"], s["v"], step_size,
-                self.beta1, self.beta2, self.epsilon, bias_correction2_sqrt,
-            )
+        l2, decay = (0.0, 1 - lr * self.weight_decay) if self.decoupled else (self.weight_decay, 1.0)
+        self.backend.adam_step(
+            p.value, p.grad, state["m"], state["v"], step_size,
+            self.beta1, self.beta2, self.epsilon, bias_correction2_sqrt, l2, decay,
+        )
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "beta1": self.beta1,
-            "beta2": self.beta2,
-            "epsilon": self.epsilon,
-        }
+        return {**super().get_config(), "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}
 
 
-OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adagrad, Adam)}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter), as
+    ``torch.optim.AdamW``: ``p *= 1 - lr · weight_decay``, then Adam's step
+    on the plain gradient."""
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "Adam", "OPTIMIZERS"]
+    decoupled = True
+
+    def __init__(
+        self,
+        learning_rate: float | LearningRateSchedule = 1e-3,
+        weight_decay: float = 0.01,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        epsilon: float = 1e-8,
+    ):
+        super().__init__(learning_rate, beta1, beta2, epsilon, weight_decay)
+
+
+OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adagrad, Adam, AdamW)}
+
+__all__ = ["Optimizer", "SGD", "Adagrad", "Adam", "AdamW", "OPTIMIZERS"]

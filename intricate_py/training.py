@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Mapping
 
 Logs = Mapping[str, float]
@@ -43,6 +45,10 @@ class HaltingCondition:
     default_monitor: str
 
     def __init__(self, threshold: float, monitor: str | None = None):
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
+            raise ValueError(f"expected a finite number. Received: threshold={threshold!r}")
+        if monitor is not None and not isinstance(monitor, str):
+            raise ValueError(f"expected monitor as a metric name such as 'val_loss'. Received: monitor={monitor!r}")
         self.threshold = float(threshold)
         self.monitor = monitor or self.default_monitor
 

@@ -1,11 +1,12 @@
 // optimizers.wgsl — parameter updates, term by term as torch.optim computes them.
 //
-// Entry points:
+// Entry points (each reads the gradient as g = grad + weight_decay · p, PyTorch's L2 term):
 //   sgd      mode 0: p -= lr g
 //            mode 1: v = momentum v + g; p -= lr v
 //            mode 2 (Nesterov): v = momentum v + g; p -= lr (momentum v + g)
 //   adagrad  s += g²; p -= (lr g) / (sqrt(s) + eps)
-//   adam     m += (1 - β1)(g - m); v = β2 v + ((1 - β2) g) g;
+//   adam     p *= decay (AdamW's decoupled decay, 1 - lr · wd; 1 for Adam);
+//            m += (1 - β1)(g - m); v = β2 v + ((1 - β2) g) g;
 //            p -= (step_size m) / (sqrt(v) / bias_correction2_sqrt + eps)
 // Bindings (group 0):
 //   0 params  uniform Params, one slot per dispatch (dynamic offset)
@@ -20,6 +21,7 @@ struct Params {
   s2_off: u32, mode: u32, _pad0: u32, _pad1: u32,
   lr: f32, momentum: f32, one_minus_beta1: f32, beta2: f32,
   one_minus_beta2: f32, eps: f32, step_size: f32, bias_correction2_sqrt: f32,
+  weight_decay: f32, decay: f32, _pad2: u32, _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -32,12 +34,19 @@ fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
   return (wid.y * groups.x + wid.x) * 256u + lid.x;
 }
 
+// the gradient with PyTorch's L2 term: grad + weight_decay · p
+fn gradient(i: u32) -> f32 {
+  let gi = g[params.g_off + i];
+  if (params.weight_decay == 0.0) { return gi; }
+  return gi + p[params.p_off + i] * params.weight_decay;
+}
+
 @compute @workgroup_size(256)
 fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
        @builtin(local_invocation_id) lid: vec3<u32>) {
   let i = flat_index(wid, groups, lid);
   if (i >= params.count) { return; }
-  let gi = g[params.g_off + i];
+  let gi = gradient(i);
   var step = params.lr * gi;
   if (params.mode != 0u) {
     let v = s1[params.s1_off + i] * params.momentum + gi;
@@ -53,7 +62,7 @@ fn adagrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) group
            @builtin(local_invocation_id) lid: vec3<u32>) {
   let i = flat_index(wid, groups, lid);
   if (i >= params.count) { return; }
-  let gi = g[params.g_off + i];
+  let gi = gradient(i);
   let s = s1[params.s1_off + i] + gi * gi;
   s1[params.s1_off + i] = s;
   p[params.p_off + i] = p[params.p_off + i] - (gi * params.lr) / (sqrt(s) + params.eps);
@@ -64,11 +73,12 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
         @builtin(local_invocation_id) lid: vec3<u32>) {
   let i = flat_index(wid, groups, lid);
   if (i >= params.count) { return; }
-  let gi = g[params.g_off + i];
+  let gi = gradient(i);
+  let pi = p[params.p_off + i] * params.decay;
   let m = s1[params.s1_off + i] + (gi - s1[params.s1_off + i]) * params.one_minus_beta1;
   let v = s2[params.s2_off + i] * params.beta2 + (gi * params.one_minus_beta2) * gi;
   s1[params.s1_off + i] = m;
   s2[params.s2_off + i] = v;
   let denom = sqrt(v) / params.bias_correction2_sqrt + params.eps;
-  p[params.p_off + i] = p[params.p_off + i] - (m * params.step_size) / denom;
+  p[params.p_off + i] = pi - (m * params.step_size) / denom;
 }

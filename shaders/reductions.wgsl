@@ -1,7 +1,12 @@
-// reductions.wgsl — column sums (the bias gradient Σ_rows dY).
+// reductions.wgsl — column sums (the bias gradient Σ_rows dY), and a check
+// that every value is finite.
 //
-// Entry point:
-//   sum_rows  out[j] = Σ_i a[i, j] for a of rows × cols
+// Entry points:
+//   sum_rows        out[j] = Σ_i a[i, j] for a of rows × cols
+//   flag_nonfinite  out[0] = 1 when any of the rows values of a is NaN or ±inf
+//                   (every writer writes the same 1: the result does not depend
+//                   on their order); one invocation per value, 256 a
+//                   workgroup, (x, y) layout
 // Bindings (group 0):
 //   0 params  uniform Params, one slot per dispatch (dynamic offset)
 //   1 a       storage, read        rows × cols from element a_off
@@ -35,4 +40,13 @@ fn sum_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     }
   }
   if (lid.y == 0u && j < params.cols) { out[params.out_off + j] = partial[lid.x]; }
+}
+
+@compute @workgroup_size(256)
+fn flag_nonfinite(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                  @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = (wid.y * groups.x + wid.x) * 256u + lid.x;
+  if (i >= params.rows) { return; }
+  // NaN and inf have every exponent bit set; WGSL promises nothing for x != x
+  if ((bitcast<u32>(a[params.a_off + i]) & 0x7f800000u) == 0x7f800000u) { out[params.out_off] = 1.0; }
 }

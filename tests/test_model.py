@@ -259,10 +259,12 @@ def test_fit_needs_loss_and_optimizer():
     model = xor_model()
     with pytest.raises(ValueError, match="expected a loss"):
         model.fit(XOR_X, XOR_Y, optimizer=SGD(0.1))
-    with pytest.raises(TypeError, match="expected an Optimizer"):
+    with pytest.raises(ValueError, match="expected an optimizer"):
         model.fit(XOR_X, XOR_Y, loss=MeanSquared())
-    with pytest.raises(TypeError, match="expected a Loss"):
-        model.fit(XOR_X, XOR_Y, loss="mse", optimizer=SGD(0.1))
+    with pytest.raises(ValueError, match=r"expected a Loss object or one of \[.*'mse'.*Received: loss='msq'"):
+        model.fit(XOR_X, XOR_Y, loss="msq", optimizer=SGD(0.1))
+    with pytest.raises(ValueError, match=r"expected an Optimizer object or one of \['adagrad', 'adam', 'adamw', 'sgd'\]"):
+        model.fit(XOR_X, XOR_Y, loss="mse", optimizer=SGD)
 
 
 @pytest.mark.parametrize(

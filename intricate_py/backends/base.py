@@ -21,10 +21,10 @@ The list:
 
 =========================  ===============================================
 memory                     ``empty``, ``zeros``, ``from_numpy``, ``asarray``, ``dataset``,
-                           ``to_numpy``, ``write``, ``copy``, ``rows``,
+                           ``to_numpy``, ``write``, ``copy``, ``clear``, ``rows``,
                            ``view``, ``take_rows``
 dense algebra              ``matmul`` (transpose flags, optional bias),
-                           ``sum_rows``
+                           ``sum_rows``, ``flag_nonfinite``
 activations                ``activation``, ``activation_grad``, ``softmax``,
                            ``softmax_grad``
 losses                     ``loss`` (value, correct count and gradient in one pass)
@@ -33,7 +33,7 @@ regularisation             ``dropout``, ``dropout_grad``
 images (NCHW)              ``im2col``, ``col2im``, ``to_channels_first``,
                            ``to_channels_last``, ``maxpool2d``,
                            ``maxpool2d_grad``
-scheduling                 ``flush``, ``end_step``, ``stats``
+scheduling                 ``flush``, ``discard``, ``end_step``, ``stats``
 =========================  ===============================================
 """
 
@@ -108,6 +108,10 @@ class Backend(abc.ABC):
         """``dst[...] = src`` for arrays of the same shape."""
 
     @abc.abstractmethod
+    def clear(self, a: Array) -> None:
+        """``a[...] = 0``, in order with the other operations (no upload)."""
+
+    @abc.abstractmethod
     def rows(self, a: Array, start: int, stop: int) -> Array:
         """A view of rows ``start:stop`` of ``a`` (no copy)."""
 
@@ -141,6 +145,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def sum_rows(self, x: Array, out: Array) -> None:
         """Column sums: ``out[j] = sum_i x[i, j]``; x (m, n), out (n,)."""
+
+    @abc.abstractmethod
+    def flag_nonfinite(self, x: Array, acc: Array, index: int) -> None:
+        """``acc[index] = 1`` when any element of ``x`` is NaN or ±inf
+        (``acc`` is left alone otherwise)."""
 
     # ------------------------------------------------------------- activations
     @abc.abstractmethod
@@ -207,6 +216,8 @@ class Backend(abc.ABC):
         """
 
     # -------------------------------------------------------------- optimizers
+    # Each update reads the gradient as g = grad + weight_decay · p (PyTorch's
+    # L2 term; the gradient array itself is left as it is).
     @abc.abstractmethod
     def sgd_step(
         self,
@@ -216,12 +227,15 @@ class Backend(abc.ABC):
         lr: float,
         momentum: float,
         nesterov: bool,
+        weight_decay: float = 0.0,
     ) -> None:
         """PyTorch's SGD: ``v = momentum v + g``; ``p -= lr (g + momentum v)``
         with nesterov, else ``p -= lr v``; without velocity ``p -= lr g``."""
 
     @abc.abstractmethod
-    def adagrad_step(self, p: Array, g: Array, sum_sq: Array, lr: float, eps: float) -> None:
+    def adagrad_step(
+        self, p: Array, g: Array, sum_sq: Array, lr: float, eps: float, weight_decay: float = 0.0
+    ) -> None:
         """PyTorch's Adagrad: ``s += g²``; ``p -= lr g / (sqrt(s) + eps)``."""
 
     @abc.abstractmethod
@@ -236,8 +250,11 @@ class Backend(abc.ABC):
         beta2: float,
         eps: float,
         bias_correction2_sqrt: float,
+        weight_decay: float = 0.0,
+        decay: float = 1.0,
     ) -> None:
-        """PyTorch's Adam: ``m += (1 - b1)(g - m)``; ``v = b2 v + (1 - b2) g²``;
+        """PyTorch's Adam and AdamW: ``p *= decay`` (AdamW's decoupled weight
+        decay, 1 - lr · wd); ``m += (1 - b1)(g - m)``; ``v = b2 v + (1 - b2) g²``;
         ``p -= step_size m / (sqrt(v) / bias_correction2_sqrt + eps)``."""
 
     # ---------------------------------------------------------- regularisation
@@ -288,6 +305,10 @@ class Backend(abc.ABC):
     # -------------------------------------------------------------- scheduling
     def flush(self) -> None:
         """Start the work recorded so far (the GPU submits; numpy has none)."""
+
+    def discard(self) -> None:
+        """Drop the work recorded and not yet started (after an interrupt);
+        numpy has none."""
 
     def end_step(self) -> None:
         """A training step ended: the backend may start the work recorded so

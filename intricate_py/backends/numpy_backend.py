@@ -219,6 +219,9 @@ class NumpyBackend(Backend):
     def copy(self, src: np.ndarray, dst: np.ndarray) -> None:
         np.copyto(dst, src)
 
+    def clear(self, a: np.ndarray) -> None:
+        a.fill(0)
+
     def rows(self, a: np.ndarray, start: int, stop: int) -> np.ndarray:
         return a[start:stop]
 
@@ -242,6 +245,10 @@ class NumpyBackend(Backend):
 
     def sum_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         np.add.reduce(x, axis=0, out=out)
+
+    def flag_nonfinite(self, x: np.ndarray, acc: np.ndarray, index: int) -> None:
+        if not _all_finite(x):
+            acc[index] = 1
 
     # ------------------------------------------------------------- activations
     def activation(self, kind: str, x: np.ndarray, out: np.ndarray) -> None:
@@ -272,7 +279,17 @@ class NumpyBackend(Backend):
             np.multiply(grad, grad.dtype.type(grad_scale), grad)
 
     # -------------------------------------------------------------- optimizers
-    def sgd_step(self, p, g, velocity, lr, momentum, nesterov) -> None:
+    def _decayed_gradient(self, p, g, weight_decay):
+        """g + weight_decay · p in a scratch buffer (g itself when 0)."""
+        if not weight_decay:
+            return g
+        decayed = self._tmp(p, 2)
+        np.multiply(p, weight_decay, out=decayed)
+        decayed += g
+        return decayed
+
+    def sgd_step(self, p, g, velocity, lr, momentum, nesterov, weight_decay=0.0) -> None:
+        g = self._decayed_gradient(p, g, weight_decay)
         step = self._tmp(p)
         if velocity is None:
             np.multiply(g, lr, out=step)
@@ -289,7 +306,8 @@ class NumpyBackend(Backend):
 
     # The update orders follow ATen's kernels term by term: addcmul computes
     # self + (value * t1) * t2 and addcdiv self + (value * t1) / t2.
-    def adagrad_step(self, p, g, sum_sq, lr, eps) -> None:
+    def adagrad_step(self, p, g, sum_sq, lr, eps, weight_decay=0.0) -> None:
+        g = self._decayed_gradient(p, g, weight_decay)
         step = self._tmp(p)
         np.multiply(g, g, out=step)
         sum_sq += step
@@ -300,7 +318,11 @@ class NumpyBackend(Backend):
         np.divide(scaled, step, out=step)
         p -= step
 
-    def adam_step(self, p, g, m, v, step_size, beta1, beta2, eps, bias_correction2_sqrt) -> None:
+    def adam_step(self, p, g, m, v, step_size, beta1, beta2, eps, bias_correction2_sqrt,
+                  weight_decay=0.0, decay=1.0) -> None:
+        g = self._decayed_gradient(p, g, weight_decay)
+        if decay != 1.0:
+            p *= decay
         step = self._tmp(p)
         np.subtract(g, m, out=step)
         step *= 1 - beta1

@@ -232,11 +232,18 @@ class WgpuBackend(Backend):
         if self._encoder is None:
             return
         self._close_pass()
-        if self._arena_used:
-            self.queue.write_buffer(self._arena_buffer, 0, self._arena, 0, self._arena_used)
-        self.queue.submit([self._encoder.finish()])
+        # forget the encoder before finishing it: whatever interrupts the
+        # submission, the next operation starts a fresh one
+        encoder, used = self._encoder, self._arena_used
         self._encoder, self._arena_used, self._pending = None, 0, 0
+        if used:
+            self.queue.write_buffer(self._arena_buffer, 0, self._arena, 0, used)
+        self.queue.submit([encoder.finish()])
         self._counters["submits"] += 1
+
+    def discard(self) -> None:
+        self._pass = self._encoder = None
+        self._arena_used = self._pending = 0
 
     def end_step(self) -> None:
         if self._pending >= self.DISPATCHES_PER_SUBMIT:
@@ -323,6 +330,10 @@ class WgpuBackend(Backend):
             raise ValueError(f"write needs data of shape {dst.shape}. Received: {host.shape}")
         self._upload(dst, host)
 
+    def clear(self, a: GPUArray) -> None:
+        if a.size:
+            self._close_pass().clear_buffer(a.alloc.buffer, 4 * a.offset, 4 * a.size)
+
     def copy(self, src: GPUArray, dst: GPUArray) -> None:
         if src.size != dst.size:
             raise ValueError(f"copy needs equal sizes. Received: {src.shape} and {dst.shape}")
@@ -374,6 +385,12 @@ class WgpuBackend(Backend):
         self._dispatch(
             "sum_rows", (max(1, -(-cols // 16)), 1), (x, out),
             rows=rows, cols=cols, a_off=x.offset, out_off=out.offset,
+        )
+
+    def flag_nonfinite(self, x: GPUArray, acc: GPUArray, index: int) -> None:
+        self._dispatch(
+            "flag_nonfinite", self._grid(x.size), (x, acc),
+            rows=x.size, cols=1, a_off=x.offset, out_off=acc.offset + index,
         )
 
     # ------------------------------------------------------------- activations
@@ -480,25 +497,28 @@ class WgpuBackend(Backend):
         )
 
     # -------------------------------------------------------------- optimizers
-    def sgd_step(self, p, g, velocity, lr, momentum, nesterov) -> None:
+    def sgd_step(self, p, g, velocity, lr, momentum, nesterov, weight_decay=0.0) -> None:
         mode = 0 if velocity is None else (2 if nesterov else 1)
         self._dispatch(
             "sgd", self._grid(p.size), (g, p, velocity, None),
             count=p.size, g_off=g.offset, p_off=p.offset,
             s1_off=velocity.offset if velocity is not None else 0, mode=mode, lr=lr,
-            momentum=momentum,
+            momentum=momentum, weight_decay=weight_decay,
         )
 
-    def adagrad_step(self, p, g, sum_sq, lr, eps) -> None:
+    def adagrad_step(self, p, g, sum_sq, lr, eps, weight_decay=0.0) -> None:
         self._dispatch(
             "adagrad", self._grid(p.size), (g, p, sum_sq, None),
             count=p.size, g_off=g.offset, p_off=p.offset, s1_off=sum_sq.offset, lr=lr, eps=eps,
+            weight_decay=weight_decay,
         )
 
-    def adam_step(self, p, g, m, v, step_size, beta1, beta2, eps, bias_correction2_sqrt) -> None:
+    def adam_step(self, p, g, m, v, step_size, beta1, beta2, eps, bias_correction2_sqrt,
+                  weight_decay=0.0, decay=1.0) -> None:
         self._dispatch(
             "adam", self._grid(p.size), (g, p, m, v),
             count=p.size, g_off=g.offset, p_off=p.offset, s1_off=m.offset, s2_off=v.offset,
             one_minus_beta1=1 - beta1, beta2=beta2, one_minus_beta2=1 - beta2, eps=eps,
             step_size=step_size, bias_correction2_sqrt=bias_correction2_sqrt,
+            weight_decay=weight_decay, decay=decay,
         )

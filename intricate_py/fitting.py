@@ -1,0 +1,332 @@
+"""What ``Model.fit`` runs: the training step, the data on the device, and
+the bookkeeping of a fit (metrics, readbacks, progress, last good weights).
+
+Metrics stay on the device: each epoch adds its loss sum, correct count
+(and the validation's) into a slot of a small ring of accumulators, and a
+readback reads the epochs since the last one. The ring's size bounds the
+epochs between two readbacks, so memory does not grow with ``epochs``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from typing import TYPE_CHECKING, Callable, NamedTuple
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .backends import Array
+from .layers import Layer
+from .training import HaltingCondition, History
+
+if TYPE_CHECKING:
+    from .callbacks import Callback
+    from .model import Model
+
+#: Seconds between metric readbacks while training (progress, NaN checks).
+REFRESH_SECONDS = 0.25
+#: Accumulators an epoch: loss sum, correct count, validation loss sum and
+#: correct count, and a flag set when a parameter is not finite at its end.
+SLOTS = 5
+LOSS, CORRECT, VAL_LOSS, VAL_CORRECT, BAD_PARAMETERS = range(SLOTS)
+#: Epochs of metrics the device holds; a fit reads them back at least this often.
+RING = 256
+
+
+class StepPlan:
+    """One training step, with what does not change between steps worked
+    out once: the loss kind and whether it fuses with the last layer, the
+    layers to back-propagate through, the accuracy kind."""
+
+    def __init__(self, model: "Model"):
+        self.model, self.backend, self.loss = model, model.backend, model.loss
+        self.kind, fused = self.loss.step_kind(model.layers[-1])
+        trained = model.layers[:-1] if fused else model.layers
+        self.backward = list(reversed(trained[1:]))
+        self.first = trained[0] if trained else None
+        self.accuracy = self.loss.accuracy_kind(model.output_shape[0])
+        # layers that draw from the step (Dropout); none in most models
+        self.stepped = [layer for layer in model.layers if type(layer).begin_step is not Layer.begin_step]
+
+    def train_step(self, x: Array, t: Array, metrics: Array, slot: int) -> None:
+        model, backend, loss = self.model, self.backend, self.loss
+        for layer in self.stepped:
+            layer.begin_step(model.optimizer.iterations)
+        p = model._forward(x)
+        g = model._workspace.get("grad", p.shape[0], model.output_shape)
+        loss.train_step(backend, self.kind, p, t, metrics, slot + LOSS, self.accuracy, g)
+        for layer in self.backward:
+            g = layer.back_propagate(g)
+        if self.first is not None:
+            self.first.compute_gradients(g)
+        model.optimizer.step()
+
+
+class DeviceData:
+    """Samples and targets on the device, and the batches gathered from them.
+
+    Batch buffers come from the model's workspace under the data's ``role``
+    ("train", "val", "eval"), so repeated fits reuse them; their views are
+    made once, and shuffling rewrites only the row order, so an epoch
+    allocates nothing. A single batch that is never shuffled is gathered once.
+    """
+
+    def __init__(self, model: "Model", role: str, x: np.ndarray, t: np.ndarray, batch: int, shuffle=False):
+        backend = model.backend
+        self.backend, self.n, self.batch = backend, len(x), batch
+        self.x, self.t = backend.dataset(x), backend.dataset(t)
+        self.order = backend.from_numpy(np.arange(self.n, dtype=np.int32))
+        xb = model._workspace.get(role + "_x", batch, x.shape[1:])
+        tb = model._workspace.get(role + "_t", batch, t.shape[1:])
+        self._views = [
+            (backend.rows(self.order, s, min(s + batch, self.n)),
+             backend.rows(xb, 0, min(batch, self.n - s)),
+             backend.rows(tb, 0, min(batch, self.n - s)))
+            for s in range(0, self.n, batch)
+        ]
+        self.steps = len(self._views)
+        self.shuffling = shuffle and self.steps > 1
+        self._gathered = False
+        if self.steps == 1 and not self.shuffling:
+            self._gather(*self._views[0])
+            self._gathered = True
+
+    def shuffle(self, rng: np.random.Generator) -> None:
+        self.backend.write(self.order, rng.permutation(self.n).astype(np.int32))
+
+    def _gather(self, idx, xb, tb) -> None:
+        self.backend.take_rows(self.x, idx, xb)
+        self.backend.take_rows(self.t, idx, tb)
+
+    def batches(self):
+        for idx, xb, tb in self._views:
+            if not self._gathered:
+                self._gather(idx, xb, tb)
+            yield xb, tb
+
+
+class _Save(NamedTuple):
+    """Device copies of the weights and optimizer state, and the host state
+    that goes with them, after epoch ``upto - 1``."""
+
+    arrays: list
+    upto: int
+    iterations: int
+    rng: dict
+
+
+class Run:
+    """The bookkeeping of one fit: metric accumulators on the device, their
+    readback, progress bars, history, and the last good weights.
+
+    Interrupts: the weights, optimizer state and shuffling state are saved
+    (on the device, into one of two alternating sets of buffers) at each
+    readback that finds every epoch finite; a save becomes current in one
+    assignment, so whatever interrupts a fit, :meth:`abandon` goes back to
+    a complete one.
+    """
+
+    def __init__(self, model: "Model", data: DeviceData, val, epochs: int, keys, verbose,
+                 run_epoch: Callable[[int, "Run"], None]):
+        self.model, self.backend = model, model.backend
+        self.n, self.n_val = data.n, (val.n if val is not None else 0)
+        self.steps, self.batch = data.steps, data.batch
+        self.epochs, self.run_epoch = epochs, run_epoch
+        self.metrics = self.backend.zeros((RING * SLOTS,))
+        self.history = History(keys)
+        self.read_upto = 0  # epochs [0, read_upto) are in the history
+        self.last_read = time.perf_counter()
+        self.verbose = int(verbose)
+        self.bar = None
+        if self.verbose == 2:
+            self.bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
+        self.live = [p.value for p in model._trained_parameters()] + model.optimizer.state_arrays()
+        self._sets = tuple([self.backend.empty(a.shape) for a in self.live] for _ in range(2))
+        self.save = self._save_into(self._sets[0], 0)
+
+    # ------------------------------------------------------------- saving
+    def _save_into(self, arrays: list, upto: int) -> _Save:
+        """Copy the live state into ``arrays`` (recorded: on the GPU the copies
+        run with the next submission) and describe it as the state after
+        ``upto`` epochs."""
+        for a, s in zip(self.live, arrays):
+            self.backend.copy(a, s)
+        model = self.model
+        return _Save(arrays, upto, model.optimizer.iterations,
+                     copy.deepcopy(model._shuffle_rng.bit_generator.state))
+
+    def _restore(self, save: _Save) -> None:
+        for a, s in zip(self.live, save.arrays):
+            self.backend.copy(s, a)
+        self.model.optimizer.iterations = save.iterations
+        self.model._shuffle_rng.bit_generator.state = copy.deepcopy(save.rng)
+
+    def abandon(self) -> None:
+        """After an interrupt or an error: drop the work not yet started
+        and go back to the last save (the end of a finished step)."""
+        self.backend.discard()
+        self._restore(self.save)
+        self.backend.flush()
+
+    def _restore_last_good(self) -> None:
+        """Back to the end of the last epoch whose loss and weights were
+        finite: restore the last save, then replay (training is
+        deterministic) the epochs since it that the readback found finite."""
+        self._restore(self.save)
+        verbose, self.verbose = self.verbose, 0
+        for epoch in range(self.save.upto, self.read_upto):
+            self.run_epoch(epoch, self)
+        self.verbose = verbose
+
+    # ------------------------------------------------------------- epochs
+    @staticmethod
+    def slot(epoch: int) -> int:
+        """The first accumulator of ``epoch``."""
+        return (epoch % RING) * SLOTS
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch, self.step = epoch, 0
+        slot = self.slot(epoch)
+        self.backend.clear(self.backend.rows(self.metrics, slot, slot + SLOTS))
+        if self.verbose == 1:
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(
+                total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
+                dynamic_ncols=True,
+            )
+
+    def end_epoch(self, epoch: int) -> None:
+        """Flag the epoch when a parameter is no longer finite."""
+        flat = self.model._flat
+        if flat is not None:
+            self.backend.flag_nonfinite(flat.value, self.metrics, self.slot(epoch) + BAD_PARAMETERS)
+
+    def step_done(self) -> None:
+        self.backend.end_step()
+        self.step += 1
+        if self.verbose == 1:
+            self.bar.update(1)
+            if self.step < self.steps and self._refresh_due():
+                self._show_running()
+
+    def _refresh_due(self) -> bool:
+        return time.perf_counter() - self.last_read >= REFRESH_SECONDS
+
+    def due(self, epoch: int) -> bool:
+        """Whether the epochs up to ``epoch`` must be read now: a few times
+        a second, or before the ring of accumulators wraps."""
+        return self._refresh_due() or epoch + 1 - self.read_upto >= RING
+
+    def _show_running(self) -> None:
+        """Running loss and accuracy of the epoch so far on the bar."""
+        self.last_read = time.perf_counter()
+        slot = self.slot(self.epoch)
+        loss_sum, correct = self.backend.to_numpy(self.backend.rows(self.metrics, slot, slot + 2))
+        seen = min(self.step * self.batch, self.n)
+        model = self.model
+        self.bar.set_postfix({"loss": float(loss_sum) / seen,
+                              "accuracy": float(correct) / model._accuracy_count(model.loss, seen)},
+                             refresh=False)
+
+    # ------------------------------------------------------------- reading
+    def _read_metrics(self, start: int, epoch: int) -> np.ndarray:
+        """The accumulators of epochs start..epoch as rows of SLOTS."""
+        first, last = self.slot(start), self.slot(epoch)
+        if first <= last:
+            values = self.backend.to_numpy(self.backend.rows(self.metrics, first, last + SLOTS))
+        else:  # the ring wrapped: read it whole and put the epochs in order
+            ring = self.backend.to_numpy(self.metrics)
+            values = np.concatenate([ring[first:], ring[: last + SLOTS]])
+        return values.astype(np.float64).reshape(-1, SLOTS)
+
+    def read_epochs(self, epoch: int, halting: HaltingCondition | None, callbacks: "list[Callback]") -> bool:
+        """Read the metrics of the epochs up to ``epoch``; True stops training."""
+        self.last_read = time.perf_counter()
+        start = self.read_upto
+        # the state at the end of `epoch`, copied by the readback's submission;
+        # it becomes the save if every epoch read is finite
+        spare = self._sets[1] if self.save.arrays is self._sets[0] else self._sets[0]
+        candidate = self._save_into(spare, epoch + 1)
+        values = self._read_metrics(start, epoch)
+        table = self._table(values)
+        finite = np.isfinite(table["loss"]) & (values[:, BAD_PARAMETERS] == 0)
+        good = len(finite) if finite.all() else int(np.argmin(finite))
+        if good < len(finite):
+            candidate = None
+        if halting is None and not callbacks:  # nothing looks at single epochs: record them at once
+            self.history.extend(range(start, start + good), {k: v[:good] for k, v in table.items()})
+            self.read_upto = start + good
+            if good:
+                self._show(start + good - 1, {k: float(v[good - 1]) for k, v in table.items()})
+        else:
+            for i in range(good):
+                e, logs = start + i, {k: float(v[i]) for k, v in table.items()}
+                self.history.append(e, logs)
+                self.read_upto = e + 1
+                if candidate is not None and e == epoch:
+                    self.save = candidate  # one assignment: the new save is current
+                self._show(e, logs)
+                if halting is not None and halting.reached(logs):
+                    return self._stop(e, f"{halting!r} reached at epoch {e + 1}")
+                stopper = None
+                for callback in callbacks:  # every callback sees the epoch, as in Keras
+                    callback.on_epoch_end(e, logs)
+                    if self.model.stop_training and stopper is None:
+                        stopper = callback
+                if self.model.stop_training:
+                    who = repr(stopper) if stopper is not None else "model.stop_training = True"
+                    return self._stop(e, f"{who} stopped training at epoch {e + 1}")
+        if good < len(finite):
+            loss = float(table["loss"][good])
+            self._diverged(start + good, loss if not np.isfinite(loss) else None)
+            return True
+        if candidate is not None:
+            self.save = candidate
+        return False
+
+    def _table(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-epoch metrics from rows of accumulators."""
+        model = self.model
+        table = {"loss": values[:, LOSS] / self.n,
+                 "accuracy": values[:, CORRECT] / model._accuracy_count(model.loss, self.n)}
+        if self.n_val:
+            table["val_loss"] = values[:, VAL_LOSS] / self.n_val
+            table["val_accuracy"] = values[:, VAL_CORRECT] / model._accuracy_count(model.loss, self.n_val)
+        return table
+
+    def _show(self, epoch: int, logs: dict[str, float]) -> None:
+        if self.bar is None:
+            return
+        # tqdm redraws at most every mininterval, on update or close
+        self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
+        if self.verbose == 2:
+            self.bar.update(epoch + 1 - self.bar.n)
+
+    def _stop(self, epoch: int, reason: str) -> bool:
+        if epoch + 1 < self.epochs:
+            self.history.stop_reason = reason
+        return True
+
+    def _diverged(self, epoch: int, loss: float | None) -> None:
+        """Warn that epoch ``epoch`` diverged (its loss, or None when the
+        loss was finite but the weights were not), and go back to the
+        last finite state."""
+        self._restore_last_good()
+        good = self.read_upto
+        kept = f"the weights from the end of epoch {good}" if good else "the weights from before training"
+        what = f"the loss became {loss}" if loss is not None else "the weights became NaN or inf"
+        lr = self.model.optimizer.current_learning_rate()
+        message = (
+            f"{what} in epoch {epoch + 1}, so training stopped and {kept} "
+            f"were kept. The learning rate ({lr:g}) is probably too large: try a smaller one "
+            "(for example a tenth of it), or scale the inputs to small values."
+        )
+        self.history.stop_reason = message
+        warnings.warn(message, RuntimeWarning, stacklevel=4)  # at the fit call
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

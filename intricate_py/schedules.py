@@ -1,0 +1,137 @@
+"""Learning-rate schedules: an optimizer's ``learning_rate`` as a function
+of its step, with Keras 3's formulas.
+
+``step`` counts the updates done before the one the rate is for (0 for
+the first update), as Keras's ``optimizer.iterations``. A schedule is a
+plain Python function of the step computed on the host, so on the GPU the
+rate reaches the kernel as a parameter of its dispatch: no readback and no
+buffer per step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from . import _checks
+
+
+class LearningRateSchedule:
+    """Base class: ``schedule(step) -> float``; subclasses implement
+    ``__call__`` and ``get_config``."""
+
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class CosineDecay(LearningRateSchedule):
+    """Cosine decay from ``initial_learning_rate`` to ``alpha`` times it over
+    ``decay_steps`` steps, then constant:
+    ``rate = initial · ((1 - alpha) · ½ (1 + cos(π · min(step, decay_steps) / decay_steps)) + alpha)``.
+
+    With ``warmup_target``, the rate first rises linearly from
+    ``initial_learning_rate`` to ``warmup_target`` over ``warmup_steps``
+    steps, and the decay then starts from ``warmup_target``.
+    """
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        alpha: float = 0.0,
+        warmup_target: float | None = None,
+        warmup_steps: int = 0,
+    ):
+        self.initial_learning_rate = _checks.non_negative_float(initial_learning_rate, "initial_learning_rate")
+        self.decay_steps = _checks.positive_int(decay_steps, "decay_steps")
+        self.alpha = _checks.fraction(alpha, "alpha", upper_inclusive=True)
+        self.warmup_steps = _checks.non_negative_int(warmup_steps, "warmup_steps")
+        self.warmup_target = None if warmup_target is None else _checks.positive_float(warmup_target, "warmup_target")
+        if self.warmup_steps and self.warmup_target is None:
+            raise ValueError(
+                "expected warmup_target with warmup_steps (the rate warms up from "
+                f"initial_learning_rate to warmup_target). Received: warmup_steps={warmup_steps}, "
+                "warmup_target=None"
+            )
+
+    def _decayed(self, step: float, start: float) -> float:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * step / self.decay_steps))
+        return start * ((1 - self.alpha) * cosine + self.alpha)
+
+    def __call__(self, step: int) -> float:
+        if self.warmup_target is None:
+            return self._decayed(min(step, self.decay_steps), self.initial_learning_rate)
+        step = min(step, self.decay_steps + self.warmup_steps)
+        if step < self.warmup_steps:
+            delta = self.warmup_target - self.initial_learning_rate
+            return delta * (step / self.warmup_steps) + self.initial_learning_rate
+        return self._decayed(step - self.warmup_steps, self.warmup_target)
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"initial_learning_rate": self.initial_learning_rate,
+                                  "decay_steps": self.decay_steps, "alpha": self.alpha}
+        if self.warmup_target is not None:
+            config.update(warmup_target=self.warmup_target, warmup_steps=self.warmup_steps)
+        return config
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """``rate = initial · decay_rate ^ (step / decay_steps)``, the exponent
+    floored with ``staircase``."""
+
+    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False):
+        self.initial_learning_rate = _checks.positive_float(initial_learning_rate, "initial_learning_rate")
+        self.decay_steps = _checks.positive_int(decay_steps, "decay_steps")
+        self.decay_rate = _checks.positive_float(decay_rate, "decay_rate")
+        self.staircase = bool(staircase)
+
+    def __call__(self, step: int) -> float:
+        exponent = step / self.decay_steps
+        if self.staircase:
+            exponent = math.floor(exponent)
+        return self.initial_learning_rate * self.decay_rate**exponent
+
+    def get_config(self) -> dict[str, Any]:
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "decay_rate": self.decay_rate, "staircase": self.staircase}
+
+
+class PiecewiseConstantDecay(LearningRateSchedule):
+    """``values[0]`` while ``step <= boundaries[0]``, ``values[i]`` while
+    ``boundaries[i - 1] < step <= boundaries[i]``, ``values[-1]`` after the
+    last boundary; ``values`` has one more entry than ``boundaries``."""
+
+    def __init__(self, boundaries: Sequence[int], values: Sequence[float]):
+        boundaries, values = list(boundaries), list(values)
+        if len(boundaries) != len(values) - 1:
+            raise ValueError(
+                "expected one more value than boundaries. Received: "
+                f"{len(boundaries)} boundaries and {len(values)} values"
+            )
+        for b in boundaries:
+            _checks.non_negative_int(b, "boundaries")
+        if any(b >= c for b, c in zip(boundaries, boundaries[1:])):
+            raise ValueError(f"expected strictly increasing boundaries. Received: boundaries={boundaries}")
+        self.boundaries = [int(b) for b in boundaries]
+        self.values = [_checks.non_negative_float(v, "values") for v in values]
+
+    def __call__(self, step: int) -> float:
+        for boundary, value in zip(self.boundaries, self.values):
+            if step <= boundary:
+                return value
+        return self.values[-1]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"boundaries": self.boundaries, "values": self.values}
+
+
+SCHEDULES = {cls.__name__: cls for cls in (CosineDecay, ExponentialDecay, PiecewiseConstantDecay)}
+
+__all__ = ["LearningRateSchedule", "CosineDecay", "ExponentialDecay", "PiecewiseConstantDecay", "SCHEDULES"]
