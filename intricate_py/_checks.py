@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -25,6 +26,12 @@ def positive_float(value, name: str) -> float:
         math.isfinite(value) and value > 0
     ):
         raise ValueError(f"expected a positive finite number. Received: {name}={value!r}")
+    return float(value)
+
+
+def finite_float(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"expected a finite number. Received: {name}={value!r}")
     return float(value)
 
 
@@ -118,3 +125,33 @@ def verbosity(value) -> int:
     if value in (0, 1, 2) and isinstance(value, (bool, int, np.integer)):
         return int(value)
     raise ValueError(f"expected verbose 0, 1 (or True) or 2. Received: verbose={value!r}")
+
+
+def _memory_bytes() -> int | None:
+    """The machine's physical memory, where the system tells it."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+class TooLarge(ValueError):
+    """Sizes whose arrays cannot fit in this machine's memory."""
+
+
+def fits_in_memory(nbytes: int, what: str) -> None:
+    """TooLarge (a ValueError) when ``nbytes`` exceed the machine's memory."""
+    memory = _memory_bytes()
+    if memory is not None and nbytes > memory:
+        raise TooLarge(
+            f"expected sizes whose arrays fit in memory. Received: {what} need {_size_text(nbytes)}, "
+            f"more than this machine's {_size_text(memory)}"
+        )
+
+
+def _size_text(nbytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024 or unit == "TiB":
+            return f"{nbytes:.3g} {unit}" if unit != "bytes" else f"{int(nbytes)} bytes"
+        nbytes /= 1024
+    return f"{nbytes:.3g} PiB"

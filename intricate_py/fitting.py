@@ -27,10 +27,12 @@ if TYPE_CHECKING:
 
 #: Seconds between metric readbacks while training (progress, NaN checks).
 REFRESH_SECONDS = 0.25
-#: Accumulators an epoch: loss sum, correct count, validation loss sum and
-#: correct count, and a flag set when a parameter is not finite at its end.
-SLOTS = 5
-LOSS, CORRECT, VAL_LOSS, VAL_CORRECT, BAD_PARAMETERS = range(SLOTS)
+#: Accumulators an epoch: loss sum and correct count of its steps but the
+#: first, the validation's, a flag set when a parameter is not finite at its
+#: end, and the first step's loss sum and correct count (kept apart: a finite
+#: first step shows that the weights the previous epoch left were usable).
+SLOTS = 7
+LOSS, CORRECT, VAL_LOSS, VAL_CORRECT, BAD_PARAMETERS, FIRST_LOSS, FIRST_CORRECT = range(SLOTS)
 #: Epochs of metrics the device holds; a fit reads them back at least this often.
 RING = 256
 
@@ -50,13 +52,15 @@ class StepPlan:
         # layers that draw from the step (Dropout); none in most models
         self.stepped = [layer for layer in model.layers if type(layer).begin_step is not Layer.begin_step]
 
-    def train_step(self, x: Array, t: Array, metrics: Array, slot: int) -> None:
+    def train_step(self, x: Array, t: Array, metrics: Array, index: int) -> None:
+        """One step on batch (x, t), adding its loss and correct count into
+        ``metrics[index]`` and ``metrics[index + 1]``."""
         model, backend, loss = self.model, self.backend, self.loss
         for layer in self.stepped:
             layer.begin_step(model.optimizer.iterations)
         p = model._forward(x)
         g = model._workspace.get("grad", p.shape[0], model.output_shape)
-        loss.train_step(backend, self.kind, p, t, metrics, slot + LOSS, self.accuracy, g)
+        loss.train_step(backend, self.kind, p, t, metrics, index, self.accuracy, g)
         for layer in self.backward:
             g = layer.back_propagate(g)
         if self.first is not None:
@@ -121,11 +125,16 @@ class Run:
     """The bookkeeping of one fit: metric accumulators on the device, their
     readback, progress bars, history, and the last good weights.
 
-    Interrupts: the weights, optimizer state and shuffling state are saved
-    (on the device, into one of two alternating sets of buffers) at each
-    readback that finds every epoch finite; a save becomes current in one
-    assignment, so whatever interrupts a fit, :meth:`abandon` goes back to
-    a complete one.
+    Saves: at each readback that finds every epoch finite, the weights,
+    optimizer state and shuffling state are copied on the device into one of
+    three sets of buffers; the two newest saves are kept. A save becomes
+    current in one assignment, so whatever interrupts a fit, :meth:`abandon`
+    goes back to a complete one.
+
+    Divergence: an epoch is good when its loss and the weights it leaves are
+    finite. When epoch b is not, the weights kept are those of the end of
+    epoch b - 1 if b's first step (which used them) gave a finite loss, else
+    those of the end of epoch b - 2: weights kept have given a finite loss.
     """
 
     def __init__(self, model: "Model", data: DeviceData, val, epochs: int, keys, verbose,
@@ -143,8 +152,8 @@ class Run:
         if self.verbose == 2:
             self.bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
         self.live = [p.value for p in model._trained_parameters()] + model.optimizer.state_arrays()
-        self._sets = tuple([self.backend.empty(a.shape) for a in self.live] for _ in range(2))
-        self.save = self._save_into(self._sets[0], 0)
+        self._sets = [[self.backend.empty(a.shape) for a in self.live] for _ in range(3)]
+        self.saves = [self._save_into(self._sets[0], 0)]  # the newest last
 
     # ------------------------------------------------------------- saving
     def _save_into(self, arrays: list, upto: int) -> _Save:
@@ -164,19 +173,25 @@ class Run:
         self.model._shuffle_rng.bit_generator.state = copy.deepcopy(save.rng)
 
     def abandon(self) -> None:
-        """After an interrupt or an error: drop the work not yet started
-        and go back to the last save (the end of a finished step)."""
-        self.backend.discard()
-        self._restore(self.save)
+        """After an interrupt or an error: go back to the last save (the
+        end of a finished step). Work recorded and not yet started runs
+        first (a part of a step changes nothing the save does not restore);
+        work that cannot be submitted is dropped."""
+        try:
+            self.backend.flush()
+        except Exception:
+            self.backend.discard()
+        self._restore(self.saves[-1])
         self.backend.flush()
 
-    def _restore_last_good(self) -> None:
-        """Back to the end of the last epoch whose loss and weights were
-        finite: restore the last save, then replay (training is
-        deterministic) the epochs since it that the readback found finite."""
-        self._restore(self.save)
+    def _restore_upto(self, upto: int) -> None:
+        """Back to the state after ``upto`` epochs: restore the newest save
+        at or before it, then replay (training is deterministic) the epochs
+        since, which the readbacks found finite."""
+        save = next(s for s in reversed(self.saves) if s.upto <= upto)
+        self._restore(save)
         verbose, self.verbose = self.verbose, 0
-        for epoch in range(self.save.upto, self.read_upto):
+        for epoch in range(save.upto, upto):
             self.run_epoch(epoch, self)
         self.verbose = verbose
 
@@ -224,7 +239,8 @@ class Run:
         """Running loss and accuracy of the epoch so far on the bar."""
         self.last_read = time.perf_counter()
         slot = self.slot(self.epoch)
-        loss_sum, correct = self.backend.to_numpy(self.backend.rows(self.metrics, slot, slot + 2))
+        sums = self.backend.to_numpy(self.backend.rows(self.metrics, slot, slot + SLOTS))
+        loss_sum, correct = sums[LOSS] + sums[FIRST_LOSS], sums[CORRECT] + sums[FIRST_CORRECT]
         seen = min(self.step * self.batch, self.n)
         model = self.model
         self.bar.set_postfix({"loss": float(loss_sum) / seen,
@@ -247,14 +263,15 @@ class Run:
         self.last_read = time.perf_counter()
         start = self.read_upto
         # the state at the end of `epoch`, copied by the readback's submission;
-        # it becomes the save if every epoch read is finite
-        spare = self._sets[1] if self.save.arrays is self._sets[0] else self._sets[0]
+        # it becomes the newest save if every epoch read is good
+        used = [save.arrays for save in self.saves]
+        spare = next(arrays for arrays in self._sets if not any(arrays is u for u in used))
         candidate = self._save_into(spare, epoch + 1)
         values = self._read_metrics(start, epoch)
         table = self._table(values)
-        finite = np.isfinite(table["loss"]) & (values[:, BAD_PARAMETERS] == 0)
-        good = len(finite) if finite.all() else int(np.argmin(finite))
-        if good < len(finite):
+        good_epochs = np.isfinite(table["loss"]) & (values[:, BAD_PARAMETERS] == 0)
+        good = len(good_epochs) if good_epochs.all() else int(np.argmin(good_epochs))
+        if good < len(good_epochs):
             candidate = None
         if halting is None and not callbacks:  # nothing looks at single epochs: record them at once
             self.history.extend(range(start, start + good), {k: v[:good] for k, v in table.items()})
@@ -267,7 +284,7 @@ class Run:
                 self.history.append(e, logs)
                 self.read_upto = e + 1
                 if candidate is not None and e == epoch:
-                    self.save = candidate  # one assignment: the new save is current
+                    self._keep(candidate)
                 self._show(e, logs)
                 if halting is not None and halting.reached(logs):
                     return self._stop(e, f"{halting!r} reached at epoch {e + 1}")
@@ -279,19 +296,24 @@ class Run:
                 if self.model.stop_training:
                     who = repr(stopper) if stopper is not None else "model.stop_training = True"
                     return self._stop(e, f"{who} stopped training at epoch {e + 1}")
-        if good < len(finite):
-            loss = float(table["loss"][good])
-            self._diverged(start + good, loss if not np.isfinite(loss) else None)
+        if good < len(good_epochs):
+            bad = start + good
+            first_step_ok = bool(np.isfinite(values[good, FIRST_LOSS]))
+            self._diverged(bad, float(table["loss"][good]), first_step_ok)
             return True
         if candidate is not None:
-            self.save = candidate
+            self._keep(candidate)
         return False
+
+    def _keep(self, save: _Save) -> None:
+        if self.saves[-1] is not save:
+            self.saves = [self.saves[-1], save]  # one assignment
 
     def _table(self, values: np.ndarray) -> dict[str, np.ndarray]:
         """Per-epoch metrics from rows of accumulators."""
         model = self.model
-        table = {"loss": values[:, LOSS] / self.n,
-                 "accuracy": values[:, CORRECT] / model._accuracy_count(model.loss, self.n)}
+        loss, correct = values[:, LOSS] + values[:, FIRST_LOSS], values[:, CORRECT] + values[:, FIRST_CORRECT]
+        table = {"loss": loss / self.n, "accuracy": correct / model._accuracy_count(model.loss, self.n)}
         if self.n_val:
             table["val_loss"] = values[:, VAL_LOSS] / self.n_val
             table["val_accuracy"] = values[:, VAL_CORRECT] / model._accuracy_count(model.loss, self.n_val)
@@ -310,14 +332,13 @@ class Run:
             self.history.stop_reason = reason
         return True
 
-    def _diverged(self, epoch: int, loss: float | None) -> None:
-        """Warn that epoch ``epoch`` diverged (its loss, or None when the
-        loss was finite but the weights were not), and go back to the
-        last finite state."""
-        self._restore_last_good()
-        good = self.read_upto
-        kept = f"the weights from the end of epoch {good}" if good else "the weights from before training"
-        what = f"the loss became {loss}" if loss is not None else "the weights became NaN or inf"
+    def _diverged(self, epoch: int, loss: float, first_step_ok: bool) -> None:
+        """Warn that epoch ``epoch`` (counted from 0) diverged, and go back
+        to the last state that gave a finite loss."""
+        upto = epoch if first_step_ok else max(epoch - 1, 0)
+        self._restore_upto(upto)
+        kept = f"the weights from the end of epoch {upto}" if upto else "the weights from before training"
+        what = f"the loss became {loss}" if not np.isfinite(loss) else "the weights became NaN or inf"
         lr = self.model.optimizer.current_learning_rate()
         message = (
             f"{what} in epoch {epoch + 1}, so training stopped and {kept} "

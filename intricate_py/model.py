@@ -11,7 +11,7 @@ import numpy as np
 from . import _checks
 from .backends import Array, Backend, select_backend
 from .callbacks import Callback, as_callbacks
-from .fitting import VAL_LOSS, DeviceData, Run, StepPlan
+from .fitting import FIRST_LOSS, LOSS, VAL_LOSS, DeviceData, Run, StepPlan
 from .layers import Layer, Parameter
 from .layers.base import Shape, Workspace, _batch_shape_text
 from .losses import LOSSES, Loss, warn_if_mismatched
@@ -85,6 +85,8 @@ class Model:
             source = "the model's input" if i == 0 else f"layer {i - 1} {self.layers[i - 1]!r}"
             try:
                 out = layer.build(shape, self.backend, self._init_rng)
+            except _checks.TooLarge:
+                raise
             except ValueError as error:
                 raise ValueError(f"layer {i} {layer!r} {error} from {source}") from None
             shape = out
@@ -353,8 +355,10 @@ class Model:
                 data.shuffle(self._shuffle_rng)
             run.start_epoch(epoch)
             slot = run.slot(epoch)
+            index = slot + FIRST_LOSS  # the first step's loss apart (see fitting.Run)
             for xb, tb in data.batches():
-                plan.train_step(xb, tb, run.metrics, slot)
+                plan.train_step(xb, tb, run.metrics, index)
+                index = slot + LOSS
                 run.step_done()
             if val is not None:
                 self._accumulate_metrics(val, self.loss, run.metrics, slot + VAL_LOSS)

@@ -246,7 +246,7 @@ def _restore_training(model, tensors, metadata, path, losses, optimizers) -> Non
     spec = _json(metadata, "optimizer", path)
     loss_spec = _json(metadata, "loss", path)
     try:
-        optimizer = optimizers[spec["type"]](**spec["config"])
+        optimizer = optimizers[spec["type"]].from_config(spec["config"])
         model.loss = losses[loss_spec["type"]](**loss_spec["config"])
         iterations = int(spec["iterations"])
     except (KeyError, TypeError, ValueError) as error:

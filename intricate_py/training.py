@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Mapping
+
+from . import _checks
 
 Logs = Mapping[str, float]
 
@@ -45,8 +45,7 @@ class HaltingCondition:
     default_monitor: str
 
     def __init__(self, threshold: float, monitor: str | None = None):
-        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
-            raise ValueError(f"expected a finite number. Received: threshold={threshold!r}")
+        threshold = _checks.finite_float(threshold, "threshold")
         if monitor is not None and not isinstance(monitor, str):
             raise ValueError(f"expected monitor as a metric name such as 'val_loss'. Received: monitor={monitor!r}")
         self.threshold = float(threshold)

@@ -73,3 +73,131 @@ def test_a_function_returning_true_stops():
 def test_bad_callbacks_say_what_was_expected(bad):
     with pytest.raises(ValueError, match="expected (callbacks as a list|each callback)"):
         xor_model().fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), callbacks=bad)
+
+
+# ------------------------------------------------------------ the Keras callbacks
+def run_early_stopping(values, **kwargs):
+    """Epochs run and the best epoch when val_loss takes ``values`` in turn."""
+    from intricate_py.callbacks import EarlyStopping
+
+    stopper = EarlyStopping(**kwargs)
+
+    class FakeModel:
+        stop_training = False
+
+    stopper.set_model(FakeModel())
+    stopper.on_train_begin()
+    ran = 0
+    for epoch, value in enumerate(values):
+        ran += 1
+        stopper.on_epoch_end(epoch, {"val_loss": value, "loss": 0.0})
+        if stopper.model.stop_training:
+            break
+    return ran, stopper.best_epoch
+
+
+@pytest.mark.parametrize("values, kwargs, ran, best", [
+    ([5, 4, 3, 3.5, 3.2, 3.1], dict(patience=0), 4, 2),     # stops at the first epoch without improvement
+    ([5, 4, 3, 3.5, 3.2, 3.1], dict(patience=2), 5, 2),     # two epochs without: stops after the 2nd
+    ([5, 4, 3, 3.5, 3.2, 2.9, 3], dict(patience=3), 7, 5),  # 2.9 restarts the count
+    ([5, 4.95, 4.9, 4.85], dict(min_delta=0.1), 2, 0),       # improvements smaller than min_delta don't count
+    ([5, 5, 4, 4], dict(patience=1, baseline=2.5), 2, 0),   # the first epoch counts: it misses the baseline
+    ([5, 6, 7, 8], dict(start_from_epoch=2), 4, 2),         # the first two epochs are not watched
+])
+def test_early_stopping_counts_as_keras(values, kwargs, ran, best):
+    assert run_early_stopping(values, **kwargs) == (ran, best)
+
+
+def test_early_stopping_mode_follows_the_metric():
+    from intricate_py.callbacks import EarlyStopping
+
+    assert EarlyStopping(monitor="val_accuracy")._monitor.mode == "max"
+    assert EarlyStopping(monitor="loss")._monitor.mode == "min"
+    with pytest.raises(ValueError, match="expected mode 'auto', 'min' or 'max'. Received: mode='up'"):
+        EarlyStopping(mode="up")
+
+
+def classification(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    return x, (x[:, 0] > 0).astype(int) + (x[:, 1] > 0)
+
+
+def test_restore_best_weights_are_an_exact_copy(device):
+    """The weights at the end of the best epoch, bit for bit: compared with
+    a run stopped by hand after that epoch."""
+    from intricate_py.callbacks import EarlyStopping
+    from intricate_py.layers import ReLU, Softmax
+    from intricate_py.losses import CategoricalCrossEntropy
+    from intricate_py.optimizers import Adam
+
+    x, y = classification()
+
+    def model():
+        return Model([Dense(32), ReLU(), Dense(3), Softmax()], input_size=6, device=device, seed=5)
+
+    stopper = EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+    trained = model()
+    history = trained.fit(x[:200], y[:200], loss=CategoricalCrossEntropy(), optimizer=Adam(0.05), epochs=40,
+                          batch_size=20, validation_data=(x[200:], y[200:]), callbacks=[stopper])
+    best = int(np.argmin(history.history["val_loss"]))
+    assert stopper.best_epoch == best and len(history.epoch) < 40
+    replay = model()
+    replay.fit(x[:200], y[:200], loss=CategoricalCrossEntropy(), optimizer=Adam(0.05), epochs=best + 1,
+               batch_size=20, validation_data=(x[200:], y[200:]))
+    for a, b in zip(trained.parameters, replay.parameters):
+        np.testing.assert_array_equal(trained.device.to_numpy(a.value), replay.device.to_numpy(b.value))
+
+
+def test_model_checkpoint_saves_each_epoch_or_the_best(tmp_path):
+    from intricate_py.callbacks import ModelCheckpoint
+
+    x, y = classification()
+    model = xor_model()
+    model.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=3, batch_size=4,
+              callbacks=[ModelCheckpoint(tmp_path / "xor-{epoch:02d}-{loss:.3f}.safetensors", monitor="loss")])
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 3 and names[0].startswith("xor-01-") and names[2].startswith("xor-03-")
+    best = tmp_path / "best.safetensors"
+    losses, weights = [], []
+
+    def spy(epoch, logs):  # runs after the checkpoint: the weights it saw
+        losses.append(logs["loss"])
+        weights.append(model.layers[0].weights.copy())
+
+    model = xor_model()  # a large learning rate: the loss goes up and down
+    model.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(3.0), epochs=8, batch_size=4,
+              callbacks=[ModelCheckpoint(best, monitor="loss", save_best_only=True), spy])
+    assert int(np.argmin(losses)) < len(losses) - 1, "the best epoch should not be the last"
+    saved = Model.load(best, device="cpu").layers[0].weights
+    np.testing.assert_array_equal(saved, weights[int(np.argmin(losses))])
+
+
+def test_csv_logger_writes_a_row_an_epoch(tmp_path):
+    from intricate_py.callbacks import CSVLogger
+
+    path = tmp_path / "log.csv"
+    xor_model().fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=3, batch_size=4,
+                    callbacks=[CSVLogger(path)])
+    xor_model().fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=2, batch_size=4,
+                    callbacks=[CSVLogger(path, append=True)])
+    lines = path.read_text().splitlines()
+    assert lines[0] == "epoch,accuracy,loss"
+    assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2", "0", "1"]
+
+
+def test_learning_rate_scheduler_sets_the_rate_each_epoch():
+    from intricate_py.callbacks import LearningRateScheduler
+
+    rates = []
+    model = xor_model()
+    model.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=4, batch_size=4,
+              callbacks=[LearningRateScheduler(lambda epoch, rate: rate / 2),
+                         lambda epoch, logs: rates.append(model.optimizer.learning_rate)])
+    assert rates == [0.05, 0.025, 0.0125, 0.00625]
+    model.fit(XOR_X, XOR_Y, epochs=2, batch_size=4,
+              callbacks=[LearningRateScheduler(lambda epoch: 0.3 + epoch),
+                         lambda epoch, logs: rates.append(model.optimizer.learning_rate)])
+    assert rates[-2:] == [0.3, 1.3]
+    with pytest.raises(ValueError, match="positive finite number. Received: learning_rate=-1"):
+        model.fit(XOR_X, XOR_Y, epochs=1, callbacks=[LearningRateScheduler(lambda epoch: -1)])

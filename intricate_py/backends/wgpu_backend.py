@@ -18,8 +18,11 @@ How work reaches the device:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import signal
+import threading
 import weakref
 from typing import Sequence
 
@@ -37,6 +40,25 @@ _MAX_GROUPS = 65535  # workgroups per dispatch dimension
 ACTIVATION_KIND = {"tanh": 0, "sigmoid": 1, "relu": 2}
 LOSS_KIND = {kind: i for i, kind in enumerate(LOSSES)}  # the order losses.wgsl numbers them
 ACCURACY_KIND = {kind: i for i, kind in enumerate(ACCURACIES)}
+
+
+@contextlib.contextmanager
+def _uninterrupted():
+    """Hold Ctrl-C (SIGINT) until the block ends, so that a submission or a
+    readback is never cut in half; the interrupt is raised right after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, caught[0])
+        elif caught and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
 
 
 class _Allocation:
@@ -232,14 +254,15 @@ class WgpuBackend(Backend):
         if self._encoder is None:
             return
         self._close_pass()
-        # forget the encoder before finishing it: whatever interrupts the
-        # submission, the next operation starts a fresh one
-        encoder, used = self._encoder, self._arena_used
-        self._encoder, self._arena_used, self._pending = None, 0, 0
-        if used:
-            self.queue.write_buffer(self._arena_buffer, 0, self._arena, 0, used)
-        self.queue.submit([encoder.finish()])
-        self._counters["submits"] += 1
+        with _uninterrupted():
+            # forget the encoder before finishing it: whatever fails in the
+            # submission, the next operation starts a fresh one
+            encoder, used = self._encoder, self._arena_used
+            self._encoder, self._arena_used, self._pending = None, 0, 0
+            if used:
+                self.queue.write_buffer(self._arena_buffer, 0, self._arena, 0, used)
+            self.queue.submit([encoder.finish()])
+            self._counters["submits"] += 1
 
     def discard(self) -> None:
         self._pass = self._encoder = None
@@ -313,13 +336,14 @@ class WgpuBackend(Backend):
                 size=size, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
             )
             self._counters["buffers_created"] += 1
-        self._close_pass().copy_buffer_to_buffer(a.alloc.buffer, 4 * a.offset, self._staging, 0, nbytes)
-        self.flush()
-        self._staging.map_sync(wgpu.MapMode.READ, 0, nbytes)
-        try:
-            data = self._staging.read_mapped(0, nbytes)
-        finally:
-            self._staging.unmap()
+        with _uninterrupted():  # never leave the staging buffer mapped
+            self._close_pass().copy_buffer_to_buffer(a.alloc.buffer, 4 * a.offset, self._staging, 0, nbytes)
+            self.flush()
+            self._staging.map_sync(wgpu.MapMode.READ, 0, nbytes)
+            try:
+                data = self._staging.read_mapped(0, nbytes)
+            finally:
+                self._staging.unmap()
         self._counters["readbacks"] += 1
         self._counters["bytes_read_back"] += nbytes
         return np.frombuffer(data, dtype=a.dtype).reshape(a.shape)

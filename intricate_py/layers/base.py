@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import types
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from .. import initializers
+from .. import _checks, initializers
 from ..backends import Array, Backend, NumpyBackend
 
 Shape = tuple[int, ...]
@@ -305,6 +306,8 @@ class WeightedLayer(Layer):
         self.weight_init, self.bias_init = weight_init, bias_init
 
     def _initial_values(self, rng, weight_shape, bias_size: int, fan_in: int, fan_out: int) -> dict:
+        # drawn in float64 on the host: refuse what cannot fit before trying
+        _checks.fits_in_memory(8 * (math.prod(weight_shape) + bias_size), f"{self!r}'s parameters")
         return {
             "W": initializers.get(self.weight_init)(rng, weight_shape, fan_in, fan_out),
             "b": initializers.get(self.bias_init)(rng, (bias_size,), fan_in, fan_out),
