@@ -40,11 +40,11 @@ def export_model(model: "Model", path, format: str = "onnx", name: str | None = 
     if format == "onnx":
         from .onnx import export_onnx
 
-        return [export_onnx(model, Path(path), name or "model")]
+        return [export_onnx(model, Path(path), "model" if name is None else name)]
     if format == "c":
         from .c import export_c
 
-        return export_c(model, Path(path), name or "model")
+        return export_c(model, Path(path), "model" if name is None else name)
     raise ValueError(f"expected format='onnx' or format='c'. Received: format={format!r}")
 
 
