@@ -152,3 +152,12 @@ def test_xor_example_exports_and_the_deploy_program_runs(tmp_path, capsys):
         np.testing.assert_allclose(float(printed.stdout), model.predict([[a, b]])[0, 0], rtol=RTOL, atol=ATOL)
     usage = subprocess.run([str(out / "xor"), "1"], capture_output=True, text=True)
     assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_export_refuses_weights_that_are_not_finite(tmp_path):
+    model = mlp()
+    weights = model.layers[2].weights
+    weights[1, 2] = np.nan
+    model.backend.write(model.layers[2].params["W"].value, weights)  # what training gone wrong could leave
+    with pytest.raises(ValueError, match=r"layer 2 Dense\(16→13\) to C: its weight holds NaN or inf"):
+        model.export(tmp_path, format="c", name="net")

@@ -80,3 +80,5 @@ def test_export_rejects_unknown_formats_and_unbuilt_models(tmp_path):
         Model([Dense(3)], device="cpu").export(tmp_path / "m.onnx")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         mlp().export(tmp_path / "missing" / "m.onnx")
+    with pytest.raises(ValueError, match="Received: name=''"):
+        mlp().export(tmp_path / "m.onnx", name="")

@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
+
 from ..layers.base import _batch_shape_text, _shape_text
 
 if TYPE_CHECKING:
@@ -64,6 +66,9 @@ def exported_layers(model: "Model", table: dict[type, Callable], what: str) -> l
                 f"cannot export layer {i} {layer!r} to {what}: the {what} exporter knows {known}. "
                 f"Received: a {type(layer).__name__} layer"
             )
+        for tensor, value in layer.state_dict().items():
+            if not np.isfinite(value).all():
+                raise ValueError(f"cannot export layer {i} {layer!r} to {what}: its {tensor} holds NaN or inf")
     return list(model.layers)
 
 

@@ -97,6 +97,8 @@ NODES: dict[type, Callable] = {
 
 def onnx_model(model: "Model", name: str = "model"):
     """The checked ``onnx.ModelProto`` of ``model``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"expected a non-empty string for the graph's name. Received: name={name!r}")
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
