@@ -5,7 +5,8 @@ baked in.
     model.export("folder", format="c", name="net")    # folder/net.c and folder/net.h
 
 Each format has one table from layer type to the function that writes that
-layer, so a layer the format does not know stops the export with a
+layer (``onnx.NODES``, ``c.WRITERS``; a new layer type gets an entry in
+each), so a layer the format does not know stops the export with a
 ValueError naming it. Both formats compute in float32 whatever the model's
 dtype, and both write each file atomically (a failed export leaves any
 previous file whole).

@@ -15,7 +15,7 @@ floats (one 256-bit register) and accumulated row by row of W
 (``y[j] += x[i] * W[i][j]``), in up to 4 independent partial sums so that
 the multiply-adds need not wait for each other; TanH and ReLU run over the
 padding too, whole registers at a time. TanH is a rational function
-without library calls (within 6 ulp of tanh), Sigmoid uses expf on
+without library calls (within 7 ulp of tanh), Sigmoid uses expf on
 -|v| (exact for both signs, never overflows), Softmax is shifted by its
 maximum, as the numpy backend computes them.
 
@@ -66,7 +66,7 @@ static float sigmoid(float v)
 FAST_TANH = """\
 /* tanh(v) as the rational function of degrees 13 and 6 that Eigen, XLA and
  * ONNX Runtime use, on v clamped to [-9, 9] (beyond, tanh is +-1 in float):
- * within 6 ulp (4e-7 relative) of tanh for every float, and made of
+ * within 7 ulp (4e-7 relative) of tanh for every float, and made of
  * multiply-adds and one division, which the compiler vectorises. */
 static float fast_tanh(float v)
 {
