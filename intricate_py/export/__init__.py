@@ -25,10 +25,7 @@ if TYPE_CHECKING:
     from ..layers import Layer
     from ..model import Model
 
-__all__ = ["export_model", "FORMATS"]
-
-#: The formats :func:`export_model` writes.
-FORMATS = ("onnx", "c")
+__all__ = ["export_model"]
 
 
 def export_model(model: "Model", path, format: str = "onnx", name: str | None = None) -> list[Path]:
