@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench system clean
+.PHONY: demo test bench deploy deploy-build system clean
 
 demo: system $(VENV)/.installed
 	$(PY) examples/xor/main.py
@@ -23,6 +23,17 @@ test: system $(VENV)/.installed
 bench: system $(VENV)/.installed
 	$(PY) benchmarks/compare.py
 	$(PY) benchmarks/gpu.py
+
+# The trained XoR network in a C program: `make deploy`, then
+# examples/deploy/out/xor 1 0. deploy-build compiles what --export wrote to DEPLOY.
+DEPLOY ?= examples/deploy/out
+deploy: $(VENV)/.installed
+	$(PY) examples/xor/main.py --out $(DEPLOY) --export $(DEPLOY)
+	$(MAKE) --no-print-directory deploy-build DEPLOY=$(DEPLOY)
+
+deploy-build:
+	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -pedantic -I$(DEPLOY) \
+		examples/deploy/main.c $(DEPLOY)/xor_net.c -o $(DEPLOY)/xor -lm
 
 system:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do \

@@ -420,6 +420,15 @@ class Model:
 
         return load_model(path, device, dtype)
 
+    def export(self, path, format: str = "onnx", name: str | None = None) -> list:
+        """Write the model for inference outside Python and return the paths
+        written: ``format="onnx"`` an ONNX file at ``path`` (the ``export``
+        extra), ``format="c"`` ``{name}.c`` and ``{name}.h`` in the folder
+        ``path``. See :mod:`intricate_py.export`."""
+        from .export import export_model
+
+        return export_model(self, path, format, name)
+
     # ------------------------------------------------------------ description
     def summary(self) -> "Summary":
         """A table of the layers, their output shapes and parameter counts:

@@ -1,9 +1,11 @@
 """Intricate's XoR example: 2 -> Dense 3 -> TanH -> Dense 1 -> TanH, trained
 with mean squared error and SGD(0.1) until the loss is below 0.01; then, as
 in Intricate's README, both Dense layers are saved, loaded into new layers
-and the rebuilt model predicts the same.
+and the rebuilt model predicts the same. ``--export DIR`` also writes the
+trained network as ``xor_net.onnx`` and as C source, ``xor_net.c`` and
+``xor_net.h``, which examples/deploy/main.c compiles into a program.
 
-    python examples/xor/main.py [--device auto|cpu|gpu] [--seed N] [--out DIR]
+    python examples/xor/main.py [--device auto|cpu|gpu] [--seed N] [--out DIR] [--export DIR]
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out",
                         help="folder for the saved layers")
+    parser.add_argument("--export", type=Path, metavar="DIR",
+                        help="also write the network as xor_net.onnx, xor_net.c and xor_net.h in DIR")
     args = parser.parse_args(argv)
 
     model = Model([Dense(3), TanH(), Dense(1), TanH()], input_size=2, device=args.device, seed=args.seed)
@@ -58,6 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     if not np.array_equal(predicted, reloaded):
         print("the loaded layers predict differently")
         return 1
+    if args.export is not None:
+        args.export.mkdir(parents=True, exist_ok=True)
+        written = model.export(args.export, format="c", name="xor_net")
+        try:
+            written += model.export(args.export / "xor_net.onnx")
+        except ImportError as error:  # onnx is the optional extra 'export'
+            print(f"no ONNX file: {error}")
+        print("exported the network to", ", ".join(str(p) for p in written))
     return 0
 
 

@@ -1,0 +1,71 @@
+"""The networks the export tests run in onnxruntime and as C: between them
+they hold every layer type, Conv2D and MaxPool2D with strides and padding,
+odd widths, and a model that ends with logits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from intricate_py import MinLossReached, Model
+from intricate_py.layers import Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU, Sigmoid, Softmax, TanH
+from intricate_py.losses import MeanSquared
+from intricate_py.optimizers import SGD
+
+#: Within this relative difference of predict (the absolute term covers
+#: values near 0, where sums that cancel round differently in any order).
+RTOL, ATOL = 1e-5, 1e-6
+
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
+
+
+def _random_biases(model: Model, seed: int) -> Model:
+    """Nonzero biases (they start at zero), so that the tests see them."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, (Dense, Conv2D)):
+            layer.biases = rng.normal(0, 0.5, layer.biases.shape)
+    return model
+
+
+def mlp(device: str = "cpu", dtype: str = "float32") -> Model:
+    return _random_biases(Model([Dense(16), TanH(), Dense(13), Sigmoid(), Dense(10), ReLU(), Dense(4), Softmax()],
+                                input_size=7, device=device, dtype=dtype, seed=1), 1)
+
+
+def logits_mlp() -> Model:
+    """A classifier without its Softmax, as trained with a from_logits loss."""
+    return _random_biases(Model([Dense(9), ReLU(), Dropout(0.5), Dense(3)], input_size=5, device="cpu", seed=2), 2)
+
+
+def cnn() -> Model:
+    return _random_biases(Model(
+        [Conv2D(4, 3, stride=2, padding=1), ReLU(), MaxPool2D(3, stride=2, padding=1),
+         Conv2D(3, (2, 3), stride=(1, 2), padding=(1, 0)), TanH(), MaxPool2D((2, 1), stride=1),
+         Flatten(), Dropout(0.25), Dense(7), Sigmoid(), Dense(5), Softmax()],
+        input_size=(2, 11, 13), device="cpu", seed=3), 3)
+
+
+def xor() -> Model:
+    """Intricate's XoR network, trained until the loss is below 0.01."""
+    model = Model([Dense(3), TanH(), Dense(1), TanH()], input_size=2, device="cpu", seed=0)
+    history = model.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=10_000, batch_size=4,
+                        halting_condition=MinLossReached(0.01))
+    assert history.history["loss"][-1] < 0.01
+    return model
+
+
+MODELS = {"mlp": mlp, "logits_mlp": logits_mlp, "cnn": cnn, "xor": xor}
+
+
+def inputs(model: Model, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` random float32 samples for ``model``, spread beyond [-1, 1]."""
+    return (np.random.default_rng(seed).normal(size=(n, *model.input_shape)) * 2).astype(np.float32)
+
+
+class Doubling(Layer):
+    """A layer no exporter knows."""
+
+    def forward(self, x):
+        self._check_input(x)
+        return x * 2

@@ -1,0 +1,163 @@
+"""model.export(folder, format="c", name=...) writes C99 that compiles
+warning-free under gcc (and clang where present), keeps its promises (no
+heap, no writable globals, two includes) and computes predict's outputs;
+the XoR example exports it and examples/deploy builds a program from it."""
+
+import ctypes
+import importlib.util
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export_models import ATOL, MODELS, RTOL, Doubling, inputs, mlp
+
+import intricate_py
+from intricate_py import Model
+from intricate_py.layers import Dense, Sigmoid, Softmax, TanH
+
+ROOT = Path(__file__).resolve().parent.parent
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+
+
+@pytest.fixture(params=["cc", "clang"])
+def compiler(request):
+    path = shutil.which(request.param)
+    if path is None:
+        pytest.skip(f"no {request.param} on this machine")
+    return path
+
+
+def build(model: Model, folder: Path, compiler: str, name: str = "net"):
+    """Export ``model``, compile it into a shared library and return
+    ``run(x) -> y`` through its batch function, and the library."""
+    folder.mkdir(exist_ok=True)
+    model.export(folder, format="c", name=name)
+    library = folder / f"lib{name}.so"
+    subprocess.run([compiler, *STRICT, "-O2", "-shared", "-fPIC", str(folder / f"{name}.c"), "-o", str(library),
+                    "-lm"], check=True, capture_output=True, text=True)
+    lib = ctypes.CDLL(str(library))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, np.float32)
+        y = np.empty((len(x), *model.output_shape), np.float32)
+        lib[f"{name}_batch"](x.ctypes.data_as(ctypes.c_void_p), y.ctypes.data_as(ctypes.c_void_p),
+                             ctypes.c_size_t(len(x)))
+        return y
+
+    return run, lib
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_c_computes_predicts_outputs(kind, tmp_path, compiler):
+    model = MODELS[kind]()
+    run, lib = build(model, tmp_path, compiler)
+    x = inputs(model, 1000)
+    y = run(x)
+    np.testing.assert_allclose(y, model.predict(x), rtol=RTOL, atol=ATOL)
+    one = np.empty(model.output_shape, np.float32)  # the one-sample function
+    lib.net(x[3].ctypes.data_as(ctypes.c_void_p), one.ctypes.data_as(ctypes.c_void_p))
+    np.testing.assert_array_equal(one, y[3])
+
+
+def test_c_activations_at_the_extremes(tmp_path):
+    """The rational tanh, the two-sided sigmoid and the shifted softmax on
+    values from 1e-30 to 1e4 of either sign, and on infinities and NaN."""
+    magnitudes = np.concatenate([np.geomspace(1e-30, 1e4, 2000), np.linspace(0, 12, 2000)])
+    x = np.concatenate([magnitudes, -magnitudes, [0.0, -0.0, 1.0, -1.0]]).astype(np.float32).reshape(-1, 4)
+    for i, layer in enumerate((TanH(), Sigmoid(), Softmax())):
+        model = Model([layer], input_size=4, device="cpu")
+        run, _ = build(model, tmp_path / str(i), "cc")
+        y = run(x)
+        np.testing.assert_allclose(y, model.predict(x), rtol=1e-6 if i == 0 else RTOL, atol=0)
+        if i == 0:  # exact where tanh is exact: odd, 0 at ±0, ±1 far out
+            np.testing.assert_array_equal(np.signbit(y), np.signbit(x))
+            assert np.all(np.abs(y[np.abs(x) > 10]) == 1)
+            special = run(np.array([[np.inf, -np.inf, np.nan, 1e-45]], np.float32))
+            np.testing.assert_array_equal(special, [[1, -1, np.nan, np.float32(1e-45)]])
+
+
+def test_c_files_keep_their_promises(tmp_path):
+    model = MODELS["cnn"]()
+    model.export(tmp_path, format="c", name="vision")
+    source, header = (tmp_path / "vision.c").read_text(), (tmp_path / "vision.h").read_text()
+    assert re.findall(r"#include\s*(\S+)", source) == ["<math.h>", "<stddef.h>", '"vision.h"']
+    assert re.findall(r"#include\s*(\S+)", header) == ["<stddef.h>"]
+    assert not re.search(r"malloc|calloc|alloca|free\(", source)
+    assert "void vision(const float *x, float *y);" in header
+    assert "void vision_batch(const float *x, float *y, size_t n);" in header
+    assert f"intricate-py {intricate_py.__version__}" in header
+    assert "#define VISION_INPUTS 286" in header and "#define VISION_OUTPUTS 5" in header
+    assert "input: 286 floats a sample, shape (2, 11, 13)" in header and "shape (5,)" in header
+    assert "0: Conv2D(2->4, 3x3, stride 2, padding 1) -> (n, 4, 6, 7)" in header
+    assert "11: Softmax() -> (n, 5)" in header
+    assert source.isascii() and header.isascii()
+    # file-scope data: read-only arrays only; the only external symbols are the two functions
+    subprocess.run(["cc", *STRICT, "-O2", "-c", str(tmp_path / "vision.c"), "-o", str(tmp_path / "vision.o")],
+                   check=True)
+    symbols = subprocess.run(["nm", str(tmp_path / "vision.o")], capture_output=True, text=True, check=True).stdout
+    kinds = {line.split()[-1]: line.split()[-2] for line in symbols.splitlines()}
+    assert {s for s, k in kinds.items() if k.isupper() and k != "U"} == {"vision", "vision_batch"}
+    assert not {s for s, k in kinds.items() if k in "DdBbCc"}  # nothing writable
+    # and the same model writes the same text
+    model.export(tmp_path, format="c", name="vision")
+    assert (tmp_path / "vision.c").read_text() == source
+
+
+def test_c_pads_dense_outputs_for_whole_registers(tmp_path):
+    mlp().export(tmp_path, format="c", name="net")
+    source = (tmp_path / "net.c").read_text()
+    assert "static const float weight0[7][16]" in source  # 16 outputs: no padding
+    assert "static const float weight2[16][16]" in source and "13 outputs (padded to 16)" in source
+    assert re.search(r"for \(int k = 0; k < 16; k\+\+\) \{\n\s+float v = a\[k\];\n\s+a\[k\] = fast_tanh", source)
+
+
+def test_c_refuses_an_unknown_layer_naming_it(tmp_path):
+    model = Model([Dense(3), Doubling(), TanH()], input_size=2, device="cpu")
+    with pytest.raises(ValueError, match=r"layer 1 Doubling\(\) to C: the C exporter knows .*Dense.*a Doubling layer"):
+        model.export(tmp_path, format="c", name="net")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["2net", "my-net", "int", "weight0", "x", ""])
+def test_c_needs_a_usable_identifier(tmp_path, name):
+    with pytest.raises(ValueError, match="Received: name="):
+        mlp().export(tmp_path, format="c", name=name)
+
+
+def test_c_needs_an_existing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="expected an existing folder"):
+        mlp().export(tmp_path / "nowhere", format="c", name="net")
+
+
+def test_xor_example_exports_and_the_deploy_program_runs(tmp_path, capsys):
+    if shutil.which("make") is None or shutil.which("cc") is None:
+        pytest.skip("needs make and cc")
+    spec = importlib.util.spec_from_file_location("example_xor", ROOT / "examples" / "xor" / "main.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "out"
+    assert example.main(["--device", "cpu", "--out", str(out), "--export", str(out)]) == 0
+    assert "exported the network to" in capsys.readouterr().out
+    assert {"xor_net.c", "xor_net.h", "xor_net.onnx"} <= {p.name for p in out.iterdir()}
+    subprocess.run(["make", "-C", str(ROOT), "deploy-build", f"DEPLOY={out}"], check=True, capture_output=True)
+    # the example's model, rebuilt from its saved layers, against the program
+    model = Model([intricate_py.layers.Layer.load(out / "xor-first-dense.safetensors"), TanH(),
+                   intricate_py.layers.Layer.load(out / "xor-second-dense.safetensors"), TanH()], device="cpu")
+    for a, b in [(0, 0), (0, 1), (1, 0), (1, 1), (0.25, -3)]:
+        printed = subprocess.run([str(out / "xor"), str(a), str(b)], capture_output=True, text=True, check=True)
+        np.testing.assert_allclose(float(printed.stdout), model.predict([[a, b]])[0, 0], rtol=RTOL, atol=ATOL)
+    usage = subprocess.run([str(out / "xor"), "1"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_export_refuses_weights_that_are_not_finite(tmp_path):
+    model = mlp()
+    weights = model.layers[2].weights
+    weights[1, 2] = np.nan
+    model.backend.write(model.layers[2].params["W"].value, weights)  # what training gone wrong could leave
+    with pytest.raises(ValueError, match=r"layer 2 Dense\(16→13\) to C: its weight holds NaN or inf"):
+        model.export(tmp_path, format="c", name="net")
