@@ -16,7 +16,6 @@ misclassified images.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from intricate_py.datasets import DEBIAN_PACKAGE, FASHION_CLASSES, FASHION_MNIST
 from intricate_py.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Softmax
 from intricate_py.losses import CategoricalCrossEntropy
 from intricate_py.optimizers import Adam
+from intricate_py.schedules import CosineDecay
 
 
 #: default epochs of each network
@@ -64,15 +64,6 @@ def prepare(images: np.ndarray, mean: float, std: float, model: str) -> np.ndarr
     return ((images.reshape(shape).astype(np.float32) / 255) - mean) / std
 
 
-def cosine_schedule(optimizer, base: float, epochs: int):
-    """A callback setting the learning rate of the next epoch on a cosine from ``base`` to 0."""
-
-    def schedule(epoch: int, logs) -> None:
-        optimizer.learning_rate = base * 0.5 * (1 + math.cos(math.pi * (epoch + 1) / epochs)) + 1e-12
-
-    return schedule
-
-
 def class_names(folder: Path) -> list[str]:
     return list(FASHION_CLASSES) if "fashion" in str(folder).lower() else [str(i) for i in range(10)]
 
@@ -97,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
 
     model = build_model(args)
     print(model)
-    optimizer = Adam(args.learning_rate)
+    # the learning rate falls on a cosine from its start to 0 over the whole fit, step by step
+    steps = args.epochs * -(-len(x_train) // args.batch_size)
+    optimizer = Adam(CosineDecay(args.learning_rate, decay_steps=steps))
     history = model.fit(
         x_train, train_labels, loss=CategoricalCrossEntropy(), optimizer=optimizer, epochs=args.epochs,
         batch_size=args.batch_size, validation_data=(x_test, test_labels), verbose=1,
-        callbacks=[cosine_schedule(optimizer, args.learning_rate, args.epochs)],
     )
     if history.stop_reason:
         print(history.stop_reason)
