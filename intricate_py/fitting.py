@@ -45,7 +45,9 @@ class StepPlan:
     def __init__(self, model: "Model"):
         self.model, self.backend, self.loss = model, model.backend, model.loss
         self.kind, fused = self.loss.step_kind(model.layers[-1])
+        # a fused loss takes the last layer's input and does that layer's work
         trained = model.layers[:-1] if fused else model.layers
+        self.forward = trained
         self.backward = list(reversed(trained[1:]))
         self.first = trained[0] if trained else None
         self.accuracy = self.loss.accuracy_kind(model.output_shape[0])
@@ -58,8 +60,10 @@ class StepPlan:
         model, backend, loss = self.model, self.backend, self.loss
         for layer in self.stepped:
             layer.begin_step(model.optimizer.iterations)
-        p = model._forward(x)
-        g = model._workspace.get("grad", p.shape[0], model.output_shape)
+        p = x
+        for layer in self.forward:
+            p = layer.forward(p)
+        g = model._workspace.get("grad", p.shape[0], p.shape[1:])
         loss.train_step(backend, self.kind, p, t, metrics, index, self.accuracy, g)
         for layer in self.backward:
             g = layer.back_propagate(g)

@@ -72,8 +72,9 @@ class Loss:
 
     def step_kind(self, last_layer: Layer) -> tuple[str, bool]:
         """The backend kind a training step uses after the model's last
-        layer, and whether it fuses with that layer (whose backward the step
-        then skips: the kind gives the gradient of its input)."""
+        layer, and whether it fuses with that layer: the step then gives the
+        kind that layer's input and skips the layer both ways (the kind does
+        its work and gives the gradient of its input)."""
         if self.fused_layer is not None and type(last_layer) is self.fused_layer:
             return self.fused_kind, True
         return self.kind, False
@@ -104,8 +105,8 @@ class Loss:
         backend.loss(kind, p, t, acc, index, accuracy, self._value_scale(p), grad, factor / count)
 
     def gradient(self, backend: Backend, p: Array, t: Array, out: Array, fused: bool = False) -> None:
-        """dE/dp of the batch's mean loss into ``out`` (with ``fused``, the
-        gradient of the fused layer's input)."""
+        """dE/dp of the batch's mean loss into ``out``; with ``fused``, p is
+        the input z of the fused layer and the gradient is dE/dz."""
         kind = self.fused_kind if fused else self.kind
         acc = backend.zeros((2,))
         self.train_step(backend, kind, p, t, acc, 0, self.accuracy_kind(p.shape[1]), out)

@@ -10,12 +10,16 @@
 //           1 absolute                     |p - t|;                      sign(p - t)
 //           2 cross_entropy                -t log c;                     -t / c
 //           3 binary_cross_entropy         -(t log c + (1-t) log(1-c));  (c - t) / (c (1 - c))
-//           4 softmax_cross_entropy        -t log c;                     p - t
-//           5 sigmoid_cross_entropy        as 3;                         p - t
+//           4 softmax_cross_entropy        as 2 of q = softmax(row z);   q - t
+//           5 sigmoid_cross_entropy        as 3 of q = sigmoid(z);       q - t
 //           6 logits_cross_entropy         -t (z - logsumexp(row z));    softmax(row z) - t
 //           7 logits_binary_cross_entropy  max(z, 0) - z t + log(1 + exp(-|z|)); sigmoid(z) - t
-//         accuracy: 0 binary, elements with (p > 0.5) == (t > 0.5); 1 binary_logits,
-//         (p > 0) == (t > 0.5); 2 categorical, rows whose first argmax of p equals
+//         (kinds 4 to 7 take p as z, the input of a Softmax or Sigmoid; 4 and 5 are
+//         that layer fused with a probability loss, and compute q exactly as
+//         activations.wgsl's softmax_forward and sigmoid do)
+//         accuracy, counted on q (p, or for kinds 4 and 5 the probabilities):
+//         0 binary, elements with (q > 0.5) == (t > 0.5); 1 binary_logits,
+//         (q > 0) == (t > 0.5); 2 categorical, rows whose first argmax of q equals
 //         the first argmax of t
 // Bindings (group 0):
 //   0 params  uniform Params, one slot per dispatch (dynamic offset)
@@ -59,11 +63,21 @@ fn sigmoid(x: f32) -> f32 {
   return select(s, e * s, x < 0.0);
 }
 
-fn first_argmax_p(base: u32, cols: u32) -> u32 {
+// what accuracy is counted on: p, or the probabilities of a fused kind
+fn predicted(x: f32, m: f32, s: f32) -> f32 {
+  switch params.kind {
+    case 4u: { return exp(x - m) / s; }
+    case 5u: { return sigmoid(x); }
+    default: { return x; }
+  }
+}
+
+fn first_argmax_q(base: u32, cols: u32, m: f32, s: f32) -> u32 {
   var best = 0u;
-  var value = p[base];
+  var value = predicted(p[base], m, s);
   for (var j = 1u; j < cols; j = j + 1u) {
-    if (p[base + j] > value) { value = p[base + j]; best = j; }
+    let q = predicted(p[base + j], m, s);
+    if (q > value) { value = q; best = j; }
   }
   return best;
 }
@@ -77,7 +91,7 @@ fn first_argmax_t(base: u32, cols: u32) -> u32 {
   return best;
 }
 
-// (l, g) of one element; m and s are the row's max and Σ exp(z - m) (kind 6)
+// (l, g) of one element; m and s are the row's max and Σ exp(z - m) (kinds 4, 6)
 fn term(x: f32, y: f32, m: f32, s: f32) -> vec2<f32> {
   switch params.kind {
     case 0u: { let d = x - y; return vec2<f32>(d * d, d); }
@@ -87,10 +101,14 @@ fn term(x: f32, y: f32, m: f32, s: f32) -> vec2<f32> {
       let c = clipped(x);
       return vec2<f32>(-(y * log(c) + (1.0 - y) * log(1.0 - c)), (c - y) / (c * (1.0 - c)));
     }
-    case 4u: { return vec2<f32>(-(y * log(clipped(x))), x - y); }
+    case 4u: {
+      let q = exp(x - m) / s;
+      return vec2<f32>(-(y * log(clipped(q))), q - y);
+    }
     case 5u: {
-      let c = clipped(x);
-      return vec2<f32>(-(y * log(c) + (1.0 - y) * log(1.0 - c)), x - y);
+      let q = sigmoid(x);
+      let c = clipped(q);
+      return vec2<f32>(-(y * log(c) + (1.0 - y) * log(1.0 - c)), q - y);
     }
     case 6u: {
       let shifted = x - m;
@@ -114,7 +132,7 @@ fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
     let row_t = params.t_off + r * cols;
     var m = p[row_p];
     var s = 0.0;
-    if (params.kind == 6u) {
+    if (params.kind == 4u || params.kind == 6u) {  // softmax_forward's order of operations
       for (var j = 1u; j < cols; j = j + 1u) { m = max(m, p[row_p + j]); }
       for (var j = 0u; j < cols; j = j + 1u) { s = s + exp(p[row_p + j] - m); }
     }
@@ -125,10 +143,10 @@ fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
       if (!finite(x) || !finite(lg.x)) { bad = bad + 1u; }
       total = total + lg.x;
       if (params.has_grad == 1u) { grad[params.grad_off + r * cols + j] = lg.y * params.grad_scale; }
-      if (params.accuracy != 2u) { hits = hits + select(0.0, 1.0, (x > threshold) == (y > 0.5)); }
+      if (params.accuracy != 2u) { hits = hits + select(0.0, 1.0, (predicted(x, m, s) > threshold) == (y > 0.5)); }
     }
     if (params.accuracy == 2u) {
-      hits = hits + select(0.0, 1.0, first_argmax_p(row_p, cols) == first_argmax_t(row_t, cols));
+      hits = hits + select(0.0, 1.0, first_argmax_q(row_p, cols, m, s) == first_argmax_t(row_t, cols));
     }
   }
   loss_part[lid.x] = total;

@@ -6,7 +6,7 @@ import pytest
 
 from gradcheck import assert_close, numeric_gradient
 from intricate_py import Model
-from intricate_py.backends import NumpyBackend, dropout_bits
+from intricate_py.backends import NumpyBackend, dropout_key, dropout_threshold
 from intricate_py.backends.base import pcg
 from intricate_py.layers import Dense, Dropout, Layer, ReLU, Softmax
 from intricate_py.losses import CategoricalCrossEntropy
@@ -31,15 +31,15 @@ def test_kept_fraction_and_scale():
     backend = NumpyBackend()
     x = np.ones((200, 500), np.float32)
     out, mask = np.empty_like(x), np.empty_like(x)
-    backend.dropout(x, out, mask, 0.3, seed=7, step=0)
+    backend.dropout(x, out, mask, 0.3, dropout_key(7, 0))
     assert abs((mask > 0).mean() - 0.7) < 0.005
     assert set(np.unique(mask)) == {0.0, np.float32(1 / 0.7)}
     np.testing.assert_array_equal(out, mask)
     assert abs(out.mean() - 1.0) < 0.01  # inverted dropout keeps the mean
     again, other_step, other_seed = (np.empty_like(x) for _ in range(3))
-    backend.dropout(x, out, again, 0.3, seed=7, step=0)
-    backend.dropout(x, out, other_step, 0.3, seed=7, step=1)
-    backend.dropout(x, out, other_seed, 0.3, seed=8, step=0)
+    backend.dropout(x, out, again, 0.3, dropout_key(7, 0))
+    backend.dropout(x, out, other_step, 0.3, dropout_key(7, 1))
+    backend.dropout(x, out, other_seed, 0.3, dropout_key(8, 0))
     np.testing.assert_array_equal(again, mask)
     assert not np.array_equal(other_step, mask) and not np.array_equal(other_seed, mask)
 
@@ -47,9 +47,9 @@ def test_kept_fraction_and_scale():
 def test_the_gpu_drops_the_same_elements(gpu, rng):
     x = rng.normal(size=(37, 29)).astype(np.float32)
     out, mask = np.empty_like(x), np.empty_like(x)
-    NumpyBackend().dropout(x, out, mask, 0.4, seed=2026, step=11)
+    NumpyBackend().dropout(x, out, mask, 0.4, dropout_key(2026, 11))
     g_out, g_mask = gpu.empty(x.shape), gpu.empty(x.shape)
-    gpu.dropout(gpu.from_numpy(x), g_out, g_mask, 0.4, 2026, 11)
+    gpu.dropout(gpu.from_numpy(x), g_out, g_mask, 0.4, dropout_key(2026, 11))
     np.testing.assert_array_equal(gpu.to_numpy(g_mask), mask)
     np.testing.assert_allclose(gpu.to_numpy(g_out), out, rtol=1e-6)
     dy = rng.normal(size=x.shape).astype(np.float32)
@@ -59,9 +59,10 @@ def test_the_gpu_drops_the_same_elements(gpu, rng):
 
 
 def test_threshold_of_the_draw():
-    key, threshold, scale = dropout_bits(seed=1, step=2, rate=0.25)
+    threshold, scale = dropout_threshold(0.25)
     assert threshold == 2**30 and scale == pytest.approx(4 / 3)
-    assert dropout_bits(1, 2, 0.999999999999)[1] == 2**32 - 1
+    assert dropout_threshold(0.999999999999)[0] == 2**32 - 1
+    assert dropout_key(1, 2) != dropout_key(1, 3) and 0 <= dropout_key(1, 2) < 2**32
 
 
 def test_gradient_while_training(cpu64, rng):

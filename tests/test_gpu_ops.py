@@ -237,3 +237,26 @@ def test_optimizer_steps(gpu, cpu, rng, step):
     assert_parity(gpu.to_numpy(p_gpu), p_cpu, np.abs(p0) + 1)
     for s_gpu, s_cpu in zip(states_gpu, states_cpu):
         assert_parity(gpu.to_numpy(s_gpu), s_cpu, np.abs(s_cpu) + 1e-3)
+
+
+@pytest.mark.parametrize("backend_name", ["cpu", "gpu"])
+@pytest.mark.parametrize("fused, layer, plain", [("softmax_cross_entropy", "softmax", "cross_entropy"),
+                                                 ("sigmoid_cross_entropy", "sigmoid", "binary_cross_entropy")])
+def test_a_fused_loss_is_its_layer_then_the_loss(backend_name, gpu, cpu, rng, fused, layer, plain):
+    """The fused kind on z gives the value and count of the layer's output
+    fed to the plain loss (bit for bit on a backend), and the gradient p - t."""
+    backend = gpu if backend_name == "gpu" else cpu
+    z = f32(rng, 37, 5) * 3
+    t = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 37)]
+    accuracy = "categorical" if layer == "softmax" else "binary"
+    p = backend.empty(z.shape)
+    if layer == "softmax":
+        backend.softmax(backend.from_numpy(z), p)
+    else:
+        backend.activation("sigmoid", backend.from_numpy(z), p)
+    want, got = backend.zeros((2,)), backend.zeros((2,))
+    backend.loss(plain, p, backend.from_numpy(t), want, 0, accuracy, 1.0)
+    grad = backend.empty(z.shape)
+    backend.loss(fused, backend.from_numpy(z), backend.from_numpy(t), got, 0, accuracy, 1.0, grad, 1.0)
+    np.testing.assert_array_equal(backend.to_numpy(got), backend.to_numpy(want))
+    np.testing.assert_array_equal(backend.to_numpy(grad), backend.to_numpy(p) - t)

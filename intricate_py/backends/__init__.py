@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import device_choice
-from .base import Array, Backend, dropout_bits
+from .base import Array, Backend, dropout_key, dropout_threshold
 from .numpy_backend import NumpyBackend
 
 
@@ -32,4 +32,4 @@ def select_backend(device: "str | Backend" = "auto", dtype: str = "float32") -> 
     return WgpuBackend.for_adapter(device_choice.best_adapter())
 
 
-__all__ = ["Array", "Backend", "NumpyBackend", "select_backend", "dropout_bits"]
+__all__ = ["Array", "Backend", "NumpyBackend", "select_backend", "dropout_key", "dropout_threshold"]

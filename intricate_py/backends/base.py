@@ -201,16 +201,19 @@ class Backend(abc.ABC):
         absolute                     |p - t|                              sign(p - t)
         cross_entropy                -t log c                             -t / c
         binary_cross_entropy         -(t log c + (1 - t) log(1 - c))      (c - t) / (c (1 - c))
-        softmax_cross_entropy        -t log c (p a Softmax output)        p - t
-        sigmoid_cross_entropy        as binary_cross_entropy (p a         p - t
-                                     Sigmoid output)
+        softmax_cross_entropy        -t log c, c = clip(softmax(z))       softmax(z) - t
+        sigmoid_cross_entropy        as binary_cross_entropy of           sigmoid(z) - t
+                                     c = clip(sigmoid(z))
         logits_cross_entropy         row: -Σ t (z - logsumexp(z))         softmax(z) - t
         logits_binary_cross_entropy  max(z, 0) - z t + log(1 + e^-|z|)    sigmoid(z) - t
         ===========================  ===================================  ===================
 
-        The softmax and sigmoid kinds give the gradient with respect to
-        that layer's input (the fused gradient); the logits kinds take p as
-        logits z. Accuracies: binary, elements where (p > 0.5) == (t > 0.5);
+        The last four kinds take p as z, the input of a Softmax or Sigmoid:
+        the softmax and sigmoid kinds are that layer and a probability loss
+        fused (the same value as the layer followed by cross_entropy or
+        binary_cross_entropy, the gradient with respect to its input, the
+        accuracy counted on its output); the logits kinds are the losses of
+        ``from_logits=True``. Accuracies: binary, elements where (p > 0.5) == (t > 0.5);
         binary_logits, where (p > 0) == (t > 0.5); categorical, rows where
         the first argmax of p equals the first argmax of t.
         """
@@ -259,10 +262,10 @@ class Backend(abc.ABC):
 
     # ---------------------------------------------------------- regularisation
     @abc.abstractmethod
-    def dropout(self, x: Array, out: Array, mask: Array, rate: float, seed: int, step: int) -> None:
+    def dropout(self, x: Array, out: Array, mask: Array, rate: float, key: int) -> None:
         """Inverted dropout: ``mask = [pcg(i ^ key) >= rate·2³²] / (1 - rate)``
-        with ``key = pcg(seed ^ pcg(step))`` (see :func:`pcg`), ``out = x · mask``;
-        the same bits on every backend."""
+        (see :func:`pcg`; ``key`` is :func:`dropout_key` of a seed and a
+        step), ``out = x · mask``; the same bits on every backend."""
 
     @abc.abstractmethod
     def dropout_grad(self, dy: Array, mask: Array, out: Array) -> None:
@@ -341,8 +344,12 @@ def pcg(v):
     return (w >> np.uint32(22)) ^ w
 
 
-def dropout_bits(seed: int, step: int, rate: float) -> tuple[int, int, float]:
-    """(key, threshold, scale) of a dropout draw."""
-    key = pcg((seed ^ pcg(step & 0xFFFFFFFF)) & 0xFFFFFFFF)
-    threshold = min(int(rate * 2**32), 2**32 - 1)
-    return key, threshold, 1.0 / (1.0 - rate)
+def dropout_key(seed: int, step: int) -> int:
+    """The key of a dropout draw: ``pcg(seed ^ pcg(step))``, 32 bits."""
+    return pcg((seed ^ pcg(step & 0xFFFFFFFF)) & 0xFFFFFFFF)
+
+
+def dropout_threshold(rate: float) -> tuple[int, float]:
+    """(threshold, scale) of a dropout of ``rate``: bits below ``rate·2³²``
+    drop an element, the others are scaled by 1 / (1 - rate)."""
+    return min(int(rate * 2**32), 2**32 - 1), 1.0 / (1.0 - rate)

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .base import CLIP_EPSILON, Backend, dropout_bits, pcg, window_positions
+from .base import CLIP_EPSILON, Backend, dropout_threshold, pcg, window_positions
 
 
 def _sigmoid(x: np.ndarray, out: np.ndarray) -> None:
@@ -24,6 +24,13 @@ def _sigmoid(x: np.ndarray, out: np.ndarray) -> None:
     np.divide(1.0, 1.0 + e, out=out)
     negative = x < 0
     out[negative] = e[negative] * out[negative]
+
+
+def _softmax(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    np.subtract(x, x.max(axis=1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
 
 
 def _relu(x: np.ndarray, out: np.ndarray) -> None:
@@ -58,11 +65,11 @@ def _clip(p: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(p, t(CLIP_EPSILON)), t(1 - CLIP_EPSILON))
 
 
-# Each loss: (p, t, g) -> Σ l(p, t), writing the unscaled gradient into g
-# unless g is None (see Backend.loss for the table).
+# Each loss: (p, t, g) -> (Σ l(p, t), the predictions accuracy is counted
+# on), writing the unscaled gradient into g unless g is None (see Backend.loss).
 def _squared(p, t, g):
     d = np.subtract(p, t, out=g).reshape(-1)
-    return np.dot(d, d)
+    return np.dot(d, d), p
 
 
 def _absolute(p, t, g):
@@ -70,7 +77,7 @@ def _absolute(p, t, g):
     total = np.abs(d).sum()
     if g is not None:
         np.sign(g, out=g)
-    return total
+    return total, p
 
 
 def _cross_entropy_value(p, t):
@@ -86,7 +93,7 @@ def _cross_entropy(p, t, g):
     if g is not None:
         np.divide(t, _clip(p), out=g)
         np.negative(g, out=g)
-    return _cross_entropy_value(p, t)
+    return _cross_entropy_value(p, t), p
 
 
 def _binary_cross_entropy(p, t, g):
@@ -94,19 +101,22 @@ def _binary_cross_entropy(p, t, g):
         c = _clip(p)
         np.subtract(c, t, out=g)
         g /= c * (1 - c)
-    return _binary_cross_entropy_value(p, t)
+    return _binary_cross_entropy_value(p, t), p
 
 
-def _softmax_cross_entropy(p, t, g):
+def _softmax_cross_entropy(z, t, g):
+    p = _softmax(z, np.empty_like(z))
     if g is not None:
         np.subtract(p, t, out=g)
-    return _cross_entropy_value(p, t)
+    return _cross_entropy_value(p, t), p
 
 
-def _sigmoid_cross_entropy(p, t, g):
+def _sigmoid_cross_entropy(z, t, g):
+    p = np.empty_like(z)
+    _sigmoid(z, p)
     if g is not None:
         np.subtract(p, t, out=g)
-    return _binary_cross_entropy_value(p, t)
+    return _binary_cross_entropy_value(p, t), p
 
 
 def _logits_cross_entropy(z, t, g):
@@ -117,14 +127,14 @@ def _logits_cross_entropy(z, t, g):
         np.divide(e, sums, out=g)
         g -= t
     # -Σ_j t_j (shifted_j - log Σ e) per row
-    return np.dot(t.sum(axis=1), np.log(sums).reshape(-1)) - np.dot(t.reshape(-1), shifted.reshape(-1))
+    return np.dot(t.sum(axis=1), np.log(sums).reshape(-1)) - np.dot(t.reshape(-1), shifted.reshape(-1)), z
 
 
 def _logits_binary_cross_entropy(z, t, g):
     if g is not None:
         _sigmoid(z, g)
         g -= t
-    return np.sum(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z))))
+    return np.sum(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))), z
 
 
 _LOSS = {
@@ -258,9 +268,7 @@ class NumpyBackend(Backend):
         _ACTIVATION_GRAD[kind](y, dy, out)
 
     def softmax(self, x: np.ndarray, out: np.ndarray) -> None:
-        np.subtract(x, x.max(axis=1, keepdims=True), out=out)
-        np.exp(out, out=out)
-        out /= out.sum(axis=1, keepdims=True)
+        _softmax(x, out)
 
     def softmax_grad(self, y, dy, out) -> None:
         np.multiply(dy, y, out=out)
@@ -270,11 +278,11 @@ class NumpyBackend(Backend):
 
     # ------------------------------------------------------------------ losses
     def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0) -> None:
-        total = _LOSS[kind](p, t, grad)
+        total, predictions = _LOSS[kind](p, t, grad)
         if not (math.isfinite(total) and _all_finite(p)):
             total = math.nan
         acc[index] += scale * total
-        acc[index + 1] += _CORRECT[accuracy](p, t)
+        acc[index + 1] += _CORRECT[accuracy](predictions, t)
         if grad is not None and grad_scale != 1.0:
             np.multiply(grad, grad.dtype.type(grad_scale), grad)
 
@@ -340,8 +348,8 @@ class NumpyBackend(Backend):
         p -= step
 
     # ---------------------------------------------------------- regularisation
-    def dropout(self, x, out, mask, rate, seed, step) -> None:
-        key, threshold, scale = dropout_bits(seed, step, rate)
+    def dropout(self, x, out, mask, rate, key) -> None:
+        threshold, scale = dropout_threshold(rate)
         index = np.arange(x.size, dtype=np.uint32).reshape(x.shape)
         kept = pcg(index ^ np.uint32(key)) >= np.uint32(threshold)
         np.multiply(kept, mask.dtype.type(scale), out=mask)

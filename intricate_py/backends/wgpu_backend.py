@@ -30,7 +30,7 @@ import numpy as np
 import wgpu
 
 from ..device_choice import Adapter
-from .base import ACCURACIES, LOSSES, Backend, dropout_bits, window_positions
+from .base import ACCURACIES, LOSSES, Backend, dropout_threshold, window_positions
 from .shaders import Kernels
 
 _USAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
@@ -457,8 +457,8 @@ class WgpuBackend(Backend):
         )
 
     # ---------------------------------------------------------- regularisation
-    def dropout(self, x, out, mask, rate, seed, step) -> None:
-        key, threshold, scale = dropout_bits(seed, step, rate)
+    def dropout(self, x, out, mask, rate, key) -> None:
+        threshold, scale = dropout_threshold(rate)
         self._dispatch(
             "dropout_forward", self._grid(x.size), (x, mask, out), count=x.size, key=key,
             threshold=threshold, scale=scale, a_off=x.offset, mask_off=mask.offset, out_off=out.offset,

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import _checks
-from ..backends import Array
+from ..backends import Array, dropout_key
 from .base import Layer
 
 
@@ -29,6 +29,7 @@ class Dropout(Layer):
         self.rate = _checks.fraction(rate, "rate")
         self.seed = None if seed is None else _checks.non_negative_int(seed, "seed") & 0xFFFFFFFF
         self.step = 0
+        self.key: int | None = None  # of the current step, set by begin_step
         self._dropped = False
 
     def create_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -38,6 +39,7 @@ class Dropout(Layer):
 
     def begin_step(self, step: int) -> None:
         self.step = step
+        self.key = dropout_key(self.seed, step)
 
     def forward(self, x: Array) -> Array:
         self._check_input(x)
@@ -47,7 +49,9 @@ class Dropout(Layer):
         n, ws = x.shape[0], self._workspace
         y = ws.get("y", n, self.input_shape)
         self._mask = ws.get("mask", n, self.input_shape)
-        self.backend.dropout(x, y, self._mask, self.rate, self.seed, self.step)
+        if self.key is None:  # used outside fit, which calls begin_step
+            self.key = dropout_key(self.seed, self.step)
+        self.backend.dropout(x, y, self._mask, self.rate, self.key)
         return y
 
     def back_propagate(self, grad_output: Array) -> Array:
