@@ -88,10 +88,9 @@ class DeviceData:
         self.order = backend.from_numpy(np.arange(self.n, dtype=np.int32))
         xb = model._workspace.get(role + "_x", batch, x.shape[1:])
         tb = model._workspace.get(role + "_t", batch, t.shape[1:])
+        # (first row in the order, samples, targets) of each batch
         self._views = [
-            (backend.rows(self.order, s, min(s + batch, self.n)),
-             backend.rows(xb, 0, min(batch, self.n - s)),
-             backend.rows(tb, 0, min(batch, self.n - s)))
+            (s, backend.rows(xb, 0, min(batch, self.n - s)), backend.rows(tb, 0, min(batch, self.n - s)))
             for s in range(0, self.n, batch)
         ]
         self.steps = len(self._views)
@@ -104,14 +103,13 @@ class DeviceData:
     def shuffle(self, rng: np.random.Generator) -> None:
         self.backend.write(self.order, rng.permutation(self.n).astype(np.int32))
 
-    def _gather(self, idx, xb, tb) -> None:
-        self.backend.take_rows(self.x, idx, xb)
-        self.backend.take_rows(self.t, idx, tb)
+    def _gather(self, first: int, xb, tb) -> None:
+        self.backend.take_rows(self.x, self.order, xb, first, self.t, tb)
 
     def batches(self):
-        for idx, xb, tb in self._views:
+        for first, xb, tb in self._views:
             if not self._gathered:
-                self._gather(idx, xb, tb)
+                self._gather(first, xb, tb)
             yield xb, tb
 
 

@@ -260,3 +260,24 @@ def test_a_fused_loss_is_its_layer_then_the_loss(backend_name, gpu, cpu, rng, fu
     backend.loss(fused, backend.from_numpy(z), backend.from_numpy(t), got, 0, accuracy, 1.0, grad, 1.0)
     np.testing.assert_array_equal(backend.to_numpy(got), backend.to_numpy(want))
     np.testing.assert_array_equal(backend.to_numpy(grad), backend.to_numpy(p) - t)
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 4])
+def test_take_rows_pairs_samples_and_targets_from_an_offset(gpu, cpu, rng, monkeypatch, chunk_rows):
+    x, t = f32(rng, 23, 7), f32(rng, 23, 3)
+    with monkeypatch.context() as patch:
+        if chunk_rows:  # the samples split over buffers: one dispatch a buffer instead of the pair
+            patch.setattr(gpu, "max_binding_bytes", chunk_rows * 7 * 4)
+        data_x = gpu.dataset(x)
+    data_t = gpu.dataset(t)
+    order = rng.permutation(23).astype(np.int32)
+    want_x, want_t = np.empty((6, 7), np.float32), np.empty((6, 3), np.float32)
+    cpu.take_rows(x, order, want_x, 5, t, want_t)
+    np.testing.assert_array_equal(want_x, x[order[5:11]])
+    out_x, out_t = gpu.empty((6, 7)), gpu.empty((6, 3))
+    before = gpu.stats()["dispatches"]
+    gpu.take_rows(data_x, gpu.from_numpy(order), out_x, 5, data_t, out_t)
+    dispatches = gpu.stats()["dispatches"] - before
+    assert dispatches == (1 if chunk_rows is None else math.ceil(23 / chunk_rows) + 1)
+    np.testing.assert_array_equal(gpu.to_numpy(out_x), want_x)
+    np.testing.assert_array_equal(gpu.to_numpy(out_t), want_t)

@@ -122,8 +122,14 @@ class Backend(abc.ABC):
         model packs every parameter into one buffer, and how Flatten works."""
 
     @abc.abstractmethod
-    def take_rows(self, src: Array, indices: Array, out: Array) -> None:
-        """``out[i] = src[indices[i]]``: gathers a batch, ``indices`` of int32."""
+    def take_rows(
+        self, src: Array, indices: Array, out: Array, first: int = 0,
+        src2: Array | None = None, out2: Array | None = None,
+    ) -> None:
+        """``out[i] = src[indices[first + i]]`` for every row i of ``out``:
+        gathers a batch, ``indices`` of int32; with ``src2`` and ``out2``,
+        also ``out2[i] = src2[indices[first + i]]`` in the same pass (a
+        batch's samples and targets in one dispatch)."""
 
     # ----------------------------------------------------------- dense algebra
     @abc.abstractmethod

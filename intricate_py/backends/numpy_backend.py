@@ -238,9 +238,12 @@ class NumpyBackend(Backend):
     def view(self, a: np.ndarray, offset: int, shape: Sequence[int]) -> np.ndarray:
         return a.reshape(-1)[offset : offset + math.prod(shape)].reshape(shape)
 
-    def take_rows(self, src: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
+    def take_rows(self, src, indices, out, first=0, src2=None, out2=None) -> None:
+        rows = indices[first : first + len(out)]
         # mode="clip": "raise" (the default) buffers every take into out
-        np.take(src, indices, axis=0, out=out, mode="clip")
+        np.take(src, rows, axis=0, out=out, mode="clip")
+        if src2 is not None:
+            np.take(src2, rows, axis=0, out=out2, mode="clip")
 
     # ----------------------------------------------------------- dense algebra
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None) -> None:

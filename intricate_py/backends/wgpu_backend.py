@@ -375,15 +375,26 @@ class WgpuBackend(Backend):
     def view(self, a: GPUArray, offset: int, shape: Sequence[int]) -> GPUArray:
         return GPUArray(a.alloc, a.offset + offset, tuple(shape), a.dtype)
 
-    def take_rows(self, src, indices: GPUArray, out: GPUArray) -> None:
-        chunks = src.chunks if isinstance(src, GPUDataset) else [(src, 0, src.shape[0])]
-        row_len = math.prod(out.shape[1:])
-        for chunk, lo, hi in chunks:
+    def take_rows(self, src, indices, out, first=0, src2=None, out2=None) -> None:
+        if src2 is not None and not isinstance(src, GPUDataset) and not isinstance(src2, GPUDataset):
+            rows = out.shape[0]
+            len1, len2 = math.prod(out.shape[1:]), math.prod(out2.shape[1:])
             self._dispatch(
-                "take_rows", self._grid(out.size), (chunk, indices, out),
-                count=out.size, row_len=row_len, src_off=chunk.offset, idx_off=indices.offset,
-                out_off=out.offset, row_lo=lo, row_hi=hi,
+                "take_rows", self._grid(rows * (len1 + len2)), (src, indices, out, src2, out2),
+                count=rows * len1, row_len=len1, src_off=src.offset, idx_off=indices.offset, first=first,
+                out_off=out.offset, row_lo=0, row_hi=src.shape[0],
+                count2=rows * len2, row_len2=len2, src2_off=src2.offset, out2_off=out2.offset,
             )
+            return
+        for source, target in ((src, out), (src2, out2)) if src2 is not None else ((src, out),):
+            chunks = source.chunks if isinstance(source, GPUDataset) else [(source, 0, source.shape[0])]
+            row_len = math.prod(target.shape[1:])
+            for chunk, lo, hi in chunks:
+                self._dispatch(
+                    "take_rows", self._grid(target.size), (chunk, indices, target, None, None),
+                    count=target.size, row_len=row_len, src_off=chunk.offset, idx_off=indices.offset,
+                    first=first, out_off=target.offset, row_lo=lo, row_hi=hi,
+                )
 
     # ----------------------------------------------------------- dense algebra
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None) -> None:
