@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from .backends import Array
-from .layers import Layer
+from .backends import Array, dropout_key
+from .backends.base import step_values
+from .layers import Dropout, Layer
 from .training import HaltingCondition, History
 
 if TYPE_CHECKING:
@@ -40,7 +41,14 @@ RING = 256
 class StepPlan:
     """One training step, with what does not change between steps worked
     out once: the loss kind and whether it fuses with the last layer, the
-    layers to back-propagate through, the accuracy kind."""
+    layers to back-propagate through, the accuracy kind.
+
+    On a backend that records (the GPU), the first step of each batch size
+    runs the layers' code while the backend records its dispatches; later
+    steps replay that recording, with the values that change from step to
+    step (the batch's first row, the metrics slot, the optimizer's scalars,
+    Dropout's keys) written into their parameters, and run no layer code.
+    """
 
     def __init__(self, model: "Model"):
         self.model, self.backend, self.loss = model, model.backend, model.loss
@@ -52,24 +60,62 @@ class StepPlan:
         self.first = trained[0] if trained else None
         self.accuracy = self.loss.accuracy_kind(model.output_shape[0])
         # layers that draw from the step (Dropout); none in most models
-        self.stepped = [layer for layer in model.layers if type(layer).begin_step is not Layer.begin_step]
+        self.dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+        stepped = [layer for layer in model.layers if type(layer).begin_step is not Layer.begin_step]
+        # a custom layer may do per-step work no recording sees
+        self.replayable = all(type(layer).__module__.startswith("intricate_py.") for layer in model.layers) \
+            and all(isinstance(layer, Dropout) for layer in stepped)
+        self.recordings: dict[int, object] = {}  # by batch rows
 
-    def train_step(self, x: Array, t: Array, metrics: Array, index: int) -> None:
-        """One step on batch (x, t), adding its loss and correct count into
-        ``metrics[index]`` and ``metrics[index + 1]``."""
+    def values(self, first: int, index: int) -> dict[str, float | int]:
+        """What changes from step to step, by the names the operations' arguments take."""
+        optimizer = self.model.optimizer
+        values = {"first": first, "index": index, **optimizer.step_values()}
+        for i, layer in enumerate(self.dropouts):
+            values[f"key{i}"] = dropout_key(layer.seed, optimizer.iterations)
+        return values
+
+    def train_step(self, data: "DeviceData", batch: tuple, metrics: Array, index: int) -> None:
+        """One step on ``batch`` (first row, samples, targets) of ``data``,
+        adding its loss and correct count into ``metrics[index]`` and
+        ``metrics[index + 1]``."""
+        values = self.values(batch[0], index)
+        rows = batch[1].shape[0]
+        recording = self.recordings.get(rows)
+        if recording is not None:
+            self.backend.replay(recording, values)
+            self._begin_step(values)  # the host's part of a step
+            self.model.optimizer.iterations += 1
+            return
+        if not self.replayable:
+            self._run(data, batch, metrics, values)
+            return
+        with self.backend.record() as recording:
+            self._run(data, batch, metrics, step_values(values) if recording is not None else values)
+        if recording is not None and recording.complete:
+            self.recordings[rows] = recording
+
+    def _begin_step(self, values: dict) -> None:
+        step = self.model.optimizer.iterations
+        for i, layer in enumerate(self.dropouts):
+            layer.begin_step(step, values[f"key{i}"])
+
+    def _run(self, data: "DeviceData", batch: tuple, metrics: Array, values: dict) -> None:
+        """The step, layer by layer."""
         model, backend, loss = self.model, self.backend, self.loss
-        for layer in self.stepped:
-            layer.begin_step(model.optimizer.iterations)
+        first, x, t = batch
+        data.gather(values["first"], x, t)
+        self._begin_step(values)
         p = x
         for layer in self.forward:
             p = layer.forward(p)
         g = model._workspace.get("grad", p.shape[0], p.shape[1:])
-        loss.train_step(backend, self.kind, p, t, metrics, index, self.accuracy, g)
+        loss.train_step(backend, self.kind, p, t, metrics, values["index"], self.accuracy, g)
         for layer in self.backward:
             g = layer.back_propagate(g)
         if self.first is not None:
             self.first.compute_gradients(g)
-        model.optimizer.step()
+        model.optimizer.step({k: values[k] for k in model.optimizer.step_values()})
 
 
 class DeviceData:
@@ -89,27 +135,30 @@ class DeviceData:
         xb = model._workspace.get(role + "_x", batch, x.shape[1:])
         tb = model._workspace.get(role + "_t", batch, t.shape[1:])
         # (first row in the order, samples, targets) of each batch
-        self._views = [
+        self.views = [
             (s, backend.rows(xb, 0, min(batch, self.n - s)), backend.rows(tb, 0, min(batch, self.n - s)))
             for s in range(0, self.n, batch)
         ]
-        self.steps = len(self._views)
+        self.steps = len(self.views)
         self.shuffling = shuffle and self.steps > 1
-        self._gathered = False
-        if self.steps == 1 and not self.shuffling:
-            self._gather(*self._views[0])
-            self._gathered = True
+        # a single batch that is never shuffled is gathered once, here
+        self._gathered = self.steps == 1 and not self.shuffling
+        if self._gathered:
+            _, xb0, tb0 = self.views[0]
+            self.backend.take_rows(self.x, self.order, xb0, 0, self.t, tb0)
 
     def shuffle(self, rng: np.random.Generator) -> None:
         self.backend.write(self.order, rng.permutation(self.n).astype(np.int32))
 
-    def _gather(self, first: int, xb, tb) -> None:
-        self.backend.take_rows(self.x, self.order, xb, first, self.t, tb)
+    def gather(self, first: int, xb, tb) -> None:
+        """Samples and targets of the batch starting at row ``first`` of the order."""
+        if not self._gathered:
+            self.backend.take_rows(self.x, self.order, xb, first, self.t, tb)
 
     def batches(self):
-        for first, xb, tb in self._views:
-            if not self._gathered:
-                self._gather(first, xb, tb)
+        """(samples, targets) of each batch, gathered."""
+        for first, xb, tb in self.views:
+            self.gather(first, xb, tb)
             yield xb, tb
 
 

@@ -356,8 +356,8 @@ class Model:
             run.start_epoch(epoch)
             slot = run.slot(epoch)
             index = slot + FIRST_LOSS  # the first step's loss apart (see fitting.Run)
-            for xb, tb in data.batches():
-                plan.train_step(xb, tb, run.metrics, index)
+            for batch in data.views:
+                plan.train_step(data, batch, run.metrics, index)
                 index = slot + LOSS
                 run.step_done()
             if val is not None:

@@ -59,14 +59,21 @@ class Optimizer:
             {name: backend.zeros(p.value.shape) for name in self.state_names} for p in parameters
         ]
 
-    def step(self) -> None:
-        """Update every parameter from its gradient, then count the step."""
-        lr = self.current_learning_rate()
+    def step_values(self) -> dict[str, float]:
+        """The scalars of the next update, by the names of the backend
+        operation's arguments (a schedule's rate, Adam's bias corrections):
+        all a step needs from the optimizer besides its arrays."""
+        raise NotImplementedError
+
+    def step(self, values: dict[str, float] | None = None) -> None:
+        """Update every parameter from its gradient with ``values`` (those of
+        :meth:`step_values` by default), then count the step."""
+        values = self.step_values() if values is None else values
         self.iterations += 1
         for p, s in zip(self.parameters, self.state):
-            self._update(p, s, lr)
+            self._update(p, s, values)
 
-    def _update(self, p: Parameter, state: dict[str, Array], lr: float) -> None:
+    def _update(self, p: Parameter, state: dict[str, Array], values: dict[str, float]) -> None:
         raise NotImplementedError
 
     def state_arrays(self) -> list[Array]:
@@ -116,9 +123,11 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.state_names = ("velocity",) if self.momentum else ()
 
-    def _update(self, p: Parameter, state: dict[str, Array], lr: float) -> None:
-        self.backend.sgd_step(p.value, p.grad, state.get("velocity"), lr, self.momentum, self.nesterov,
-                              self.weight_decay)
+    def step_values(self) -> dict[str, float]:
+        return {"lr": self.current_learning_rate(), "momentum": self.momentum, "weight_decay": self.weight_decay}
+
+    def _update(self, p: Parameter, state: dict[str, Array], values: dict[str, float]) -> None:
+        self.backend.sgd_step(p.value, p.grad, state.get("velocity"), nesterov=self.nesterov, **values)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -138,8 +147,11 @@ class Adagrad(Optimizer):
         super().__init__(learning_rate, weight_decay)
         self.epsilon = _checks.positive_float(epsilon, "epsilon")
 
-    def _update(self, p: Parameter, state: dict[str, Array], lr: float) -> None:
-        self.backend.adagrad_step(p.value, p.grad, state["sum_sq"], lr, self.epsilon, self.weight_decay)
+    def step_values(self) -> dict[str, float]:
+        return {"lr": self.current_learning_rate(), "eps": self.epsilon, "weight_decay": self.weight_decay}
+
+    def _update(self, p: Parameter, state: dict[str, Array], values: dict[str, float]) -> None:
+        self.backend.adagrad_step(p.value, p.grad, state["sum_sq"], **values)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "epsilon": self.epsilon}
@@ -167,15 +179,17 @@ class Adam(Optimizer):
         self.beta2 = _checks.fraction(beta2, "beta2")
         self.epsilon = _checks.positive_float(epsilon, "epsilon")
 
-    def _update(self, p: Parameter, state: dict[str, Array], lr: float) -> None:
-        t = self.iterations
-        step_size = lr / (1 - self.beta1**t)
-        bias_correction2_sqrt = math.sqrt(1 - self.beta2**t)
+    def step_values(self) -> dict[str, float]:
+        lr, t = self.current_learning_rate(), self.iterations + 1
         l2, decay = (0.0, 1 - lr * self.weight_decay) if self.decoupled else (self.weight_decay, 1.0)
-        self.backend.adam_step(
-            p.value, p.grad, state["m"], state["v"], step_size,
-            self.beta1, self.beta2, self.epsilon, bias_correction2_sqrt, l2, decay,
-        )
+        return {
+            "step_size": lr / (1 - self.beta1**t), "beta1": self.beta1, "beta2": self.beta2,
+            "eps": self.epsilon, "bias_correction2_sqrt": math.sqrt(1 - self.beta2**t),
+            "weight_decay": l2, "decay": decay,
+        }
+
+    def _update(self, p: Parameter, state: dict[str, Array], values: dict[str, float]) -> None:
+        self.backend.adam_step(p.value, p.grad, state["m"], state["v"], **values)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}

@@ -129,3 +129,53 @@ def test_predict_and_evaluate_match_numpy(gpu):
 def test_float64_on_the_gpu_is_refused():
     with pytest.raises(ValueError, match="float32.*WGSL has no float64"):
         Model([Dense(2)], device="gpu", dtype="float64")
+
+
+def test_replayed_steps_equal_steps_run_layer_by_layer(gpu, monkeypatch):
+    """A step recorded once and replayed (batch offsets, metrics slots,
+    Adam's bias corrections, a schedule's rate and Dropout's keys written
+    into the recorded parameters) trains bit-identically to running the
+    layers' code every step; the last, smaller batch has its own recording."""
+    from intricate_py import fitting
+    from intricate_py.layers import Dropout
+    from intricate_py.schedules import ExponentialDecay
+
+    x, y = mlp_data(150)
+
+    def train(replay):
+        model = Model([Dense(24), ReLU(), Dropout(0.3), Dense(10), Softmax()], input_size=784, device="gpu", seed=5)
+        plans = []
+        real = fitting.StepPlan.__init__
+
+        def init(plan, model):
+            real(plan, model)
+            plan.replayable = replay
+            plans.append(plan)
+
+        monkeypatch.setattr(fitting.StepPlan, "__init__", init)
+        history = model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=Adam(ExponentialDecay(0.01, 5, 0.5)),
+                            epochs=3, batch_size=32, validation_split=0.2)
+        monkeypatch.undo()
+        return model, history, plans[0]
+
+    replayed, history, plan = train(True)
+    by_layers, twin_history, _ = train(False)
+    assert sorted(plan.recordings) == [24, 32]  # 120 samples: 3 batches of 32 and one of 24
+    assert history.history == twin_history.history
+    for a, b in zip(weights(replayed), weights(by_layers)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_replayed_step_runs_no_layer_code(gpu, monkeypatch):
+    calls = []
+    real = Dense.forward
+
+    def counted(layer, x):
+        calls.append(1)
+        return real(layer, x)
+
+    monkeypatch.setattr(Dense, "forward", counted)
+    x, y = mlp_data(320)
+    model = mlp("gpu")
+    model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=SGD(0.05), epochs=2, batch_size=32)
+    assert len(calls) == 2  # the two Dense layers, once, while the first step was recorded

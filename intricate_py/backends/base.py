@@ -33,13 +33,15 @@ regularisation             ``dropout``, ``dropout_grad``
 images (NCHW)              ``im2col``, ``col2im``, ``to_channels_first``,
                            ``to_channels_last``, ``maxpool2d``,
                            ``maxpool2d_grad``
-scheduling                 ``flush``, ``discard``, ``end_step``, ``stats``
+scheduling                 ``flush``, ``discard``, ``end_step``, ``stats``,
+                           ``record``, ``replay`` (optional: the GPU's)
 =========================  ===============================================
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -315,6 +317,17 @@ class Backend(abc.ABC):
     def flush(self) -> None:
         """Start the work recorded so far (the GPU submits; numpy has none)."""
 
+    def record(self):
+        """A context in which the operations run as usual and are also
+        recorded, yielding a :class:`Recording` (None for a backend that does
+        not replay, such as numpy). Scalar arguments marked with
+        :func:`step_values` are recorded by name; the rest is fixed."""
+        return contextlib.nullcontext(None)
+
+    def replay(self, recording, values: dict[str, float | int]) -> None:
+        """Run a complete recording again, its marked arguments taking ``values``."""
+        raise NotImplementedError(f"{type(self).__name__} does not record")
+
     def discard(self) -> None:
         """Drop the work recorded and not yet started (after an interrupt);
         numpy has none."""
@@ -327,6 +340,35 @@ class Backend(abc.ABC):
     def stats(self) -> dict[str, int]:
         """Counters: submits, readbacks, bytes_read_back, buffers_created,
         dispatches."""
+
+
+class StepFloat(float):
+    """A float argument that changes from step to step (a learning rate):
+    the value now, and the ``name`` a replay (:meth:`Backend.record`)
+    supplies the next values by."""
+
+    name: str
+
+    def __new__(cls, value: float, name: str) -> "StepFloat":
+        self = super().__new__(cls, value)
+        self.name = name
+        return self
+
+
+class StepInt(int):
+    """An int argument that changes from step to step (a batch's first row)."""
+
+    name: str
+
+    def __new__(cls, value: int, name: str) -> "StepInt":
+        self = super().__new__(cls, value)
+        self.name = name
+        return self
+
+
+def step_values(values: dict[str, float | int]) -> dict[str, StepFloat | StepInt]:
+    """``values`` marked as changing from step to step, each by its key."""
+    return {k: (StepInt(v, k) if isinstance(v, int) else StepFloat(v, k)) for k, v in values.items()}
 
 
 def window_positions(size: Pair, window: Pair, stride: Pair, padding: Pair) -> Pair:

@@ -22,15 +22,16 @@ import contextlib
 import itertools
 import math
 import signal
+import struct
 import threading
 import weakref
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import wgpu
 
 from ..device_choice import Adapter
-from .base import ACCURACIES, LOSSES, Backend, dropout_threshold, window_positions
+from .base import ACCURACIES, LOSSES, Backend, StepFloat, StepInt, dropout_threshold, window_positions
 from .shaders import Kernels
 
 _USAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
@@ -68,6 +69,29 @@ class _Allocation:
 
     def __init__(self, buffer, nbytes: int, serial: int):
         self.buffer, self.nbytes, self.serial = buffer, nbytes, serial
+
+
+class _Dispatch(NamedTuple):
+    """A dispatch as recorded: what it binds, its parameter bytes, and the
+    (byte offset, struct format, name) of each parameter that changes from
+    step to step."""
+
+    pipeline: object
+    group: object
+    params: bytes
+    groups: tuple[int, int]
+    patches: tuple[tuple[int, str, str], ...]
+
+
+class Recording:
+    """The dispatches of a piece of work (a training step), replayable with
+    new values for its marked parameters. ``complete`` is False when the
+    work did more than dispatch (a copy, an upload, a readback): such work
+    is not replayed."""
+
+    def __init__(self):
+        self.dispatches: list[_Dispatch] = []
+        self.complete = True
 
 
 class GPUArray:
@@ -129,6 +153,7 @@ class WgpuBackend(Backend):
             size=len(self._arena), usage=wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.COPY_DST
         )
         self._arena_used = 0
+        self._recording: Recording | None = None
         self._encoder = None
         self._pass = None
         self._pass_pipeline = None
@@ -197,11 +222,15 @@ class WgpuBackend(Backend):
             self._pass_pipeline = None
         return self._pass
 
-    def _close_pass(self):
-        """End the compute pass (for copies); returns the open encoder."""
+    def _end_pass(self) -> None:
         if self._pass is not None:
             self._pass.end()
             self._pass = None
+
+    def _close_pass(self):
+        """End the compute pass for a copy or clear; returns the open encoder."""
+        self._not_replayable()
+        self._end_pass()
         if self._encoder is None:
             self._encoder = self.device.create_command_encoder()
         return self._encoder
@@ -230,11 +259,22 @@ class WgpuBackend(Backend):
         if self._arena_used + self._slot > len(self._arena):
             self.flush()
         offset = self._arena_used
-        kernel.packer.pack_into(self._arena, offset, *(params.get(f, 0) for f in kernel.fields))
-        self._arena_used += self._slot
+        values = [params.get(f, 0) for f in kernel.fields]
+        kernel.packer.pack_into(self._arena, offset, *values)
         group = self._bind_group(entry, arrays)
-        compute = self._open_pass()
         pipeline = self.kernels.pipeline(entry)
+        if self._recording is not None:
+            patches = tuple((4 * i, "<" + kernel.packer.format[1 + i], v.name)
+                            for i, v in enumerate(values) if isinstance(v, (StepFloat, StepInt)))
+            params_bytes = bytes(self._arena[offset : offset + kernel.packer.size])
+            self._recording.dispatches.append(_Dispatch(pipeline, group, params_bytes, tuple(groups), patches))
+        self._record_dispatch(pipeline, group, groups)
+
+    def _record_dispatch(self, pipeline, group, groups) -> None:
+        """Dispatch with the parameters just written at the arena's next slot."""
+        offset = self._arena_used
+        self._arena_used += self._slot
+        compute = self._open_pass()
         if pipeline is not self._pass_pipeline:
             compute.set_pipeline(pipeline)
             self._pass_pipeline = pipeline
@@ -242,6 +282,34 @@ class WgpuBackend(Backend):
         compute.dispatch_workgroups(groups[0], groups[1], 1)
         self._pending += 1
         self._counters["dispatches"] += 1
+
+    @contextlib.contextmanager
+    def record(self):
+        if self._recording is not None:
+            raise RuntimeError("already recording")
+        self._recording = recording = Recording()
+        try:
+            yield recording
+        finally:
+            self._recording = None
+
+    def _not_replayable(self) -> None:
+        """Work other than dispatches was done: the recording is incomplete."""
+        if self._recording is not None:
+            self._recording.complete = False
+
+    def replay(self, recording: Recording, values: dict) -> None:
+        if not recording.complete:
+            raise ValueError("this recording did more than dispatch work, so it cannot be replayed")
+        arena = self._arena
+        for d in recording.dispatches:
+            if self._arena_used + self._slot > len(arena):
+                self.flush()
+            offset = self._arena_used
+            arena[offset : offset + len(d.params)] = d.params
+            for at, fmt, name in d.patches:
+                struct.pack_into(fmt, arena, offset + at, values[name])
+            self._record_dispatch(d.pipeline, d.group, d.groups)
 
     @staticmethod
     def _grid(count: int, per_group: int = 256) -> tuple[int, int]:
@@ -253,7 +321,7 @@ class WgpuBackend(Backend):
     def flush(self) -> None:
         if self._encoder is None:
             return
-        self._close_pass()
+        self._end_pass()
         with _uninterrupted():
             # forget the encoder before finishing it: whatever fails in the
             # submission, the next operation starts a fresh one
@@ -290,6 +358,7 @@ class WgpuBackend(Backend):
         return a
 
     def _upload(self, dst: GPUArray, host: np.ndarray) -> None:
+        self._not_replayable()
         # queue.write_buffer lands before every recorded dispatch: submit those first
         if self._encoder is not None:
             self.flush()

@@ -37,9 +37,10 @@ class Dropout(Layer):
             self.seed = int(rng.integers(2**32))
         return {}
 
-    def begin_step(self, step: int) -> None:
+    def begin_step(self, step: int, key: int | None = None) -> None:
+        """Draw this step's masks: from ``key``, or the key of (seed, step)."""
         self.step = step
-        self.key = dropout_key(self.seed, step)
+        self.key = dropout_key(self.seed, step) if key is None else key
 
     def forward(self, x: Array) -> Array:
         self._check_input(x)
