@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .backends import Array, dropout_key
 from .backends.base import step_values
 from .layers import Dropout, Layer
+from .layers.base import Recordings
 from .training import HaltingCondition, History
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class StepPlan:
         # a custom layer may do per-step work no recording sees
         self.replayable = all(type(layer).__module__.startswith("intricate_py.") for layer in model.layers) \
             and all(isinstance(layer, Dropout) for layer in stepped)
-        self.recordings: dict[int, object] = {}  # by batch rows
+        self.recordings = Recordings()  # by batch rows
 
     def values(self, first: int, index: int) -> dict[str, float | int]:
         """What changes from step to step, by the names the operations' arguments take."""
@@ -93,7 +94,7 @@ class StepPlan:
         with self.backend.record() as recording:
             self._run(data, batch, metrics, step_values(values) if recording is not None else values)
         if recording is not None and recording.complete:
-            self.recordings[rows] = recording
+            self.recordings.put(rows, recording)
 
     def _begin_step(self, values: dict) -> None:
         step = self.model.optimizer.iterations

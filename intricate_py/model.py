@@ -13,7 +13,7 @@ from .backends import Array, Backend, select_backend
 from .callbacks import Callback, as_callbacks
 from .fitting import FIRST_LOSS, LOSS, VAL_LOSS, DeviceData, Run, StepPlan
 from .layers import Layer, Parameter
-from .layers.base import Shape, Workspace, _batch_shape_text
+from .layers.base import Recordings, Shape, Workspace, _batch_shape_text
 from .losses import LOSSES, Loss, warn_if_mismatched
 from .optimizers import OPTIMIZERS, Optimizer
 from .training import HaltingCondition, History
@@ -72,6 +72,7 @@ class Model:
         #: set True (by a callback) to stop fit after the current epoch
         self.stop_training = False
         self._workspace = Workspace(self.backend)
+        self._predictions = Recordings()  # of predict's passes, by rows
         if input_size is not None:
             self.build(input_size)
         elif self.layers[0].input_shape is not None:
@@ -181,15 +182,34 @@ class Model:
         from a callback during fit."""
         x = self._inputs(x)
         chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
-        backend = self.backend
         with self._mode(training=False):
             if len(x) <= chunk:  # the common, lean path: one pass
-                return backend.to_numpy(self._forward(backend.asarray(x)))
+                return self._predict_chunk(x)
             out = np.empty((len(x), *self.output_shape), self.dtype)
             for start in range(0, len(x), chunk):
-                batch = backend.asarray(x[start : start + chunk])
-                out[start : start + chunk] = backend.to_numpy(self._forward(batch))
+                out[start : start + chunk] = self._predict_chunk(x[start : start + chunk])
         return out
+
+    def _predict_chunk(self, x: np.ndarray) -> np.ndarray:
+        """One forward pass. On a backend that records (the GPU), the pass
+        for each number of rows is recorded once and then replayed: the
+        input goes into a buffer kept for it, then one submission and one
+        readback."""
+        backend = self.backend
+        if not backend.records:
+            return backend.to_numpy(self._forward(backend.asarray(x)))
+        inputs = self._workspace.get("predict_x", len(x), self.input_shape)
+        backend.write(inputs, x)
+        replay = self._predictions.get(len(x))
+        if replay is not None:
+            recording, outputs = replay
+            backend.replay(recording, {})
+            return backend.to_numpy(outputs)
+        with backend.record() as recording:
+            outputs = self._forward(inputs)
+        if recording.complete:
+            self._predictions.put(len(x), (recording, outputs))
+        return backend.to_numpy(outputs)
 
     def __call__(self, x) -> np.ndarray:
         """``model(x)`` is ``model.predict(x)``."""

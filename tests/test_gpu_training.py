@@ -159,8 +159,8 @@ def test_replayed_steps_equal_steps_run_layer_by_layer(gpu, monkeypatch):
         return model, history, plans[0]
 
     replayed, history, plan = train(True)
+    assert sorted(plan.recordings.keys()) == [24, 32]  # 120 samples: 3 batches of 32 and one of 24
     by_layers, twin_history, _ = train(False)
-    assert sorted(plan.recordings) == [24, 32]  # 120 samples: 3 batches of 32 and one of 24
     assert history.history == twin_history.history
     for a, b in zip(weights(replayed), weights(by_layers)):
         np.testing.assert_array_equal(a, b)
@@ -179,3 +179,30 @@ def test_a_replayed_step_runs_no_layer_code(gpu, monkeypatch):
     model = mlp("gpu")
     model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=SGD(0.05), epochs=2, batch_size=32)
     assert len(calls) == 2  # the two Dense layers, once, while the first step was recorded
+
+
+def test_predict_is_recorded_once_and_replayed(gpu, monkeypatch):
+    """A warm one-sample predict: no buffer made, no layer code run, one
+    upload, one submission, one readback; rows of other sizes and a grown
+    workspace in between still give the right answers."""
+    x, _ = mlp_data(64)
+    model, twin = mlp("gpu", seed=2), mlp("cpu", seed=2)
+    first = model.predict(x[:1])
+    calls = []
+    real = Dense.forward
+
+    def counted(layer, batch):
+        calls.append(1)
+        return real(layer, batch)
+
+    monkeypatch.setattr(Dense, "forward", counted)
+    before = gpu.stats()
+    again = model.predict(x[1:2])
+    after = gpu.stats()
+    assert calls == []
+    assert {k: after[k] - before[k] for k in ("buffers_created", "submits", "readbacks", "uploads")} == {
+        "buffers_created": 0, "submits": 1, "readbacks": 1, "uploads": 1}
+    for rows in (1, 64, 3, 1, 64):  # a larger batch grows the workspaces: recordings are made anew
+        np.testing.assert_allclose(model.predict(x[:rows]), twin.predict(x[:rows]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(first, twin.predict(x[:1]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again, twin.predict(x[1:2]), rtol=1e-5, atol=1e-6)

@@ -67,6 +67,8 @@ class Backend(abc.ABC):
     #: "cpu" or "gpu"
     kind: str
     dtype: np.dtype
+    #: whether :meth:`record` records work that :meth:`replay` can run again
+    records: bool = False
 
     # ------------------------------------------------------------------ memory
     @abc.abstractmethod

@@ -121,6 +121,7 @@ class WgpuBackend(Backend):
     """float32 arrays and kernels on one wgpu adapter; one instance per adapter."""
 
     kind = "gpu"
+    records = True
     #: a submission goes out at the end of a step once this many dispatches wait
     DISPATCHES_PER_SUBMIT = 256
     #: slots in the uniform arena (a fuller arena submits)

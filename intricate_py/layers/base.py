@@ -37,7 +37,13 @@ class Workspace:
     Each buffer holds ``rows`` rows; it grows when a larger batch arrives and
     never shrinks, and the view of the current batch is kept, so a training
     step allocates nothing once the first step has run.
+
+    ``Workspace.generation`` counts the times any workspace grew: a
+    recording of dispatches (which binds the buffers it used) is valid while
+    it has not changed.
     """
+
+    generation = 0
 
     def __init__(self, backend: Backend):
         self.backend = backend
@@ -52,8 +58,37 @@ class Workspace:
         full = self._full.get(name)
         if full is None or full.shape[0] < rows:
             full = self._full[name] = self.backend.empty((rows, *shape), dtype)
+            Workspace.generation += 1
         view = self._views[name] = self.backend.rows(full, 0, rows)
         return view
+
+
+class Recordings:
+    """Recordings of dispatches (or anything that binds workspace buffers)
+    by key, forgotten whenever a workspace grows, since that makes new
+    buffers and frees the old ones."""
+
+    def __init__(self):
+        self._by_key: dict = {}
+        self._generation = Workspace.generation
+
+    def _current(self) -> dict:
+        if self._generation != Workspace.generation:
+            self._by_key.clear()
+            self._generation = Workspace.generation
+        return self._by_key
+
+    def get(self, key):
+        return self._current().get(key)
+
+    def put(self, key, value) -> None:
+        self._current()[key] = value
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def keys(self):
+        return self._current().keys()
 
 
 class _ClassOrInstanceMethod:
