@@ -480,23 +480,21 @@ class Summary(str):
 
 
 def _as_loss(loss) -> Loss:
-    if isinstance(loss, Loss):
-        return loss
-    if isinstance(loss, str) and loss.lower() in LOSS_NAMES:
-        return LOSSES[LOSS_NAMES[loss.lower()]]()
-    raise ValueError(
-        f"expected a Loss object or one of {sorted(LOSS_NAMES)}. Received: loss={loss!r}"
-    )
+    return _named(loss, Loss, LOSS_NAMES, LOSSES, "a Loss", "loss")
 
 
 def _as_optimizer(optimizer) -> Optimizer:
-    if isinstance(optimizer, Optimizer):
-        return optimizer
-    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZER_NAMES:
-        return OPTIMIZERS[OPTIMIZER_NAMES[optimizer.lower()]]()
-    raise ValueError(
-        f"expected an Optimizer object or one of {sorted(OPTIMIZER_NAMES)}. Received: optimizer={optimizer!r}"
-    )
+    return _named(optimizer, Optimizer, OPTIMIZER_NAMES, OPTIMIZERS, "an Optimizer", "optimizer")
+
+
+def _named(value, base: type, names: dict[str, str], classes: dict[str, type], what: str, argument: str):
+    """``value`` if it is a ``base`` object, else a new one of the class its
+    name (one of ``names``, any case) stands for."""
+    if isinstance(value, base):
+        return value
+    if isinstance(value, str) and value.lower() in names:
+        return classes[names[value.lower()]]()
+    raise ValueError(f"expected {what} object or one of {sorted(names)}. Received: {argument}={value!r}")
 
 
 def _split(x: np.ndarray, t: np.ndarray, fraction: float):

@@ -166,7 +166,8 @@ def test_replayed_steps_equal_steps_run_layer_by_layer(gpu, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_replayed_step_runs_no_layer_code(gpu, monkeypatch):
+def count_dense_forwards(monkeypatch) -> list:
+    """Dense.forward calls from now on, one entry each."""
     calls = []
     real = Dense.forward
 
@@ -175,6 +176,11 @@ def test_a_replayed_step_runs_no_layer_code(gpu, monkeypatch):
         return real(layer, x)
 
     monkeypatch.setattr(Dense, "forward", counted)
+    return calls
+
+
+def test_a_replayed_step_runs_no_layer_code(gpu, monkeypatch):
+    calls = count_dense_forwards(monkeypatch)
     x, y = mlp_data(320)
     model = mlp("gpu")
     model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=SGD(0.05), epochs=2, batch_size=32)
@@ -188,14 +194,7 @@ def test_predict_is_recorded_once_and_replayed(gpu, monkeypatch):
     x, _ = mlp_data(64)
     model, twin = mlp("gpu", seed=2), mlp("cpu", seed=2)
     first = model.predict(x[:1])
-    calls = []
-    real = Dense.forward
-
-    def counted(layer, batch):
-        calls.append(1)
-        return real(layer, batch)
-
-    monkeypatch.setattr(Dense, "forward", counted)
+    calls = count_dense_forwards(monkeypatch)
     before = gpu.stats()
     again = model.predict(x[1:2])
     after = gpu.stats()
