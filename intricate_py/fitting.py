@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .backends import Array, dropout_key
 from .backends.base import step_values
-from .layers import Dropout, Layer
+from .layers import Dropout, Layer, chain
 from .layers.base import Recordings
 from .training import HaltingCondition, History
 
@@ -55,10 +55,7 @@ class StepPlan:
         self.model, self.backend, self.loss = model, model.backend, model.loss
         self.kind, fused = self.loss.step_kind(model.layers[-1])
         # a fused loss takes the last layer's input and does that layer's work
-        trained = model.layers[:-1] if fused else model.layers
-        self.forward = trained
-        self.backward = list(reversed(trained[1:]))
-        self.first = trained[0] if trained else None
+        self.chain = chain.links(model.layers[:-1] if fused else model.layers)
         self.accuracy = self.loss.accuracy_kind(model.output_shape[0])
         # layers that draw from the step (Dropout); none in most models
         self.dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
@@ -107,15 +104,10 @@ class StepPlan:
         first, x, t = batch
         data.gather(values["first"], x, t)
         self._begin_step(values)
-        p = x
-        for layer in self.forward:
-            p = layer.forward(p)
+        p = chain.forward(self.chain, x)
         g = model._workspace.get("grad", p.shape[0], p.shape[1:])
         loss.train_step(backend, self.kind, p, t, metrics, values["index"], self.accuracy, g)
-        for layer in self.backward:
-            g = layer.back_propagate(g)
-        if self.first is not None:
-            self.first.compute_gradients(g)
+        chain.back_propagate(self.chain, g)
         model.optimizer.step({k: values[k] for k in model.optimizer.step_values()})
 
 

@@ -12,7 +12,7 @@ from . import _checks
 from .backends import Array, Backend, select_backend
 from .callbacks import Callback, as_callbacks
 from .fitting import FIRST_LOSS, LOSS, VAL_LOSS, DeviceData, Run, StepPlan
-from .layers import Layer, Parameter
+from .layers import Layer, Parameter, chain
 from .layers.base import Recordings, Shape, Workspace, _batch_shape_text
 from .losses import LOSSES, Loss, warn_if_mismatched
 from .optimizers import OPTIMIZERS, Optimizer
@@ -93,6 +93,7 @@ class Model:
             shape = out
         self.input_shape, self.output_shape = input_shape, shape
         self._pack_parameters()
+        self._chain = chain.links(self.layers)
 
     def _pack_parameters(self) -> None:
         """Lay every parameter out in one buffer, and every gradient in
@@ -171,9 +172,7 @@ class Model:
 
     # --------------------------------------------------------------- running
     def _forward(self, x: Array) -> Array:
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
+        return chain.forward(self._chain, x)
 
     def predict(self, x, batch_size: int | None = None) -> np.ndarray:
         """Outputs for inputs ``x`` (n, *input_shape) as a numpy array (n, outputs),

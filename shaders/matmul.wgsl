@@ -1,10 +1,16 @@
-// matmul.wgsl — tiled matrix product with transpose flags and an optional bias.
+// matmul.wgsl — tiled matrix product with transpose flags, an optional bias
+// and an optional epilogue.
 //
 // Entry point:
 //   matmul    out = op(a) · op(b) (+ bias broadcast over rows)
 //             op(a) is (m, k): a stored as (m, k), or as (k, m) when transpose_a = 1
 //             op(b) is (k, n): b stored as (k, n), or as (n, k) when transpose_b = 1
 //             so x·W, xᵀ·dY and dY·Wᵀ all read their operands where they lie.
+//             Epilogues: activation = 1 + kind (0 tanh, 1 sigmoid, 2 relu):
+//             out = f(op(a) · op(b) + bias); grad_kind = 1 + kind: out =
+//             f'(y) · (op(a) · op(b)) from the saved output y = aux (activations.wgsl's
+//             formulas); has_bias_grad = 1: also bias_grad[j] = Σ_p op(b)[p, j], as
+//             row m of the product of op(a) with a row of ones appended.
 // Bindings (group 0):
 //   0 params  uniform Params, one slot per dispatch (dynamic offset)
 //   1 a       storage, read        op(a) from element a_off
@@ -13,7 +19,9 @@
 //   4 b4      storage, read        the same buffer as b, read as vec4s
 //   5 bias    storage, read        n values from bias_off, read when has_bias = 1
 //   6 out     storage, read_write  m × n row-major from out_off
-// Dispatch: (ceil(n / 128), ceil(m / 64)) workgroups of 8 × 8 invocations.
+//   7 aux     storage, read        y (m × n) from aux_off, read when grad_kind > 0
+//   8 bias_grad storage, read_write n values from bias_grad_off (has_bias_grad = 1)
+// Dispatch: (ceil(n / 128), ceil((m + has_bias_grad) / 64)) workgroups of 8 × 8 invocations.
 // A workgroup computes a 64 × 128 tile of out, stepping through k in slices
 // of 16 staged in workgroup memory; each invocation accumulates an 8 × 16
 // block in registers: 128 multiply-adds for every 24 values it reads from the
@@ -26,6 +34,8 @@ struct Params {
   m: u32, n: u32, k: u32, transpose_a: u32,
   transpose_b: u32, has_bias: u32, a_off: u32, b_off: u32,
   bias_off: u32, out_off: u32, a_vec4: u32, b_vec4: u32,
+  activation: u32, grad_kind: u32, aux_off: u32, has_bias_grad: u32,
+  bias_grad_off: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -35,6 +45,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<storage, read> aux: array<f32>;
+@group(0) @binding(8) var<storage, read_write> bias_grad: array<f32>;
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 128u;
@@ -46,6 +58,7 @@ var<workgroup> tile_a: array<vec4<f32>, 256>;
 var<workgroup> tile_b: array<vec4<f32>, 512>;
 
 fn op_a(i: u32, p: u32) -> f32 {
+  if (i == params.m && params.has_bias_grad == 1u && p < params.k) { return 1.0; }  // the row of ones
   if (i >= params.m || p >= params.k) { return 0.0; }
   if (params.transpose_a == 1u) { return a[params.a_off + p * params.m + i]; }
   return a[params.a_off + i * params.k + p];
@@ -73,15 +86,55 @@ fn b_cols(p: u32, j: u32) -> vec4<f32> {
   return vec4<f32>(op_b(p, j), op_b(p, j + 1u), op_b(p, j + 2u), op_b(p, j + 3u));
 }
 
-// out[i][j .. j + 15] = v0 .. v3 (+ bias), the parts inside m × n
+// activations.wgsl's tanh_ and sigmoid (WGSL has no includes)
+fn tanh_(x: f32) -> f32 {
+  let ax = abs(x);
+  if (ax < 0.125) {
+    let x2 = x * x;
+    return x + x * x2 * (-0.33333334 + x2 * (0.13333334 + x2 * (-0.053968254 + x2 * 0.021869488)));
+  }
+  let e = exp(-2.0 * min(ax, 10.0));
+  return sign(x) * ((1.0 - e) / (1.0 + e));
+}
+
+fn sigmoid(x: f32) -> f32 {
+  let e = exp(-abs(x));
+  let s = 1.0 / (1.0 + e);
+  return select(s, e * s, x < 0.0);
+}
+
+fn epilogue(x: f32, at: u32) -> f32 {
+  switch params.activation {
+    case 1u: { return tanh_(x); }
+    case 2u: { return sigmoid(x); }
+    case 3u: { return max(x, 0.0); }
+    default: {}
+  }
+  if (params.grad_kind == 0u) { return x; }
+  let y = aux[params.aux_off + at];
+  switch params.grad_kind {
+    case 1u: { return ((1.0 - y) * (1.0 + y)) * x; }
+    case 2u: { return ((1.0 - y) * y) * x; }
+    default: { return select(0.0, x, y > 0.0); }
+  }
+}
+
+// out[i][j .. j + 15] = v0 .. v3 (+ bias, then the epilogue), the parts inside
+// m × n; row m (the row of ones) goes to bias_grad
 fn store(i: u32, j: u32, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) {
-  if (i >= params.m) { return; }
   let v = array<vec4<f32>, 4>(v0, v1, v2, v3);
+  if (i == params.m && params.has_bias_grad == 1u) {
+    for (var c = 0u; c < 16u; c = c + 1u) {
+      if (j + c < params.n) { bias_grad[params.bias_grad_off + j + c] = v[c / 4u][c % 4u]; }
+    }
+    return;
+  }
+  if (i >= params.m) { return; }
   for (var c = 0u; c < 16u; c = c + 1u) {
     if (j + c >= params.n) { return; }
     var x = v[c / 4u][c % 4u];
     if (params.has_bias == 1u) { x = x + bias[params.bias_off + j + c]; }
-    out[params.out_off + i * params.n + j + c] = x;
+    out[params.out_off + i * params.n + j + c] = epilogue(x, i * params.n + j + c);
   }
 }
 

@@ -50,6 +50,64 @@ def test_matmul(gpu, cpu, rng, m, k, n, transpose_a, transpose_b, with_bias):
     assert_parity(gpu.to_numpy(out), want, scale)
 
 
+EPILOGUE_SHAPES = [(1, 1, 1), (3, 17, 129), (129, 3, 17), (65, 130, 67), (68, 33, 132)]
+
+
+@pytest.mark.parametrize("m, k, n", EPILOGUE_SHAPES)
+@pytest.mark.parametrize("kind", ["tanh", "sigmoid", "relu"])
+def test_matmul_with_an_activation(gpu, cpu, rng, m, k, n, kind):
+    """f(x W + b) in one product equals the product then the activation."""
+    a, b, bias = f32(rng, m, k), f32(rng, k, n), f32(rng, n)
+    want = np.empty((m, n), np.float32)
+    cpu.matmul(a, b, want, bias=bias)
+    cpu.activation(kind, want.copy(), want)
+    fused_cpu = np.empty((m, n), np.float32)
+    cpu.matmul(a, b, fused_cpu, bias=bias, activation=kind)
+    np.testing.assert_array_equal(fused_cpu, want)
+    out = gpu.empty((m, n))
+    gpu.matmul(gpu.from_numpy(a), gpu.from_numpy(b), out, bias=gpu.from_numpy(bias), activation=kind)
+    scale = np.abs(a).astype(np.float64) @ np.abs(b) + np.abs(bias)
+    assert_parity(gpu.to_numpy(out), want, scale)
+
+
+@pytest.mark.parametrize("m, k, n", EPILOGUE_SHAPES)
+@pytest.mark.parametrize("kind", ["tanh", "sigmoid", "relu"])
+def test_matmul_with_an_activation_gradient(gpu, cpu, rng, m, k, n, kind):
+    """f'(y) · (dY Wᵀ) in one product equals the product then activation_grad."""
+    dy, w = f32(rng, m, k), f32(rng, n, k)
+    y = np.tanh(f32(rng, m, n)) if kind == "tanh" else rng.uniform(0, 1, (m, n)).astype(np.float32)
+    if kind == "relu":
+        y[y < 0.4] = 0
+    product = np.empty((m, n), np.float32)
+    cpu.matmul(dy, w, product, transpose_b=True)
+    want = np.empty((m, n), np.float32)
+    cpu.activation_grad(kind, y, product, want)
+    fused_cpu = np.empty((m, n), np.float32)
+    cpu.matmul(dy, w, fused_cpu, transpose_b=True, grad_of=(kind, y))
+    np.testing.assert_array_equal(fused_cpu, want)
+    out = gpu.empty((m, n))
+    gpu.matmul(gpu.from_numpy(dy), gpu.from_numpy(w), out, transpose_b=True, grad_of=(kind, gpu.from_numpy(y)))
+    scale = np.abs(dy).astype(np.float64) @ np.abs(w.T)
+    assert_parity(gpu.to_numpy(out), want, scale)
+
+
+@pytest.mark.parametrize("m, k, n", EPILOGUE_SHAPES + [(784, 1000, 10)])
+def test_matmul_with_the_bias_gradient(gpu, cpu, rng, m, k, n):
+    """dW = xᵀ dY and db = Σ_rows dY in one product."""
+    x, dy = f32(rng, k, m), f32(rng, k, n)
+    want_w, want_b = np.empty((m, n), np.float32), np.empty(n, np.float32)
+    cpu.matmul(x, dy, want_w, transpose_a=True)
+    cpu.sum_rows(dy, want_b)
+    got_w, got_b = np.empty((m, n), np.float32), np.empty(n, np.float32)
+    cpu.matmul(x, dy, got_w, transpose_a=True, bias_grad=got_b)
+    np.testing.assert_array_equal(got_w, want_w)
+    np.testing.assert_array_equal(got_b, want_b)
+    out, db = gpu.empty((m, n)), gpu.empty((n,))
+    gpu.matmul(gpu.from_numpy(x), gpu.from_numpy(dy), out, transpose_a=True, bias_grad=db)
+    assert_parity(gpu.to_numpy(out), want_w, np.abs(x.T).astype(np.float64) @ np.abs(dy))
+    assert_parity(gpu.to_numpy(db), want_b, np.abs(dy).sum(axis=0))
+
+
 def test_matmul_reads_views_at_offsets(gpu, cpu, rng):
     """Operands and output as row views inside bigger buffers."""
     a, b = f32(rng, 10, 7), f32(rng, 9, 5)

@@ -145,11 +145,24 @@ class Backend(abc.ABC):
         transpose_a: bool = False,
         transpose_b: bool = False,
         bias: Array | None = None,
+        activation: str | None = None,
+        grad_of: tuple[str, Array] | None = None,
+        bias_grad: Array | None = None,
     ) -> None:
-        """``out = op(a) @ op(b) (+ bias)``, ``op`` transposing where asked.
+        """``out = op(a) @ op(b) (+ bias)``, ``op`` transposing where asked,
+        with an optional epilogue in the same pass:
+
+        * ``activation`` (one of :data:`ACTIVATIONS`): ``out = f(op(a) op(b) + bias)``,
+          a Dense and the activation after it in one product;
+        * ``grad_of=(kind, y)``, y shaped like out: ``out = f'(x) · (op(a) op(b))``
+          from the saved output y = f(x), with activation_grad's formulas: the
+          gradient dY·Wᵀ of a Dense folded with that of the activation before it;
+        * ``bias_grad`` (n,): also the column sums of op(b), ``Σ_p op(b)[p, j]``:
+          a Dense's bias gradient out of its dW = xᵀ·dY product.
 
         ``op(a)`` is (m, k), ``op(b)`` is (k, n), ``out`` and the optional
-        ``bias`` row-broadcast are (m, n) and (n,).
+        ``bias`` row-broadcast are (m, n) and (n,). bias and bias_grad are
+        never both given, nor activation and grad_of.
         """
 
     @abc.abstractmethod

@@ -19,10 +19,11 @@ from .base import CLIP_EPSILON, Backend, dropout_threshold, pcg, window_position
 
 
 def _sigmoid(x: np.ndarray, out: np.ndarray) -> None:
-    # exp(-|x|) never overflows; pick the branch that is exact for each sign.
+    # exp(-|x|) never overflows; pick the branch that is exact for each sign
+    # (the sign is read first: out may be x)
+    negative = x < 0
     e = np.exp(-np.abs(x))
     np.divide(1.0, 1.0 + e, out=out)
-    negative = x < 0
     out[negative] = e[negative] * out[negative]
 
 
@@ -246,15 +247,26 @@ class NumpyBackend(Backend):
             np.take(src2, rows, axis=0, out=out2, mode="clip")
 
     # ----------------------------------------------------------- dense algebra
-    def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None) -> None:
+    def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation=None,
+               grad_of=None, bias_grad=None) -> None:
+        op_b = b.T if transpose_b else b
+        # the product goes to a scratch buffer when an activation's gradient follows
+        product = out if grad_of is None else self._tmp(out, 3)
         # np.dot has less overhead for small arrays, but is slower than matmul
         # with a large transposed first operand (x.T @ dy of a weight gradient)
         if transpose_a and a.size >= 4096:
-            np.matmul(a.T, b.T if transpose_b else b, out=out)
+            np.matmul(a.T, op_b, out=product)
         else:
-            np.dot(a.T if transpose_a else a, b.T if transpose_b else b, out)
+            np.dot(a.T if transpose_a else a, op_b, product)
         if bias is not None:
             np.add(out, bias, out)
+        if activation is not None:
+            _ACTIVATION[activation](out, out)
+        if grad_of is not None:
+            kind, y = grad_of
+            _ACTIVATION_GRAD[kind](y, product, out)
+        if bias_grad is not None:
+            np.add.reduce(op_b, axis=0, out=bias_grad)
 
     def sum_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         np.add.reduce(x, axis=0, out=out)

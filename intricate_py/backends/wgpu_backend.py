@@ -467,7 +467,8 @@ class WgpuBackend(Backend):
                 )
 
     # ----------------------------------------------------------- dense algebra
-    def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None) -> None:
+    def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation=None,
+               grad_of=None, bias_grad=None) -> None:
         m, k = a.shape[::-1] if transpose_a else a.shape
         k2, n = b.shape[::-1] if transpose_b else b.shape
         if k != k2 or out.shape != (m, n) or (bias is not None and bias.size != n):
@@ -477,12 +478,19 @@ class WgpuBackend(Backend):
             )
         a_vec4 = transpose_a and a.offset % 4 == 0 and m % 4 == 0
         b_vec4 = not transpose_b and b.offset % 4 == 0 and n % 4 == 0
+        grad_kind, y = grad_of if grad_of is not None else (None, None)
+        rows = m + (bias_grad is not None)  # the row of ones that gives bias_grad
         self._dispatch(
-            "matmul", (max(1, -(-n // 128)), max(1, -(-m // 64))), (a, a, b, b, bias, out),
+            "matmul", (max(1, -(-n // 128)), max(1, -(-rows // 64))), (a, a, b, b, bias, out, y, bias_grad),
             m=m, n=n, k=k, transpose_a=int(transpose_a), transpose_b=int(transpose_b),
             has_bias=int(bias is not None), a_off=a.offset, b_off=b.offset,
             bias_off=bias.offset if bias is not None else 0, out_off=out.offset,
             a_vec4=int(a_vec4), b_vec4=int(b_vec4),
+            activation=0 if activation is None else 1 + ACTIVATION_KIND[activation],
+            grad_kind=0 if grad_kind is None else 1 + ACTIVATION_KIND[grad_kind],
+            aux_off=y.offset if y is not None else 0,
+            has_bias_grad=int(bias_grad is not None),
+            bias_grad_off=bias_grad.offset if bias_grad is not None else 0,
         )
 
     def sum_rows(self, x: GPUArray, out: GPUArray) -> None:

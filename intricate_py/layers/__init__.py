@@ -6,6 +6,7 @@ from .base import LAYER_TYPES, Layer, Parameter
 from .conv import Conv2D, Flatten, MaxPool2D
 from .dense import Dense
 from .dropout import Dropout
+from . import chain
 
 __all__ = [
     "Layer",

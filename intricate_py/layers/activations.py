@@ -22,6 +22,13 @@ class Activation(Layer):
         self._apply(x, y)
         return y
 
+    def take(self, y: Array) -> Array:
+        """Keep ``y``, this layer's output computed elsewhere (by a product
+        whose epilogue applied this activation), for back_propagate."""
+        self._check_input(y)
+        self._y = y
+        return y
+
     def back_propagate(self, grad_output: Array) -> Array:
         dx = self._workspace.get("dx", grad_output.shape[0], self.input_shape)
         self._gradient(self._y, grad_output, dx)

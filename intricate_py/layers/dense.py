@@ -48,23 +48,28 @@ class Dense(WeightedLayer):
         return self._initial_values(rng, (inputs, self.units), self.units, inputs, self.units)
 
     # -------------------------------------------------------------- computing
-    def forward(self, x: Array) -> Array:
+    def forward(self, x: Array, activation: str | None = None) -> Array:
+        """y = x W + b; with ``activation`` (the kind of the activation layer
+        that follows), y = f(x W + b) in the same product."""
         self._check_input(x)
         self._x = x
         y = self._workspace.get("y", x.shape[0], self.output_shape)
         params = self.params
-        self.backend.matmul(x, params["W"].value, y, bias=params["b"].value)
+        self.backend.matmul(x, params["W"].value, y, bias=params["b"].value, activation=activation)
         return y
 
     def compute_gradients(self, grad_output: Array) -> None:
         W, b = self.params["W"], self.params["b"]
-        self.backend.matmul(self._x, grad_output, W.grad, transpose_a=True)  # dW = xᵀ dy
-        self.backend.sum_rows(grad_output, b.grad)  # db = Σ_rows dy
+        # dW = xᵀ dy, and db = Σ_rows dy in the same product
+        self.backend.matmul(self._x, grad_output, W.grad, transpose_a=True, bias_grad=b.grad)
 
-    def back_propagate(self, grad_output: Array) -> Array:
+    def back_propagate(self, grad_output: Array, activation_grad: tuple[str, Array] | None = None) -> Array:
+        """dE/dx = dy Wᵀ; with ``activation_grad=(kind, h)`` — the activation
+        before this layer and its output h, this layer's input — the gradient
+        of that activation's input, f'(h) · dy Wᵀ, in the same product."""
         self.compute_gradients(grad_output)
         dx = self._workspace.get("dx", grad_output.shape[0], self.input_shape)
-        self.backend.matmul(grad_output, self.params["W"].value, dx, transpose_b=True)  # dx = dy Wᵀ
+        self.backend.matmul(grad_output, self.params["W"].value, dx, transpose_b=True, grad_of=activation_grad)
         return dx
 
     # ------------------------------------------------------------ description
