@@ -197,8 +197,8 @@ class Layer:
     def _assign(self, name: str, value) -> None:
         self._ensure_parameters()
         param = self.params[name]
-        owner = f"{self!r} expects"
-        self.backend.write(param.value, checked_values(value, tuple(param.value.shape), self.backend.dtype, owner, name))
+        value = checked_values(value, tuple(param.value.shape), self.backend.dtype, f"{self!r} expects", name)
+        self.backend.write(param.value, value)
 
     def _ensure_parameters(self) -> None:
         if self.built:
@@ -253,7 +253,8 @@ class Layer:
         owner = f"{self!r} expects"
         return input_shape, {name: checked_values(v, shapes[name], dtype, owner, name) for name, v in values.items()}
 
-    def _write_state(self, input_shape: Shape | None, values: dict[str, np.ndarray], backend: Backend | None = None) -> None:
+    def _write_state(self, input_shape: Shape | None, values: dict[str, np.ndarray],
+                     backend: Backend | None = None) -> None:
         """Write what :meth:`_check_state` returned."""
         if self.built:
             for name, value in values.items():
@@ -337,9 +338,8 @@ def checked_values(value, shape: Shape, dtype, owner: str, name: str) -> np.ndar
         raise ValueError(f"{owner} {name} of shape {tuple(shape)}. Received: shape={array.shape}")
     with np.errstate(over="ignore", invalid="ignore"):
         cast = np.ascontiguousarray(array, dtype=dtype)
-    finite = np.isfinite(cast)
-    if not finite.all():
-        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+    where = first_non_finite(cast)
+    if where is not None:
         found = array[where]
         if not np.isfinite(found):
             raise ValueError(f"{owner} finite values for {name}. Received: {found} at index {where}")
@@ -348,6 +348,14 @@ def checked_values(value, shape: Shape, dtype, owner: str, name: str) -> np.ndar
             f"Received: {found} at index {where}, which does not fit {dtype.name}"
         )
     return cast
+
+
+def first_non_finite(a: np.ndarray) -> tuple[int, ...] | None:
+    """The index of the first NaN or infinity in ``a``, None if there is none."""
+    finite = np.isfinite(a)
+    if finite.all():
+        return None
+    return tuple(int(i) for i in np.argwhere(~finite)[0])
 
 
 def _shape_text(shape: Shape) -> str:

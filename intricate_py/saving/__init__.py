@@ -15,7 +15,7 @@ Tensors use PyTorch's names and layouts: a Dense layer stores ``weight``
 (units, inputs) and ``bias``, and a model prefixes them with the layer's
 index (``0.weight``), as ``torch.nn.Sequential`` does.
 
-Guarantees (each tested in tests/test_saving.py and tests/test_files_*.py):
+Guarantees (tested in tests/test_saving.py and tests/test_file_safety.py):
 
 * a load fills every parameter or fails, and changes nothing when it fails;
 * nothing is allocated beyond what the file holds: the header is bounded and

@@ -27,10 +27,11 @@ NON_NEGATIVE_STATE = ("sum_sq", "v")
 def refuse_non_finite(tensors: dict[str, np.ndarray], owner: Callable[[str], str]) -> None:
     """ValueError naming the tensor (and ``owner(name)``) unless every value
     is finite: files hold finite numbers only, in both directions."""
+    from ..layers.base import first_non_finite
+
     for name, t in tensors.items():
-        finite = np.isfinite(t)
-        if not finite.all():
-            where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        where = first_non_finite(t)
+        if where is not None:
             raise ValueError(f"cannot save {owner(name)}: its tensor {name!r} holds {t[where]} at index "
                              f"{where}; files hold finite numbers only (nothing was written)")
 
@@ -230,7 +231,8 @@ def refuse_stray(rest: dict, layers: list, per_layer: list[dict], path: Path) ->
     names = sorted(rest)
     numbered = [i for i in map(_layer_index, names) if i is not None]
     if numbered:
-        where = f" (this model's layers are 0 to {len(layers) - 1}{alignment_hint(layers, per_layer, tuple(numbered))})"
+        hint = alignment_hint(layers, per_layer, tuple(numbered))
+        where = f" (this model's layers are 0 to {len(layers) - 1}{hint})"
     else:
         where = " (tensors are named '{layer index}.{weight|bias}', as in the state_dict of a torch.nn.Sequential)"
     raise FormatError(f"{path}: tensors that no layer holds: {names[:5]}{where}")

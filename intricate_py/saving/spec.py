@@ -71,7 +71,10 @@ def read_file(path: PathLike, kinds: str | tuple[str, ...]) -> tuple[dict[str, n
     return tensors, check_metadata(path, tensors, metadata, (kinds,) if isinstance(kinds, str) else kinds)
 
 
-def check_metadata(path: Path, tensors: dict, metadata: dict[str, str] | None, kinds: tuple[str, ...]) -> dict[str, str]:
+def check_metadata(path: Path, tensors: dict, metadata: dict[str, str] | None,
+                   kinds: tuple[str, ...]) -> dict[str, str]:
+    """``metadata`` if it is an intricate-py file's of one of ``kinds``:
+    format, version, checksum, kind and dtype checked."""
     if metadata is None or metadata.get("format") != FORMAT:
         raise FormatError(f"{path}: a safetensors file, but not one written by intricate-py "
                           "(no 'format': 'intricate-py' in its metadata)")
