@@ -243,6 +243,7 @@ def test_deeply_nested_config_of_a_layer(tmp_path):
     ({"architecture": json.dumps([{"type": "Dense", "config": {"units": 3, "weight_init": ["x"]}}])},
      r"cannot rebuild Dense"),
     ({"architecture": json.dumps({"0": "Dense"})}, r"the architecture lists no layers"),
+    ({"architecture": json.dumps([{"type": "ReLU"}] * 10001)}, r"lists 10001 layers, more than the 10000 read"),
     ({"architecture": "[1e999]"}, r"not readable JSON \(1e999 does not fit a float\)"),
     ({"architecture": "[NaN]"}, r"not readable JSON \(NaN is not a number\)"),
     ({"architecture": '[{"type": "Dense", "type": "ReLU"}]'}, r"a key appears twice"),
@@ -261,11 +262,13 @@ def test_malformed_metadata_raises_format_error(saved, change, message):
     assert str(caught.value).startswith(str(path))
 
 
-def test_tensors_of_other_dtypes_are_refused(saved):
-    path, _ = saved
-    rewrite(path, tensors={"0.bias": np.array([1, 2, 3], np.int32)})
-    with pytest.raises(FormatError, match=r"tensor '0.bias' has dtype 'I32'; intricate-py reads floating-point"):
-        Model.load(path, device="cpu")
+@pytest.mark.parametrize("name, value", [("0.bias", np.array([1, 2, 3], np.int32)),
+                                         ("optimizer.0.m", np.zeros((2, 3), np.complex64))])
+def test_tensors_of_other_dtypes_are_refused(with_adam, name, value):
+    rewrite(with_adam, tensors={name: value})
+    code = {np.int32: "I32", np.complex64: "C64"}[value.dtype.type]
+    with pytest.raises(FormatError, match=f"tensor '{name}' has dtype '{code}'; intricate-py reads floating-point"):
+        Model.load(with_adam, device="cpu")
 
 
 def test_malformed_headers(tmp_path):

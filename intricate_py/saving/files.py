@@ -146,10 +146,8 @@ def load_model(path: PathLike, device: Any = "auto", dtype: str | None = None) -
 
     path = Path(path)
     tensors, metadata = spec.read_file(path, "model")
-    architecture = spec.field(metadata, "architecture", path)
-    if not isinstance(architecture, list) or not architecture:
-        raise FormatError(f"{path}: the architecture lists no layers")
-    layers = [spec.make_layer(entry, path, f"layer {i}: ") for i, entry in enumerate(architecture)]
+    entries = spec.architecture(metadata, path)
+    layers = [spec.make_layer(entry, path, f"layer {i}: ") for i, entry in enumerate(entries)]
     shape = spec.input_shape(metadata, path)
     backend = select_backend(device, dtype or metadata["dtype"])
     per_layer, rest = split_by_layer(tensors, layers)

@@ -34,6 +34,8 @@ _WHAT = {"layer": "a layer", "model": "a model", "weights": "a model's weights o
 #: nesting allowed in a configuration (lists of lists of numbers, say)
 MAX_CONFIG_DEPTH = 4
 MAX_INPUT_DIMENSIONS = 4
+#: a model's layers (each costs memory well beyond its bytes in the header)
+MAX_LAYERS = 10_000
 MAX_ITERATIONS = 2**53
 
 
@@ -142,6 +144,16 @@ def _plain(value: Any, depth: int) -> bool:
     if isinstance(value, list):
         return all(_plain(v, depth - 1) for v in value)
     return isinstance(value, dict) and all(_plain(v, depth - 1) for v in value.values())
+
+
+def architecture(metadata: dict[str, str], path: Path) -> list:
+    """The model's layer entries: a list of 1 to MAX_LAYERS."""
+    entries = field(metadata, "architecture", path)
+    if not isinstance(entries, list) or not entries:
+        raise FormatError(f"{path}: the architecture lists no layers")
+    if len(entries) > MAX_LAYERS:
+        raise FormatError(f"{path}: the architecture lists {len(entries)} layers, more than the {MAX_LAYERS} read")
+    return entries
 
 
 def input_shape(metadata: dict[str, str], path: Path) -> tuple[int, ...]:
