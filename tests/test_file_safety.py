@@ -523,6 +523,11 @@ def test_model_load_on_an_instance_checks_the_architecture(saved, layers, messag
         np.testing.assert_array_equal(a, b)
     with pytest.raises(FormatError, match=r"holds a model for inputs of shape \(2,\), this one takes \(5,\)"):
         Model([Dense(3), TanH(), Dense(1), TanH()], input_size=5, device="cpu").load(path)
+    unbuilt = Model([Dense(3), TanH(), Dense(1, input_size=7), TanH()], device="cpu")
+    with pytest.raises(FormatError, match=r"layer 2 is Dense\(3→1\) in the file, Dense\(7→1\) here \(inputs of "
+                                          r"shape \(3,\) in the file, \(7,\) here\)"):
+        unbuilt.load(path)
+    assert not any(layer.built for layer in unbuilt.layers)
 
 
 def test_model_load_on_an_instance_resumes_training_exactly(tmp_path, device):

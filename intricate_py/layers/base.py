@@ -285,7 +285,8 @@ class Layer:
         return layer
 
     def _load_into(self, path) -> "Layer":
-        """Read a layer file into this layer, checking its type and shapes."""
+        """Read a layer file into this layer, checking its type, configuration
+        and shapes; FormatError, and the layer unchanged, if they differ."""
         from ..saving import load_layer
 
         return load_layer(path, into=self)

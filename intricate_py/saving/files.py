@@ -276,14 +276,16 @@ def load_model_into(model: "Model", path: PathLike) -> "Model":
     loaded = load_model(path, device=model.backend, dtype=model.dtype.name)
     if len(loaded.layers) != len(model.layers):
         raise FormatError(f"{path}: holds a model of {len(loaded.layers)} layers, this one has {len(model.layers)}")
-    for i, (theirs, ours) in enumerate(zip(loaded.layers, model.layers)):
-        differences = config_differences(theirs, ours) if theirs.type_name == ours.type_name else "another type"
-        if differences:
-            raise FormatError(f"{path}: layer {i} is {theirs!r} in the file, {ours!r} here ({differences})")
     if model.built and model.input_shape != loaded.input_shape:
         raise FormatError(f"{path}: holds a model for inputs of shape {loaded.input_shape}, "
                           f"this one takes {model.input_shape}")
-    if not model.built:
+    for i, (theirs, ours) in enumerate(zip(loaded.layers, model.layers)):
+        differences = config_differences(theirs, ours) if theirs.type_name == ours.type_name else "another type"
+        if not differences and ours.input_shape not in (None, theirs.input_shape):
+            differences = f"inputs of shape {theirs.input_shape} in the file, {ours.input_shape} here"
+        if differences:
+            raise FormatError(f"{path}: layer {i} is {theirs!r} in the file, {ours!r} here ({differences})")
+    if not model.built:  # the same layers and input sizes: this builds
         try:
             model.build(loaded.input_shape)
         except ValueError as error:
