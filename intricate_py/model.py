@@ -13,7 +13,7 @@ from .backends import Array, Backend, select_backend
 from .callbacks import Callback, as_callbacks
 from .fitting import FIRST_LOSS, LOSS, VAL_LOSS, DeviceData, Run, StepPlan
 from .layers import Layer, Parameter, chain
-from .layers.base import Recordings, Shape, Workspace, _batch_shape_text
+from .layers.base import Recordings, Shape, Workspace, _batch_shape_text, _ClassOrInstanceMethod
 from .losses import LOSSES, Loss, warn_if_mismatched
 from .optimizers import OPTIMIZERS, Optimizer
 from .training import HaltingCondition, History
@@ -427,17 +427,60 @@ class Model:
     def save(self, path, include_optimizer: bool = False) -> None:
         """Write every layer's tensors and the architecture to one safetensors
         file; ``include_optimizer`` adds the optimizer state, the loss and
-        the shuffling state, so that training resumes exactly."""
+        the shuffling state, so that training resumes exactly. ValueError
+        (and the previous file kept) if a tensor holds NaN or inf."""
         from .saving import save_model
 
         save_model(self, path, include_optimizer)
 
-    @classmethod
-    def load(cls, path, device: str | Backend = "auto", dtype: str | None = None) -> "Model":
+    def _load_new(cls, path, device: str | Backend = "auto", dtype: str | None = None) -> "Model":
         """Rebuild a saved model on ``device`` (dtype: the file's, by default)."""
         from .saving import load_model
 
         return load_model(path, device, dtype)
+
+    def _load_into(self, path) -> "Model":
+        """Fill this model from a model file, checking that the architecture
+        (layer types, configurations, input shape) is the same; the file's
+        optimizer state, if any, comes too. FormatError, and the model
+        unchanged, for anything that does not fit."""
+        from .saving import load_model_into
+
+        return load_model_into(self, path)
+
+    load = _ClassOrInstanceMethod(_load_new, _load_into)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every layer's tensors in layer order, in PyTorch's layouts: Dense
+        weight (units, inputs) and bias, Conv2D weight (filters, in, kh, kw)
+        and bias."""
+        from .saving import get_weights
+
+        return get_weights(self)
+
+    def set_weights(self, weights: Sequence) -> None:
+        """Set every parameter from a list laid out as :meth:`get_weights`
+        gives it; ValueError naming the entry and layer that do not fit."""
+        from .saving import set_weights
+
+        set_weights(self, weights)
+
+    def save_weights(self, path) -> None:
+        """Write the weights alone to a safetensors file: the state_dict of
+        the equivalent ``torch.nn.Sequential``."""
+        from .saving import save_weights
+
+        save_weights(self, path)
+
+    def load_weights(self, path) -> None:
+        """Set every parameter from a file of :meth:`save_weights` or
+        :meth:`save`, or from a PyTorch ``nn.Sequential`` state_dict saved
+        with ``safetensors.torch.save_file``: tensors ``{layer index}.weight``
+        and ``.bias`` matched to this model's layers by position, every
+        shape checked. FormatError, and nothing changed, if one differs."""
+        from .saving import load_weights
+
+        load_weights(self, path)
 
     def export(self, path, format: str = "onnx", name: str | None = None) -> list:
         """Write the model for inference outside Python and return the paths

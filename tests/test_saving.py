@@ -74,7 +74,7 @@ def test_load_into_an_existing_layer_checks_type_and_shape(tmp_path):
     trained_xor().layers[0].save(path)
     into = Dense(3)
     assert into.load(path) is into and into.weights.shape == (2, 3)
-    with pytest.raises(FormatError, match=r"dense.safetensors.*Dense\(4\) expects weight of shape \(4, inputs\)"):
+    with pytest.raises(FormatError, match=r"dense.safetensors: holds Dense\(2→3\), not Dense\(4\): units 3 in the file, 4 here"):
         Dense(4).load(path)
     with pytest.raises(FormatError, match=r"expects inputs of shape \(5,\)"):
         Dense(3, input_size=5).load(path)
@@ -192,7 +192,7 @@ def test_missing_file(tmp_path):
 def test_truncated_file(saved):
     data = saved.read_bytes()
     saved.write_bytes(data[: len(data) - 7])
-    with pytest.raises(FormatError, match=f"{saved.name}: not a readable safetensors file"):
+    with pytest.raises(FormatError, match=f"{saved.name}: .*truncated"):
         Model.load(saved, device="cpu")
 
 
@@ -240,7 +240,7 @@ def test_unknown_layer_type(tmp_path):
     from intricate_py.saving import write_file
 
     path = tmp_path / "custom.safetensors"
-    write_file(path, {}, {"kind": "layer", "layer_type": "Wobble", "config": "{}"})
+    write_file(path, {}, {"kind": "layer", "layer_type": "Wobble", "config": "{}", "dtype": "float32"})
     with pytest.raises(FormatError, match="unknown layer type 'Wobble'"):
         Layer.load(path)
 
@@ -248,8 +248,8 @@ def test_unknown_layer_type(tmp_path):
 @pytest.mark.parametrize("name, message", [
     ("4.weight", r"tensors that no layer holds: \['4.weight'\]"),  # no layer 4
     ("9", r"tensors that no layer holds: \['9'\]"),
-    ("1.weight", r"layer 1 TanH\(\): .*holds no parameters"),  # a layer without parameters
-    ("0.scale", r"layer 0 Dense\(2→3\): .*expects tensors \['bias', 'weight'\]"),
+    ("1.weight", r"layer 1: TanH\(\) holds no parameters"),  # a layer without parameters
+    ("0.scale", r"layer 0: Dense\(2→3\) expects tensors \['bias', 'weight'\]"),
 ])
 def test_model_file_with_a_tensor_no_layer_takes(tmp_path, name, message):
     from intricate_py.saving import read_file, write_file

@@ -8,7 +8,7 @@ from ..backends import Array
 from .base import Layer, Shape
 
 
-class Activation(Layer):
+class Activation(Layer, abstract=True):
     """A parameter-free function of the input; ``kind`` names it for the backend.
 
     Shapes: x (n, *shape) -> y (n, *shape).

@@ -13,7 +13,8 @@ from ..backends import Array, Backend, NumpyBackend
 
 Shape = tuple[int, ...]
 
-#: Every Layer subclass by class name, for rebuilding layers from files.
+#: Every concrete Layer subclass by class name, for rebuilding layers from
+#: files (a base class declared ``class Base(Layer, abstract=True)`` is left out).
 LAYER_TYPES: dict[str, type["Layer"]] = {}
 
 
@@ -122,10 +123,11 @@ class Layer:
     #: True while a model trains (fit sets it, as PyTorch's ``module.train()``)
     training: bool = False
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.type_name = cls.__name__
-        LAYER_TYPES[cls.__name__] = cls
+        if not abstract:
+            LAYER_TYPES[cls.__name__] = cls
 
     def __init__(self) -> None:
         self.backend: Backend | None = None
@@ -170,13 +172,17 @@ class Layer:
             values = {name: self.backend.to_numpy(p.value) for name, p in self.params.items()}
         else:
             values = self.create_parameters(rng if rng is not None else np.random.default_rng())
+        self._place(values, backend)
+        return output_shape
+
+    def _place(self, values: dict[str, np.ndarray], backend: Backend) -> None:
+        """Make the parameters from ``values`` on ``backend``."""
         self.backend = backend
         self.params = {
             name: Parameter(name, backend.from_numpy(v), backend.zeros(v.shape))
             for name, v in values.items()
         }
         self._workspace = Workspace(backend)
-        return output_shape
 
     def _build_for(self, x: Array) -> None:
         """Build on first use from a batch, as Keras does."""
@@ -227,15 +233,8 @@ class Layer:
     def _assign(self, name: str, value) -> None:
         self._ensure_parameters()
         param = self.params[name]
-        array = np.asarray(value, dtype=np.float64)
-        if array.shape != tuple(param.value.shape):
-            raise ValueError(
-                f"{self!r} expects {name} of shape {tuple(param.value.shape)}. "
-                f"Received: shape={array.shape}"
-            )
-        if not np.isfinite(array).all():
-            raise ValueError(f"{self!r} expects finite values for {name}. Received NaN or inf")
-        self.backend.write(param.value, array)
+        value = checked_values(value, tuple(param.value.shape), self.backend.dtype, f"{self!r} expects", name)
+        self.backend.write(param.value, value)
 
     def _ensure_parameters(self) -> None:
         if self.built:
@@ -254,22 +253,57 @@ class Layer:
         values = {name: self.backend.to_numpy(p.value) for name, p in self.params.items()}
         return self._to_file(values)
 
-    def load_state_dict(self, tensors: dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, tensors: dict[str, np.ndarray], backend: Backend | None = None) -> None:
         """Set the parameters from ``tensors`` named and laid out as
-        :meth:`state_dict` gives them; an unbuilt layer is built to fit them.
-        ValueError when names, shapes or values do not fit."""
+        :meth:`state_dict` gives them: a built layer takes exactly its own
+        tensors, an unbuilt one is built to fit them (on ``backend``, by
+        default numpy in the tensors' precision). All or nothing: ValueError,
+        and no parameter changed, when names, shapes or values do not fit
+        (values must be finite in the layer's dtype)."""
+        dtype = backend.dtype if backend is not None else None
+        self._write_state(*self._check_state(tensors, dtype), backend)
+
+    def _check_state(self, tensors: dict[str, np.ndarray], dtype=None) -> tuple[Shape | None, dict[str, np.ndarray]]:
+        """(the input shape ``tensors`` imply, the parameter values ready to
+        write, in the layer's dtype or else ``dtype``); ValueError if they do
+        not fit. Changes nothing."""
         input_shape, values = self._from_file(dict(tensors))
-        if not values:
-            return
+        if self.built and set(values) != set(self.params):
+            raise ValueError(f"{self!r} expects tensors {sorted(self._file_shapes())}. Received: {sorted(tensors)}")
         if input_shape is not None and self.input_shape not in (None, input_shape):
             raise ValueError(
                 f"{self!r} expects inputs of shape {_shape_text(self.input_shape)}; "
                 f"the tensors are for inputs of shape {_shape_text(input_shape)}"
             )
-        if not self.built:
-            self.build(input_shape or self.input_shape)
-        for name, value in values.items():
-            self._assign(name, value)
+        input_shape = input_shape or self.input_shape
+        if self.built:
+            dtype, shapes = self.backend.dtype, {name: tuple(p.value.shape) for name, p in self.params.items()}
+        else:
+            if values and input_shape is None:
+                raise ValueError(f"{self!r} needs its input shape to take tensors {sorted(tensors)}")
+            if values:
+                self.output_shape_for(input_shape)  # ValueError if the layer cannot take them
+            if dtype is None:
+                dtype = np.float64 if any(np.asarray(v).dtype == np.float64 for v in values.values()) else np.float32
+            shapes = {name: np.shape(v) for name, v in values.items()}
+        owner = f"{self!r} expects"
+        return input_shape, {name: checked_values(v, shapes[name], dtype, owner, name) for name, v in values.items()}
+
+    def _write_state(self, input_shape: Shape | None, values: dict[str, np.ndarray],
+                     backend: Backend | None = None) -> None:
+        """Write what :meth:`_check_state` returned."""
+        if self.built:
+            for name, value in values.items():
+                self.backend.write(self.params[name].value, value)
+        elif values:
+            self.input_shape, self.output_shape = input_shape, self.output_shape_for(input_shape)
+            dtype = next(iter(values.values())).dtype
+            self._place(values, backend or NumpyBackend(dtype))
+
+    def _file_shapes(self) -> dict[str, Shape]:
+        """Names and shapes of the tensors :meth:`state_dict` gives, read from nothing."""
+        stand_ins = {name: np.broadcast_to(np.float32(0), p.value.shape) for name, p in self.params.items()}
+        return {name: tuple(t.shape) for name, t in self._to_file(stand_ins).items()}
 
     def save(self, path) -> None:
         """Write this layer (type, configuration, parameters) to a safetensors file."""
@@ -287,7 +321,8 @@ class Layer:
         return layer
 
     def _load_into(self, path) -> "Layer":
-        """Read a layer file into this layer, checking its type and shapes."""
+        """Read a layer file into this layer, checking its type, configuration
+        and shapes; FormatError, and the layer unchanged, if they differ."""
         from ..saving import load_layer
 
         return load_layer(path, into=self)
@@ -321,6 +356,45 @@ class Layer:
         return f"{type(self).__name__}()"
 
 
+def checked_values(value, shape: Shape, dtype, owner: str, name: str) -> np.ndarray:
+    """``value`` as a C-contiguous array of ``dtype``; ValueError ("``owner``
+    ``name`` of shape ...") unless it holds real numbers of ``shape`` that
+    stay finite in ``dtype``."""
+    dtype = np.dtype(dtype)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(
+            f"{owner} {name} as an array of numbers. Received: {type(value).__name__} that numpy "
+            f"cannot read ({error})"
+        ) from None
+    if array.dtype.kind not in "biuf":
+        found = "complex numbers" if array.dtype.kind == "c" else f"dtype={array.dtype}"
+        raise ValueError(f"{owner} real numbers for {name}. Received: {found}")
+    if array.shape != tuple(shape):
+        raise ValueError(f"{owner} {name} of shape {tuple(shape)}. Received: shape={array.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = np.ascontiguousarray(array, dtype=dtype)
+    where = first_non_finite(cast)
+    if where is not None:
+        found = array[where]
+        if not np.isfinite(found):
+            raise ValueError(f"{owner} finite values for {name}. Received: {found} at index {where}")
+        raise ValueError(
+            f"{owner} values for {name} that fit {dtype.name} (magnitudes up to {np.finfo(dtype).max:.4g}). "
+            f"Received: {found} at index {where}, which does not fit {dtype.name}"
+        )
+    return cast
+
+
+def first_non_finite(a: np.ndarray) -> tuple[int, ...] | None:
+    """The index of the first NaN or infinity in ``a``, None if there is none."""
+    finite = np.isfinite(a)
+    if finite.all():
+        return None
+    return tuple(int(i) for i in np.argwhere(~finite)[0])
+
+
 def _shape_text(shape: Shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
@@ -329,7 +403,7 @@ def _batch_shape_text(shape: Shape) -> str:
     return "(" + ", ".join(["n", *(str(s) for s in shape)]) + ")"
 
 
-class WeightedLayer(Layer):
+class WeightedLayer(Layer, abstract=True):
     """A layer with weights ``W`` and biases ``b`` (Dense, Conv2D), which
     read and assign as numpy arrays whatever the device; their shapes are
     in each layer's docstring. Initial values come from named initializers

@@ -1,0 +1,270 @@
+"""Safetensors bytes in and out, bounded before anything is allocated.
+
+Reading works on one open file descriptor: it refuses what is not a regular
+file (a FIFO would block, /dev/zero never ends), reads the 8-byte header
+length and checks it against a bound and the file's size, reads and checks
+the header (every tensor's dtype, shape and byte range, the ranges tiling
+the data exactly), and only then reads the tensors, whose sizes the file's
+real length has now vouched for.
+
+Writing goes to a locked temporary file in the target's folder, is flushed
+and fsync'd, then renamed over the target, so that the target is always the
+old file or the new one. A save killed midway leaves its temporary file
+behind unlocked; the next save to the same target removes it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import math
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so stale temporary files stay
+    fcntl = None
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Largest header read (the safetensors library's own bound is 100 MB; a
+#: model of a thousand layers needs well under a megabyte).
+MAX_HEADER_BYTES = 16 << 20
+#: Tensor dtypes read, little-endian; BF16 is widened to float32.
+DTYPES = {"F16": np.dtype("<f2"), "BF16": np.dtype("<u2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+MAX_DIMENSIONS = 8
+#: Temporary files of a save end with this.
+TEMP_SUFFIX = ".intricate-tmp"
+
+
+class FormatError(ValueError):
+    """A file that is not a readable intricate-py file, or does not fit."""
+
+
+# ---------------------------------------------------------------- reading
+def read_safetensors(path: PathLike) -> tuple[dict[str, np.ndarray], dict[str, str] | None]:
+    """The tensors of a safetensors file, and its metadata (None if it has
+    none). FormatError naming the file and the fault for anything that is
+    not a regular, well-formed safetensors file of float tensors;
+    FileNotFoundError if there is no file."""
+    path = Path(path)
+    # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer
+    with open(path, "rb", buffering=0, opener=_nonblocking) as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise FormatError(f"{path}: not a regular file ({_file_kind(info.st_mode)}); "
+                              "weights are read from regular files only")
+        size = info.st_size
+        if size < 8:
+            raise FormatError(f"{path}: {size} bytes, too short for a safetensors file")
+        length = int.from_bytes(_read_exactly(f, 8, path), "little")
+        if length > MAX_HEADER_BYTES or 8 + length > size:
+            raise FormatError(
+                f"{path}: not a safetensors file, or a truncated one: it declares a header of {length} bytes, "
+                f"{'more than the file holds' if 8 + length > size else f'more than the {MAX_HEADER_BYTES} read'}"
+            )
+        header = parse_json(_read_exactly(f, length, path), f"{path}: the header")
+        if not isinstance(header, dict):
+            raise FormatError(f"{path}: the header is not a JSON object")
+        metadata = header.pop("__metadata__", None)
+        if metadata is not None and not (
+            isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+        ):
+            raise FormatError(f"{path}: '__metadata__' must map names to strings")
+        entries = _tensor_entries(header, size - 8 - length, path)
+        data = _read_exactly(f, size - 8 - length, path)
+    return {name: _tensor(data, *entry) for name, entry in entries.items()}, metadata
+
+
+def _nonblocking(name: str, flags: int) -> int:
+    return os.open(name, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a plain file"
+
+
+def _read_exactly(f, count: int, path: Path) -> bytearray:
+    data = bytearray(count)
+    view, done = memoryview(data), 0
+    while done < count:
+        n = f.readinto(view[done:])
+        if not n:
+            raise FormatError(f"{path}: ended after {done} of the {count} bytes expected (changed while read?)")
+        done += n
+    return data
+
+
+def parse_json(text: bytes | str, what: str) -> Any:
+    """JSON without NaN, infinities or repeated keys; FormatError("``what``
+    ...") for anything unreadable, nested too deep included."""
+    try:
+        if isinstance(text, (bytes, bytearray)):
+            text = text.decode("utf-8")
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                          object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError, UnicodeDecodeError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise FormatError(f"{what} is not readable JSON ({reason})") from None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} does not fit a float")
+    return value
+
+
+def _unique_keys(pairs: list) -> dict:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("a key appears twice")
+    return result
+
+
+def _is_count(value) -> bool:
+    return type(value) is int and 0 <= value < 2**63
+
+
+def _tensor_entries(header: dict, data_size: int, path: Path) -> dict[str, tuple]:
+    """(dtype, shape, begin, end) of each tensor, checked against the
+    ``data_size`` bytes that follow the header."""
+    entries = {}
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise FormatError(f"{path}: tensor {name!r} is not described by 'dtype', 'shape' and 'data_offsets'")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise FormatError(f"{path}: tensor {name!r} has dtype {dtype!r}; intricate-py reads "
+                              f"floating-point tensors ({', '.join(DTYPES)})")
+        if not (isinstance(shape, list) and len(shape) <= MAX_DIMENSIONS and all(map(_is_count, shape))):
+            raise FormatError(f"{path}: tensor {name!r} has shape {shape!r}; expected a list of at most "
+                              f"{MAX_DIMENSIONS} non-negative integers")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))
+                and offsets[0] <= offsets[1]):
+            raise FormatError(f"{path}: tensor {name!r} has data_offsets {offsets!r}; expected [begin, end]")
+        nbytes = math.prod(shape) * DTYPES[dtype].itemsize
+        if offsets[1] - offsets[0] != nbytes:
+            raise FormatError(f"{path}: tensor {name!r} of shape {tuple(shape)} in {dtype} takes {nbytes} "
+                              f"bytes, but its offsets span {offsets[1] - offsets[0]}")
+        entries[name] = (dtype, tuple(shape), *offsets)
+    end = 0  # the tensors must tile the data: no gap, no overlap, nothing after
+    for name, (_, _, begin, stop) in sorted(entries.items(), key=lambda e: e[1][2:]):
+        if begin != end:
+            raise FormatError(f"{path}: tensor {name!r} starts at byte {begin} of the data, expected {end} "
+                              "(tensors follow each other without gaps or overlaps)")
+        end = stop
+    if end != data_size:
+        raise FormatError(f"{path}: the tensors take {end} bytes, but {data_size} follow the header "
+                          "(a truncated or padded file)")
+    return entries
+
+
+def _tensor(data: bytearray, dtype: str, shape: tuple, begin: int, end: int) -> np.ndarray:
+    a = np.frombuffer(data, DTYPES[dtype], count=math.prod(shape), offset=begin).reshape(shape)
+    if dtype == "BF16":  # the top half of a float32
+        return (a.astype(np.uint32) << 16).view(np.float32)
+    return a
+
+
+# ---------------------------------------------------------------- writing
+def atomic_write(path: PathLike, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that it is always either the old
+    file or the new one: a locked temporary file in the same folder, fsync,
+    rename. Stale temporary files of earlier saves to ``path`` (their saver
+    killed) are removed first."""
+    if os.fspath(path) == "":
+        raise ValueError("expected a file path to save to. Received: ''")
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "cannot save to a folder; give a file path in it", str(path))
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+    prefix = _temp_prefix(path)
+    _remove_stale(folder, prefix)
+    fd, tmp = _locked_temp(folder, prefix)
+    try:
+        with os.fdopen(fd, "wb") as f:  # closing it releases the lock: only after the rename
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _temp_prefix(path: Path) -> str:
+    """The start of the temporary names of saves to ``path``: a hash of its
+    name, so that they stay short (a legal name of 255 bytes still saves)."""
+    digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]
+    return f".{digest}."
+
+
+def _locked_temp(folder: Path, prefix: str) -> tuple[int, str]:
+    """A new temporary file, locked for as long as it is open: a saver that
+    dies releases the lock, which marks the file stale."""
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
+        if fcntl is None:
+            return fd, tmp
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                return fd, tmp
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # taken for stale between its creation and its lock: make another
+
+
+def _remove_stale(folder: Path, prefix: str) -> None:
+    """Remove the temporary files of saves to the same target that no live
+    save holds locked."""
+    if fcntl is None:
+        return
+    for entry in os.scandir(folder):
+        if not (entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX)):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError while a save holds it
+            if os.path.samestat(os.fstat(fd), os.stat(entry.path, follow_symlinks=False)):
+                os.unlink(entry.path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

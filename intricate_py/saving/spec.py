@@ -1,0 +1,207 @@
+"""The intricate-py file format: what its metadata may say, checked before
+anything is built from it.
+
+Every entry is a string; several hold JSON. Each is checked for type and
+range here (a layer type must be a concrete layer, a configuration plain
+values, an input shape a few positive sizes, an iteration count an integer
+in [0, 2**53]), so that a crafted file raises FormatError naming the file
+and the fault instead of RecursionError, TypeError or an allocation of
+terabytes. The checksum catches accidental corruption; nothing relies on it
+for safety, since anyone can recompute it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import safetensors.numpy
+
+from .fileio import FormatError, PathLike, atomic_write, parse_json, read_safetensors
+
+if TYPE_CHECKING:
+    from ..layers import Layer
+
+FORMAT = "intricate-py"
+FORMAT_VERSION = 1
+DTYPE_NAMES = ("float32", "float64")
+#: how each kind of file is loaded
+LOADERS = {"layer": "Layer.load", "model": "Model.load", "weights": "model.load_weights"}
+_WHAT = {"layer": "a layer", "model": "a model", "weights": "a model's weights only"}
+#: nesting allowed in a configuration (lists of lists of numbers, say)
+MAX_CONFIG_DEPTH = 4
+MAX_INPUT_DIMENSIONS = 4
+#: a model's layers (each costs memory well beyond its bytes in the header)
+MAX_LAYERS = 10_000
+MAX_ITERATIONS = 2**53
+
+
+def checksum(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> str:
+    """SHA-256 over every tensor (name, dtype, shape, bytes) and every
+    metadata entry but the checksum itself."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = np.ascontiguousarray(tensors[name])
+        h.update(f"{name}\0{t.dtype.str}\0{t.shape}\0".encode())
+        h.update(t.tobytes())
+    for key in sorted(metadata):
+        if key != "checksum":
+            h.update(f"{key}\0{metadata[key]}\0".encode())
+    return "sha256:" + h.hexdigest()
+
+
+def write_file(path: PathLike, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    """Write tensors and metadata (format, versions and checksum added)
+    atomically to ``path``."""
+    from .. import __version__
+
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
+                "library_version": __version__, **metadata}
+    metadata["checksum"] = checksum(tensors, metadata)
+    atomic_write(path, safetensors.numpy.save(tensors, metadata=metadata))
+
+
+def read_file(path: PathLike, kinds: str | tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Tensors and metadata of an intricate-py file of one of ``kinds``, its
+    format, version, checksum, kind and dtype checked."""
+    path = Path(path)
+    tensors, metadata = read_safetensors(path)
+    return tensors, check_metadata(path, tensors, metadata, (kinds,) if isinstance(kinds, str) else kinds)
+
+
+def check_metadata(path: Path, tensors: dict, metadata: dict[str, str] | None,
+                   kinds: tuple[str, ...]) -> dict[str, str]:
+    """``metadata`` if it is an intricate-py file's of one of ``kinds``:
+    format, version, checksum, kind and dtype checked."""
+    if metadata is None or metadata.get("format") != FORMAT:
+        raise FormatError(f"{path}: a safetensors file, but not one written by intricate-py "
+                          "(no 'format': 'intricate-py' in its metadata)")
+    version = metadata.get("format_version", "")
+    if not re.fullmatch("[0-9]{1,9}", version) or not 1 <= int(version) <= FORMAT_VERSION:
+        raise FormatError(f"{path}: format version {clip(version)!r}; this intricate-py reads "
+                          f"versions 1 to {FORMAT_VERSION}")
+    if metadata.get("checksum") != checksum(tensors, metadata):
+        raise FormatError(f"{path}: checksum mismatch, the file is corrupt")
+    kind = metadata.get("kind")
+    if kind not in kinds:
+        wanted = " or ".join(_WHAT[k] for k in kinds)
+        if kind not in LOADERS:
+            raise FormatError(f"{path}: holds an unknown kind {clip(kind)!r}, not {wanted}")
+        raise FormatError(f"{path}: holds {_WHAT[kind]}, not {wanted}: use {LOADERS[kind]}")
+    if metadata.get("dtype") not in DTYPE_NAMES:
+        raise FormatError(f"{path}: dtype {clip(metadata.get('dtype'))!r}; expected one of {DTYPE_NAMES}")
+    return metadata
+
+
+def field(metadata: dict[str, str], key: str, path: Path) -> Any:
+    """The JSON value of the metadata entry ``key``."""
+    if key not in metadata:
+        raise FormatError(f"{path}: no '{key}' in the metadata")
+    return parse_json(metadata[key], f"{path}: '{key}' in the metadata")
+
+
+def clip(text: Any, length: int = 60) -> Any:
+    """A string cut short for an error message (anything else as it is)."""
+    return text[:length] + "…" if isinstance(text, str) and len(text) > length else text
+
+
+# ---------------------------------------------------------------- objects
+def make_layer(entry: Any, path: Path, where: str = "") -> "Layer":
+    """A new, unbuilt layer from its {"type", "config"} entry."""
+    from ..layers import LAYER_TYPES
+
+    if not (isinstance(entry, dict) and isinstance(entry.get("type"), str) and set(entry) <= {"type", "config"}):
+        raise FormatError(f"{path}: {where}expected a layer as {{'type': name, 'config': {{...}}}}. "
+                          f"Received: {type(entry).__name__}")
+    name = entry["type"]
+    if name not in LAYER_TYPES:
+        raise FormatError(f"{path}: {where}unknown layer type {clip(name)!r}: expected one of "
+                          f"{sorted(LAYER_TYPES)} (a custom layer must be imported before loading)")
+    return construct(LAYER_TYPES[name], entry.get("config", {}), path, where)
+
+
+def construct(cls: type, config: Any, path: Path, where: str = "") -> Any:
+    """``cls(**config)``, FormatError unless ``config`` holds plain values that
+    the constructor accepts."""
+    if not (isinstance(config, dict) and _plain(config, MAX_CONFIG_DEPTH)):
+        raise FormatError(f"{path}: {where}the configuration of {cls.__name__} must map names to plain "
+                          f"values (numbers, strings, short lists)")
+    try:  # an optimizer rebuilds a learning-rate schedule from its config
+        return cls.from_config(config) if hasattr(cls, "from_config") else cls(**config)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise FormatError(f"{path}: {where}cannot rebuild {cls.__name__} from its config ({error})") from None
+
+
+def _plain(value: Any, depth: int) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if depth == 0:
+        return False
+    if isinstance(value, list):
+        return all(_plain(v, depth - 1) for v in value)
+    return isinstance(value, dict) and all(_plain(v, depth - 1) for v in value.values())
+
+
+def architecture(metadata: dict[str, str], path: Path) -> list:
+    """The model's layer entries: a list of 1 to MAX_LAYERS."""
+    entries = field(metadata, "architecture", path)
+    if not isinstance(entries, list) or not entries:
+        raise FormatError(f"{path}: the architecture lists no layers")
+    if len(entries) > MAX_LAYERS:
+        raise FormatError(f"{path}: the architecture lists {len(entries)} layers, more than the {MAX_LAYERS} read")
+    return entries
+
+
+def input_shape(metadata: dict[str, str], path: Path) -> tuple[int, ...]:
+    shape = field(metadata, "input_shape", path)
+    if not (isinstance(shape, list) and 1 <= len(shape) <= MAX_INPUT_DIMENSIONS
+            and all(type(s) is int and 1 <= s < 2**31 for s in shape)):
+        raise FormatError(f"{path}: 'input_shape' must list 1 to {MAX_INPUT_DIMENSIONS} positive sizes "
+                          f"below 2**31. Received: {type(shape).__name__}"
+                          + (f" {shape}" if isinstance(shape, list) and len(shape) <= 8 else ""))
+    return tuple(shape)
+
+
+def optimizer(metadata: dict[str, str], path: Path) -> tuple[Any, int]:
+    """The optimizer the file names, unbound, and its iteration count."""
+    from ..optimizers import OPTIMIZERS
+
+    spec = field(metadata, "optimizer", path)
+    if not (isinstance(spec, dict) and set(spec) == {"type", "config", "iterations"}):
+        raise FormatError(f"{path}: 'optimizer' must hold 'type', 'config' and 'iterations'")
+    if not (isinstance(spec["type"], str) and spec["type"] in OPTIMIZERS):
+        raise FormatError(f"{path}: unknown optimizer {clip(spec['type'])!r}: expected one of {sorted(OPTIMIZERS)}")
+    iterations = spec["iterations"]
+    if type(iterations) is not int or not 0 <= iterations <= MAX_ITERATIONS:
+        raise FormatError(f"{path}: the optimizer's iterations must be an integer in [0, 2**53]. "
+                          f"Received: {iterations if type(iterations) is int else type(iterations).__name__}")
+    return construct(OPTIMIZERS[spec["type"]], spec["config"], path, "the optimizer: "), iterations
+
+
+def loss(metadata: dict[str, str], path: Path) -> Any:
+    from ..losses import LOSSES
+
+    spec = field(metadata, "loss", path)
+    if not (isinstance(spec, dict) and set(spec) == {"type", "config"}):
+        raise FormatError(f"{path}: 'loss' must hold 'type' and 'config'")
+    if not (isinstance(spec["type"], str) and spec["type"] in LOSSES):
+        raise FormatError(f"{path}: unknown loss {clip(spec['type'])!r}: expected one of {sorted(LOSSES)}")
+    return construct(LOSSES[spec["type"]], spec["config"], path, "the loss: ")
+
+
+def shuffle_state(metadata: dict[str, str], path: Path) -> dict[str, Any]:
+    """The state of a PCG64 generator (numpy's default), each number in its range."""
+    state = field(metadata, "shuffle_state", path)
+    ok = (isinstance(state, dict) and set(state) == {"bit_generator", "state", "has_uint32", "uinteger"}
+          and state["bit_generator"] == "PCG64" and isinstance(state["state"], dict)
+          and set(state["state"]) == {"state", "inc"}
+          and all(type(v) is int and 0 <= v < 2**128 for v in state["state"].values())
+          and state["has_uint32"] in (0, 1) and type(state["has_uint32"]) is int
+          and type(state["uinteger"]) is int and 0 <= state["uinteger"] < 2**32)
+    if not ok:
+        raise FormatError(f"{path}: 'shuffle_state' is not the state of a PCG64 generator")
+    return state

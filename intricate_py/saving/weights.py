@@ -1,0 +1,71 @@
+"""A model's weights as a list of arrays or a file, Keras's
+get_weights / set_weights / save_weights / load_weights, in PyTorch's
+layouts and names: the file of ``save_weights`` is the state_dict of the
+equivalent ``torch.nn.Sequential``, and ``load_weights`` reads such a
+state_dict saved by ``safetensors.torch.save_file``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from . import spec
+from .fileio import FormatError, PathLike, read_safetensors
+from .files import fill_layers, model_tensors, refuse_stray, split_by_layer
+
+if TYPE_CHECKING:
+    from ..model import Model
+
+
+def get_weights(model: "Model") -> list[np.ndarray]:
+    """Every layer's tensors in layer order, PyTorch's layouts: a Dense
+    gives weight (units, inputs) then bias (units,); a Conv2D weight
+    (filters, in_channels, kh, kw) then bias. Copies, not views."""
+    return [np.ascontiguousarray(t) for layer in model.layers for t in layer.state_dict().values()]
+
+
+def set_weights(model: "Model", weights: Sequence) -> None:
+    """Set every parameter from a list laid out as :func:`get_weights`
+    gives it. All or nothing: ValueError naming the list entry and the
+    layer when a length, a shape or a value does not fit."""
+    from ..layers.base import checked_values
+
+    if not model.built:
+        raise ValueError("the model has no weights yet: give input_size (or call build) before set_weights")
+    slots = [(i, layer, name, shape) for i, layer in enumerate(model.layers)
+             for name, shape in layer._file_shapes().items()]
+    if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
+        raise ValueError(f"expected a list of arrays, as get_weights() gives. Received: {type(weights).__name__}")
+    if len(weights) != len(slots):
+        raise ValueError(f"expected {len(slots)} arrays, as get_weights() gives (the weight and bias of each "
+                         f"layer with parameters, in order). Received: {len(weights)}")
+    per_layer: list[dict] = [{} for _ in model.layers]
+    for k, ((i, layer, name, shape), value) in enumerate(zip(slots, weights)):
+        per_layer[i][name] = checked_values(value, shape, model.dtype, f"layer {i} {layer!r} expects",
+                                            f"{name} (weights[{k}])")
+    staged = [layer._check_state(own) for layer, own in zip(model.layers, per_layer)]
+    for layer, (shape, values) in zip(model.layers, staged):
+        layer._write_state(shape, values)
+
+
+def save_weights(model: "Model", path: PathLike) -> None:
+    spec.write_file(path, model_tensors(model), {"kind": "weights", "dtype": model.dtype.name})
+
+
+def load_weights(model: "Model", path: PathLike) -> None:
+    """Set every parameter from a file of intricate-py (a model or its
+    weights) or a PyTorch ``nn.Sequential`` state_dict, matching tensors
+    ``{layer index}.{weight|bias}`` to the model's layers by position. All
+    or nothing: FormatError naming the first layer that differs."""
+    path = Path(path)
+    tensors, metadata = read_safetensors(path)
+    if metadata is not None and metadata.get("format") == spec.FORMAT:
+        spec.check_metadata(path, tensors, metadata, ("model", "weights"))
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("optimizer.")}
+    if not model.built:
+        raise ValueError("the model has no weights yet: give input_size (or call build) before load_weights")
+    per_layer, rest = split_by_layer(tensors, model.layers)
+    refuse_stray(rest, model.layers, per_layer, path)
+    fill_layers(model.layers, per_layer, path)
