@@ -13,8 +13,8 @@ XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
 
 
-def xor_model(device="cpu"):
-    return Model([Dense(3), TanH(), Dense(1), TanH()], input_size=2, device=device, seed=0)
+def xor_model(device="cpu", seed=0):
+    return Model([Dense(3), TanH(), Dense(1), TanH()], input_size=2, device=device, seed=seed)
 
 
 class Recorder(Callback):
@@ -201,3 +201,14 @@ def test_learning_rate_scheduler_sets_the_rate_each_epoch():
     assert rates[-2:] == [0.3, 1.3]
     with pytest.raises(ValueError, match="positive finite number. Received: learning_rate=-1"):
         model.fit(XOR_X, XOR_Y, epochs=1, callbacks=[LearningRateScheduler(lambda epoch: -1)])
+
+
+def test_model_checkpoint_can_save_the_weights_alone(tmp_path):
+    from intricate_py.callbacks import ModelCheckpoint
+
+    model = xor_model()
+    model.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=2, batch_size=4,
+              callbacks=[ModelCheckpoint(tmp_path / "w.safetensors", monitor="loss", save_weights_only=True)])
+    twin = xor_model(seed=9)
+    twin.load_weights(tmp_path / "w.safetensors")
+    np.testing.assert_array_equal(twin.predict(XOR_X), model.predict(XOR_X))
