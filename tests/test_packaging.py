@@ -28,6 +28,10 @@ def test_wheel_contains_every_shader(wheel):
     assert not any(n.endswith(".pyc") or "tests/" in n for n in names)
 
 
+def test_wheel_marks_the_package_typed(wheel):
+    assert "intricate_py/py.typed" in zipfile.ZipFile(wheel).namelist()
+
+
 def test_installed_wheel_finds_its_shaders(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
