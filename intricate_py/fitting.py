@@ -64,6 +64,7 @@ class StepPlan:
         self.replayable = all(type(layer).__module__.startswith("intricate_py.") for layer in model.layers) \
             and all(isinstance(layer, Dropout) for layer in stepped)
         self.recordings = Recordings()  # by batch rows
+        self.optimizer_values = tuple(model.optimizer.step_values())  # their names
 
     def values(self, first: int, index: int) -> dict[str, float | int]:
         """What changes from step to step, by the names the operations' arguments take."""
@@ -108,7 +109,7 @@ class StepPlan:
         g = model._workspace.get("grad", p.shape[0], p.shape[1:])
         loss.train_step(backend, self.kind, p, t, metrics, values["index"], self.accuracy, g)
         chain.back_propagate(self.chain, g)
-        model.optimizer.step({k: values[k] for k in model.optimizer.step_values()})
+        model.optimizer.step({k: values[k] for k in self.optimizer_values})
 
 
 class DeviceData:
