@@ -78,6 +78,9 @@ class StepPlan:
         """One step on ``batch`` (first row, samples, targets) of ``data``,
         adding its loss and correct count into ``metrics[index]`` and
         ``metrics[index + 1]``."""
+        if not (self.replayable and self.backend.records):  # numpy: the layers every step
+            self._run(data, batch, metrics, index, None)
+            return
         values = self.values(batch[0], index)
         rows = batch[1].shape[0]
         recording = self.recordings.get(rows)
@@ -86,30 +89,30 @@ class StepPlan:
             self._begin_step(values)  # the host's part of a step
             self.model.optimizer.iterations += 1
             return
-        if not self.replayable:
-            self._run(data, batch, metrics, values)
-            return
         with self.backend.record() as recording:
-            self._run(data, batch, metrics, step_values(values) if recording is not None else values)
-        if recording is not None and recording.complete:
+            self._run(data, batch, metrics, index, step_values(values))
+        if recording.complete:
             self.recordings.put(rows, recording)
 
-    def _begin_step(self, values: dict) -> None:
+    def _begin_step(self, values: dict | None) -> None:
         step = self.model.optimizer.iterations
         for i, layer in enumerate(self.dropouts):
-            layer.begin_step(step, values[f"key{i}"])
+            layer.begin_step(step, None if values is None else values[f"key{i}"])
 
-    def _run(self, data: "DeviceData", batch: tuple, metrics: Array, values: dict) -> None:
-        """The step, layer by layer."""
+    def _run(self, data: "DeviceData", batch: tuple, metrics: Array, index: int, values: dict | None) -> None:
+        """The step, layer by layer; ``values`` (those of :meth:`values`,
+        marked for a recording) or None, each part then computing its own."""
         model, backend, loss = self.model, self.backend, self.loss
         first, x, t = batch
-        data.gather(values["first"], x, t)
+        if values is not None:
+            first, index = values["first"], values["index"]
+        data.gather(first, x, t)
         self._begin_step(values)
         p = chain.forward(self.chain, x)
         g = model._workspace.get("grad", p.shape[0], p.shape[1:])
-        loss.train_step(backend, self.kind, p, t, metrics, values["index"], self.accuracy, g)
+        loss.train_step(backend, self.kind, p, t, metrics, index, self.accuracy, g)
         chain.back_propagate(self.chain, g)
-        model.optimizer.step({k: values[k] for k in self.optimizer_values})
+        model.optimizer.step(None if values is None else {k: values[k] for k in self.optimizer_values})
 
 
 class DeviceData:
@@ -248,8 +251,6 @@ class Run:
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch, self.step = epoch, 0
-        slot = self.slot(epoch)
-        self.backend.clear(self.backend.rows(self.metrics, slot, slot + SLOTS))
         if self.verbose == 1:
             if self.bar is not None:
                 self.bar.close()
@@ -257,12 +258,6 @@ class Run:
                 total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
                 dynamic_ncols=True,
             )
-
-    def end_epoch(self, epoch: int) -> None:
-        """Flag the epoch when a parameter is no longer finite."""
-        flat = self.model._flat
-        if flat is not None:
-            self.backend.flag_nonfinite(flat.value, self.metrics, self.slot(epoch) + BAD_PARAMETERS)
 
     def step_done(self) -> None:
         self.backend.end_step()
@@ -294,13 +289,24 @@ class Run:
 
     # ------------------------------------------------------------- reading
     def _read_metrics(self, start: int, epoch: int) -> np.ndarray:
-        """The accumulators of epochs start..epoch as rows of SLOTS."""
-        first, last = self.slot(start), self.slot(epoch)
-        if first <= last:
-            values = self.backend.to_numpy(self.backend.rows(self.metrics, first, last + SLOTS))
+        """The accumulators of epochs start..epoch as rows of SLOTS, whose
+        slots are then cleared for the epochs that take them next.
+
+        The weights are checked only here, at the end of the last epoch
+        read: a parameter that went NaN or inf in an earlier epoch made the
+        loss of every epoch after it NaN."""
+        backend, metrics = self.backend, self.metrics
+        flat = self.model._flat
+        if flat is not None:
+            backend.flag_nonfinite(flat.value, metrics, self.slot(epoch) + BAD_PARAMETERS)
+        first, last = self.slot(start), self.slot(epoch) + SLOTS
+        if first < last:
+            values = backend.to_numpy(backend.rows(metrics, first, last))
+            backend.clear(backend.rows(metrics, first, last))
         else:  # the ring wrapped: read it whole and put the epochs in order
-            ring = self.backend.to_numpy(self.metrics)
-            values = np.concatenate([ring[first:], ring[: last + SLOTS]])
+            ring = backend.to_numpy(metrics)
+            values = np.concatenate([ring[first:], ring[:last]])
+            backend.clear(metrics)
         return values.astype(np.float64).reshape(-1, SLOTS)
 
     def read_epochs(self, epoch: int, halting: HaltingCondition | None, callbacks: "list[Callback]") -> bool:

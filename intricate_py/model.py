@@ -71,6 +71,7 @@ class Model:
         self.optimizer: Optimizer | None = None
         #: set True (by a callback) to stop fit after the current epoch
         self.stop_training = False
+        self._training = False  # True while fit runs
         self._workspace = Workspace(self.backend)
         self._predictions = Recordings()  # of predict's passes, by rows
         if input_size is not None:
@@ -181,12 +182,17 @@ class Model:
         from a callback during fit."""
         x = self._inputs(x)
         chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
-        with self._mode(training=False):
-            if len(x) <= chunk:  # the common, lean path: one pass
-                return self._predict_chunk(x)
-            out = np.empty((len(x), *self.output_shape), self.dtype)
-            for start in range(0, len(x), chunk):
-                out[start : start + chunk] = self._predict_chunk(x[start : start + chunk])
+        if self._training:  # called during fit
+            with self._mode(training=False):
+                return self._predict(x, chunk)
+        return self._predict(x, chunk)
+
+    def _predict(self, x: np.ndarray, chunk: int) -> np.ndarray:
+        if len(x) <= chunk:  # the common, lean path: one pass
+            return self._predict_chunk(x)
+        out = np.empty((len(x), *self.output_shape), self.dtype)
+        for start in range(0, len(x), chunk):
+            out[start : start + chunk] = self._predict_chunk(x[start : start + chunk])
         return out
 
     def _predict_chunk(self, x: np.ndarray) -> np.ndarray:
@@ -234,15 +240,18 @@ class Model:
 
     @contextlib.contextmanager
     def _mode(self, training: bool):
-        """Every layer's ``training`` flag set for a while, then restored."""
-        before = [layer.training for layer in self.layers]
+        """Every layer's ``training`` flag (and the model's) set for a
+        while, then restored."""
+        before, model_before = [layer.training for layer in self.layers], self._training
         for layer in self.layers:
             layer.training = training
+        self._training = training
         try:
             yield
         finally:
             for layer, flag in zip(self.layers, before):
                 layer.training = flag
+            self._training = model_before
 
     def _accuracy_count(self, loss: Loss, n: int) -> int:
         width = self.output_shape[0]
@@ -381,7 +390,6 @@ class Model:
                 run.step_done()
             if val is not None:
                 self._accumulate_metrics(val, self.loss, run.metrics, slot + VAL_LOSS)
-            run.end_epoch(epoch)
 
         run = Run(self, data, val, epochs, keys, verbose, run_epoch)
         # per-epoch readbacks where an epoch's end must be seen; else a few a second

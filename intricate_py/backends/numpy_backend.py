@@ -138,6 +138,9 @@ def _logits_binary_cross_entropy(z, t, g):
     return np.sum(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))), z
 
 
+#: the kinds whose value clips p (or its softmax or sigmoid) and so can hide ±inf
+_CLIPPED = frozenset({"cross_entropy", "binary_cross_entropy", "softmax_cross_entropy", "sigmoid_cross_entropy"})
+
 _LOSS = {
     "squared": _squared,
     "absolute": _absolute,
@@ -294,7 +297,8 @@ class NumpyBackend(Backend):
     # ------------------------------------------------------------------ losses
     def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0) -> None:
         total, predictions = _LOSS[kind](p, t, grad)
-        if not (math.isfinite(total) and _all_finite(p)):
+        # a non-finite p gives a non-finite total, but where p is clipped
+        if not math.isfinite(total) or (kind in _CLIPPED and not _all_finite(p)):
             total = math.nan
         acc[index] += scale * total
         acc[index + 1] += _CORRECT[accuracy](predictions, t)
