@@ -10,7 +10,8 @@
 //             out = f(op(a) · op(b) + bias); grad_kind = 1 + kind: out =
 //             f'(y) · (op(a) · op(b)) from the saved output y = aux (activations.wgsl's
 //             formulas); has_bias_grad = 1: also bias_grad[j] = Σ_p op(b)[p, j], as
-//             row m of the product of op(a) with a row of ones appended.
+//             row m of the product of op(a) with a row of ones appended (bias_grad in
+//             out's buffer: a model packs dW and db together).
 // Bindings (group 0):
 //   0 params  uniform Params, one slot per dispatch (dynamic offset)
 //   1 a       storage, read        op(a) from element a_off
@@ -20,7 +21,7 @@
 //   5 bias    storage, read        n values from bias_off, read when has_bias = 1
 //   6 out     storage, read_write  m × n row-major from out_off
 //   7 aux     storage, read        y (m × n) from aux_off, read when grad_kind > 0
-//   8 bias_grad storage, read_write n values from bias_grad_off (has_bias_grad = 1)
+//   (bias_grad: n values from bias_grad_off in out's buffer, when has_bias_grad = 1)
 // Dispatch: (ceil(n / 128), ceil((m + has_bias_grad) / 64)) workgroups of 8 × 8 invocations.
 // A workgroup computes a 64 × 128 tile of out, stepping through k in slices
 // of 16 staged in workgroup memory; each invocation accumulates an 8 × 16
@@ -46,7 +47,6 @@ struct Params {
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<storage, read> aux: array<f32>;
-@group(0) @binding(8) var<storage, read_write> bias_grad: array<f32>;
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 128u;
@@ -58,8 +58,10 @@ var<workgroup> tile_a: array<vec4<f32>, 256>;
 var<workgroup> tile_b: array<vec4<f32>, 512>;
 
 fn op_a(i: u32, p: u32) -> f32 {
-  if (i == params.m && params.has_bias_grad == 1u && p < params.k) { return 1.0; }  // the row of ones
-  if (i >= params.m || p >= params.k) { return 0.0; }
+  if (i >= params.m || p >= params.k) {
+    // past the edges: zeros, but for the row of ones that gives bias_grad
+    return select(0.0, 1.0, i == params.m && params.has_bias_grad == 1u && p < params.k);
+  }
   if (params.transpose_a == 1u) { return a[params.a_off + p * params.m + i]; }
   return a[params.a_off + i * params.k + p];
 }
@@ -119,22 +121,17 @@ fn epilogue(x: f32, at: u32) -> f32 {
   }
 }
 
-// out[i][j .. j + 15] = v0 .. v3 (+ bias, then the epilogue), the parts inside
-// m × n; row m (the row of ones) goes to bias_grad
+// out[i][j .. j + 15] = v0 .. v3 (+ bias), the parts inside m × n; row m (the
+// row of ones) goes to bias_grad, which lies in out's buffer
 fn store(i: u32, j: u32, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) {
+  if (i > params.m || (i == params.m && params.has_bias_grad == 0u)) { return; }
+  let row = select(params.out_off + i * params.n, params.bias_grad_off, i == params.m);
   let v = array<vec4<f32>, 4>(v0, v1, v2, v3);
-  if (i == params.m && params.has_bias_grad == 1u) {
-    for (var c = 0u; c < 16u; c = c + 1u) {
-      if (j + c < params.n) { bias_grad[params.bias_grad_off + j + c] = v[c / 4u][c % 4u]; }
-    }
-    return;
-  }
-  if (i >= params.m) { return; }
   for (var c = 0u; c < 16u; c = c + 1u) {
     if (j + c >= params.n) { return; }
     var x = v[c / 4u][c % 4u];
     if (params.has_bias == 1u) { x = x + bias[params.bias_off + j + c]; }
-    out[params.out_off + i * params.n + j + c] = epilogue(x, i * params.n + j + c);
+    out[row + j + c] = x;
   }
 }
 
@@ -199,4 +196,17 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
   store(i0 + 5u, j0, acc50, acc51, acc52, acc53);
   store(i0 + 6u, j0, acc60, acc61, acc62, acc63);
   store(i0 + 7u, j0, acc70, acc71, acc72, acc73);
+  // the epilogue, in place over this invocation's own 8 × 16 block (one
+  // call site: software adapters pay for every inlined copy)
+  if (params.activation == 0u && params.grad_kind == 0u) { return; }
+  for (var r = 0u; r < 8u; r = r + 1u) {
+    let i = i0 + r;
+    if (i >= params.m) { return; }
+    for (var c = 0u; c < 16u; c = c + 1u) {
+      let j = j0 + c;
+      if (j >= params.n) { break; }
+      let at = i * params.n + j;
+      out[params.out_off + at] = epilogue(out[params.out_off + at], at);
+    }
+  }
 }

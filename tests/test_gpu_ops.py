@@ -102,10 +102,15 @@ def test_matmul_with_the_bias_gradient(gpu, cpu, rng, m, k, n):
     cpu.matmul(x, dy, got_w, transpose_a=True, bias_grad=got_b)
     np.testing.assert_array_equal(got_w, want_w)
     np.testing.assert_array_equal(got_b, want_b)
-    out, db = gpu.empty((m, n)), gpu.empty((n,))
-    gpu.matmul(gpu.from_numpy(x), gpu.from_numpy(dy), out, transpose_a=True, bias_grad=db)
-    assert_parity(gpu.to_numpy(out), want_w, np.abs(x.T).astype(np.float64) @ np.abs(dy))
-    assert_parity(gpu.to_numpy(db), want_b, np.abs(dy).sum(axis=0))
+    # in one buffer, as a model packs dW and db (one dispatch), and apart (two)
+    packed = gpu.zeros((m * n + n + 16,))
+    apart = (gpu.empty((m, n)), gpu.empty((n,)))
+    for out, db in [(gpu.view(packed, 0, (m, n)), gpu.view(packed, m * n + 16, (n,))), apart]:
+        before = gpu.stats()["dispatches"]
+        gpu.matmul(gpu.from_numpy(x), gpu.from_numpy(dy), out, transpose_a=True, bias_grad=db)
+        assert gpu.stats()["dispatches"] - before == (1 if out.alloc is db.alloc else 2)
+        assert_parity(gpu.to_numpy(out), want_w, np.abs(x.T).astype(np.float64) @ np.abs(dy))
+        assert_parity(gpu.to_numpy(db), want_b, np.abs(dy).sum(axis=0))
 
 
 def test_matmul_reads_views_at_offsets(gpu, cpu, rng):

@@ -479,9 +479,16 @@ class WgpuBackend(Backend):
         a_vec4 = transpose_a and a.offset % 4 == 0 and m % 4 == 0
         b_vec4 = not transpose_b and b.offset % 4 == 0 and n % 4 == 0
         grad_kind, y = grad_of if grad_of is not None else (None, None)
+        if bias_grad is not None and bias_grad.alloc is not out.alloc:
+            # the kernel writes bias_grad into out's buffer (where a model packs it)
+            self.matmul(a, b, out, transpose_a, transpose_b, bias, activation, grad_of)
+            if transpose_b:
+                raise ValueError("bias_grad outside out's buffer needs b untransposed")
+            self.sum_rows(b, bias_grad)
+            return
         rows = m + (bias_grad is not None)  # the row of ones that gives bias_grad
         self._dispatch(
-            "matmul", (max(1, -(-n // 128)), max(1, -(-rows // 64))), (a, a, b, b, bias, out, y, bias_grad),
+            "matmul", (max(1, -(-n // 128)), max(1, -(-rows // 64))), (a, a, b, b, bias, out, y),
             m=m, n=n, k=k, transpose_a=int(transpose_a), transpose_b=int(transpose_b),
             has_bias=int(bias is not None), a_off=a.offset, b_off=b.offset,
             bias_off=bias.offset if bias is not None else 0, out_off=out.offset,
