@@ -1,7 +1,8 @@
 """Callbacks: code that runs at fixed points of ``Model.fit``, as Keras's.
 
 Subclass :class:`Callback` and override what you need; ``fit(callbacks=[...])``
-calls, in order, ``set_model(model)``, ``on_train_begin(logs)``, then for
+calls, in order, ``set_model(model)``, ``set_params(params)`` (``epochs``,
+``steps`` an epoch, ``verbose``), ``on_train_begin(logs)``, then for
 every epoch ``on_epoch_begin(epoch, logs)`` and ``on_epoch_end(epoch, logs)``,
 and ``on_train_end(logs)`` at the end. Setting ``model.stop_training = True``
 stops training after the current epoch.
@@ -35,9 +36,14 @@ class Callback:
     """Base class: every hook does nothing. ``self.model`` is the model being trained."""
 
     model: "Model | None" = None
+    #: the fit's settings, as Keras gives them: epochs, steps (an epoch), verbose
+    params: dict[str, Any] = {}
 
     def set_model(self, model: "Model") -> None:
         self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         """Before the first epoch."""

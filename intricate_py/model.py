@@ -397,6 +397,7 @@ class Model:
         self.stop_training = False
         for callback in callbacks:
             callback.set_model(self)
+            callback.set_params({"epochs": epochs, "steps": data.steps, "verbose": verbose})
             callback.on_train_begin({})
         # divergence is reported once, by the NaN check, not by numpy on the way
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), contextlib.closing(run), \

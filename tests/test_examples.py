@@ -60,3 +60,23 @@ def test_mnist_example_cnn_runs(tmp_path, fashion_mnist, capsys):
     out = capsys.readouterr().out
     assert "Conv2D(1→32, 5×5)" in out and "(n, 64, 4, 4)" in out  # the summary table
     assert (tmp_path / "fashion-mnist-cnn.safetensors").is_file()
+
+
+def test_sweep_example_runs_on_local_ray(tmp_path, fashion_mnist):
+    """As a user runs it: a script, a Ray of its own, a table, files, the best model reloaded."""
+    pytest.importorskip("ray")
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sweep" / "main.py"), "--samples", "2", "--epochs", "2",
+         "--limit", "1000", "--device", "cpu", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "best trials" in run.stdout
+    accuracy = float(re.search(r"the best checkpoint reloaded: test accuracy ([\d.]+)", run.stdout).group(1))
+    assert accuracy > 0.5
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("config/lr,config/width,config/seed,epoch,val_accuracy") and len(rows) == 3

@@ -1,0 +1,179 @@
+"""A sweep over learning rate, hidden width and seed for the Fashion-MNIST
+MLP (or --model cnn) on Ray Tune, with ASHA stopping bad trials early.
+
+    python examples/sweep/main.py [--model mlp|cnn] [--samples 12] [--epochs 6]
+        [--limit N] [--device auto|cpu|gpu] [--address auto|ray://HOST:10001]
+        [--concurrent N] [--cpus-per-trial 1] [--gpus-per-trial 0.25] [--out DIR] [--data DIR]
+
+Without --address it starts Ray on this machine (no set-up); with
+--address auto it joins the cluster this machine is part of (`ray start`),
+with --address ray://HOST:10001 a remote one. Each trial trains on the
+first 90% of the training images (--limit N: of the first N) and validates
+on the rest; ASHA compares trials on val_accuracy at each epoch and stops
+the bad ones. At the end it prints the best trials, writes results.csv and
+sweep.png (validation accuracy against learning rate, coloured by width) to
+--out, and reloads the best checkpoint to measure its test accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from intricate_py import Model
+from intricate_py.datasets import DEBIAN_PACKAGE, FASHION_MNIST, load_mnist
+from intricate_py.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Softmax
+from intricate_py.optimizers import Adam
+
+try:
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from intricate_py.tune import ReportToTune, load_best, resume
+except ImportError:  # the extra is missing: main() says so
+    ray = None
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
+    parser.add_argument("--samples", type=int, default=12, help="trials to run")
+    parser.add_argument("--epochs", type=int, default=6, help="the most epochs a trial runs")
+    parser.add_argument("--limit", type=int, default=None, help="use the first N training images")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
+    parser.add_argument("--address", default=None, help="a Ray cluster to join: auto, or ray://HOST:10001")
+    parser.add_argument("--concurrent", type=int, default=None, help="the most trials at once (default: as resources allow)")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0)
+    parser.add_argument("--gpus-per-trial", type=float, default=0.25, help="with --device gpu")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    parser.add_argument("--data", type=Path, default=FASHION_MNIST)
+    return parser.parse_args(argv)
+
+
+def network(model: str, width: int) -> list:
+    """The layers of the MLP, or of the CNN with ``width`` units in its Dense layer."""
+    if model == "cnn":
+        return [Conv2D(32, 5), ReLU(), MaxPool2D(2), Conv2D(64, 5), ReLU(), MaxPool2D(2),
+                Flatten(), Dropout(0.25), Dense(width), ReLU(), Dropout(0.5), Dense(10), Softmax()]
+    return [Dense(width), ReLU(), Dense(10), Softmax()]
+
+
+def trainable(config: dict, data: dict) -> None:
+    """One trial: a new model, or the one of the trial's last checkpoint when
+    Ray Tune runs a failed trial again; trained for the epochs left."""
+    (x, y), (xv, yv) = data["train"], data["val"]
+
+    def build() -> Model:
+        model = Model(network(config["model"], config["width"]), input_size=x.shape[1:],
+                      device=config["device"], seed=config["seed"])
+        model.compile(optimizer=Adam(config["lr"]), loss="categorical_crossentropy")
+        return model
+
+    model, done = resume(build, device=config["device"])
+    model.fit(x, y, epochs=config["epochs"] - done, batch_size=config["batch_size"],
+              validation_data=(xv, yv), callbacks=[ReportToTune(start_epoch=done)])
+
+
+def prepare(images: np.ndarray, model: str) -> np.ndarray:
+    """uint8 images -> float32 in [0, 1]: rows for the MLP, (n, 1, 28, 28) for the CNN."""
+    x = images.astype(np.float32) / 255
+    return x.reshape(len(x), 1, 28, 28) if model == "cnn" else x.reshape(len(x), -1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if ray is None:
+        print("this example needs Ray Tune: pip install 'intricate-py[tune]'", file=sys.stderr)
+        return 2
+    try:
+        (train_images, train_labels), (test_images, test_labels) = load_mnist(args.data)
+    except FileNotFoundError as error:
+        print(f"{error}\nInstall the data with 'apt-get install {DEBIAN_PACKAGE}', or point --data at "
+              "a folder of MNIST-format IDX files.", file=sys.stderr)
+        return 2
+    if args.limit:
+        train_images, train_labels = train_images[: args.limit], train_labels[: args.limit]
+    x, x_test = prepare(train_images, args.model), prepare(test_images, args.model)
+    split = len(x) * 9 // 10
+    data = {"train": (x[:split], train_labels[:split]), "val": (x[split:], train_labels[split:])}
+
+    if args.address:
+        ray.init(address=args.address)
+    else:  # Ray on this machine, started and stopped by the example
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        results = sweep(args, data)
+    finally:
+        if not args.address:
+            ray.shutdown()
+    report(args, results, x_test, test_labels)
+    return 0
+
+
+def sweep(args, data) -> "tune.ResultGrid":
+    resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial if args.device == "gpu" else 0}
+    space = {
+        "lr": tune.loguniform(1e-4, 3e-2),
+        "width": tune.choice([32, 64, 128, 256]),
+        "seed": tune.randint(0, 2**31 - 1),
+        "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "device": args.device,
+    }
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(trainable, data=data), resources),
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            num_samples=args.samples, metric="val_accuracy", mode="max", max_concurrent_trials=args.concurrent,
+            scheduler=ASHAScheduler(time_attr="epoch", max_t=args.epochs, grace_period=1, reduction_factor=2),
+        ),
+        run_config=tune.RunConfig(
+            name=f"fashion-mnist-{args.model}", storage_path=str((args.out / "ray").resolve()), verbose=1,
+            failure_config=tune.FailureConfig(max_failures=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_accuracy",
+                                                    checkpoint_score_order="max"),
+        ),
+    )
+    return tuner.fit()
+
+
+def report(args, results, x_test: np.ndarray, test_labels: np.ndarray) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    frame = results.get_dataframe(filter_metric="val_accuracy", filter_mode="max")
+    columns = ["config/lr", "config/width", "config/seed", "epoch", "val_accuracy", "val_loss"]
+    table = frame[columns].sort_values("val_accuracy", ascending=False)
+    print("\nbest trials (their best epoch):")
+    print(table.head(5).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    table.to_csv(args.out / "results.csv", index=False)
+    plot(frame, args.out / "sweep.png")
+
+    best = load_best(results, "val_accuracy", "max", device=args.device)
+    accuracy = best.evaluate(x_test, test_labels, loss=best.loss)["accuracy"]
+    print(f"\nthe best checkpoint reloaded: test accuracy {accuracy:.4f}")
+    print(f"wrote {args.out / 'results.csv'} and {args.out / 'sweep.png'}")
+
+
+def plot(frame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for width, group in frame.groupby("config/width"):
+        ax.scatter(group["config/lr"], group["val_accuracy"], label=f"width {width}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("best validation accuracy")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
