@@ -73,3 +73,14 @@ def test_devices_lists_the_real_adapters(gpu):
     report = list_devices()
     assert report.adapters, "the software adapter at least"
     assert all(a.backend != "OpenGL" for a in report.adapters)
+
+
+def test_float64_with_auto_runs_on_the_cpu_and_says_why(adapters):
+    """A hardware GPU is found, but computes in float32 only: "auto" takes the
+    CPU for float64; only an explicit device="gpu" refuses it."""
+    adapters("DiscreteGPU")
+    model = Model([Dense(2)], input_size=3, dtype="float64")
+    assert model.device.kind == "cpu" and model.dtype == "float64"
+    assert "float64 runs on the CPU" in model.device.name
+    with pytest.raises(ValueError, match="float32.*WGSL has no float64"):
+        Model([Dense(2)], device="gpu", dtype="float64")

@@ -24,6 +24,8 @@ def select_backend(device: "str | Backend" = "auto", dtype: str = "float32") -> 
     if device_choice.resolve(device) == "cpu":
         return NumpyBackend(dtype)
     if np.dtype(dtype) != np.float32:
+        if device != "gpu":  # "auto" found a GPU, but it computes in float32 only
+            return NumpyBackend(dtype, reason="float64 runs on the CPU: GPUs compute in float32 (WGSL has no float64)")
         raise ValueError(
             f"expected dtype 'float32' on the GPU (WGSL has no float64). Received: dtype={dtype!r}"
         )

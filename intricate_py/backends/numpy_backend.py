@@ -183,10 +183,12 @@ class NumpyBackend(Backend):
 
     kind = "cpu"
 
-    def __init__(self, dtype: str | np.dtype = "float32"):
+    def __init__(self, dtype: str | np.dtype = "float32", reason: str | None = None):
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"expected dtype 'float32' or 'float64'. Received: dtype={dtype!r}")
+        #: why this backend was chosen over the one asked for, if it was
+        self.reason = reason
         self._scratch: dict[tuple, np.ndarray] = {}
         self._buffers_created = 0
 
@@ -195,7 +197,8 @@ class NumpyBackend(Backend):
 
     @property
     def name(self) -> str:
-        return f"cpu (numpy {np.__version__}, {self.dtype.name})"
+        name = f"cpu (numpy {np.__version__}, {self.dtype.name})"
+        return f"{name}: {self.reason}" if self.reason else name
 
     def _tmp(self, like: np.ndarray, slot: int = 0) -> np.ndarray:
         """A scratch buffer shaped like ``like``, one per (shape, slot)."""
