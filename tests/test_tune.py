@@ -65,7 +65,7 @@ def test_a_sweep_reports_every_epoch_and_its_best_checkpoint_reloads(local_ray, 
     (x, y), (xv, yv) = data
 
     def trainable(config):
-        model, done = resume(lambda: build(config))
+        model, done = resume(lambda: build(config), device="cpu")
         model.fit(x, y, epochs=2 - done, batch_size=64, validation_data=(xv, yv), callbacks=[ReportToTune()])
 
     results = run(tune.with_parameters(trainable), tmp_path, "sweep",
@@ -90,7 +90,7 @@ def test_a_failed_trial_resumes_from_its_checkpoint(local_ray, data, tmp_path):
     config = {"lr": 1e-3, "width": 16, "seed": 3}
 
     def trainable(config):
-        model, done = resume(lambda: build(config))
+        model, done = resume(lambda: build(config), device="cpu")
 
         class Crash(ReportToTune):
             def on_epoch_begin(self, epoch, logs=None):
