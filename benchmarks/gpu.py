@@ -1,14 +1,20 @@
-"""GPU kernel benchmark: matmul GFLOP/s and a training epoch on device="gpu".
+"""GPU kernel benchmark: matmul strategies, a training epoch, per-kernel time.
 
-    python benchmarks/gpu.py [--repeats 5] [--epoch-batch 128] [--json out.json]
+    python benchmarks/gpu.py [--repeats 5] [--epoch-batch 128] [--profile] [--json out.json]
 
-Times the matmul kernel at 256, 512 and 1024 square and at the shapes of the
-784-128-10 MLP's layers (forward x·W, backward xᵀ·dY and dY·Wᵀ), next to a
-naive one-output-per-invocation kernel compiled on the same device (software
-adapters' speed drifts with the host's load: compare the two, measured in
-the same run); then the second epoch of a Fashion-MNIST fit (synthetic data of
-the same shape if the Debian package is missing) with the device counters per
-step. Medians of --repeats runs.
+Times the matmul on this device at square sizes (256-1024 on a software
+adapter, 1024-4096 on a hardware GPU) and at the shapes of the networks the
+examples train (the MLP's layers and weight gradients, the wide MLP's, the
+CNN's convolution weight gradients with their long k), each with the
+strategy the table in intricate_py/backends/matmul_plan.py picks (printed)
+beside the large-tile kernel alone, which is what every product ran before
+the table: the two, measured in the same run, are the before and after.
+Square products also run a naive one-output-per-invocation kernel.
+Then the second epoch of a Fashion-MNIST fit (synthetic data of the same
+shape if the Debian package is missing) with the device counters per step.
+With --profile, timestamp queries (where the adapter has them) give each
+entry point's share of one training step of the MLP and of the CNN.
+Medians of --repeats runs.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from intricate_py import Model  # noqa: E402
 from intricate_py.backends import select_backend  # noqa: E402
-from intricate_py.layers import Dense, ReLU, Softmax  # noqa: E402
+from intricate_py.backends.matmul_plan import MatmulPlan  # noqa: E402
+from intricate_py.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax  # noqa: E402
 from intricate_py.losses import CategoricalCrossEntropy  # noqa: E402
-from intricate_py.optimizers import SGD  # noqa: E402
+from intricate_py.optimizers import SGD, Adam  # noqa: E402
 from mnist_data import mnist_data  # noqa: E402 (this folder)
 
 NAIVE = """
@@ -86,40 +93,82 @@ def naive_matmul(gpu, a, b, out, m, k, n):
     device.queue.submit([encoder.finish()])
 
 
+def matmul_cases(gpu) -> list[tuple]:
+    """(name, m, k, n, transpose_a, transpose_b) of the products timed."""
+    sizes = (256, 512, 1024) if gpu.adapter.adapter_type == "CPU" else (1024, 2048, 4096)
+    return [("square", s, s, s, False, False) for s in sizes] + [
+        ("MLP x·W1, batch 128", 128, 784, 128, False, False),
+        ("MLP xᵀ·dY1 (dW1)", 784, 128, 128, True, False),
+        ("MLP dY2·W2ᵀ (dx2)", 128, 10, 128, False, True),
+        ("MLP x·W1, batch 32", 32, 784, 128, False, False),
+        ("wide MLP x·W2, batch 256", 256, 1024, 1024, False, False),
+        ("wide MLP dW2", 1024, 256, 1024, True, False),
+        ("CNN conv1 dW, batch 64", 32, 64 * 24 * 24, 25, True, False),
+        ("CNN conv2 dW, batch 64", 64, 64 * 8 * 8, 800, True, False),
+    ]
+
+
 def bench_matmul(gpu, repeats: int) -> list[dict]:
     rng = np.random.default_rng(0)
-    cases = [("square", s, s, s, False, False) for s in (256, 512, 1024)] + [
-        ("x·W1 (batch 128)", 128, 784, 128, False, False),
-        ("xᵀ·dY1 (dW1)", 784, 128, 128, True, False),
-        ("dY2·W2ᵀ (dx2)", 128, 10, 128, False, True),
-        ("x·W2", 128, 128, 10, False, False),
-        ("x·W1 (batch 32)", 32, 784, 128, False, False),
-    ]
     rows = []
-    for name, m, k, n, ta, tb in cases:
+    for name, m, k, n, ta, tb in matmul_cases(gpu):
         a = gpu.from_numpy(rng.normal(size=(k, m) if ta else (m, k)).astype(np.float32))
         b = gpu.from_numpy(rng.normal(size=(n, k) if tb else (k, n)).astype(np.float32))
         out = gpu.empty((m, n))
         reps = max(1, int(5e8 / (2 * m * n * k)))
+        flop = 2 * m * n * k
+        chosen = gpu.matmul_plan(m, n, k)
 
-        def tiled():
+        def run(product):
             for _ in range(reps):
+                product()
+
+        def large_only():  # the one kernel every product ran before the table
+            gpu.matmul_plan = lambda m_, n_, k_: MatmulPlan("large", 1, k_)
+            try:
                 gpu.matmul(a, b, out, ta, tb)
+            finally:
+                del gpu.matmul_plan
 
-        seconds = median_seconds(tiled, repeats, gpu.synchronize) / reps
-        row = {"case": name, "m": m, "k": k, "n": n, "gflops": 2 * m * n * k / seconds / 1e9,
-               "ms": seconds * 1e3}
+        seconds = median_seconds(lambda: run(lambda: gpu.matmul(a, b, out, ta, tb)), repeats, gpu.synchronize) / reps
+        large = median_seconds(lambda: run(large_only), repeats, gpu.synchronize) / reps
+        row = {"case": name, "m": m, "k": k, "n": n, "plan": str(chosen), "gflops": flop / seconds / 1e9,
+               "ms": seconds * 1e3, "large_only_gflops": flop / large / 1e9}
         if not (ta or tb):
-            def naive():
-                for _ in range(reps):
-                    naive_matmul(gpu, a, b, out, m, k, n)
-
-            naive_s = median_seconds(naive, max(1, repeats // 2), gpu.synchronize) / reps
-            row["naive_gflops"] = 2 * m * n * k / naive_s / 1e9
+            naive_s = median_seconds(lambda: run(lambda: naive_matmul(gpu, a, b, out, m, k, n)),
+                                     max(1, repeats // 2), gpu.synchronize) / reps
+            row["naive_gflops"] = flop / naive_s / 1e9
         rows.append(row)
-        print(f"  {name:22s} {m:5d}x{k:5d}x{n:5d}  {row['gflops']:6.2f} GFLOP/s"
-              + (f"   naive {row['naive_gflops']:5.2f}" if "naive_gflops" in row else ""), flush=True)
+        print(f"  {name:26s} {m:5d}x{k:6d}x{n:5d}  {row['plan']:24s} {row['gflops']:8.2f} GFLOP/s "
+              f"({row['ms']:.3f} ms)   large tiles alone {row['large_only_gflops']:8.2f}"
+              + (f"   naive {row['naive_gflops']:6.2f}" if "naive_gflops" in row else ""), flush=True)
     return rows
+
+
+def profile_steps(gpu) -> dict:
+    """Each entry point's GPU time in one training step of the MLP (batch
+    128, SGD) and of the example's CNN (batch 64, Adam), from timestamp
+    queries, after a warm-up step."""
+    x, y, _ = mnist_data()
+    networks = {
+        "MLP 784-128-10, batch 128": (lambda: [Dense(128), ReLU(), Dense(10), Softmax()], 784, 128, SGD(0.1)),
+        "CNN, batch 64": (lambda: [Conv2D(32, 5), ReLU(), MaxPool2D(2), Conv2D(64, 5), ReLU(), MaxPool2D(2),
+                                   Flatten(), Dense(256), ReLU(), Dense(10), Softmax()], (1, 28, 28), 64, Adam(1e-3)),
+    }
+    results = {}
+    for name, (layers, shape, batch, optimizer) in networks.items():
+        model = Model(layers(), input_size=shape, device="gpu", seed=0)
+        xb, yb = x[:batch].reshape(batch, *((shape,) if isinstance(shape, int) else shape)), y[:batch]
+        model.fit(xb, yb, loss=CategoricalCrossEntropy(), optimizer=optimizer, epochs=1, batch_size=batch)
+        with gpu.profile() as profile:
+            model.fit(xb, yb, epochs=1, batch_size=batch)
+        times = profile.times()
+        total = sum(times.values())
+        results[name] = {"total_ms": total * 1e3, "by_entry_ms": {k: v * 1e3 for k, v in times.items()}}
+        print(f"  {name}: {total * 1e3:.3f} ms of GPU time in {len(profile.entries)} dispatches")
+        for entry, seconds in sorted(times.items(), key=lambda kv: -kv[1]):
+            print(f"    {entry:20s} {seconds * 1e3:9.3f} ms  {100 * seconds / total:5.1f}%")
+    return results
 
 
 def bench_epoch(batch: int) -> dict:
@@ -156,16 +205,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epoch-batch", type=int, default=128)
+    parser.add_argument("--profile", action="store_true", help="per-kernel GPU time of a training step")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     gpu = select_backend("gpu")
-    print(f"device: {gpu.name}")
-    print("matmul:")
-    matmul = bench_matmul(gpu, args.repeats)
+    print(f"device: {gpu.name}; the matmul table sizes it as {gpu.shape.workgroups} workgroups")
+    results = {"device": gpu.name}
+    if args.profile:
+        print("GPU time by entry point, one training step:")
+        results["profile"] = profile_steps(gpu)
+    print("matmul (the strategy the table picks, and the large tiles alone in the same run):")
+    results["matmul"] = bench_matmul(gpu, args.repeats)
     print("training epoch, 784-128-10 MLP, SGD(0.1, momentum=0.9):")
-    epoch = bench_epoch(args.epoch_batch)
+    results["epoch"] = bench_epoch(args.epoch_batch)
     if args.json:
-        args.json.write_text(json.dumps({"device": gpu.name, "matmul": matmul, "epoch": epoch}, indent=2))
+        args.json.write_text(json.dumps(results, indent=2))
     return 0
 
 

@@ -1,20 +1,29 @@
-// matmul.wgsl — tiled matrix product with transpose flags, an optional bias
-// and an optional epilogue.
+// matmul.wgsl — tiled matrix products with transpose flags, an optional bias
+// and an optional epilogue, in three strategies (intricate_py.backends.matmul_plan
+// picks one from the shape and the device).
 //
-// Entry point:
-//   matmul    out = op(a) · op(b) (+ bias broadcast over rows)
-//             op(a) is (m, k): a stored as (m, k), or as (k, m) when transpose_a = 1
-//             op(b) is (k, n): b stored as (k, n), or as (n, k) when transpose_b = 1
-//             so x·W, xᵀ·dY and dY·Wᵀ all read their operands where they lie.
-//             Epilogues: activation = 1 + kind (0 tanh, 1 sigmoid, 2 relu):
-//             out = f(op(a) · op(b) + bias); grad_kind = 1 + kind: out =
-//             f'(y) · (op(a) · op(b)) from the saved output y = aux (activations.wgsl's
-//             formulas); has_bias_grad = 1: also bias_grad[j] = Σ_p op(b)[p, j], as
-//             row m of the product of op(a) with a row of ones appended (bias_grad in
-//             out's buffer: a model packs dW and db together).
+// Entry points:
+//   matmul          out = op(a) · op(b) (+ bias broadcast over rows), 64 × 128 tiles
+//   matmul_small    the same with 32 × 32 tiles, for products too small to fill
+//                   a device with the large ones
+//   matmul_reduce   the second pass of a split-K product: out = the sum, in the
+//                   order of the splits, of the `splits` partial products that
+//                   matmul or matmul_small left in `a` (then bias, epilogue)
+//   op(a) is (m, k): a stored as (m, k), or as (k, m) when transpose_a = 1;
+//   op(b) is (k, n): b stored as (k, n), or as (n, k) when transpose_b = 1; so
+//   x·W, xᵀ·dY and dY·Wᵀ all read their operands where they lie.
+//   Epilogues: activation = 1 + kind (0 tanh, 1 sigmoid, 2 relu): out = f(op(a) ·
+//   op(b) + bias); grad_kind = 1 + kind: out = f'(y) · (op(a) · op(b)) from the
+//   saved output y = aux (activations.wgsl's formulas); has_bias_grad = 1: also
+//   bias_grad[j] = Σ_p op(b)[p, j], as row m of the product of op(a) with a row of
+//   ones appended (bias_grad in out's buffer: a model packs dW and db together).
+//   Split-K (splits > 1): workgroup z takes k from z · k_chunk (a multiple of 16)
+//   to the next split's start, and writes its raw (m + has_bias_grad) × n partial
+//   product to out at out_off + z · split_stride; matmul_reduce, one invocation per
+//   element, sums them in a fixed order: no atomics, so results are deterministic.
 // Bindings (group 0):
 //   0 params  uniform Params, one slot per dispatch (dynamic offset)
-//   1 a       storage, read        op(a) from element a_off
+//   1 a       storage, read        op(a) from element a_off (matmul_reduce: the partials)
 //   2 a4      storage, read        the same buffer as a, read as vec4s
 //   3 b       storage, read        op(b) from element b_off
 //   4 b4      storage, read        the same buffer as b, read as vec4s
@@ -22,21 +31,24 @@
 //   6 out     storage, read_write  m × n row-major from out_off
 //   7 aux     storage, read        y (m × n) from aux_off, read when grad_kind > 0
 //   (bias_grad: n values from bias_grad_off in out's buffer, when has_bias_grad = 1)
-// Dispatch: (ceil(n / 128), ceil((m + has_bias_grad) / 64)) workgroups of 8 × 8 invocations.
-// A workgroup computes a 64 × 128 tile of out, stepping through k in slices
-// of 16 staged in workgroup memory; each invocation accumulates an 8 × 16
+// Dispatch: matmul (ceil(n / 128), ceil((m + has_bias_grad) / 64), splits) workgroups
+// of 8 × 8 invocations; matmul_small the same with 32 × 32 tiles; matmul_reduce one
+// invocation per element of (m + has_bias_grad) × n, 256 a workgroup, (x, y) layout.
+// A large workgroup computes a 64 × 128 tile of out, stepping through k in
+// slices of 16 staged in workgroup memory; each invocation accumulates an 8 × 16
 // block in registers: 128 multiply-adds for every 24 values it reads from the
 // tiles. (On a software adapter every memory access costs a loop over the
 // SIMD lanes, so reads per multiply-add set the speed; 8 × 16 does 1.3×
-// better than 8 × 8 there.) Staging reads 4 consecutive elements as one vec4
-// wherever they are contiguous and 16-byte aligned (a_vec4 / b_vec4).
+// better than 8 × 8 there.) A small one, 32 × 32 with a 4 × 4 block an
+// invocation. Staging reads 4 consecutive elements as one vec4 wherever they
+// are contiguous and 16-byte aligned (a_vec4 / b_vec4).
 
 struct Params {
   m: u32, n: u32, k: u32, transpose_a: u32,
   transpose_b: u32, has_bias: u32, a_off: u32, b_off: u32,
   bias_off: u32, out_off: u32, a_vec4: u32, b_vec4: u32,
   activation: u32, grad_kind: u32, aux_off: u32, has_bias_grad: u32,
-  bias_grad_off: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+  bias_grad_off: u32, k_chunk: u32, split_stride: u32, splits: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -121,22 +133,50 @@ fn epilogue(x: f32, at: u32) -> f32 {
   }
 }
 
-// out[i][j .. j + 15] = v0 .. v3 (+ bias), the parts inside m × n; row m (the
-// row of ones) goes to bias_grad, which lies in out's buffer
-fn store(i: u32, j: u32, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) {
-  if (i > params.m || (i == params.m && params.has_bias_grad == 0u)) { return; }
-  let row = select(params.out_off + i * params.n, params.bias_grad_off, i == params.m);
-  let v = array<vec4<f32>, 4>(v0, v1, v2, v3);
-  for (var c = 0u; c < 16u; c = c + 1u) {
+// Where row i of the product goes: out's row i, bias_grad for row m, or, when
+// the product is split, row i of split z's partial product; NONE when nowhere.
+const NONE: u32 = 0xffffffffu;
+
+fn row_start(i: u32, z: u32) -> u32 {
+  if (i > params.m || (i == params.m && params.has_bias_grad == 0u)) { return NONE; }
+  if (params.splits > 1u) { return params.out_off + z * params.split_stride + i * params.n; }
+  return select(params.out_off + i * params.n, params.bias_grad_off, i == params.m);
+}
+
+// out[i][j .. j + 3] = v (+ bias), the parts inside the product
+fn store4(i: u32, j: u32, z: u32, v: vec4<f32>) {
+  let row = row_start(i, z);
+  if (row == NONE) { return; }
+  for (var c = 0u; c < 4u; c = c + 1u) {
     if (j + c >= params.n) { return; }
-    var x = v[c / 4u][c % 4u];
+    var x = v[c];
     if (params.has_bias == 1u) { x = x + bias[params.bias_off + j + c]; }
     out[row + j + c] = x;
   }
 }
 
+// The epilogue, in place over an invocation's own rows × cols block at (i0, j0):
+// one call site, since software adapters pay for every inlined copy.
+fn apply_epilogue(i0: u32, rows: u32, j0: u32, cols: u32) {
+  if (params.activation == 0u && params.grad_kind == 0u) { return; }
+  for (var r = 0u; r < rows; r = r + 1u) {
+    let i = i0 + r;
+    if (i >= params.m) { return; }
+    for (var c = 0u; c < cols; c = c + 1u) {
+      let j = j0 + c;
+      if (j >= params.n) { break; }
+      let at = i * params.n + j;
+      out[params.out_off + at] = epilogue(out[params.out_off + at], at);
+    }
+  }
+}
+
+// The k range of split z: [z · k_chunk, min((z + 1) · k_chunk, k)).
+fn k_end(z: u32) -> u32 { return min(z * params.k_chunk + params.k_chunk, params.k); }
+
 @compute @workgroup_size(8, 8)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let z = wid.z;
   let row0 = wid.y * TILE_M;
   let col0 = wid.x * TILE_N;
   let t = lid.y * 8u + lid.x;
@@ -149,7 +189,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
   var acc50 = vec4<f32>(0.0); var acc51 = vec4<f32>(0.0); var acc52 = vec4<f32>(0.0); var acc53 = vec4<f32>(0.0);
   var acc60 = vec4<f32>(0.0); var acc61 = vec4<f32>(0.0); var acc62 = vec4<f32>(0.0); var acc63 = vec4<f32>(0.0);
   var acc70 = vec4<f32>(0.0); var acc71 = vec4<f32>(0.0); var acc72 = vec4<f32>(0.0); var acc73 = vec4<f32>(0.0);
-  for (var k0 = 0u; k0 < params.k; k0 = k0 + TK) {
+  for (var k0 = z * params.k_chunk; k0 < k_end(z); k0 = k0 + TK) {
     // 256 vec4 slots of tile_a (4 an invocation) and 512 of tile_b (8 an
     // invocation), ordered so that neighbouring invocations read
     // neighbouring addresses
@@ -188,25 +228,68 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
   }
   let i0 = row0 + 8u * lid.y;
   let j0 = col0 + 16u * lid.x;
-  store(i0 + 0u, j0, acc00, acc01, acc02, acc03);
-  store(i0 + 1u, j0, acc10, acc11, acc12, acc13);
-  store(i0 + 2u, j0, acc20, acc21, acc22, acc23);
-  store(i0 + 3u, j0, acc30, acc31, acc32, acc33);
-  store(i0 + 4u, j0, acc40, acc41, acc42, acc43);
-  store(i0 + 5u, j0, acc50, acc51, acc52, acc53);
-  store(i0 + 6u, j0, acc60, acc61, acc62, acc63);
-  store(i0 + 7u, j0, acc70, acc71, acc72, acc73);
-  // the epilogue, in place over this invocation's own 8 × 16 block (one
-  // call site: software adapters pay for every inlined copy)
-  if (params.activation == 0u && params.grad_kind == 0u) { return; }
-  for (var r = 0u; r < 8u; r = r + 1u) {
-    let i = i0 + r;
-    if (i >= params.m) { return; }
-    for (var c = 0u; c < 16u; c = c + 1u) {
-      let j = j0 + c;
-      if (j >= params.n) { break; }
-      let at = i * params.n + j;
-      out[params.out_off + at] = epilogue(out[params.out_off + at], at);
+  store4(i0, j0, z, acc00); store4(i0, j0 + 4u, z, acc01); store4(i0, j0 + 8u, z, acc02); store4(i0, j0 + 12u, z, acc03);
+  store4(i0 + 1u, j0, z, acc10); store4(i0 + 1u, j0 + 4u, z, acc11); store4(i0 + 1u, j0 + 8u, z, acc12); store4(i0 + 1u, j0 + 12u, z, acc13);
+  store4(i0 + 2u, j0, z, acc20); store4(i0 + 2u, j0 + 4u, z, acc21); store4(i0 + 2u, j0 + 8u, z, acc22); store4(i0 + 2u, j0 + 12u, z, acc23);
+  store4(i0 + 3u, j0, z, acc30); store4(i0 + 3u, j0 + 4u, z, acc31); store4(i0 + 3u, j0 + 8u, z, acc32); store4(i0 + 3u, j0 + 12u, z, acc33);
+  store4(i0 + 4u, j0, z, acc40); store4(i0 + 4u, j0 + 4u, z, acc41); store4(i0 + 4u, j0 + 8u, z, acc42); store4(i0 + 4u, j0 + 12u, z, acc43);
+  store4(i0 + 5u, j0, z, acc50); store4(i0 + 5u, j0 + 4u, z, acc51); store4(i0 + 5u, j0 + 8u, z, acc52); store4(i0 + 5u, j0 + 12u, z, acc53);
+  store4(i0 + 6u, j0, z, acc60); store4(i0 + 6u, j0 + 4u, z, acc61); store4(i0 + 6u, j0 + 8u, z, acc62); store4(i0 + 6u, j0 + 12u, z, acc63);
+  store4(i0 + 7u, j0, z, acc70); store4(i0 + 7u, j0 + 4u, z, acc71); store4(i0 + 7u, j0 + 8u, z, acc72); store4(i0 + 7u, j0 + 12u, z, acc73);
+  apply_epilogue(i0, 8u, j0, 16u);
+}
+
+// tile_a[kk * 8 + q] = op(a)[row0 + 4q .. 4q + 3][k0 + kk] and tile_b[kk * 8 + r] =
+// op(b)[k0 + kk][col0 + 4r .. 4r + 3], in the first 128 slots of each tile
+@compute @workgroup_size(8, 8)
+fn matmul_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let z = wid.z;
+  let row0 = wid.y * 32u;
+  let col0 = wid.x * 32u;
+  let t = lid.y * 8u + lid.x;
+  // acc{r}: out[row0 + 4 lid.y + r][col0 + 4 lid.x .. + 3]
+  var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
+  for (var k0 = z * params.k_chunk; k0 < k_end(z); k0 = k0 + TK) {
+    for (var s = 0u; s < 2u; s = s + 1u) {
+      let slot = t + 64u * s;
+      var kk = slot % TK;
+      var q = slot / TK;
+      if (params.transpose_a == 1u) { q = slot % 8u; kk = slot / 8u; }
+      tile_a[kk * 8u + q] = a_rows(row0 + 4u * q, k0 + kk);
+      var r = slot % 8u;
+      var pk = slot / 8u;
+      if (params.transpose_b == 1u) { pk = slot % TK; r = slot / TK; }
+      tile_b[pk * 8u + r] = b_cols(k0 + pk, col0 + 4u * r);
     }
+    workgroupBarrier();
+    for (var kk = 0u; kk < TK; kk = kk + 1u) {
+      let av = tile_a[kk * 8u + lid.y];
+      let bv = tile_b[kk * 8u + lid.x];
+      acc0 = acc0 + av.x * bv; acc1 = acc1 + av.y * bv; acc2 = acc2 + av.z * bv; acc3 = acc3 + av.w * bv;
+    }
+    workgroupBarrier();
   }
+  let i0 = row0 + 4u * lid.y;
+  let j0 = col0 + 4u * lid.x;
+  store4(i0, j0, z, acc0); store4(i0 + 1u, j0, z, acc1); store4(i0 + 2u, j0, z, acc2); store4(i0 + 3u, j0, z, acc3);
+  apply_epilogue(i0, 4u, j0, 4u);
+}
+
+@compute @workgroup_size(256)
+fn matmul_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                 @builtin(local_invocation_id) lid: vec3<u32>) {
+  let e = (wid.y * groups.x + wid.x) * 256u + lid.x;
+  let rows = params.m + params.has_bias_grad;
+  if (e >= rows * params.n) { return; }
+  let i = e / params.n;
+  let j = e % params.n;
+  var x = 0.0;
+  for (var z = 0u; z < params.splits; z = z + 1u) { x = x + a[params.a_off + z * params.split_stride + e]; }
+  if (i == params.m) {  // the row of ones: the bias gradient
+    out[params.bias_grad_off + j] = x;
+    return;
+  }
+  if (params.has_bias == 1u) { x = x + bias[params.bias_off + j]; }
+  if (params.activation != 0u || params.grad_kind != 0u) { x = epilogue(x, e); }
+  out[params.out_off + e] = x;
 }

@@ -32,6 +32,7 @@ import wgpu
 
 from ..device_choice import Adapter
 from .base import ACCURACIES, LOSSES, Backend, StepFloat, StepInt, dropout_threshold, window_positions
+from .matmul_plan import TILES, MatmulPlan, device_shape, plan_matmul
 from .shaders import Kernels
 
 _USAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
@@ -94,6 +95,46 @@ class Recording:
         self.complete = True
 
 
+class Profile:
+    """Timestamps around dispatches, and what they add up to by entry point."""
+
+    def __init__(self, backend: "WgpuBackend", capacity: int):
+        self.backend, self.capacity = backend, capacity
+        self.query_set = backend.device.create_query_set(type="timestamp", count=2 * capacity)
+        self.entries: list[str] = []
+
+    def room(self) -> bool:
+        return len(self.entries) < self.capacity
+
+    def next(self, entry: str) -> dict:
+        """The timestamp writes of the pass of the next dispatch, of ``entry``."""
+        i = len(self.entries)
+        self.entries.append(entry)
+        return {"query_set": self.query_set, "beginning_of_pass_write_index": 2 * i,
+                "end_of_pass_write_index": 2 * i + 1}
+
+    def times(self) -> dict[str, float]:
+        """Seconds of GPU time by entry point, over the dispatches timed."""
+        backend, count = self.backend, 2 * len(self.entries)
+        if not count:
+            return {}
+        device = backend.device
+        resolved = device.create_buffer(size=8 * count, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
+        host = device.create_buffer(size=8 * count, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
+        backend.flush()
+        encoder = device.create_command_encoder()
+        encoder.resolve_query_set(self.query_set, 0, count, resolved, 0)
+        encoder.copy_buffer_to_buffer(resolved, 0, host, 0, 8 * count)
+        backend.queue.submit([encoder.finish()])
+        host.map_sync(wgpu.MapMode.READ)
+        stamps = np.frombuffer(host.read_mapped(), dtype=np.uint64).astype(np.float64)
+        host.unmap()
+        totals: dict[str, float] = {}
+        for entry, begin, end in zip(self.entries, stamps[0::2], stamps[1::2]):
+            totals[entry] = totals.get(entry, 0.0) + float(max(end - begin, 0.0)) * 1e-9  # nanoseconds
+        return totals
+
+
 class GPUArray:
     """``shape`` elements of ``dtype`` (float32 or int32) from element
     ``offset`` of a storage buffer."""
@@ -141,7 +182,9 @@ class WgpuBackend(Backend):
     def __init__(self, adapter: Adapter):
         self.adapter = adapter
         self.dtype = np.dtype(np.float32)
-        self.device = adapter.handle.request_device_sync()  # the adapter's own limits
+        # the adapter's own limits; timestamps where offered, for profiling
+        features = [f for f in ("timestamp-query",) if f in adapter.handle.features]
+        self.device = adapter.handle.request_device_sync(required_features=features)
         self.queue = self.device.queue
         limits = self.device.limits
         self.max_binding_bytes = int(limits["max-storage-buffer-binding-size"])
@@ -155,6 +198,7 @@ class WgpuBackend(Backend):
         )
         self._arena_used = 0
         self._recording: Recording | None = None
+        self._profile: Profile | None = None
         self._encoder = None
         self._pass = None
         self._pass_pipeline = None
@@ -171,6 +215,10 @@ class WgpuBackend(Backend):
         )
         # distinct stand-ins for bindings an entry point leaves unused
         self._dummies = [self._create(16) for _ in range(8)]
+        self._scratches: dict[int, GPUArray] = {}
+        #: how many workgroups fill this device, for the choice of matmul kernels
+        self.shape = device_shape(adapter.adapter_type, adapter.name)
+        self.last_matmul_plan: MatmulPlan | None = None
 
     def __repr__(self) -> str:
         return f"WgpuBackend({self.adapter})"
@@ -275,14 +323,38 @@ class WgpuBackend(Backend):
         """Dispatch with the parameters just written at the arena's next slot."""
         offset = self._arena_used
         self._arena_used += self._slot
+        if self._profile is not None and self._profile.room():
+            self._end_pass()  # a pass of its own, timed at both ends
+            if self._encoder is None:
+                self._encoder = self.device.create_command_encoder()
+            self._pass = self._encoder.begin_compute_pass(timestamp_writes=self._profile.next(pipeline.label))
+            self._pass_pipeline = None
         compute = self._open_pass()
         if pipeline is not self._pass_pipeline:
             compute.set_pipeline(pipeline)
             self._pass_pipeline = pipeline
         compute.set_bind_group(0, group, [offset])
-        compute.dispatch_workgroups(groups[0], groups[1], 1)
+        compute.dispatch_workgroups(groups[0], groups[1], groups[2] if len(groups) > 2 else 1)
         self._pending += 1
         self._counters["dispatches"] += 1
+        if self._profile is not None:
+            self._end_pass()
+
+    @contextlib.contextmanager
+    def profile(self, capacity: int = 2048):
+        """A context in which each dispatch (up to ``capacity``) is timed on
+        the device with timestamp queries; yields a :class:`Profile` whose
+        ``times()`` gives the seconds of each entry point. RuntimeError on
+        an adapter without timestamp queries."""
+        if "timestamp-query" not in self.device.features:
+            raise RuntimeError(f"{self.adapter} offers no timestamp queries: no per-kernel times")
+        self.flush()
+        self._profile = profile = Profile(self, capacity)
+        try:
+            yield profile
+        finally:
+            self._end_pass()
+            self._profile = None
 
     @contextlib.contextmanager
     def record(self):
@@ -476,29 +548,59 @@ class WgpuBackend(Backend):
                 f"matmul shapes do not fit: op(a) {(m, k)}, op(b) {(k2, n)}, out {out.shape}"
                 + (f", bias {bias.shape}" if bias is not None else "")
             )
-        a_vec4 = transpose_a and a.offset % 4 == 0 and m % 4 == 0
-        b_vec4 = not transpose_b and b.offset % 4 == 0 and n % 4 == 0
-        grad_kind, y = grad_of if grad_of is not None else (None, None)
         if bias_grad is not None and bias_grad.alloc is not out.alloc:
-            # the kernel writes bias_grad into out's buffer (where a model packs it)
-            self.matmul(a, b, out, transpose_a, transpose_b, bias, activation, grad_of)
+            # the kernels write bias_grad into out's buffer (where a model packs it)
             if transpose_b:
                 raise ValueError("bias_grad outside out's buffer needs b untransposed")
+            self.matmul(a, b, out, transpose_a, transpose_b, bias, activation, grad_of)
             self.sum_rows(b, bias_grad)
             return
+        plan = self.matmul_plan(m, n, k)
+        self.last_matmul_plan = plan
+        grad_kind, y = grad_of if grad_of is not None else (None, None)
         rows = m + (bias_grad is not None)  # the row of ones that gives bias_grad
-        self._dispatch(
-            "matmul", (max(1, -(-n // 128)), max(1, -(-rows // 64))), (a, a, b, b, bias, out, y),
+        tile_m, tile_n = TILES[plan.kernel]
+        groups = (max(1, -(-n // tile_n)), max(1, -(-rows // tile_m)), plan.splits)
+        params = dict(
             m=m, n=n, k=k, transpose_a=int(transpose_a), transpose_b=int(transpose_b),
-            has_bias=int(bias is not None), a_off=a.offset, b_off=b.offset,
-            bias_off=bias.offset if bias is not None else 0, out_off=out.offset,
-            a_vec4=int(a_vec4), b_vec4=int(b_vec4),
+            a_off=a.offset, b_off=b.offset, out_off=out.offset,
+            a_vec4=int(transpose_a and a.offset % 4 == 0 and m % 4 == 0),
+            b_vec4=int(not transpose_b and b.offset % 4 == 0 and n % 4 == 0),
+            has_bias_grad=int(bias_grad is not None),
+            bias_grad_off=bias_grad.offset if bias_grad is not None else 0, k_chunk=plan.k_chunk, splits=1,
+        )
+        epilogue = dict(
+            has_bias=int(bias is not None), bias_off=bias.offset if bias is not None else 0,
             activation=0 if activation is None else 1 + ACTIVATION_KIND[activation],
             grad_kind=0 if grad_kind is None else 1 + ACTIVATION_KIND[grad_kind],
             aux_off=y.offset if y is not None else 0,
-            has_bias_grad=int(bias_grad is not None),
-            bias_grad_off=bias_grad.offset if bias_grad is not None else 0,
         )
+        entry = "matmul" if plan.kernel == "large" else "matmul_small"
+        if plan.splits == 1:
+            self._dispatch(entry, groups, (a, a, b, b, bias, out, y), **params, **epilogue)
+            return
+        # split-K: raw partial products into scratch, then one pass sums them in order
+        stride = rows * n
+        partials = self._scratch(plan.splits * stride)
+        self._dispatch(entry, groups, (a, a, b, b, None, partials, None),
+                       **{**params, "out_off": partials.offset, "splits": plan.splits, "split_stride": stride})
+        self._dispatch("matmul_reduce", self._grid(stride), (partials, None, None, None, bias, out, y),
+                       **{**params, "a_off": partials.offset, "splits": plan.splits, "split_stride": stride},
+                       **epilogue)
+
+    def matmul_plan(self, m: int, n: int, k: int) -> MatmulPlan:
+        """The kernel, tile and splits of k a product of this shape runs with here."""
+        return plan_matmul(m, n, k, self.shape)
+
+    def _scratch(self, size: int) -> GPUArray:
+        """A float32 scratch array of at least ``size`` elements, kept per size
+        class: recordings that bind one stay valid, and products run one
+        after another may share one (each dispatch sees the last's writes)."""
+        key = max(1024, 1 << (size - 1).bit_length())
+        scratch = self._scratches.get(key)
+        if scratch is None:
+            scratch = self._scratches[key] = self._new((key,))
+        return scratch
 
     def sum_rows(self, x: GPUArray, out: GPUArray) -> None:
         rows, cols = x.shape[0], math.prod(x.shape[1:])

@@ -1,0 +1,153 @@
+"""The matmul strategies (large tiles, small tiles, split-K) against numpy on
+odd shapes, the table that picks one, and split-K where it matters."""
+
+import numpy as np
+import pytest
+
+from intricate_py.backends.matmul_plan import H100, DeviceShape, MatmulPlan, plan_matmul
+
+TOL = 2e-5
+
+
+def f32(rng, *shape):
+    return rng.normal(size=shape).astype(np.float32)
+
+
+def forced(kernel: str, splits: int, k: int) -> MatmulPlan:
+    chunk = -(-k // splits)
+    chunk = -(-chunk // 16) * 16
+    return MatmulPlan(kernel, -(-k // chunk), chunk)
+
+
+def check(got, want, scale):
+    error = np.abs(got.astype(np.float64) - want) / np.maximum(scale, 1e-30)
+    assert error.max(initial=0.0) <= TOL, f"max relative error {error.max():.3g}"
+
+
+STRATEGIES = [("large", 1), ("small", 1), ("large", 3), ("small", 7)]
+SHAPES = [(1, 1, 1), (3, 17, 129), (129, 3, 17), (17, 129, 3), (33, 1000, 65), (3, 40000, 5)]
+
+
+@pytest.mark.parametrize("kernel, splits", STRATEGIES, ids=[f"{k}-{s}" for k, s in STRATEGIES])
+@pytest.mark.parametrize("m, k, n", SHAPES)
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True)])
+def test_every_strategy_equals_numpy(gpu, rng, monkeypatch, kernel, splits, m, k, n, transpose_a, transpose_b):
+    monkeypatch.setattr(gpu, "matmul_plan", lambda m_, n_, k_: forced(kernel, splits, k_))
+    a = f32(rng, *((k, m) if transpose_a else (m, k)))
+    b = f32(rng, *((n, k) if transpose_b else (k, n)))
+    bias = f32(rng, n)
+    opa, opb = (a.T if transpose_a else a).astype(np.float64), (b.T if transpose_b else b).astype(np.float64)
+    out = gpu.empty((m, n))
+    gpu.matmul(gpu.from_numpy(a), gpu.from_numpy(b), out, transpose_a, transpose_b, gpu.from_numpy(bias))
+    check(gpu.to_numpy(out), opa @ opb + bias, np.abs(opa) @ np.abs(opb) + np.abs(bias))
+
+
+@pytest.mark.parametrize("kernel, splits", STRATEGIES, ids=[f"{k}-{s}" for k, s in STRATEGIES])
+@pytest.mark.parametrize("m, k, n", [(3, 17, 129), (33, 2000, 65)])
+def test_every_strategy_runs_the_epilogues(gpu, cpu, rng, monkeypatch, kernel, splits, m, k, n):
+    """An activation, an activation's gradient, and db out of a dW product
+    packed as a model packs them: the same on every strategy as on numpy."""
+    monkeypatch.setattr(gpu, "matmul_plan", lambda m_, n_, k_: forced(kernel, splits, k_))
+    a, b, bias = f32(rng, m, k), f32(rng, k, n), f32(rng, n)
+    scale = np.abs(a).astype(np.float64) @ np.abs(b) + np.abs(bias)
+    for kind in ("tanh", "relu"):
+        want = np.empty((m, n), np.float32)
+        cpu.matmul(a, b, want, bias=bias, activation=kind)
+        out = gpu.empty((m, n))
+        gpu.matmul(gpu.from_numpy(a), gpu.from_numpy(b), out, bias=gpu.from_numpy(bias), activation=kind)
+        check(gpu.to_numpy(out), want, scale)
+    y = rng.uniform(0, 1, (m, n)).astype(np.float32)
+    want = np.empty((m, n), np.float32)
+    cpu.matmul(a, b, want, grad_of=("sigmoid", y))
+    out = gpu.empty((m, n))
+    gpu.matmul(gpu.from_numpy(a), gpu.from_numpy(b), out, grad_of=("sigmoid", gpu.from_numpy(y)))
+    check(gpu.to_numpy(out), want, scale)
+    # dW = xᵀ dY with db, both in one buffer
+    x, dy = f32(rng, k, m), f32(rng, k, n)
+    packed = gpu.zeros((m * n + n,))
+    dw, db = gpu.view(packed, 0, (m, n)), gpu.view(packed, m * n, (n,))
+    gpu.matmul(gpu.from_numpy(x), gpu.from_numpy(dy), dw, transpose_a=True, bias_grad=db)
+    check(gpu.to_numpy(dw), x.T.astype(np.float64) @ dy, np.abs(x.T).astype(np.float64) @ np.abs(dy))
+    check(gpu.to_numpy(db), dy.sum(axis=0, dtype=np.float64), np.abs(dy).sum(axis=0))
+
+
+def test_split_k_is_deterministic(gpu, rng, monkeypatch):
+    monkeypatch.setattr(gpu, "matmul_plan", lambda m, n, k: forced("small", 9, k))
+    a, b = gpu.from_numpy(f32(rng, 5000, 32)), gpu.from_numpy(f32(rng, 5000, 25))
+    results = []
+    for _ in range(3):
+        out = gpu.empty((32, 25))
+        gpu.matmul(a, b, out, transpose_a=True)
+        results.append(gpu.to_numpy(out))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+# ------------------------------------------------------------------ the table
+def test_the_table_picks_split_k_for_a_long_thin_weight_gradient():
+    """The CNN's first convolution at batch 64: a 32 × 25 dW over k = 36,864
+    (batch × 24 × 24), one tile: on an H100 it is split to fill the device."""
+    plan = plan_matmul(32, 25, 36864, H100)
+    assert plan.kernel == "small" and plan.splits >= 64
+    assert plan.k_chunk % 16 == 0 and plan.k_chunk * plan.splits >= 36864 > plan.k_chunk * (plan.splits - 1)
+    assert plan_matmul(32, 25, 36864, DeviceShape("two cores", 4)).splits == 4
+
+
+@pytest.mark.parametrize("m, n, k, kernel, splits", [
+    (4096, 4096, 4096, "large", 1),   # a big square: the large tile, no split
+    (2048, 2048, 2048, "large", 1),
+    (128, 128, 784, "small", 1),      # the MLP's layer at batch 128: too few large tiles
+    (32, 128, 784, "small", 1),       # batch 32
+    (784, 128, 128, "small", 1),      # its dW: k too short to split
+    (64, 800, 4096, "small", 9),      # the second convolution's dW at batch 64 (k = 64 · 8 · 8)
+])
+def test_the_table_on_an_h100(m, n, k, kernel, splits):
+    plan = plan_matmul(m, n, k, H100)
+    assert (plan.kernel, plan.splits >= splits, plan.splits == 1) == (kernel, True, splits == 1)
+
+
+def test_a_conv_weight_gradient_runs_split_k(gpu, rng, monkeypatch):
+    """On a device the size of an H100 the conv layer's dW product is split:
+    two dispatches (the partial products, their sum) and numpy's result."""
+    from intricate_py import Model
+    from intricate_py.layers import Conv2D, Flatten, Dense, Softmax
+    from intricate_py.losses import CategoricalCrossEntropy
+    from intricate_py.optimizers import SGD
+
+    monkeypatch.setattr(gpu, "shape", H100)
+    images, labels = rng.random((16, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 16)
+    plans = []
+    real = gpu.matmul_plan
+
+    def spy(m, n, k):
+        plans.append(((m, n, k), real(m, n, k)))
+        return plans[-1][1]
+
+    monkeypatch.setattr(gpu, "matmul_plan", spy)
+    models = [Model([Conv2D(32, 5), Flatten(), Dense(10), Softmax()], input_size=(1, 28, 28), device=d, seed=0)
+              for d in ("gpu", "cpu")]
+    for model in models:
+        model.fit(images, labels, loss=CategoricalCrossEntropy(), optimizer=SGD(0.01), epochs=1, batch_size=16)
+    dw = [plan for shape, plan in plans if shape == (32, 25, 16 * 24 * 24)]
+    assert dw and dw[0].splits > 1
+    got, want = models[0].layers[0].weights, models[1].layers[0].weights
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_profiling_times_each_entry_point(gpu, rng):
+    """Timestamp queries around each dispatch (lavapipe offers them): the
+    times come back by entry point, one entry a dispatch."""
+    if "timestamp-query" not in gpu.device.features:
+        pytest.skip("this adapter offers no timestamp queries")
+    a = gpu.from_numpy(f32(rng, 64, 64))
+    out, relu = gpu.empty((64, 64)), gpu.empty((64, 64))
+    with gpu.profile() as profile:
+        for _ in range(3):
+            gpu.matmul(a, a, out)
+        gpu.activation("relu", out, relu)
+    times = profile.times()
+    assert profile.entries.count("activation_forward") == 1 and len(profile.entries) == 4
+    product = "matmul" if gpu.last_matmul_plan.kernel == "large" else "matmul_small"
+    assert set(times) == {"activation_forward", product}
+    assert all(t > 0 for t in times.values())
+    np.testing.assert_allclose(gpu.to_numpy(relu), np.maximum(gpu.to_numpy(out), 0))
