@@ -6,6 +6,9 @@
 //   matmul          out = op(a) · op(b) (+ bias broadcast over rows), 64 × 128 tiles
 //   matmul_small    the same with 32 × 32 tiles, for products too small to fill
 //                   a device with the large ones
+//   matmul_big      the same with 128 × 128 tiles of 256 invocations (8 × 8 outputs
+//                   each), k in slices of 8 staged double-buffered: one barrier a
+//                   slice, the next slice's loads beside the current one's sums
 //   matmul_reduce   the second pass of a split-K product: out = the sum, in the
 //                   order of the splits, of the `splits` partial products that
 //                   matmul or matmul_small left in `a` (then bias, epilogue)
@@ -32,7 +35,8 @@
 //   7 aux     storage, read        y (m × n) from aux_off, read when grad_kind > 0
 //   (bias_grad: n values from bias_grad_off in out's buffer, when has_bias_grad = 1)
 // Dispatch: matmul (ceil(n / 128), ceil((m + has_bias_grad) / 64), splits) workgroups
-// of 8 × 8 invocations; matmul_small the same with 32 × 32 tiles; matmul_reduce one
+// of 8 × 8 invocations; matmul_small the same with 32 × 32 tiles; matmul_big with
+// 128 × 128 tiles of 16 × 16 invocations; matmul_reduce one
 // invocation per element of (m + has_bias_grad) × n, 256 a workgroup, (x, y) layout.
 // A large workgroup computes a 64 × 128 tile of out, stepping through k in
 // slices of 16 staged in workgroup memory; each invocation accumulates an 8 × 16
@@ -273,6 +277,66 @@ fn matmul_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
   let j0 = col0 + 4u * lid.x;
   store4(i0, j0, z, acc0); store4(i0 + 1u, j0, z, acc1); store4(i0 + 2u, j0, z, acc2); store4(i0 + 3u, j0, z, acc3);
   apply_epilogue(i0, 4u, j0, 4u);
+}
+
+// The big kernel's tiles, two of each (double buffering): slice k0 computes
+// from one while the next slice is staged into the other, one barrier a slice.
+// big_a[buf · 256 + kk · 32 + q] = op(a)[row0 + 4q .. 4q + 3][k0 + kk], and
+// big_b[buf · 256 + kk · 32 + r] = op(b)[k0 + kk][col0 + 4r .. 4r + 3]
+var<workgroup> big_a: array<vec4<f32>, 512>;
+var<workgroup> big_b: array<vec4<f32>, 512>;
+
+fn stage_big(t: u32, buf: u32, row0: u32, col0: u32, k0: u32) {
+  var kk = t % 8u;
+  var q = t / 8u;
+  if (params.transpose_a == 1u) { q = t % 32u; kk = t / 32u; }
+  big_a[buf * 256u + kk * 32u + q] = a_rows(row0 + 4u * q, k0 + kk);
+  var r = t % 32u;
+  var pk = t / 32u;
+  if (params.transpose_b == 1u) { pk = t % 8u; r = t / 8u; }
+  big_b[buf * 256u + pk * 32u + r] = b_cols(k0 + pk, col0 + 4u * r);
+}
+
+// 128 × 128 tiles, 256 invocations of 8 × 8 outputs, k in slices of 8, double-buffered
+@compute @workgroup_size(16, 16)
+fn matmul_big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let z = wid.z;
+  let row0 = wid.y * 128u;
+  let col0 = wid.x * 128u;
+  let t = lid.y * 16u + lid.x;
+  // acc{r}{c}: out[row0 + 8 lid.y + r][col0 + 8 lid.x + 4c .. + 3]
+  var acc00 = vec4<f32>(0.0); var acc01 = vec4<f32>(0.0); var acc10 = vec4<f32>(0.0); var acc11 = vec4<f32>(0.0);
+  var acc20 = vec4<f32>(0.0); var acc21 = vec4<f32>(0.0); var acc30 = vec4<f32>(0.0); var acc31 = vec4<f32>(0.0);
+  var acc40 = vec4<f32>(0.0); var acc41 = vec4<f32>(0.0); var acc50 = vec4<f32>(0.0); var acc51 = vec4<f32>(0.0);
+  var acc60 = vec4<f32>(0.0); var acc61 = vec4<f32>(0.0); var acc70 = vec4<f32>(0.0); var acc71 = vec4<f32>(0.0);
+  let begin = z * params.k_chunk;
+  let end = k_end(z);
+  if (begin < end) { stage_big(t, 0u, row0, col0, begin); }
+  workgroupBarrier();
+  var buf = 0u;
+  for (var k0 = begin; k0 < end; k0 = k0 + 8u) {
+    if (k0 + 8u < end) { stage_big(t, 1u - buf, row0, col0, k0 + 8u); }
+    for (var kk = 0u; kk < 8u; kk = kk + 1u) {
+      let base = buf * 256u + kk * 32u;
+      let a_lo = big_a[base + 2u * lid.y];
+      let a_hi = big_a[base + 2u * lid.y + 1u];
+      let b0 = big_b[base + 2u * lid.x];
+      let b1 = big_b[base + 2u * lid.x + 1u];
+      acc00 = acc00 + a_lo.x * b0; acc01 = acc01 + a_lo.x * b1; acc10 = acc10 + a_lo.y * b0; acc11 = acc11 + a_lo.y * b1;
+      acc20 = acc20 + a_lo.z * b0; acc21 = acc21 + a_lo.z * b1; acc30 = acc30 + a_lo.w * b0; acc31 = acc31 + a_lo.w * b1;
+      acc40 = acc40 + a_hi.x * b0; acc41 = acc41 + a_hi.x * b1; acc50 = acc50 + a_hi.y * b0; acc51 = acc51 + a_hi.y * b1;
+      acc60 = acc60 + a_hi.z * b0; acc61 = acc61 + a_hi.z * b1; acc70 = acc70 + a_hi.w * b0; acc71 = acc71 + a_hi.w * b1;
+    }
+    workgroupBarrier();
+    buf = 1u - buf;
+  }
+  let i0 = row0 + 8u * lid.y;
+  let j0 = col0 + 8u * lid.x;
+  store4(i0, j0, z, acc00); store4(i0, j0 + 4u, z, acc01); store4(i0 + 1u, j0, z, acc10); store4(i0 + 1u, j0 + 4u, z, acc11);
+  store4(i0 + 2u, j0, z, acc20); store4(i0 + 2u, j0 + 4u, z, acc21); store4(i0 + 3u, j0, z, acc30); store4(i0 + 3u, j0 + 4u, z, acc31);
+  store4(i0 + 4u, j0, z, acc40); store4(i0 + 4u, j0 + 4u, z, acc41); store4(i0 + 5u, j0, z, acc50); store4(i0 + 5u, j0 + 4u, z, acc51);
+  store4(i0 + 6u, j0, z, acc60); store4(i0 + 6u, j0 + 4u, z, acc61); store4(i0 + 7u, j0, z, acc70); store4(i0 + 7u, j0 + 4u, z, acc71);
+  apply_epilogue(i0, 8u, j0, 8u);
 }
 
 @compute @workgroup_size(256)

@@ -24,7 +24,7 @@ def check(got, want, scale):
     assert error.max(initial=0.0) <= TOL, f"max relative error {error.max():.3g}"
 
 
-STRATEGIES = [("large", 1), ("small", 1), ("large", 3), ("small", 7)]
+STRATEGIES = [("large", 1), ("small", 1), ("big", 1), ("large", 3), ("small", 7), ("big", 5)]
 SHAPES = [(1, 1, 1), (3, 17, 129), (129, 3, 17), (17, 129, 3), (33, 1000, 65), (3, 40000, 5)]
 
 
@@ -91,11 +91,13 @@ def test_the_table_picks_split_k_for_a_long_thin_weight_gradient():
     assert plan.kernel == "small" and plan.splits >= 64
     assert plan.k_chunk % 16 == 0 and plan.k_chunk * plan.splits >= 36864 > plan.k_chunk * (plan.splits - 1)
     assert plan_matmul(32, 25, 36864, DeviceShape("two cores", 4)).splits == 4
+    # a software adapter keeps the large tiles for large products
+    assert plan_matmul(1024, 1024, 1024, DeviceShape("two cores", 4)).kernel == "large"
 
 
 @pytest.mark.parametrize("m, n, k, kernel, splits", [
-    (4096, 4096, 4096, "large", 1),   # a big square: the large tile, no split
-    (2048, 2048, 2048, "large", 1),
+    (4096, 4096, 4096, "big", 1),     # a big square: 128 × 128 tiles, no split
+    (2048, 2048, 2048, "large", 1),   # too few big tiles: the large ones
     (128, 128, 784, "small", 1),      # the MLP's layer at batch 128: too few large tiles
     (32, 128, 784, "small", 1),       # batch 32
     (784, 128, 128, "small", 1),      # its dW: k too short to split

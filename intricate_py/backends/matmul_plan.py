@@ -10,8 +10,18 @@ device, and k ≥ SPLIT_MIN_K     each writing a partial product, then a determi
 m ≤ SMALL_M or n ≤ SMALL_N,     small tiles (32 × 32): more workgroups and less
 or large tiles under a quarter  padding work for small products
 of the device
-otherwise                       large tiles (64 × 128), 8 × 16 outputs an invocation
+otherwise                       large tiles (64 × 128), 8 × 16 outputs an invocation;
+                                on a hardware GPU, big tiles (128 × 128, 256
+                                invocations of 8 × 8, double-buffered) when they
+                                fill at least half the device
 ==============================  ========================================================
+
+On lavapipe the big tiles measured as fast as the large ones on 1024 squares
+and 40% slower at the MLP's 128 × 784 × 128 (benchmarks/README.md), so a
+software adapter keeps the large ones; on hardware GPUs the big ones are the
+shape fast fp32 products use (more invocations a workgroup to hide memory
+latency, loads of the next slice beside the current one's sums) — not yet
+measured here on one (see benchmarks/README.md).
 
 "Filling the device" is having at least ``device.workgroups`` workgroups in
 flight: a few per compute unit on a GPU (an H100 has 132 multiprocessors),
@@ -26,7 +36,7 @@ import os
 from dataclasses import dataclass
 
 #: the tiles of each kernel, (rows, columns)
-TILES = {"large": (64, 128), "small": (32, 32)}
+TILES = {"large": (64, 128), "small": (32, 32), "big": (128, 128)}
 SMALL_M, SMALL_N = 32, 64
 #: split only reductions at least this long, and give each split at least this much of k
 SPLIT_MIN_K = 1024
@@ -42,19 +52,21 @@ class DeviceShape:
 
     name: str
     workgroups: int
+    #: whether large products take the big 128 × 128 tiles (hardware GPUs)
+    big_tiles: bool = False
 
 
 #: what "filling" means, by wgpu adapter type
 _BY_TYPE = {"DiscreteGPU": 528, "IntegratedGPU": 96, "VirtualGPU": 96, "Unknown": 96}
 #: an NVIDIA H100 (132 multiprocessors, 4 workgroups each), for the tests and benchmarks
-H100 = DeviceShape("NVIDIA H100 (132 SMs)", 528)
+H100 = DeviceShape("NVIDIA H100 (132 SMs)", 528, big_tiles=True)
 
 
 def device_shape(adapter_type: str, name: str = "") -> DeviceShape:
     """The device shape of a wgpu adapter of ``adapter_type``."""
     if adapter_type == "CPU":  # software: one workgroup a core keeps it busy
         return DeviceShape(name or "software adapter", 2 * (os.cpu_count() or 2))
-    return DeviceShape(name or adapter_type, _BY_TYPE.get(adapter_type, 96))
+    return DeviceShape(name or adapter_type, _BY_TYPE.get(adapter_type, 96), big_tiles=True)
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,8 @@ def plan_matmul(m: int, n: int, k: int, device: DeviceShape) -> MatmulPlan:
     """The strategy for op(a) (m, k) · op(b) (k, n) on ``device``."""
     target = device.workgroups
     kernel = "small" if (m <= SMALL_M or n <= SMALL_N or 4 * _tiles("large", m, n) < target) else "large"
+    if kernel == "large" and device.big_tiles and 2 * _tiles("big", m, n) >= target:
+        kernel = "big"
     tiles = _tiles(kernel, m, n)
     splits = 1
     if 2 * tiles <= target and k >= SPLIT_MIN_K:

@@ -575,7 +575,7 @@ class WgpuBackend(Backend):
             grad_kind=0 if grad_kind is None else 1 + ACTIVATION_KIND[grad_kind],
             aux_off=y.offset if y is not None else 0,
         )
-        entry = "matmul" if plan.kernel == "large" else "matmul_small"
+        entry = {"large": "matmul", "small": "matmul_small", "big": "matmul_big"}[plan.kernel]
         if plan.splits == 1:
             self._dispatch(entry, groups, (a, a, b, b, bias, out, y), **params, **epilogue)
             return
