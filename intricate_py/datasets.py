@@ -19,6 +19,9 @@ from .saving import FormatError
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
+#: what to tell a user whose data is missing (the examples print it)
+MISSING_DATA_ADVICE = (f"Install the data with 'apt-get install {DEBIAN_PACKAGE}', or point --data at "
+                       "a folder of MNIST-format IDX files.")
 
 FASHION_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

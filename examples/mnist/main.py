@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from intricate_py import FormatError, Model
-from intricate_py.datasets import DEBIAN_PACKAGE, FASHION_CLASSES, FASHION_MNIST, load_mnist
+from intricate_py.datasets import MISSING_DATA_ADVICE, FASHION_CLASSES, FASHION_MNIST, load_mnist
 from intricate_py.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Softmax
 from intricate_py.losses import CategoricalCrossEntropy
 from intricate_py.optimizers import Adam
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         (train_images, train_labels), (test_images, test_labels) = load_mnist(args.data)
     except FileNotFoundError as error:
-        print(f"{error}\nInstall the data with 'apt-get install {DEBIAN_PACKAGE}', or point --data at "
-              "a folder of MNIST-format IDX files.", file=sys.stderr)
+        print(f"{error}\n{MISSING_DATA_ADVICE}", file=sys.stderr)
         return 2
     except FormatError as error:
         print(f"unreadable data: {error}", file=sys.stderr)

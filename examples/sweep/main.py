@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from intricate_py import Model
-from intricate_py.datasets import DEBIAN_PACKAGE, FASHION_MNIST, load_mnist
+from intricate_py import FormatError, Model
+from intricate_py.datasets import MISSING_DATA_ADVICE, FASHION_MNIST, load_mnist
 from intricate_py.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Softmax
 from intricate_py.optimizers import Adam
 
@@ -94,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         (train_images, train_labels), (test_images, test_labels) = load_mnist(args.data)
     except FileNotFoundError as error:
-        print(f"{error}\nInstall the data with 'apt-get install {DEBIAN_PACKAGE}', or point --data at "
-              "a folder of MNIST-format IDX files.", file=sys.stderr)
+        print(f"{error}\n{MISSING_DATA_ADVICE}", file=sys.stderr)
+        return 2
+    except FormatError as error:
+        print(f"unreadable data: {error}", file=sys.stderr)
         return 2
     if args.limit:
         train_images, train_labels = train_images[: args.limit], train_labels[: args.limit]

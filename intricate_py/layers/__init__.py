@@ -6,7 +6,6 @@ from .base import LAYER_TYPES, Layer, Parameter
 from .conv import Conv2D, Flatten, MaxPool2D
 from .dense import Dense
 from .dropout import Dropout
-from . import chain
 
 __all__ = [
     "Layer",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from . import spec
-from .fileio import FormatError, PathLike, read_safetensors
+from .fileio import PathLike, read_safetensors
 from .files import fill_layers, model_tensors, refuse_stray, split_by_layer
 
 if TYPE_CHECKING:
