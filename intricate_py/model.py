@@ -349,23 +349,9 @@ class Model:
                 "expected a HaltingCondition such as MinLossReached(0.01). "
                 f"Received: halting_condition={halting_condition!r}"
             )
-        x, t = self._data(x, y, self.loss)
-        validation_split = _checks.fraction(validation_split, "validation_split")
-        if validation_split:
-            if validation_data is not None:
-                raise ValueError("expected validation_data or validation_split, not both")
-            x, t, validation_data = _split(x, t, validation_split)
+        x, t, validation = self._fit_data(x, y, validation_data, validation_split)
         warn_if_mismatched(self.loss, self.layers[-1])
-        keys = ["loss", "accuracy"]
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError(
-                    "expected validation_data=(x_val, y_val). "
-                    f"Received: {type(validation_data).__name__}"
-                )
-            xv, tv = self._data(*validation_data, self.loss, ("validation_data[0]", "validation_data[1]"))
-            keys += ["val_loss", "val_accuracy"]
+        keys = ["loss", "accuracy"] + (["val_loss", "val_accuracy"] if validation else [])
         if halting_condition is not None and halting_condition.monitor not in keys:
             raise ValueError(
                 f"expected the halting condition to monitor one of {keys}. "
@@ -373,8 +359,7 @@ class Model:
             )
         batch = min(batch_size, len(x))
         data = DeviceData(self, "train", x, t, batch, shuffle)
-        if validation_data is not None:
-            val = DeviceData(self, "val", xv, tv, min(batch, len(xv)))
+        val = DeviceData(self, "val", *validation, min(batch, len(validation[0]))) if validation else None
         self.optimizer.bind(self.backend, self._trained_parameters())
         plan = StepPlan(self)
 
@@ -384,8 +369,8 @@ class Model:
             run.start_epoch(epoch)
             slot = run.slot(epoch)
             index = slot + FIRST_LOSS  # the first step's loss apart (see fitting.Run)
-            for batch in data.views:
-                plan.train_step(data, batch, run.metrics, index)
+            for view in data.views:
+                plan.train_step(data, view, run.metrics, index)
                 index = slot + LOSS
                 run.step_done()
             if val is not None:
@@ -417,6 +402,23 @@ class Model:
         for callback in callbacks:
             callback.on_train_end(last)
         return run.history
+
+    def _fit_data(self, x, y, validation_data, validation_split) -> tuple:
+        """fit's (samples, targets, (validation samples, targets) or None), checked."""
+        x, t = self._data(x, y, self.loss)
+        validation_split = _checks.fraction(validation_split, "validation_split")
+        if validation_split:
+            if validation_data is not None:
+                raise ValueError("expected validation_data or validation_split, not both")
+            x, t, validation_data = _split(x, t, validation_split)
+        if validation_data is None:
+            return x, t, None
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError(
+                f"expected validation_data=(x_val, y_val). Received: {type(validation_data).__name__}"
+            )
+        names = ("validation_data[0]", "validation_data[1]")
+        return x, t, self._data(*validation_data, self.loss, names)
 
     def _weights_copy(self, into: Array | None = None) -> Array | None:
         """A device copy of every parameter (into ``into`` when given, else
