@@ -14,6 +14,12 @@ How work reaches the device:
   reading a result (``to_numpy``), or writing host data into a buffer that
   recorded work may still use, submits first. Readbacks go through one
   reused staging buffer.
+* A training step (or a prediction) can be recorded once and replayed:
+  ``record`` keeps each dispatch's pipeline, bind group and parameter
+  bytes, ``replay`` issues them again with the parameters that change from
+  step to step written in. ``profile`` times dispatches with timestamp
+  queries (wgpu_recording.py).
+* Products pick their kernel from matmul_plan.py's table.
 """
 
 from __future__ import annotations
@@ -21,11 +27,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import signal
 import struct
-import threading
 import weakref
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 import wgpu
@@ -34,6 +38,7 @@ from ..device_choice import Adapter
 from .base import ACCURACIES, LOSSES, Backend, StepFloat, StepInt, dropout_threshold, window_positions
 from .matmul_plan import TILES, MatmulPlan, device_shape, plan_matmul
 from .shaders import Kernels
+from .wgpu_recording import Dispatch, Profile, Recording, uninterrupted
 
 _USAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
 _ROUND = 256  # buffer sizes are rounded up to this many bytes, for reuse
@@ -44,25 +49,6 @@ LOSS_KIND = {kind: i for i, kind in enumerate(LOSSES)}  # the order losses.wgsl 
 ACCURACY_KIND = {kind: i for i, kind in enumerate(ACCURACIES)}
 
 
-@contextlib.contextmanager
-def _uninterrupted():
-    """Hold Ctrl-C (SIGINT) until the block ends, so that a submission or a
-    readback is never cut in half; the interrupt is raised right after it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught and callable(previous):
-            previous(signal.SIGINT, caught[0])
-        elif caught and previous == signal.SIG_DFL:
-            signal.raise_signal(signal.SIGINT)
-
-
 class _Allocation:
     """One storage buffer lent from the pool; returned when no array uses it."""
 
@@ -70,69 +56,6 @@ class _Allocation:
 
     def __init__(self, buffer, nbytes: int, serial: int):
         self.buffer, self.nbytes, self.serial = buffer, nbytes, serial
-
-
-class _Dispatch(NamedTuple):
-    """A dispatch as recorded: what it binds, its parameter bytes, and the
-    (byte offset, struct format, name) of each parameter that changes from
-    step to step."""
-
-    pipeline: object
-    group: object
-    params: bytes
-    groups: tuple[int, int]
-    patches: tuple[tuple[int, str, str], ...]
-
-
-class Recording:
-    """The dispatches of a piece of work (a training step), replayable with
-    new values for its marked parameters. ``complete`` is False when the
-    work did more than dispatch (a copy, an upload, a readback): such work
-    is not replayed."""
-
-    def __init__(self):
-        self.dispatches: list[_Dispatch] = []
-        self.complete = True
-
-
-class Profile:
-    """Timestamps around dispatches, and what they add up to by entry point."""
-
-    def __init__(self, backend: "WgpuBackend", capacity: int):
-        self.backend, self.capacity = backend, capacity
-        self.query_set = backend.device.create_query_set(type="timestamp", count=2 * capacity)
-        self.entries: list[str] = []
-
-    def room(self) -> bool:
-        return len(self.entries) < self.capacity
-
-    def next(self, entry: str) -> dict:
-        """The timestamp writes of the pass of the next dispatch, of ``entry``."""
-        i = len(self.entries)
-        self.entries.append(entry)
-        return {"query_set": self.query_set, "beginning_of_pass_write_index": 2 * i,
-                "end_of_pass_write_index": 2 * i + 1}
-
-    def times(self) -> dict[str, float]:
-        """Seconds of GPU time by entry point, over the dispatches timed."""
-        backend, count = self.backend, 2 * len(self.entries)
-        if not count:
-            return {}
-        device = backend.device
-        resolved = device.create_buffer(size=8 * count, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
-        host = device.create_buffer(size=8 * count, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
-        backend.flush()
-        encoder = device.create_command_encoder()
-        encoder.resolve_query_set(self.query_set, 0, count, resolved, 0)
-        encoder.copy_buffer_to_buffer(resolved, 0, host, 0, 8 * count)
-        backend.queue.submit([encoder.finish()])
-        host.map_sync(wgpu.MapMode.READ)
-        stamps = np.frombuffer(host.read_mapped(), dtype=np.uint64).astype(np.float64)
-        host.unmap()
-        totals: dict[str, float] = {}
-        for entry, begin, end in zip(self.entries, stamps[0::2], stamps[1::2]):
-            totals[entry] = totals.get(entry, 0.0) + float(max(end - begin, 0.0)) * 1e-9  # nanoseconds
-        return totals
 
 
 class GPUArray:
@@ -316,7 +239,7 @@ class WgpuBackend(Backend):
             patches = tuple((4 * i, "<" + kernel.packer.format[1 + i], v.name)
                             for i, v in enumerate(values) if isinstance(v, (StepFloat, StepInt)))
             params_bytes = bytes(self._arena[offset : offset + kernel.packer.size])
-            self._recording.dispatches.append(_Dispatch(pipeline, group, params_bytes, tuple(groups), patches))
+            self._recording.dispatches.append(Dispatch(pipeline, group, params_bytes, tuple(groups), patches))
         self._record_dispatch(pipeline, group, groups)
 
     def _record_dispatch(self, pipeline, group, groups) -> None:
@@ -395,7 +318,7 @@ class WgpuBackend(Backend):
         if self._encoder is None:
             return
         self._end_pass()
-        with _uninterrupted():
+        with uninterrupted():
             # forget the encoder before finishing it: whatever fails in the
             # submission, the next operation starts a fresh one
             encoder, used = self._encoder, self._arena_used
@@ -478,7 +401,7 @@ class WgpuBackend(Backend):
                 size=size, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
             )
             self._counters["buffers_created"] += 1
-        with _uninterrupted():  # never leave the staging buffer mapped
+        with uninterrupted():  # never leave the staging buffer mapped
             self._close_pass().copy_buffer_to_buffer(a.alloc.buffer, 4 * a.offset, self._staging, 0, nbytes)
             self.flush()
             self._staging.map_sync(wgpu.MapMode.READ, 0, nbytes)
