@@ -142,7 +142,8 @@ class EarlyStopping(Callback):
         self.baseline = None if baseline is None else _checks.finite_float(baseline, "baseline")
         self.start_from_epoch = _checks.non_negative_int(start_from_epoch, "start_from_epoch")
         self.verbose = verbose
-        self._best_weights = None  # a device buffer, reused from fit to fit
+        self._best_weights = None  # a device buffer, reused from fit to fit of one model
+        self._weights_of = None  # the model that buffer was made for
 
     @property
     def monitor(self) -> str:
@@ -151,6 +152,8 @@ class EarlyStopping(Callback):
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self.wait, self.stopped_epoch = 0, None
         self.best, self.best_epoch = None, None
+        if self._weights_of is not self.model:  # another model: its own size, dtype, device
+            self._best_weights, self._weights_of = None, self.model
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         current = self._monitor.value(logs, repr(self))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from intricate_py import Model
+from intricate_py.device_choice import adapters
 from intricate_py.callbacks import Callback
 from intricate_py.layers import Dense, TanH
 from intricate_py.losses import MeanSquared
@@ -147,6 +148,30 @@ def test_restore_best_weights_are_an_exact_copy(device):
                batch_size=20, validation_data=(x[200:], y[200:]))
     for a, b in zip(trained.parameters, replay.parameters):
         np.testing.assert_array_equal(trained.device.to_numpy(a.value), replay.device.to_numpy(b.value))
+
+
+def test_one_early_stopping_serves_models_of_other_sizes_dtypes_and_devices(device):
+    """A stopper reused on another model keeps that model's best weights,
+    not a buffer shaped for the first one (Keras takes them anew each fit)."""
+    from intricate_py.callbacks import EarlyStopping
+    from intricate_py.losses import CategoricalCrossEntropy
+    from intricate_py.optimizers import Adam
+
+    x, y = classification()
+    stopper = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    other = "cpu" if device == "gpu" else "gpu"
+    runs = [(8, "float32", device), (16, "float64", "cpu"), (4, "float32", device)]
+    if other == "cpu" or adapters():
+        runs.append((5, "float32", other))
+    for width, dtype, where in runs:
+        model = Model([Dense(width), TanH(), Dense(3)], input_size=6, device=where, dtype=dtype, seed=1)
+        history = model.fit(x[:200], y[:200], loss=CategoricalCrossEntropy(from_logits=True),
+                            optimizer=Adam(0.5), epochs=30, batch_size=50,
+                            validation_data=(x[200:], y[200:]), callbacks=[stopper])
+        best = stopper.best_epoch
+        assert best == int(np.argmin(history.history["val_loss"]))
+        restored = model.evaluate(x[200:], y[200:])["loss"]
+        assert restored == pytest.approx(history.history["val_loss"][best], rel=1e-5), (width, dtype, where)
 
 
 def test_model_checkpoint_saves_each_epoch_or_the_best(tmp_path):
