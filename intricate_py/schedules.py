@@ -38,7 +38,9 @@ class CosineDecay(LearningRateSchedule):
 
     With ``warmup_target``, the rate first rises linearly from
     ``initial_learning_rate`` to ``warmup_target`` over ``warmup_steps``
-    steps, and the decay then starts from ``warmup_target``.
+    steps, and the decay then starts from ``warmup_target``. Both are
+    keyword-only: Keras's fourth argument is ``name``, so a positional
+    ``CosineDecay(0.1, 100, 0.0, 10)`` would silently mean something else.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class CosineDecay(LearningRateSchedule):
         initial_learning_rate: float,
         decay_steps: int,
         alpha: float = 0.0,
+        *,
         warmup_target: float | None = None,
         warmup_steps: int = 0,
     ):

@@ -31,6 +31,8 @@ def test_cosine_decay_by_hand():
     assert warm(9) == pytest.approx(1.0)  # 5 of 10 decay steps done
     with pytest.raises(ValueError, match="expected warmup_target with warmup_steps"):
         CosineDecay(0.1, 10, warmup_steps=5)
+    with pytest.raises(TypeError):  # Keras's fourth argument is name: the warmup is keyword-only
+        CosineDecay(0.1, 100, 0.0, 10)
 
 
 def test_exponential_and_piecewise_by_hand():
