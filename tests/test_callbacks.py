@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from intricate_py import Model
-from intricate_py.device_choice import adapters
 from intricate_py.callbacks import Callback
+from intricate_py.device_choice import adapters
 from intricate_py.layers import Dense, TanH
 from intricate_py.losses import MeanSquared
 from intricate_py.optimizers import SGD
