@@ -4,7 +4,7 @@ odd shapes, the table that picks one, and split-K where it matters."""
 import numpy as np
 import pytest
 
-from intricate_py.backends.matmul_plan import H100, DeviceShape, MatmulPlan, plan_matmul
+from intricate_py.backends.matmul_plan import ENTRY_POINTS, H100, DeviceShape, MatmulPlan, plan_matmul
 
 TOL = 2e-5
 
@@ -24,7 +24,15 @@ def check(got, want, scale):
     assert error.max(initial=0.0) <= TOL, f"max relative error {error.max():.3g}"
 
 
-STRATEGIES = [("large", 1), ("small", 1), ("big", 1), ("large", 3), ("small", 7), ("big", 5)]
+STRATEGIES = [("large", 1), ("small", 1), ("big", 1), ("subgroup", 1),
+              ("large", 3), ("small", 7), ("big", 5), ("subgroup", 4)]
+
+
+def force(gpu, monkeypatch, kernel: str, splits: int) -> None:
+    """Make every product on ``gpu`` run ``kernel`` with ``splits`` splits of k."""
+    if kernel == "subgroup" and not gpu.shape.subgroup_size:
+        pytest.skip(f"{gpu.adapter} has no full subgroups of 8 to 64 (the subgroup kernel's)")
+    monkeypatch.setattr(gpu, "matmul_plan", lambda m_, n_, k_: forced(kernel, splits, k_))
 SHAPES = [(1, 1, 1), (3, 17, 129), (129, 3, 17), (17, 129, 3), (33, 1000, 65), (3, 40000, 5)]
 
 
@@ -32,7 +40,7 @@ SHAPES = [(1, 1, 1), (3, 17, 129), (129, 3, 17), (17, 129, 3), (33, 1000, 65), (
 @pytest.mark.parametrize("m, k, n", SHAPES)
 @pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True)])
 def test_every_strategy_equals_numpy(gpu, rng, monkeypatch, kernel, splits, m, k, n, transpose_a, transpose_b):
-    monkeypatch.setattr(gpu, "matmul_plan", lambda m_, n_, k_: forced(kernel, splits, k_))
+    force(gpu, monkeypatch, kernel, splits)
     a = f32(rng, *((k, m) if transpose_a else (m, k)))
     b = f32(rng, *((n, k) if transpose_b else (k, n)))
     bias = f32(rng, n)
@@ -47,7 +55,7 @@ def test_every_strategy_equals_numpy(gpu, rng, monkeypatch, kernel, splits, m, k
 def test_every_strategy_runs_the_epilogues(gpu, cpu, rng, monkeypatch, kernel, splits, m, k, n):
     """An activation, an activation's gradient, and db out of a dW product
     packed as a model packs them: the same on every strategy as on numpy."""
-    monkeypatch.setattr(gpu, "matmul_plan", lambda m_, n_, k_: forced(kernel, splits, k_))
+    force(gpu, monkeypatch, kernel, splits)
     a, b, bias = f32(rng, m, k), f32(rng, k, n), f32(rng, n)
     scale = np.abs(a).astype(np.float64) @ np.abs(b) + np.abs(bias)
     for kind in ("tanh", "relu"):
@@ -93,6 +101,44 @@ def test_the_table_picks_split_k_for_a_long_thin_weight_gradient():
     assert plan_matmul(32, 25, 36864, DeviceShape("two cores", 4)).splits == 4
     # a software adapter keeps the large tiles for large products
     assert plan_matmul(1024, 1024, 1024, DeviceShape("two cores", 4)).kernel == "large"
+
+
+def test_the_table_takes_the_subgroup_kernel_where_the_device_has_one():
+    """Full subgroups (found at start-up) put the large-tile products on
+    matmul_subgroup; the big tiles and the small ones keep their kernels."""
+    lavapipe = DeviceShape("two cores", 4, subgroup_size=8)
+    assert plan_matmul(1024, 1024, 1024, lavapipe).kernel == "subgroup"
+    assert plan_matmul(1024, 1024, 1024, DeviceShape("two cores", 4)).kernel == "large"
+    assert plan_matmul(16, 16, 16, lavapipe).kernel == "small"
+    h100 = DeviceShape("H100", 528, big_tiles=True, subgroup_size=32)
+    assert plan_matmul(4096, 4096, 4096, h100).kernel == "big"
+    assert plan_matmul(2048, 2048, 2048, h100).kernel == "subgroup"
+    assert str(plan_matmul(2048, 2048, 2048, h100)) == "subgroup 64×128"
+
+
+def test_subgroups_are_found_at_start_up(gpu):
+    """Where the adapter has the feature, the probe measures full subgroups
+    (lavapipe: 8 invocations) and the products of large tiles use them;
+    a device made without the feature compiles only the plain kernels."""
+    from intricate_py.backends.shaders import Kernels, KernelFile, shader_dir
+
+    extension = KernelFile.read(shader_dir() / "matmul_subgroup.wgsl")
+    plain = KernelFile.read(shader_dir() / "matmul.wgsl")
+    assert extension.requires == ("subgroup",) and plain.requires == ()
+    assert (extension.bindings, extension.fields) == (plain.bindings, plain.fields)
+    assert set(extension.entries) == {"matmul_subgroup", "subgroup_probe"}
+    bare = gpu.adapter.handle.request_device_sync()
+    entries = Kernels(bare).entry_file
+    assert "matmul" in entries and "matmul_subgroup" not in entries and "subgroup_probe" not in entries
+    if "subgroup" not in gpu.adapter.handle.features:
+        assert gpu.shape.subgroup_size == 0
+        return
+    size = gpu.shape.subgroup_size
+    assert size == 0 or (8 <= size <= 64 and size & (size - 1) == 0)
+    if "llvmpipe" in gpu.adapter.handle.info["device"] and "256 bits" in gpu.adapter.handle.info["device"]:
+        assert size == 8  # lavapipe on 256-bit vectors: 8 floats
+    if size:
+        assert gpu.matmul_plan(1024, 1024, 1024).kernel == "subgroup"
 
 
 @pytest.mark.parametrize("m, n, k, kernel, splits", [
@@ -149,7 +195,7 @@ def test_profiling_times_each_entry_point(gpu, rng):
         gpu.activation("relu", out, relu)
     times = profile.times()
     assert profile.entries.count("activation_forward") == 1 and len(profile.entries) == 4
-    product = "matmul" if gpu.last_matmul_plan.kernel == "large" else "matmul_small"
+    product = ENTRY_POINTS[gpu.last_matmul_plan.kernel]
     assert set(times) == {"activation_forward", product}
     assert all(t > 0 for t in times.values())
     np.testing.assert_allclose(gpu.to_numpy(relu), np.maximum(gpu.to_numpy(out), 0))

@@ -35,8 +35,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-#: the tiles of each kernel, (rows, columns)
-TILES = {"large": (64, 128), "small": (32, 32), "big": (128, 128)}
+#: the tiles of each kernel, (rows, columns), and its entry point
+TILES = {"large": (64, 128), "small": (32, 32), "big": (128, 128), "subgroup": (64, 128)}
+ENTRY_POINTS = {"large": "matmul", "small": "matmul_small", "big": "matmul_big", "subgroup": "matmul_subgroup"}
 SMALL_M, SMALL_N = 32, 64
 #: split only reductions at least this long, and give each split at least this much of k
 SPLIT_MIN_K = 1024
@@ -54,6 +55,8 @@ class DeviceShape:
     workgroups: int
     #: whether large products take the big 128 × 128 tiles (hardware GPUs)
     big_tiles: bool = False
+    #: the size of its full subgroups where matmul_subgroup can use them, else 0
+    subgroup_size: int = 0
 
 
 #: what "filling" means, by wgpu adapter type
@@ -62,11 +65,13 @@ _BY_TYPE = {"DiscreteGPU": 528, "IntegratedGPU": 96, "VirtualGPU": 96, "Unknown"
 H100 = DeviceShape("NVIDIA H100 (132 SMs)", 528, big_tiles=True)
 
 
-def device_shape(adapter_type: str, name: str = "") -> DeviceShape:
-    """The device shape of a wgpu adapter of ``adapter_type``."""
+def device_shape(adapter_type: str, name: str = "", subgroup_size: int = 0) -> DeviceShape:
+    """The device shape of a wgpu adapter of ``adapter_type`` whose full
+    subgroups have ``subgroup_size`` invocations (0: none usable)."""
     if adapter_type == "CPU":  # software: one workgroup a core keeps it busy
-        return DeviceShape(name or "software adapter", 2 * (os.cpu_count() or 2))
-    return DeviceShape(name or adapter_type, _BY_TYPE.get(adapter_type, 96), big_tiles=True)
+        return DeviceShape(name or "software adapter", 2 * (os.cpu_count() or 2), subgroup_size=subgroup_size)
+    return DeviceShape(name or adapter_type, _BY_TYPE.get(adapter_type, 96), big_tiles=True,
+                       subgroup_size=subgroup_size)
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ def plan_matmul(m: int, n: int, k: int, device: DeviceShape) -> MatmulPlan:
     kernel = "small" if (m <= SMALL_M or n <= SMALL_N or 4 * _tiles("large", m, n) < target) else "large"
     if kernel == "large" and device.big_tiles and 2 * _tiles("big", m, n) >= target:
         kernel = "big"
+    elif kernel == "large" and device.subgroup_size:
+        kernel = "subgroup"
     tiles = _tiles(kernel, m, n)
     splits = 1
     if 2 * tiles <= target and k >= SPLIT_MIN_K:
@@ -105,4 +112,4 @@ def plan_matmul(m: int, n: int, k: int, device: DeviceShape) -> MatmulPlan:
     return MatmulPlan(kernel, -(-k // chunk), chunk)
 
 
-__all__ = ["DeviceShape", "MatmulPlan", "plan_matmul", "device_shape", "H100", "TILES"]
+__all__ = ["DeviceShape", "MatmulPlan", "plan_matmul", "device_shape", "H100", "TILES", "ENTRY_POINTS"]

@@ -5,6 +5,11 @@ declarations give the bind group layout shared by its entry points (binding 0
 is always ``params``, a uniform struct read at a dynamic offset), and its
 ``struct Params`` gives the fields a dispatch packs, in order. Nothing about a
 kernel is written down twice.
+
+Two header lines extend that: ``// extends: other.wgsl`` compiles the file
+after that one's source (its declarations and helpers, since WGSL has no
+includes; the entry points are this file's own), and ``// requires: feature``
+compiles it only on a device with that wgpu feature.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ _PARAMS = re.compile(r"struct\s+Params\s*\{(.*?)\}", re.S)
 _FIELD = re.compile(r"(\w+)\s*:\s*(u32|i32|f32)")
 _ENTRY = re.compile(r"@compute\s*@workgroup_size\(([^)]*)\)\s*fn\s+(\w+)")
 _FORMAT = {"u32": "I", "i32": "i", "f32": "f"}
+_EXTENDS = re.compile(r"^//\s*extends:\s*(\S+\.wgsl)\s*$", re.M)
+_REQUIRES = re.compile(r"^//\s*requires:\s*(\S+)\s*$", re.M)
 
 
 def shader_dir() -> Path:
@@ -51,10 +58,15 @@ class KernelFile:
     packer: struct.Struct
     #: entry point -> workgroup size (x, y, z)
     entries: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    #: the wgpu features a device needs for this file
+    requires: tuple[str, ...] = ()
 
     @classmethod
     def read(cls, path: Path) -> "KernelFile":
-        source = path.read_text(encoding="utf-8")
+        own = path.read_text(encoding="utf-8")
+        source = own
+        for base in _EXTENDS.findall(own):
+            source = (path.parent / base).read_text(encoding="utf-8") + "\n" + source
         bindings = [
             (int(i), "uniform" if space == "uniform" else access or "read", name)
             for i, space, access, name in _BINDING.findall(source)
@@ -67,15 +79,16 @@ class KernelFile:
         fields = _FIELD.findall(params.group(1))
         packer = struct.Struct("<" + "".join(_FORMAT[t] for _, t in fields))
         entries = {}
-        for size, name in _ENTRY.findall(source):
+        for size, name in _ENTRY.findall(own):
             dims = [int(s.strip().rstrip("u")) for s in size.split(",")]
             entries[name] = tuple(dims + [1] * (3 - len(dims)))
-        return cls(path.stem, source, bindings, [f for f, _ in fields], packer, entries)
+        return cls(path.stem, source, bindings, [f for f, _ in fields], packer, entries,
+                   tuple(_REQUIRES.findall(own)))
 
 
 class Kernels:
-    """Every kernel file compiled for one device: a bind group layout per
-    file and a pipeline per entry point, made once."""
+    """Every kernel file compiled for one device (those it has the features
+    for): a bind group layout per file and a pipeline per entry point, made once."""
 
     def __init__(self, device: "wgpu.GPUDevice", folder: Path | None = None):
         self.device = device
@@ -86,6 +99,8 @@ class Kernels:
         self.entry_file: dict[str, KernelFile] = {}
         for path in sorted((folder or shader_dir()).glob("*.wgsl")):
             kernel = KernelFile.read(path)
+            if not set(kernel.requires) <= set(device.features):
+                continue
             self.files[kernel.name] = kernel
             for entry in kernel.entries:
                 self.entry_file[entry] = kernel

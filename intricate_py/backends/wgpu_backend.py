@@ -36,7 +36,7 @@ import wgpu
 
 from ..device_choice import Adapter
 from .base import ACCURACIES, LOSSES, Backend, StepFloat, StepInt, dropout_threshold, window_positions
-from .matmul_plan import TILES, MatmulPlan, device_shape, plan_matmul
+from .matmul_plan import ENTRY_POINTS, TILES, MatmulPlan, device_shape, plan_matmul
 from .shaders import Kernels
 from .wgpu_recording import Dispatch, Profile, Recording, uninterrupted
 
@@ -105,8 +105,9 @@ class WgpuBackend(Backend):
     def __init__(self, adapter: Adapter):
         self.adapter = adapter
         self.dtype = np.dtype(np.float32)
-        # the adapter's own limits; timestamps where offered, for profiling
-        features = [f for f in ("timestamp-query",) if f in adapter.handle.features]
+        # the adapter's own limits; timestamps where offered, for profiling;
+        # subgroups where offered, for matmul_subgroup.wgsl
+        features = [f for f in ("timestamp-query", "subgroup") if f in adapter.handle.features]
         self.device = adapter.handle.request_device_sync(required_features=features)
         self.queue = self.device.queue
         limits = self.device.limits
@@ -139,9 +140,20 @@ class WgpuBackend(Backend):
         # distinct stand-ins for bindings an entry point leaves unused
         self._dummies = [self._create(16) for _ in range(8)]
         self._scratches: dict[int, GPUArray] = {}
-        #: how many workgroups fill this device, for the choice of matmul kernels
-        self.shape = device_shape(adapter.adapter_type, adapter.name)
+        #: how many workgroups fill this device, and its subgroups, for the choice of matmul kernels
+        self.shape = device_shape(adapter.adapter_type, adapter.name, self._probe_subgroups())
         self.last_matmul_plan: MatmulPlan | None = None
+
+    def _probe_subgroups(self) -> int:
+        """The subgroup size of a 64-invocation workgroup where the subgroups
+        are full and 8 to 64 wide (what matmul_subgroup assumes); 0 where
+        they are not, or the device has none. One readback, at start-up."""
+        if "subgroup_probe" not in self.kernels.entry_file:
+            return 0
+        found = self.empty((2,))
+        self._dispatch("subgroup_probe", (1, 1), (None, None, None, None, None, found, None), out_off=found.offset)
+        size, covered = (int(v) for v in self.to_numpy(found))
+        return size if covered == 64 and 8 <= size <= 64 else 0
 
     def __repr__(self) -> str:
         return f"WgpuBackend({self.adapter})"
@@ -498,7 +510,7 @@ class WgpuBackend(Backend):
             grad_kind=0 if grad_kind is None else 1 + ACTIVATION_KIND[grad_kind],
             aux_off=y.offset if y is not None else 0,
         )
-        entry = {"large": "matmul", "small": "matmul_small", "big": "matmul_big"}[plan.kernel]
+        entry = ENTRY_POINTS[plan.kernel]
         if plan.splits == 1:
             self._dispatch(entry, groups, (a, a, b, b, bias, out, y), **params, **epilogue)
             return
