@@ -9,6 +9,8 @@ CNN's convolution weight gradients with their long k), each with the
 strategy the table in intricate_py/backends/matmul_plan.py picks (printed)
 beside the large-tile kernel alone, which is what every product ran before
 the table: the two, measured in the same run, are the before and after.
+Where the device has full subgroups, the subgroup kernel alone (the same
+tiles, op(a) passed by shuffles) is timed too.
 Square products also run a naive one-output-per-invocation kernel.
 Then the second epoch of a Fashion-MNIST fit (synthetic data of the same
 shape if the Debian package is missing) with the device counters per step.
@@ -123,17 +125,23 @@ def bench_matmul(gpu, repeats: int) -> list[dict]:
             for _ in range(reps):
                 product()
 
-        def large_only():  # the one kernel every product ran before the table
-            gpu.matmul_plan = lambda m_, n_, k_: MatmulPlan("large", 1, k_)
-            try:
-                gpu.matmul(a, b, out, ta, tb)
-            finally:
-                del gpu.matmul_plan
+        def alone(kernel):  # one kernel, unsplit, whatever the table says
+            def product():
+                gpu.matmul_plan = lambda m_, n_, k_: MatmulPlan(kernel, 1, k_)
+                try:
+                    gpu.matmul(a, b, out, ta, tb)
+                finally:
+                    del gpu.matmul_plan
+            return product
 
         seconds = median_seconds(lambda: run(lambda: gpu.matmul(a, b, out, ta, tb)), repeats, gpu.synchronize) / reps
-        large = median_seconds(lambda: run(large_only), repeats, gpu.synchronize) / reps
+        # the large tiles: the one kernel every product ran before the table
+        large = median_seconds(lambda: run(alone("large")), repeats, gpu.synchronize) / reps
         row = {"case": name, "m": m, "k": k, "n": n, "plan": str(chosen), "gflops": flop / seconds / 1e9,
                "ms": seconds * 1e3, "large_only_gflops": flop / large / 1e9}
+        if gpu.shape.subgroup_size:  # the same tiles with subgroup shuffles
+            subgroup = median_seconds(lambda: run(alone("subgroup")), repeats, gpu.synchronize) / reps
+            row["subgroup_only_gflops"] = flop / subgroup / 1e9
         if not (ta or tb):
             naive_s = median_seconds(lambda: run(lambda: naive_matmul(gpu, a, b, out, m, k, n)),
                                      max(1, repeats // 2), gpu.synchronize) / reps
@@ -141,6 +149,7 @@ def bench_matmul(gpu, repeats: int) -> list[dict]:
         rows.append(row)
         print(f"  {name:26s} {m:5d}x{k:6d}x{n:5d}  {row['plan']:24s} {row['gflops']:8.2f} GFLOP/s "
               f"({row['ms']:.3f} ms)   large tiles alone {row['large_only_gflops']:8.2f}"
+              + (f"   subgroup alone {row['subgroup_only_gflops']:8.2f}" if "subgroup_only_gflops" in row else "")
               + (f"   naive {row['naive_gflops']:6.2f}" if "naive_gflops" in row else ""), flush=True)
     return rows
 
@@ -209,12 +218,13 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     gpu = select_backend("gpu")
-    print(f"device: {gpu.name}; the matmul table sizes it as {gpu.shape.workgroups} workgroups")
-    results = {"device": gpu.name}
+    subgroups = f"full subgroups of {gpu.shape.subgroup_size}" if gpu.shape.subgroup_size else "no subgroup kernel"
+    print(f"device: {gpu.name}; the matmul table sizes it as {gpu.shape.workgroups} workgroups, {subgroups}")
+    results = {"device": gpu.name, "workgroups": gpu.shape.workgroups, "subgroup_size": gpu.shape.subgroup_size}
     if args.profile:
         print("GPU time by entry point, one training step:")
         results["profile"] = profile_steps(gpu)
-    print("matmul (the strategy the table picks, and the large tiles alone in the same run):")
+    print("matmul (the strategy the table picks, and single kernels alone in the same run):")
     results["matmul"] = bench_matmul(gpu, args.repeats)
     print("training epoch, 784-128-10 MLP, SGD(0.1, momentum=0.9):")
     results["epoch"] = bench_epoch(args.epoch_batch)

@@ -2,6 +2,8 @@
 // and an optional epilogue, in three strategies (intricate_py.backends.matmul_plan
 // picks one from the shape and the device).
 //
+// (matmul_subgroup.wgsl extends this file with the large tiles' subgroup variant.)
+//
 // Entry points:
 //   matmul          out = op(a) · op(b) (+ bias broadcast over rows), 64 × 128 tiles
 //   matmul_small    the same with 32 × 32 tiles, for products too small to fill

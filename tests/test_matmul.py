@@ -79,6 +79,22 @@ def test_every_strategy_runs_the_epilogues(gpu, cpu, rng, monkeypatch, kernel, s
     check(gpu.to_numpy(db), dy.sum(axis=0, dtype=np.float64), np.abs(dy).sum(axis=0))
 
 
+def test_the_subgroup_kernel_sums_in_the_large_kernels_order(gpu, rng, monkeypatch):
+    """Each output adds its products in the same order in both kernels: on
+    lavapipe the results agree bit for bit (a hardware compiler may fuse
+    the multiply-adds differently, so there float32 rounding only)."""
+    a, b = gpu.from_numpy(f32(rng, 300, 129)), gpu.from_numpy(f32(rng, 300, 70))
+    results = []
+    for kernel in ("large", "subgroup"):
+        force(gpu, monkeypatch, kernel, 1)
+        out = gpu.empty((129, 70))
+        gpu.matmul(a, b, out, transpose_a=True)
+        results.append(gpu.to_numpy(out))
+    if gpu.adapter.adapter_type == "CPU":
+        np.testing.assert_array_equal(results[1], results[0])
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-5)
+
+
 def test_split_k_is_deterministic(gpu, rng, monkeypatch):
     monkeypatch.setattr(gpu, "matmul_plan", lambda m, n, k: forced("small", 9, k))
     a, b = gpu.from_numpy(f32(rng, 5000, 32)), gpu.from_numpy(f32(rng, 5000, 25))

@@ -13,8 +13,15 @@ of the device
 otherwise                       large tiles (64 × 128), 8 × 16 outputs an invocation;
                                 on a hardware GPU, big tiles (128 × 128, 256
                                 invocations of 8 × 8, double-buffered) when they
-                                fill at least half the device
+                                fill at least half the device; else, where the
+                                device has full subgroups of 8 to 64 (probed at
+                                start-up), the large tiles' subgroup kernel
+                                (matmul_subgroup.wgsl: op(a) passed by shuffles)
 ==============================  ========================================================
+
+The subgroup kernel measured 4–21% faster than the plain large tiles on
+lavapipe (subgroups of 8; benchmarks/README.md, 2026-12-05), so it replaces
+them wherever it can run; on hardware GPUs it is not yet measured.
 
 On lavapipe the big tiles measured as fast as the large ones on 1024 squares
 and 40% slower at the MLP's 128 × 784 × 128 (benchmarks/README.md), so a
