@@ -180,21 +180,53 @@ fn apply_epilogue(i0: u32, rows: u32, j0: u32, cols: u32) {
 // The k range of split z: [z · k_chunk, min((z + 1) · k_chunk, k)).
 fn k_end(z: u32) -> u32 { return min(z * params.k_chunk + params.k_chunk, params.k); }
 
+// An invocation's 8 × 16 block of a 64 × 128 tile (matmul and matmul_subgroup):
+// c{r}{c} holds row r, columns 4c .. 4c + 3. Named fields, not an array: a
+// software adapter keeps those in registers.
+struct Block {
+  c00: vec4<f32>, c01: vec4<f32>, c02: vec4<f32>, c03: vec4<f32>,
+  c10: vec4<f32>, c11: vec4<f32>, c12: vec4<f32>, c13: vec4<f32>,
+  c20: vec4<f32>, c21: vec4<f32>, c22: vec4<f32>, c23: vec4<f32>,
+  c30: vec4<f32>, c31: vec4<f32>, c32: vec4<f32>, c33: vec4<f32>,
+  c40: vec4<f32>, c41: vec4<f32>, c42: vec4<f32>, c43: vec4<f32>,
+  c50: vec4<f32>, c51: vec4<f32>, c52: vec4<f32>, c53: vec4<f32>,
+  c60: vec4<f32>, c61: vec4<f32>, c62: vec4<f32>, c63: vec4<f32>,
+  c70: vec4<f32>, c71: vec4<f32>, c72: vec4<f32>, c73: vec4<f32>,
+}
+
+// block += op(a) rows (a_lo: rows 0-3, a_hi: rows 4-7) ⊗ op(b) columns (b0 .. b3) at one k
+fn mad_block(acc: ptr<function, Block>, a_lo: vec4<f32>, a_hi: vec4<f32>,
+             b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) {
+  (*acc).c00 = (*acc).c00 + a_lo.x * b0; (*acc).c01 = (*acc).c01 + a_lo.x * b1; (*acc).c02 = (*acc).c02 + a_lo.x * b2; (*acc).c03 = (*acc).c03 + a_lo.x * b3;
+  (*acc).c10 = (*acc).c10 + a_lo.y * b0; (*acc).c11 = (*acc).c11 + a_lo.y * b1; (*acc).c12 = (*acc).c12 + a_lo.y * b2; (*acc).c13 = (*acc).c13 + a_lo.y * b3;
+  (*acc).c20 = (*acc).c20 + a_lo.z * b0; (*acc).c21 = (*acc).c21 + a_lo.z * b1; (*acc).c22 = (*acc).c22 + a_lo.z * b2; (*acc).c23 = (*acc).c23 + a_lo.z * b3;
+  (*acc).c30 = (*acc).c30 + a_lo.w * b0; (*acc).c31 = (*acc).c31 + a_lo.w * b1; (*acc).c32 = (*acc).c32 + a_lo.w * b2; (*acc).c33 = (*acc).c33 + a_lo.w * b3;
+  (*acc).c40 = (*acc).c40 + a_hi.x * b0; (*acc).c41 = (*acc).c41 + a_hi.x * b1; (*acc).c42 = (*acc).c42 + a_hi.x * b2; (*acc).c43 = (*acc).c43 + a_hi.x * b3;
+  (*acc).c50 = (*acc).c50 + a_hi.y * b0; (*acc).c51 = (*acc).c51 + a_hi.y * b1; (*acc).c52 = (*acc).c52 + a_hi.y * b2; (*acc).c53 = (*acc).c53 + a_hi.y * b3;
+  (*acc).c60 = (*acc).c60 + a_hi.z * b0; (*acc).c61 = (*acc).c61 + a_hi.z * b1; (*acc).c62 = (*acc).c62 + a_hi.z * b2; (*acc).c63 = (*acc).c63 + a_hi.z * b3;
+  (*acc).c70 = (*acc).c70 + a_hi.w * b0; (*acc).c71 = (*acc).c71 + a_hi.w * b1; (*acc).c72 = (*acc).c72 + a_hi.w * b2; (*acc).c73 = (*acc).c73 + a_hi.w * b3;
+}
+
+// out[i0 ..][j0 ..] = the block (+ bias, then the epilogue), what lies inside the product
+fn store_block(acc: ptr<function, Block>, i0: u32, j0: u32, z: u32) {
+  store4(i0, j0, z, (*acc).c00); store4(i0, j0 + 4u, z, (*acc).c01); store4(i0, j0 + 8u, z, (*acc).c02); store4(i0, j0 + 12u, z, (*acc).c03);
+  store4(i0 + 1u, j0, z, (*acc).c10); store4(i0 + 1u, j0 + 4u, z, (*acc).c11); store4(i0 + 1u, j0 + 8u, z, (*acc).c12); store4(i0 + 1u, j0 + 12u, z, (*acc).c13);
+  store4(i0 + 2u, j0, z, (*acc).c20); store4(i0 + 2u, j0 + 4u, z, (*acc).c21); store4(i0 + 2u, j0 + 8u, z, (*acc).c22); store4(i0 + 2u, j0 + 12u, z, (*acc).c23);
+  store4(i0 + 3u, j0, z, (*acc).c30); store4(i0 + 3u, j0 + 4u, z, (*acc).c31); store4(i0 + 3u, j0 + 8u, z, (*acc).c32); store4(i0 + 3u, j0 + 12u, z, (*acc).c33);
+  store4(i0 + 4u, j0, z, (*acc).c40); store4(i0 + 4u, j0 + 4u, z, (*acc).c41); store4(i0 + 4u, j0 + 8u, z, (*acc).c42); store4(i0 + 4u, j0 + 12u, z, (*acc).c43);
+  store4(i0 + 5u, j0, z, (*acc).c50); store4(i0 + 5u, j0 + 4u, z, (*acc).c51); store4(i0 + 5u, j0 + 8u, z, (*acc).c52); store4(i0 + 5u, j0 + 12u, z, (*acc).c53);
+  store4(i0 + 6u, j0, z, (*acc).c60); store4(i0 + 6u, j0 + 4u, z, (*acc).c61); store4(i0 + 6u, j0 + 8u, z, (*acc).c62); store4(i0 + 6u, j0 + 12u, z, (*acc).c63);
+  store4(i0 + 7u, j0, z, (*acc).c70); store4(i0 + 7u, j0 + 4u, z, (*acc).c71); store4(i0 + 7u, j0 + 8u, z, (*acc).c72); store4(i0 + 7u, j0 + 12u, z, (*acc).c73);
+  apply_epilogue(i0, 8u, j0, 16u);
+}
+
 @compute @workgroup_size(8, 8)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let z = wid.z;
   let row0 = wid.y * TILE_M;
   let col0 = wid.x * TILE_N;
   let t = lid.y * 8u + lid.x;
-  // acc{r}{c}: out[row0 + 8 lid.y + r][col0 + 16 lid.x + 4c .. + 3]
-  var acc00 = vec4<f32>(0.0); var acc01 = vec4<f32>(0.0); var acc02 = vec4<f32>(0.0); var acc03 = vec4<f32>(0.0);
-  var acc10 = vec4<f32>(0.0); var acc11 = vec4<f32>(0.0); var acc12 = vec4<f32>(0.0); var acc13 = vec4<f32>(0.0);
-  var acc20 = vec4<f32>(0.0); var acc21 = vec4<f32>(0.0); var acc22 = vec4<f32>(0.0); var acc23 = vec4<f32>(0.0);
-  var acc30 = vec4<f32>(0.0); var acc31 = vec4<f32>(0.0); var acc32 = vec4<f32>(0.0); var acc33 = vec4<f32>(0.0);
-  var acc40 = vec4<f32>(0.0); var acc41 = vec4<f32>(0.0); var acc42 = vec4<f32>(0.0); var acc43 = vec4<f32>(0.0);
-  var acc50 = vec4<f32>(0.0); var acc51 = vec4<f32>(0.0); var acc52 = vec4<f32>(0.0); var acc53 = vec4<f32>(0.0);
-  var acc60 = vec4<f32>(0.0); var acc61 = vec4<f32>(0.0); var acc62 = vec4<f32>(0.0); var acc63 = vec4<f32>(0.0);
-  var acc70 = vec4<f32>(0.0); var acc71 = vec4<f32>(0.0); var acc72 = vec4<f32>(0.0); var acc73 = vec4<f32>(0.0);
+  var acc: Block;  // out[row0 + 8 lid.y + r][col0 + 16 lid.x + 4c .. + 3] in acc.c{r}{c}
   for (var k0 = z * params.k_chunk; k0 < k_end(z); k0 = k0 + TK) {
     // 256 vec4 slots of tile_a (4 an invocation) and 512 of tile_b (8 an
     // invocation), ordered so that neighbouring invocations read
@@ -221,28 +253,13 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
       let b1 = tile_b[kk * 32u + 4u * lid.x + 1u];
       let b2 = tile_b[kk * 32u + 4u * lid.x + 2u];
       let b3 = tile_b[kk * 32u + 4u * lid.x + 3u];
-      acc00 = acc00 + a_lo.x * b0; acc01 = acc01 + a_lo.x * b1; acc02 = acc02 + a_lo.x * b2; acc03 = acc03 + a_lo.x * b3;
-      acc10 = acc10 + a_lo.y * b0; acc11 = acc11 + a_lo.y * b1; acc12 = acc12 + a_lo.y * b2; acc13 = acc13 + a_lo.y * b3;
-      acc20 = acc20 + a_lo.z * b0; acc21 = acc21 + a_lo.z * b1; acc22 = acc22 + a_lo.z * b2; acc23 = acc23 + a_lo.z * b3;
-      acc30 = acc30 + a_lo.w * b0; acc31 = acc31 + a_lo.w * b1; acc32 = acc32 + a_lo.w * b2; acc33 = acc33 + a_lo.w * b3;
-      acc40 = acc40 + a_hi.x * b0; acc41 = acc41 + a_hi.x * b1; acc42 = acc42 + a_hi.x * b2; acc43 = acc43 + a_hi.x * b3;
-      acc50 = acc50 + a_hi.y * b0; acc51 = acc51 + a_hi.y * b1; acc52 = acc52 + a_hi.y * b2; acc53 = acc53 + a_hi.y * b3;
-      acc60 = acc60 + a_hi.z * b0; acc61 = acc61 + a_hi.z * b1; acc62 = acc62 + a_hi.z * b2; acc63 = acc63 + a_hi.z * b3;
-      acc70 = acc70 + a_hi.w * b0; acc71 = acc71 + a_hi.w * b1; acc72 = acc72 + a_hi.w * b2; acc73 = acc73 + a_hi.w * b3;
+      mad_block(&acc, a_lo, a_hi, b0, b1, b2, b3);
     }
     workgroupBarrier();
   }
   let i0 = row0 + 8u * lid.y;
   let j0 = col0 + 16u * lid.x;
-  store4(i0, j0, z, acc00); store4(i0, j0 + 4u, z, acc01); store4(i0, j0 + 8u, z, acc02); store4(i0, j0 + 12u, z, acc03);
-  store4(i0 + 1u, j0, z, acc10); store4(i0 + 1u, j0 + 4u, z, acc11); store4(i0 + 1u, j0 + 8u, z, acc12); store4(i0 + 1u, j0 + 12u, z, acc13);
-  store4(i0 + 2u, j0, z, acc20); store4(i0 + 2u, j0 + 4u, z, acc21); store4(i0 + 2u, j0 + 8u, z, acc22); store4(i0 + 2u, j0 + 12u, z, acc23);
-  store4(i0 + 3u, j0, z, acc30); store4(i0 + 3u, j0 + 4u, z, acc31); store4(i0 + 3u, j0 + 8u, z, acc32); store4(i0 + 3u, j0 + 12u, z, acc33);
-  store4(i0 + 4u, j0, z, acc40); store4(i0 + 4u, j0 + 4u, z, acc41); store4(i0 + 4u, j0 + 8u, z, acc42); store4(i0 + 4u, j0 + 12u, z, acc43);
-  store4(i0 + 5u, j0, z, acc50); store4(i0 + 5u, j0 + 4u, z, acc51); store4(i0 + 5u, j0 + 8u, z, acc52); store4(i0 + 5u, j0 + 12u, z, acc53);
-  store4(i0 + 6u, j0, z, acc60); store4(i0 + 6u, j0 + 4u, z, acc61); store4(i0 + 6u, j0 + 8u, z, acc62); store4(i0 + 6u, j0 + 12u, z, acc63);
-  store4(i0 + 7u, j0, z, acc70); store4(i0 + 7u, j0 + 4u, z, acc71); store4(i0 + 7u, j0 + 8u, z, acc72); store4(i0 + 7u, j0 + 12u, z, acc73);
-  apply_epilogue(i0, 8u, j0, 16u);
+  store_block(&acc, i0, j0, z);
 }
 
 // tile_a[kk * 8 + q] = op(a)[row0 + 4q .. 4q + 3][k0 + kk] and tile_b[kk * 8 + r] =
