@@ -194,9 +194,26 @@ struct Block {
   c70: vec4<f32>, c71: vec4<f32>, c72: vec4<f32>, c73: vec4<f32>,
 }
 
-// block += op(a) rows (a_lo: rows 0-3, a_hi: rows 4-7) ⊗ op(b) columns (b0 .. b3) at one k
-fn mad_block(acc: ptr<function, Block>, a_lo: vec4<f32>, a_hi: vec4<f32>,
-             b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) {
+// tile_b of the 64 × 128 tile at columns col0 .., k from k0 (see matmul), by
+// invocation t of 64: 512 vec4 slots, 8 an invocation, ordered so that
+// neighbouring invocations read neighbouring addresses
+fn stage_b(t: u32, k0: u32, col0: u32) {
+  for (var s = 0u; s < 8u; s = s + 1u) {
+    let slot = t + 64u * s;
+    var r = slot % 32u;
+    var pk = slot / 32u;
+    if (params.transpose_b == 1u) { pk = slot % TK; r = slot / TK; }
+    tile_b[pk * 32u + r] = b_cols(k0 + pk, col0 + 4u * r);
+  }
+}
+
+// block += op(a)'s rows at k0 + kk (a_lo: rows 0-3, a_hi: rows 4-7) ⊗ op(b)'s
+// columns 16 tx .. + 15 at k0 + kk, from tile_b
+fn mad_block(acc: ptr<function, Block>, a_lo: vec4<f32>, a_hi: vec4<f32>, kk: u32, tx: u32) {
+  let b0 = tile_b[kk * 32u + 4u * tx + 0u];
+  let b1 = tile_b[kk * 32u + 4u * tx + 1u];
+  let b2 = tile_b[kk * 32u + 4u * tx + 2u];
+  let b3 = tile_b[kk * 32u + 4u * tx + 3u];
   (*acc).c00 = (*acc).c00 + a_lo.x * b0; (*acc).c01 = (*acc).c01 + a_lo.x * b1; (*acc).c02 = (*acc).c02 + a_lo.x * b2; (*acc).c03 = (*acc).c03 + a_lo.x * b3;
   (*acc).c10 = (*acc).c10 + a_lo.y * b0; (*acc).c11 = (*acc).c11 + a_lo.y * b1; (*acc).c12 = (*acc).c12 + a_lo.y * b2; (*acc).c13 = (*acc).c13 + a_lo.y * b3;
   (*acc).c20 = (*acc).c20 + a_lo.z * b0; (*acc).c21 = (*acc).c21 + a_lo.z * b1; (*acc).c22 = (*acc).c22 + a_lo.z * b2; (*acc).c23 = (*acc).c23 + a_lo.z * b3;
@@ -228,9 +245,8 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
   let t = lid.y * 8u + lid.x;
   var acc: Block;  // out[row0 + 8 lid.y + r][col0 + 16 lid.x + 4c .. + 3] in acc.c{r}{c}
   for (var k0 = z * params.k_chunk; k0 < k_end(z); k0 = k0 + TK) {
-    // 256 vec4 slots of tile_a (4 an invocation) and 512 of tile_b (8 an
-    // invocation), ordered so that neighbouring invocations read
-    // neighbouring addresses
+    // 256 vec4 slots of tile_a (4 an invocation), ordered so that
+    // neighbouring invocations read neighbouring addresses; then tile_b
     for (var s = 0u; s < 4u; s = s + 1u) {
       let slot = t + 64u * s;
       var kk = slot % TK;
@@ -238,22 +254,12 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
       if (params.transpose_a == 1u) { q = slot % 16u; kk = slot / 16u; }
       tile_a[kk * 16u + q] = a_rows(row0 + 4u * q, k0 + kk);
     }
-    for (var s = 0u; s < 8u; s = s + 1u) {
-      let slot = t + 64u * s;
-      var r = slot % 32u;
-      var pk = slot / 32u;
-      if (params.transpose_b == 1u) { pk = slot % TK; r = slot / TK; }
-      tile_b[pk * 32u + r] = b_cols(k0 + pk, col0 + 4u * r);
-    }
+    stage_b(t, k0, col0);
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk = kk + 1u) {
       let a_lo = tile_a[kk * 16u + 2u * lid.y];
       let a_hi = tile_a[kk * 16u + 2u * lid.y + 1u];
-      let b0 = tile_b[kk * 32u + 4u * lid.x + 0u];
-      let b1 = tile_b[kk * 32u + 4u * lid.x + 1u];
-      let b2 = tile_b[kk * 32u + 4u * lid.x + 2u];
-      let b3 = tile_b[kk * 32u + 4u * lid.x + 3u];
-      mad_block(&acc, a_lo, a_hi, b0, b1, b2, b3);
+      mad_block(&acc, a_lo, a_hi, kk, lid.x);
     }
     workgroupBarrier();
   }

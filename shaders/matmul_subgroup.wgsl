@@ -45,23 +45,13 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) 
     let hi0 = a_rows(i0 + 4u, k0 + q);
     let lo8 = a_rows(i0, k0 + 8u + q);
     let hi8 = a_rows(i0 + 4u, k0 + 8u + q);
-    for (var s = 0u; s < 8u; s = s + 1u) {
-      let slot = t + 64u * s;
-      var r = slot % 32u;
-      var pk = slot / 32u;
-      if (params.transpose_b == 1u) { pk = slot % TK; r = slot / TK; }
-      tile_b[pk * 32u + r] = b_cols(k0 + pk, col0 + 4u * r);
-    }
+    stage_b(t, k0, col0);
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk = kk + 1u) {
       let src = first + kk % 8u;
       let a_lo = subgroupShuffle(select(lo0, lo8, kk >= 8u), src);
       let a_hi = subgroupShuffle(select(hi0, hi8, kk >= 8u), src);
-      let b0 = tile_b[kk * 32u + 4u * tx + 0u];
-      let b1 = tile_b[kk * 32u + 4u * tx + 1u];
-      let b2 = tile_b[kk * 32u + 4u * tx + 2u];
-      let b3 = tile_b[kk * 32u + 4u * tx + 3u];
-      mad_block(&acc, a_lo, a_hi, b0, b1, b2, b3);
+      mad_block(&acc, a_lo, a_hi, kk, tx);
     }
     workgroupBarrier();
   }
