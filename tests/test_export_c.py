@@ -122,7 +122,7 @@ def test_c_refuses_an_unknown_layer_naming_it(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["2net", "my-net", "int", "weight0", "x", ""])
+@pytest.mark.parametrize("name", ["2net", "my-net", "int", "weight0", "x", "", "tanh", "expf", "NAN", "round"])
 def test_c_needs_a_usable_identifier(tmp_path, name):
     with pytest.raises(ValueError, match="Received: name="):
         mlp().export(tmp_path, format="c", name=name)

@@ -48,6 +48,27 @@ C_KEYWORDS = frozenset(
     "long register restrict return short signed sizeof static struct switch typedef union unsigned void "
     "volatile while _Bool _Complex _Imaginary".split()
 )
+#: What the generated files' headers, <math.h> and <stddef.h>, declare
+#: (C99, and the names glibc adds by default): a model named like one of
+#: them would not compile.
+_MATH_FUNCTIONS = (
+    "acos asin atan atan2 cos sin tan acosh asinh atanh cosh sinh tanh exp exp2 expm1 exp10 frexp "
+    "ilogb ldexp log log10 log1p log2 logb modf scalbn scalbln cbrt fabs hypot pow sqrt erf erfc "
+    "lgamma tgamma gamma ceil floor nearbyint rint lrint llrint round lround llround trunc fmod "
+    "remainder remquo copysign nan nextafter nexttoward fdim fmax fmin fma drem finite significand "
+    "j0 j1 jn y0 y1 yn sincos pow10"
+).split()
+STANDARD_NAMES = frozenset(
+    [f + suffix for f in _MATH_FUNCTIONS for suffix in ("", "f", "l")]
+    + (
+        "NAN INFINITY HUGE_VAL HUGE_VALF HUGE_VALL FP_INFINITE FP_NAN FP_NORMAL FP_SUBNORMAL FP_ZERO "
+        "FP_FAST_FMA FP_FAST_FMAF FP_FAST_FMAL FP_ILOGB0 FP_ILOGBNAN MATH_ERRNO MATH_ERREXCEPT "
+        "math_errhandling fpclassify isfinite isinf isnan isnormal signbit isgreater isgreaterequal "
+        "isless islessequal islessgreater isunordered float_t double_t signgam M_E M_LOG2E M_LOG10E "
+        "M_LN2 M_LN10 M_PI M_PI_2 M_PI_4 M_1_PI M_2_PI M_2_SQRTPI M_SQRT2 M_SQRT1_2 "
+        "NULL offsetof ptrdiff_t size_t wchar_t max_align_t"
+    ).split()
+)
 #: Names that the generated .c file uses where the model's function is
 #: visible (its file-scope arrays and helpers, the batch function's
 #: variables, the library functions it calls), which a model's name must not take.
@@ -93,6 +114,11 @@ def _c_name(name: str) -> str:
         raise ValueError(f"expected a C identifier (letters, digits, _) for name. Received: name={name!r}")
     if name in C_KEYWORDS or INTERNAL.fullmatch(name) or re.match(r"_[A-Z_]", name):
         raise ValueError(f"expected a name that is not a C keyword or reserved. Received: name={name!r}")
+    if name in STANDARD_NAMES:
+        raise ValueError(
+            f"expected a name that <math.h> and <stddef.h> do not declare (the generated C includes "
+            f"them). Received: name={name!r}"
+        )
     return name
 
 
