@@ -61,6 +61,10 @@ class ReportToTune(Callback):
 
     ``start_epoch``: the epochs the trial had done before this fit (from
     :func:`resume`), so a resumed trial counts on.
+
+    Callbacks run in the order given, so list one that stops training
+    (EarlyStopping) before this one: then the epoch it stops at is known
+    as the last here and gets its checkpoint.
     """
 
     def __init__(self, checkpoint_every: int = 1, start_epoch: int = 0):
