@@ -3,7 +3,7 @@ MLP (or --model cnn) on Ray Tune, with ASHA stopping bad trials early.
 
     python examples/sweep/main.py [--model mlp|cnn] [--samples 12] [--epochs 6]
         [--limit N] [--device auto|cpu|gpu] [--address auto|ray://HOST:10001]
-        [--concurrent N] [--cpus-per-trial 1] [--gpus-per-trial 0.25] [--out DIR] [--data DIR]
+        [--concurrent N] [--cpus-per-trial 1] [--gpus-per-trial 0.25] [--seed 0] [--out DIR] [--data DIR]
 
 Without --address it starts Ray on this machine (no set-up); with
 --address auto it joins the cluster this machine is part of (`ray start`),
@@ -13,6 +13,7 @@ on the rest; ASHA compares trials on val_accuracy at each epoch and stops
 the bad ones. At the end it prints the best trials, writes results.csv and
 sweep.png (validation accuracy against learning rate, coloured by width) to
 --out, and reloads the best checkpoint to measure its test accuracy.
+The search is seeded (--seed), so a run draws the same trials as the last.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ try:
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from intricate_py.tune import ReportToTune, load_best, resume
 except ImportError:  # the extra is missing: main() says so
@@ -51,6 +53,7 @@ def parse(argv):
     parser.add_argument("--concurrent", type=int, default=None, help="the most trials at once (default: as resources allow)")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
     parser.add_argument("--gpus-per-trial", type=float, default=0.25, help="with --device gpu")
+    parser.add_argument("--seed", type=int, default=0, help="the search's seed: the same trials each run")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     parser.add_argument("--data", type=Path, default=FASHION_MNIST)
     return parser.parse_args(argv)
@@ -131,6 +134,7 @@ def sweep(args, data) -> "tune.ResultGrid":
         param_space=space,
         tune_config=tune.TuneConfig(
             num_samples=args.samples, metric="val_accuracy", mode="max", max_concurrent_trials=args.concurrent,
+            search_alg=BasicVariantGenerator(random_state=args.seed),
             scheduler=ASHAScheduler(time_attr="epoch", max_t=args.epochs, grace_period=1, reduction_factor=2),
         ),
         run_config=tune.RunConfig(
