@@ -2,7 +2,8 @@
 // and an optional epilogue, in three strategies (intricate_py.backends.matmul_plan
 // picks one from the shape and the device).
 //
-// (matmul_subgroup.wgsl extends this file with the large tiles' subgroup variant.)
+// (matmul_subgroup.wgsl extends this file with subgroup variants of the large
+// and small tiles.)
 //
 // Entry points:
 //   matmul          out = op(a) · op(b) (+ bias broadcast over rows), 64 × 128 tiles
@@ -268,6 +269,17 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
   store_block(&acc, i0, j0, z);
 }
 
+// tile_b of a 32 × 32 tile (its first 128 slots, see matmul_small) by invocation t of 64
+fn stage_b_small(t: u32, k0: u32, col0: u32) {
+  for (var s = 0u; s < 2u; s = s + 1u) {
+    let slot = t + 64u * s;
+    var r = slot % 8u;
+    var pk = slot / 8u;
+    if (params.transpose_b == 1u) { pk = slot % TK; r = slot / TK; }
+    tile_b[pk * 8u + r] = b_cols(k0 + pk, col0 + 4u * r);
+  }
+}
+
 // tile_a[kk * 8 + q] = op(a)[row0 + 4q .. 4q + 3][k0 + kk] and tile_b[kk * 8 + r] =
 // op(b)[k0 + kk][col0 + 4r .. 4r + 3], in the first 128 slots of each tile
 @compute @workgroup_size(8, 8)
@@ -285,11 +297,8 @@ fn matmul_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
       var q = slot / TK;
       if (params.transpose_a == 1u) { q = slot % 8u; kk = slot / 8u; }
       tile_a[kk * 8u + q] = a_rows(row0 + 4u * q, k0 + kk);
-      var r = slot % 8u;
-      var pk = slot / 8u;
-      if (params.transpose_b == 1u) { pk = slot % TK; r = slot / TK; }
-      tile_b[pk * 8u + r] = b_cols(k0 + pk, col0 + 4u * r);
     }
+    stage_b_small(t, k0, col0);
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk = kk + 1u) {
       let av = tile_a[kk * 8u + lid.y];

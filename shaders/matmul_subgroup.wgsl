@@ -1,5 +1,5 @@
-// matmul_subgroup.wgsl — the large-tile product with op(a) passed between the
-// invocations of a subgroup (subgroupShuffle) instead of through workgroup memory.
+// matmul_subgroup.wgsl — the large- and small-tile products with op(a) passed between
+// the invocations of a subgroup (subgroupShuffle) instead of through workgroup memory.
 //
 // extends: matmul.wgsl
 // requires: subgroup
@@ -13,6 +13,7 @@
 // Entry points:
 //   matmul_subgroup  what matmul computes (same 64 × 128 tiles, dispatch, split-K
 //                    partials, bias and epilogues), 64 invocations in one dimension
+//   matmul_small_subgroup  what matmul_small computes, the same way (32 × 32 tiles)
 //   subgroup_probe   one workgroup of 64: out[out_off] = the subgroup size,
 //                    out[out_off + 1] = subgroups × size (64 when they are full)
 // Bindings: matmul.wgsl's.
@@ -57,6 +58,39 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) 
   }
   let j0 = col0 + 16u * tx;
   store_block(&acc, i0, j0, z);
+}
+
+// The small tiles (32 × 32, 4 × 4 outputs an invocation) the same way: the 8
+// lanes that share rows 4 (t / 8) .. + 3 hold op(a) at k0 + q and k0 + 8 + q, one
+// vec4 each; per kk 1 shuffle and 1 workgroup read for 16 multiply-adds, where
+// matmul_small makes 2 reads.
+@compute @workgroup_size(64)
+fn matmul_small_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) subgroup: u32,
+                         @builtin(subgroup_size) size: u32, @builtin(subgroup_invocation_id) lane: u32) {
+  let z = wid.z;
+  let row0 = wid.y * 32u;
+  let col0 = wid.x * 32u;
+  let t = subgroup * size + lane;
+  let q = lane % 8u;
+  let first = lane - q;
+  let i0 = row0 + 4u * (t / 8u);
+  let j0 = col0 + 4u * (t % 8u);
+  // acc{r}: out[i0 + r][j0 .. j0 + 3]
+  var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
+  for (var k0 = z * params.k_chunk; k0 < k_end(z); k0 = k0 + TK) {
+    let a0 = a_rows(i0, k0 + q);
+    let a8 = a_rows(i0, k0 + 8u + q);
+    stage_b_small(t, k0, col0);
+    workgroupBarrier();
+    for (var kk = 0u; kk < TK; kk = kk + 1u) {
+      let av = subgroupShuffle(select(a0, a8, kk >= 8u), first + kk % 8u);
+      let bv = tile_b[kk * 8u + t % 8u];
+      acc0 = acc0 + av.x * bv; acc1 = acc1 + av.y * bv; acc2 = acc2 + av.z * bv; acc3 = acc3 + av.w * bv;
+    }
+    workgroupBarrier();
+  }
+  store4(i0, j0, z, acc0); store4(i0 + 1u, j0, z, acc1); store4(i0 + 2u, j0, z, acc2); store4(i0 + 3u, j0, z, acc3);
+  apply_epilogue(i0, 4u, j0, 4u);
 }
 
 @compute @workgroup_size(64)

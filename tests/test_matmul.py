@@ -24,15 +24,17 @@ def check(got, want, scale):
     assert error.max(initial=0.0) <= TOL, f"max relative error {error.max():.3g}"
 
 
-STRATEGIES = [("large", 1), ("small", 1), ("big", 1), ("subgroup", 1),
-              ("large", 3), ("small", 7), ("big", 5), ("subgroup", 4)]
+STRATEGIES = [("large", 1), ("small", 1), ("big", 1), ("large_subgroup", 1), ("small_subgroup", 1),
+              ("large", 3), ("small", 7), ("big", 5), ("large_subgroup", 4), ("small_subgroup", 6)]
 
 
 def force(gpu, monkeypatch, kernel: str, splits: int) -> None:
     """Make every product on ``gpu`` run ``kernel`` with ``splits`` splits of k."""
-    if kernel == "subgroup" and not gpu.shape.subgroup_size:
+    if "subgroup" in kernel and not gpu.shape.subgroup_size:
         pytest.skip(f"{gpu.adapter} has no full subgroups of 8 to 64 (the subgroup kernel's)")
     monkeypatch.setattr(gpu, "matmul_plan", lambda m_, n_, k_: forced(kernel, splits, k_))
+
+
 SHAPES = [(1, 1, 1), (3, 17, 129), (129, 3, 17), (17, 129, 3), (33, 1000, 65), (3, 40000, 5)]
 
 
@@ -79,13 +81,14 @@ def test_every_strategy_runs_the_epilogues(gpu, cpu, rng, monkeypatch, kernel, s
     check(gpu.to_numpy(db), dy.sum(axis=0, dtype=np.float64), np.abs(dy).sum(axis=0))
 
 
-def test_the_subgroup_kernel_sums_in_the_large_kernels_order(gpu, rng, monkeypatch):
+@pytest.mark.parametrize("plain, subgroup", [("large", "large_subgroup"), ("small", "small_subgroup")])
+def test_each_subgroup_kernel_sums_in_its_plain_kernels_order(gpu, rng, monkeypatch, plain, subgroup):
     """Each output adds its products in the same order in both kernels: on
     lavapipe the results agree bit for bit (a hardware compiler may fuse
     the multiply-adds differently, so there float32 rounding only)."""
     a, b = gpu.from_numpy(f32(rng, 300, 129)), gpu.from_numpy(f32(rng, 300, 70))
     results = []
-    for kernel in ("large", "subgroup"):
+    for kernel in (plain, subgroup):
         force(gpu, monkeypatch, kernel, 1)
         out = gpu.empty((129, 70))
         gpu.matmul(a, b, out, transpose_a=True)
@@ -120,21 +123,24 @@ def test_the_table_picks_split_k_for_a_long_thin_weight_gradient():
 
 
 def test_the_table_takes_the_subgroup_kernel_where_the_device_has_one():
-    """Full subgroups (found at start-up) put the large-tile products on
-    matmul_subgroup; the big tiles and the small ones keep their kernels."""
+    """Full subgroups (found at start-up) put the large- and small-tile
+    products on their subgroup kernels; the big tiles keep theirs."""
     lavapipe = DeviceShape("two cores", 4, subgroup_size=8)
-    assert plan_matmul(1024, 1024, 1024, lavapipe).kernel == "subgroup"
+    assert plan_matmul(1024, 1024, 1024, lavapipe).kernel == "large_subgroup"
     assert plan_matmul(1024, 1024, 1024, DeviceShape("two cores", 4)).kernel == "large"
-    assert plan_matmul(16, 16, 16, lavapipe).kernel == "small"
+    assert plan_matmul(16, 16, 16, lavapipe).kernel == "small_subgroup"
     h100 = DeviceShape("H100", 528, big_tiles=True, subgroup_size=32)
     assert plan_matmul(4096, 4096, 4096, h100).kernel == "big"
-    assert plan_matmul(2048, 2048, 2048, h100).kernel == "subgroup"
-    assert str(plan_matmul(2048, 2048, 2048, h100)) == "subgroup 64×128"
+    assert plan_matmul(2048, 2048, 2048, h100).kernel == "large_subgroup"
+    assert str(plan_matmul(2048, 2048, 2048, h100)) == "large_subgroup 64×128"
+    conv1_dw = plan_matmul(32, 25, 36864, h100)  # split-K keeps its splits on the subgroup tiles
+    assert (conv1_dw.kernel, conv1_dw.splits) == ("small_subgroup", plan_matmul(32, 25, 36864, H100).splits)
 
 
 def test_subgroups_are_found_at_start_up(gpu):
     """Where the adapter has the feature, the probe measures full subgroups
-    (lavapipe: 8 invocations) and the products of large tiles use them;
+    (lavapipe: 8 invocations) and the products of large and small tiles
+    use them;
     a device made without the feature compiles only the plain kernels."""
     from intricate_py.backends.shaders import Kernels, KernelFile, shader_dir
 
@@ -142,10 +148,11 @@ def test_subgroups_are_found_at_start_up(gpu):
     plain = KernelFile.read(shader_dir() / "matmul.wgsl")
     assert extension.requires == ("subgroup",) and plain.requires == ()
     assert (extension.bindings, extension.fields) == (plain.bindings, plain.fields)
-    assert set(extension.entries) == {"matmul_subgroup", "subgroup_probe"}
+    assert set(extension.entries) == {"matmul_subgroup", "matmul_small_subgroup", "subgroup_probe"}
     bare = gpu.adapter.handle.request_device_sync()
     entries = Kernels(bare).entry_file
-    assert "matmul" in entries and "matmul_subgroup" not in entries and "subgroup_probe" not in entries
+    assert "matmul" in entries and "matmul_small" in entries
+    assert not {"matmul_subgroup", "matmul_small_subgroup", "subgroup_probe"} & set(entries)
     if "subgroup" not in gpu.adapter.handle.features:
         assert gpu.shape.subgroup_size == 0
         return
@@ -154,7 +161,8 @@ def test_subgroups_are_found_at_start_up(gpu):
     if "llvmpipe" in gpu.adapter.handle.info["device"] and "256 bits" in gpu.adapter.handle.info["device"]:
         assert size == 8  # lavapipe on 256-bit vectors: 8 floats
     if size:
-        assert gpu.matmul_plan(1024, 1024, 1024).kernel == "subgroup"
+        assert gpu.matmul_plan(1024, 1024, 1024).kernel == "large_subgroup"
+        assert gpu.matmul_plan(32, 128, 784).kernel == "small_subgroup"
 
 
 @pytest.mark.parametrize("m, n, k, kernel, splits", [

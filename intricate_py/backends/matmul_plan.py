@@ -13,15 +13,17 @@ of the device
 otherwise                       large tiles (64 × 128), 8 × 16 outputs an invocation;
                                 on a hardware GPU, big tiles (128 × 128, 256
                                 invocations of 8 × 8, double-buffered) when they
-                                fill at least half the device; else, where the
-                                device has full subgroups of 8 to 64 (probed at
-                                start-up), the large tiles' subgroup kernel
-                                (matmul_subgroup.wgsl: op(a) passed by shuffles)
+                                fill at least half the device
+any of the above but big, on a  the same tiles' subgroup kernel (large_subgroup,
+device with full subgroups of   small_subgroup in matmul_subgroup.wgsl): op(a) passed
+8 to 64 (probed at start-up)    between lanes by shuffles instead of workgroup memory
 ==============================  ========================================================
 
-The subgroup kernel measured 4–21% faster than the plain large tiles on
-lavapipe (subgroups of 8; benchmarks/README.md, 2026-12-05), so it replaces
-them wherever it can run; on hardware GPUs it is not yet measured.
+The subgroup kernels measured 1.04–1.22 times (large tiles, 2026-12-05 and
+-07) and 1.20–1.34 times (small tiles, 2026-12-07) the speed of the plain ones
+on lavapipe, with bit-identical results (subgroups of 8; benchmarks/README.md),
+so they replace them wherever they can run; on hardware GPUs they are not
+yet measured.
 
 On lavapipe the big tiles measured as fast as the large ones on 1024 squares
 and 40% slower at the MLP's 128 × 784 × 128 (benchmarks/README.md), so a
@@ -43,8 +45,12 @@ import os
 from dataclasses import dataclass
 
 #: the tiles of each kernel, (rows, columns), and its entry point
-TILES = {"large": (64, 128), "small": (32, 32), "big": (128, 128), "subgroup": (64, 128)}
-ENTRY_POINTS = {"large": "matmul", "small": "matmul_small", "big": "matmul_big", "subgroup": "matmul_subgroup"}
+TILES = {"large": (64, 128), "small": (32, 32), "big": (128, 128),
+         "large_subgroup": (64, 128), "small_subgroup": (32, 32)}
+ENTRY_POINTS = {"large": "matmul", "small": "matmul_small", "big": "matmul_big",
+                "large_subgroup": "matmul_subgroup", "small_subgroup": "matmul_small_subgroup"}
+#: the kernels that pass op(a) by subgroup shuffles, in place of the plain ones
+SUBGROUP_VARIANTS = {"large": "large_subgroup", "small": "small_subgroup"}
 SMALL_M, SMALL_N = 32, 64
 #: split only reductions at least this long, and give each split at least this much of k
 SPLIT_MIN_K = 1024
@@ -106,8 +112,8 @@ def plan_matmul(m: int, n: int, k: int, device: DeviceShape) -> MatmulPlan:
     kernel = "small" if (m <= SMALL_M or n <= SMALL_N or 4 * _tiles("large", m, n) < target) else "large"
     if kernel == "large" and device.big_tiles and 2 * _tiles("big", m, n) >= target:
         kernel = "big"
-    elif kernel == "large" and device.subgroup_size:
-        kernel = "subgroup"
+    if device.subgroup_size:
+        kernel = SUBGROUP_VARIANTS.get(kernel, kernel)
     tiles = _tiles(kernel, m, n)
     splits = 1
     if 2 * tiles <= target and k >= SPLIT_MIN_K:
