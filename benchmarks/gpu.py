@@ -9,19 +9,21 @@ CNN's convolution weight gradients with their long k), each with the
 strategy the table in intricate_py/backends/matmul_plan.py picks (printed)
 beside the large-tile kernel alone, which is what every product ran before
 the table: the two, measured in the same run, are the before and after.
-Where the device has full subgroups, the subgroup kernel alone (the same
-tiles, op(a) passed by shuffles) is timed too.
+Where the device has full subgroups, the table's pick without the subgroup
+kernels (the same tiles, op(a) through workgroup memory) is timed too.
 Square products also run a naive one-output-per-invocation kernel.
 Then the second epoch of a Fashion-MNIST fit (synthetic data of the same
 shape if the Debian package is missing) with the device counters per step.
 With --profile, timestamp queries (where the adapter has them) give each
 entry point's share of one training step of the MLP and of the CNN.
-Medians of --repeats runs.
+Medians of --repeats rounds; each round of a product times every variant
+once, in turn, so that they share the device's drift.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from intricate_py import Model  # noqa: E402
 from intricate_py.backends import select_backend  # noqa: E402
-from intricate_py.backends.matmul_plan import MatmulPlan  # noqa: E402
+from intricate_py.backends.matmul_plan import MatmulPlan, plan_matmul  # noqa: E402
 from intricate_py.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax  # noqa: E402
 from intricate_py.losses import CategoricalCrossEntropy  # noqa: E402
 from intricate_py.optimizers import SGD, Adam  # noqa: E402
@@ -56,16 +58,24 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 """
 
 
-def median_seconds(run, repeats: int, sync) -> float:
-    run()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
+def interleaved_seconds(runs: dict, repeats: int, sync) -> dict:
+    """The median seconds of each of ``runs`` (name -> callable) over
+    ``repeats`` rounds, each round timing every run once, in an order that
+    rotates from round to round, so that a software adapter's drift from one
+    minute to the next falls on all of them alike (after one warm-up each)."""
+    names = list(runs)
+    for name in names:
+        runs[name]()
         sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = {name: [] for name in names}
+    for round_ in range(repeats):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            runs[name]()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def naive_matmul(gpu, a, b, out, m, k, n):
@@ -102,9 +112,11 @@ def matmul_cases(gpu) -> list[tuple]:
         ("MLP x·W1, batch 128", 128, 784, 128, False, False),
         ("MLP xᵀ·dY1 (dW1)", 784, 128, 128, True, False),
         ("MLP dY2·W2ᵀ (dx2)", 128, 10, 128, False, True),
+        ("MLP x·W2, batch 128", 128, 128, 10, False, False),
         ("MLP x·W1, batch 32", 32, 784, 128, False, False),
         ("wide MLP x·W2, batch 256", 256, 1024, 1024, False, False),
         ("wide MLP dW2", 1024, 256, 1024, True, False),
+        ("CNN conv1 patches·Wᵀ, batch 64", 64 * 24 * 24, 25, 32, False, True),
         ("CNN conv1 dW, batch 64", 32, 64 * 24 * 24, 25, True, False),
         ("CNN conv2 dW, batch 64", 64, 64 * 8 * 8, 800, True, False),
     ]
@@ -125,31 +137,34 @@ def bench_matmul(gpu, repeats: int) -> list[dict]:
             for _ in range(reps):
                 product()
 
-        def alone(kernel):  # one kernel, unsplit, whatever the table says
+        def forced(plan):  # a plan, whatever the table says
             def product():
-                gpu.matmul_plan = lambda m_, n_, k_: MatmulPlan(kernel, 1, k_)
+                gpu.matmul_plan = lambda m_, n_, k_: plan
                 try:
                     gpu.matmul(a, b, out, ta, tb)
                 finally:
                     del gpu.matmul_plan
             return product
 
-        seconds = median_seconds(lambda: run(lambda: gpu.matmul(a, b, out, ta, tb)), repeats, gpu.synchronize) / reps
-        # the large tiles: the one kernel every product ran before the table
-        large = median_seconds(lambda: run(alone("large")), repeats, gpu.synchronize) / reps
-        row = {"case": name, "m": m, "k": k, "n": n, "plan": str(chosen), "gflops": flop / seconds / 1e9,
-               "ms": seconds * 1e3, "large_only_gflops": flop / large / 1e9}
-        if gpu.shape.subgroup_size:  # the same tiles with subgroup shuffles
-            subgroup = median_seconds(lambda: run(alone("subgroup")), repeats, gpu.synchronize) / reps
-            row["subgroup_only_gflops"] = flop / subgroup / 1e9
+        runs = {"plan": lambda: run(lambda: gpu.matmul(a, b, out, ta, tb)),
+                # the large tiles: the one kernel every product ran before the table
+                "large": lambda: run(forced(MatmulPlan("large", 1, k)))}
+        plain = plan_matmul(m, n, k, dataclasses.replace(gpu.shape, subgroup_size=0))
+        if gpu.shape.subgroup_size:  # the table's pick without the subgroup kernels
+            runs["plain"] = lambda: run(forced(plain))
         if not (ta or tb):
-            naive_s = median_seconds(lambda: run(lambda: naive_matmul(gpu, a, b, out, m, k, n)),
-                                     max(1, repeats // 2), gpu.synchronize) / reps
-            row["naive_gflops"] = flop / naive_s / 1e9
+            runs["naive"] = lambda: run(lambda: naive_matmul(gpu, a, b, out, m, k, n))
+        seconds = {name: s / reps for name, s in interleaved_seconds(runs, repeats, gpu.synchronize).items()}
+        row = {"case": name, "m": m, "k": k, "n": n, "plan": str(chosen), "gflops": flop / seconds["plan"] / 1e9,
+               "ms": seconds["plan"] * 1e3, "large_only_gflops": flop / seconds["large"] / 1e9}
+        if "plain" in seconds:
+            row.update(plain_plan=str(plain), plain_gflops=flop / seconds["plain"] / 1e9)
+        if "naive" in seconds:
+            row["naive_gflops"] = flop / seconds["naive"] / 1e9
         rows.append(row)
         print(f"  {name:26s} {m:5d}x{k:6d}x{n:5d}  {row['plan']:24s} {row['gflops']:8.2f} GFLOP/s "
               f"({row['ms']:.3f} ms)   large tiles alone {row['large_only_gflops']:8.2f}"
-              + (f"   subgroup alone {row['subgroup_only_gflops']:8.2f}" if "subgroup_only_gflops" in row else "")
+              + (f"   without subgroups ({row['plain_plan']}) {row['plain_gflops']:8.2f}" if "plain_gflops" in row else "")
               + (f"   naive {row['naive_gflops']:6.2f}" if "naive_gflops" in row else ""), flush=True)
     return rows
 
@@ -224,7 +239,7 @@ def main(argv=None) -> int:
     if args.profile:
         print("GPU time by entry point, one training step:")
         results["profile"] = profile_steps(gpu)
-    print("matmul (the strategy the table picks, and single kernels alone in the same run):")
+    print("matmul (the strategy the table picks, and the alternatives in the same run):")
     results["matmul"] = bench_matmul(gpu, args.repeats)
     print("training epoch, 784-128-10 MLP, SGD(0.1, momentum=0.9):")
     results["epoch"] = bench_epoch(args.epoch_batch)
