@@ -195,18 +195,21 @@ struct Block {
   c70: vec4<f32>, c71: vec4<f32>, c72: vec4<f32>, c73: vec4<f32>,
 }
 
-// tile_b of the 64 × 128 tile at columns col0 .., k from k0 (see matmul), by
-// invocation t of 64: 512 vec4 slots, 8 an invocation, ordered so that
-// neighbouring invocations read neighbouring addresses
-fn stage_b(t: u32, k0: u32, col0: u32) {
-  for (var s = 0u; s < 8u; s = s + 1u) {
+// tile_b[pk * width + r] = op(b)[k0 + pk][col0 + 4r .. 4r + 3] for a tile `width`
+// vec4s wide, by invocation t of 64: width × 16 slots, width / 4 an invocation,
+// ordered so that neighbouring invocations read neighbouring addresses
+// (matmul's 64 × 128 tiles: width 32; matmul_small's 32 × 32: width 8)
+fn stage_b_tile(t: u32, k0: u32, col0: u32, width: u32) {
+  for (var s = 0u; s < width / 4u; s = s + 1u) {
     let slot = t + 64u * s;
-    var r = slot % 32u;
-    var pk = slot / 32u;
+    var r = slot % width;
+    var pk = slot / width;
     if (params.transpose_b == 1u) { pk = slot % TK; r = slot / TK; }
-    tile_b[pk * 32u + r] = b_cols(k0 + pk, col0 + 4u * r);
+    tile_b[pk * width + r] = b_cols(k0 + pk, col0 + 4u * r);
   }
 }
+
+fn stage_b(t: u32, k0: u32, col0: u32) { stage_b_tile(t, k0, col0, 32u); }
 
 // block += op(a)'s rows at k0 + kk (a_lo: rows 0-3, a_hi: rows 4-7) ⊗ op(b)'s
 // columns 16 tx .. + 15 at k0 + kk, from tile_b
@@ -269,16 +272,8 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
   store_block(&acc, i0, j0, z);
 }
 
-// tile_b of a 32 × 32 tile (its first 128 slots, see matmul_small) by invocation t of 64
-fn stage_b_small(t: u32, k0: u32, col0: u32) {
-  for (var s = 0u; s < 2u; s = s + 1u) {
-    let slot = t + 64u * s;
-    var r = slot % 8u;
-    var pk = slot / 8u;
-    if (params.transpose_b == 1u) { pk = slot % TK; r = slot / TK; }
-    tile_b[pk * 8u + r] = b_cols(k0 + pk, col0 + 4u * r);
-  }
-}
+// tile_b of a 32 × 32 tile: its first 128 slots
+fn stage_b_small(t: u32, k0: u32, col0: u32) { stage_b_tile(t, k0, col0, 8u); }
 
 // tile_a[kk * 8 + q] = op(a)[row0 + 4q .. 4q + 3][k0 + kk] and tile_b[kk * 8 + r] =
 // op(b)[k0 + kk][col0 + 4r .. 4r + 3], in the first 128 slots of each tile
