@@ -68,7 +68,7 @@ class DeviceShape:
     workgroups: int
     #: whether large products take the big 128 × 128 tiles (hardware GPUs)
     big_tiles: bool = False
-    #: the size of its full subgroups where matmul_subgroup can use them, else 0
+    #: the size of its full subgroups where the subgroup kernels can use them, else 0
     subgroup_size: int = 0
 
 
@@ -89,7 +89,7 @@ def device_shape(adapter_type: str, name: str = "", subgroup_size: int = 0) -> D
 
 @dataclass(frozen=True)
 class MatmulPlan:
-    """A product's kernel ("large" or "small"), its workgroups' tile, and
+    """A product's kernel (a key of TILES), its workgroups' tile, and
     how many splits of k (1: no split, no second pass)."""
 
     kernel: str
