@@ -140,8 +140,8 @@ def test_the_table_takes_the_subgroup_kernel_where_the_device_has_one():
 def test_subgroups_are_found_at_start_up(gpu):
     """Where the adapter has the feature, the probe measures full subgroups
     (lavapipe: 8 invocations) and the products of large and small tiles
-    use them;
-    a device made without the feature compiles only the plain kernels."""
+    use them; a device made without the feature compiles only the plain
+    kernels."""
     from intricate_py.backends.shaders import Kernels, KernelFile, shader_dir
 
     extension = KernelFile.read(shader_dir() / "matmul_subgroup.wgsl")

@@ -19,8 +19,8 @@ device with full subgroups of   small_subgroup in matmul_subgroup.wgsl): op(a) p
 8 to 64 (probed at start-up)    between lanes by shuffles instead of workgroup memory
 ==============================  ========================================================
 
-The subgroup kernels measured 1.04–1.22 times (large tiles, 2026-12-05 and
--07) and 1.20–1.34 times (small tiles, 2026-12-07) the speed of the plain ones
+The subgroup kernels measured 1.04–1.23 times (large tiles, 2026-12-05 and
+-07) and 1.20–1.35 times (small tiles, 2026-12-07) the speed of the plain ones
 on lavapipe, with bit-identical results (subgroups of 8; benchmarks/README.md),
 so they replace them wherever they can run; on hardware GPUs they are not
 yet measured.
