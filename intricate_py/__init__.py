@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 
 from .backends import select_backend
 from .device_choice import devices
+from .graph import Input
 from .model import Model
 from .saving import FormatError
 from .training import History, HaltingCondition, MinAccuracyReached, MinLossReached
@@ -12,6 +13,7 @@ from . import callbacks, layers, losses, optimizers
 
 __all__ = [
     "Model",
+    "Input",
     "FormatError",
     "History",
     "HaltingCondition",

@@ -142,8 +142,7 @@ class EarlyStopping(Callback):
         self.baseline = None if baseline is None else _checks.finite_float(baseline, "baseline")
         self.start_from_epoch = _checks.non_negative_int(start_from_epoch, "start_from_epoch")
         self.verbose = verbose
-        self._best_weights = None  # a device buffer, reused from fit to fit of one model
-        self._weights_of = None  # the model that buffer was made for
+        self._best_weights = None  # device copies, reused from fit to fit while they fit the model
 
     @property
     def monitor(self) -> str:
@@ -152,8 +151,6 @@ class EarlyStopping(Callback):
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self.wait, self.stopped_epoch = 0, None
         self.best, self.best_epoch = None, None
-        if self._weights_of is not self.model:  # another model: its own size, dtype, device
-            self._best_weights, self._weights_of = None, self.model
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         current = self._monitor.value(logs, repr(self))
@@ -175,7 +172,7 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def _keep_weights(self, epoch: int) -> None:
-        self._best_weights = self.model._weights_copy(into=self._best_weights)
+        self._best_weights = self.model.snapshot_weights(into=self._best_weights)
         self.best_epoch = epoch
 
     def on_train_end(self, logs: Logs | None = None) -> None:
@@ -184,7 +181,7 @@ class EarlyStopping(Callback):
         if self.restore_best_weights and self.best_epoch is not None:
             if self.verbose:
                 print(f"Restoring the weights from the end of the best epoch: {self.best_epoch + 1}")
-            self.model._restore_weights(self._best_weights)
+            self.model.restore_weights(self._best_weights)
 
     def __repr__(self) -> str:
         return f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience})"

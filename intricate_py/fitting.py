@@ -1,404 +1,218 @@
-"""What ``Model.fit`` runs: the training step, the data on the device, and
-the bookkeeping of a fit (metrics, readbacks, progress, last good weights).
-
-Metrics stay on the device: each epoch adds its loss sum, correct count
-(and the validation's) into a slot of a small ring of accumulators, and a
-readback reads the epochs since the last one. The ring's size bounds the
-epochs between two readbacks, so memory does not grow with ``epochs``.
-"""
+"""What ``Model.fit`` runs: the :class:`Trainer` (a fit's data, epochs,
+callbacks and stopping) and its :class:`TrainStep`."""
 
 from __future__ import annotations
 
-import copy
-import time
-import warnings
-from typing import TYPE_CHECKING, Callable, NamedTuple
+import contextlib
+import math
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from .backends import Array, dropout_key
+from . import _checks
+from .backends import Array
 from .backends.base import step_values
-from .layers import Dropout, Layer, chain
+from .callbacks import Callback, as_callbacks
+from .fit_data import DeviceData, Slots, evaluate_into, flat, metric_keys, metric_slots
+from .fit_run import Run
 from .layers.base import Recordings
+from .losses import Loss, warn_if_mismatched
+from .model_data import same_length, split
 from .training import HaltingCondition, History
 
 if TYPE_CHECKING:
-    from .callbacks import Callback
     from .model import Model
 
-#: Seconds between metric readbacks while training (progress, NaN checks).
-REFRESH_SECONDS = 0.25
-#: Accumulators an epoch: loss sum and correct count of its steps but the
-#: first, the validation's, a flag set when a parameter is not finite at its
-#: end, and the first step's loss sum and correct count (kept apart: a finite
-#: first step shows that the weights the previous epoch left were usable).
-SLOTS = 7
-LOSS, CORRECT, VAL_LOSS, VAL_CORRECT, BAD_PARAMETERS, FIRST_LOSS, FIRST_CORRECT = range(SLOTS)
-#: Epochs of metrics the device holds; a fit reads them back at least this often.
-RING = 256
+__all__ = ["Trainer", "TrainStep", "evaluate_into", "metric_keys", "metric_slots"]
 
 
-class StepPlan:
+class TrainStep:
     """One training step, with what does not change between steps worked
-    out once: the loss kind and whether it fuses with the last layer, the
-    layers to back-propagate through, the accuracy kind.
+    out once: each output's loss kind, whether it fuses with the layer
+    making the output, the plan's pass, the accuracy kinds.
 
     On a backend that records (the GPU), the first step of each batch size
     runs the layers' code while the backend records its dispatches; later
     steps replay that recording, with the values that change from step to
-    step (the batch's first row, the metrics slot, the optimizer's scalars,
-    Dropout's keys) written into their parameters, and run no layer code.
+    step (the batch's first row, the metrics slots, the optimizer's
+    scalars, the layers' step values such as Dropout's keys) written into
+    their parameters, and run no layer code.
     """
 
-    def __init__(self, model: "Model"):
-        self.model, self.backend, self.loss = model, model.backend, model.loss
-        self.kind, fused = self.loss.step_kind(model.layers[-1])
-        # a fused loss takes the last layer's input and does that layer's work
-        self.chain = chain.links(model.layers[:-1] if fused else model.layers)
-        self.accuracy = self.loss.accuracy_kind(model.output_shape[0])
-        # layers that draw from the step (Dropout); none in most models
-        self.dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
-        stepped = [layer for layer in model.layers if type(layer).begin_step is not Layer.begin_step]
-        # a custom layer may do per-step work no recording sees
-        self.replayable = all(type(layer).__module__.startswith("intricate_py.") for layer in model.layers) \
-            and all(isinstance(layer, Dropout) for layer in stepped)
+    def __init__(self, model: "Model", losses: list[Loss | None], weights: list[float], slots: Slots):
+        self.model, self.backend, self.plan = model, model.backend, model.plan
+        self.losses, self.weights, self.slots = losses, weights, slots
+        self.graded = [k for k, loss in enumerate(losses) if loss is not None]
+        self.kinds, fused = {}, []
+        for k, loss in enumerate(losses):
+            node = self.plan.fusible_output(k)
+            if loss is None:
+                fused.append(False)
+                continue
+            self.kinds[k], fuses = loss.step_kind(node.layer) if node is not None else (loss.kind, False)
+            fused.append(fuses)
+        self.pass_ = self.plan.pass_for(training=True, fused=tuple(fused))
+        self.accuracy = {k: losses[k].accuracy_kind(math.prod(model.outputs[k].shape)) for k in self.graded}
+        self.replayable = self.plan.replayable
         self.recordings = Recordings()  # by batch rows
-        self.optimizer_values = tuple(model.optimizer.step_values())  # their names
+        self.optimizer_values = tuple(model.optimizer.step_values())
 
-    def values(self, first: int, index: int) -> dict[str, float | int]:
+    def values(self, first: int, block: int, first_step: bool) -> dict[str, float | int]:
         """What changes from step to step, by the names the operations' arguments take."""
-        optimizer = self.model.optimizer
-        values = {"first": first, "index": index, **optimizer.step_values()}
-        for i, layer in enumerate(self.dropouts):
-            values[f"key{i}"] = dropout_key(layer.seed, optimizer.iterations)
+        optimizer, slots = self.model.optimizer, self.slots
+        what = slots.FIRST_LOSS if first_step else slots.LOSS
+        values = {"first": first, **optimizer.step_values(), **self.plan.step_values(optimizer.iterations)}
+        for k in self.graded:
+            values[f"index{k}"] = block + slots.of(k, what)
         return values
 
-    def train_step(self, data: "DeviceData", batch: tuple, metrics: Array, index: int) -> None:
-        """One step on ``batch`` (first row, samples, targets) of ``data``,
-        adding its loss and correct count into ``metrics[index]`` and
-        ``metrics[index + 1]``."""
+    def run(self, data: DeviceData, batch: tuple, metrics: Array, block: int, first_step: bool) -> None:
+        """One step on ``batch`` (first row, arrays) of ``data``, adding each
+        output's loss sum and correct count into ``metrics``' block ``block``."""
+        values = self.values(batch[0], block, first_step)
         if not (self.replayable and self.backend.records):  # numpy: the layers every step
-            self._run(data, batch, metrics, index, None)
+            self._run(data, batch, metrics, values)
             return
-        values = self.values(batch[0], index)
-        rows = batch[1].shape[0]
+        rows = batch[1][0].shape[0]
         recording = self.recordings.get(rows)
         if recording is not None:
             self.backend.replay(recording, values)
-            self._begin_step(values)  # the host's part of a step
             self.model.optimizer.iterations += 1
             return
         with self.backend.record() as recording:
-            self._run(data, batch, metrics, index, step_values(values))
+            self._run(data, batch, metrics, step_values(values))
         if recording.complete:
             self.recordings.put(rows, recording)
 
-    def _begin_step(self, values: dict | None) -> None:
-        step = self.model.optimizer.iterations
-        for i, layer in enumerate(self.dropouts):
-            layer.begin_step(step, None if values is None else values[f"key{i}"])
-
-    def _run(self, data: "DeviceData", batch: tuple, metrics: Array, index: int, values: dict | None) -> None:
-        """The step, layer by layer; ``values`` (those of :meth:`values`,
-        marked for a recording) or None, each part then computing its own."""
-        model, backend, loss = self.model, self.backend, self.loss
-        first, x, t = batch
-        if values is not None:
-            first, index = values["first"], values["index"]
-        data.gather(first, x, t)
-        self._begin_step(values)
-        p = chain.forward(self.chain, x)
-        g = model._workspace.get("grad", p.shape[0], p.shape[1:])
-        loss.train_step(backend, self.kind, p, t, metrics, index, self.accuracy, g)
-        chain.back_propagate(self.chain, g)
-        model.optimizer.step(None if values is None else {k: values[k] for k in self.optimizer_values})
+    def _run(self, data: DeviceData, batch: tuple, metrics: Array, values: dict) -> None:
+        """The step, layer by layer, with ``values`` (marked for a recording, or plain)."""
+        backend, plan, model = self.backend, self.plan, self.model
+        arrays = batch[1]
+        data.gather(values["first"], arrays)
+        plan.give_step_values(values)
+        n_inputs = len(model.inputs)
+        reads = plan.forward(self.pass_, arrays[:n_inputs], training=True)
+        grads: list[Array | None] = [None] * len(reads)
+        for k, t in zip(self.graded, arrays[n_inputs:]):
+            p = reads[k]
+            g = grads[k] = plan.buffers.get(f"loss_grad{k}", p.shape[0], p.shape[1:])
+            self.losses[k].train_step(backend, self.kinds[k], flat(backend, p), t, metrics, values[f"index{k}"],
+                                      self.accuracy[k], flat(backend, g), self.weights[k])
+        plan.backward(self.pass_, grads)
+        model.optimizer.step({k: values[k] for k in self.optimizer_values})
 
 
-class DeviceData:
-    """Samples and targets on the device, and the batches gathered from them.
+class Trainer:
+    """One fit: the data checked and placed on the device, the epochs run
+    with their callbacks, halting condition and readbacks, and the History.
+    Made by ``Model.fit`` with its arguments; :meth:`run` trains."""
 
-    Batch buffers come from the model's workspace under the data's ``role``
-    ("train", "val", "eval"), so repeated fits reuse them; their views are
-    made once, and shuffling rewrites only the row order, so an epoch
-    allocates nothing. A single batch that is never shuffled is gathered once.
-    """
-
-    def __init__(self, model: "Model", role: str, x: np.ndarray, t: np.ndarray, batch: int, shuffle=False):
-        backend = model.backend
-        self.backend, self.n, self.batch = backend, len(x), batch
-        self.x, self.t = backend.dataset(x), backend.dataset(t)
-        self.order = backend.from_numpy(np.arange(self.n, dtype=np.int32))
-        xb = model._workspace.get(role + "_x", batch, x.shape[1:])
-        tb = model._workspace.get(role + "_t", batch, t.shape[1:])
-        # (first row in the order, samples, targets) of each batch
-        self.views = [
-            (s, backend.rows(xb, 0, min(batch, self.n - s)), backend.rows(tb, 0, min(batch, self.n - s)))
-            for s in range(0, self.n, batch)
-        ]
-        self.steps = len(self.views)
-        self.shuffling = shuffle and self.steps > 1
-        # a single batch that is never shuffled is gathered once, here
-        self._gathered = self.steps == 1 and not self.shuffling
-        if self._gathered:
-            _, xb0, tb0 = self.views[0]
-            self.backend.take_rows(self.x, self.order, xb0, 0, self.t, tb0)
-
-    def shuffle(self, rng: np.random.Generator) -> None:
-        self.backend.write(self.order, rng.permutation(self.n).astype(np.int32))
-
-    def gather(self, first: int, xb, tb) -> None:
-        """Samples and targets of the batch starting at row ``first`` of the order."""
-        if not self._gathered:
-            self.backend.take_rows(self.x, self.order, xb, first, self.t, tb)
-
-    def batches(self):
-        """(samples, targets) of each batch, gathered."""
-        for first, xb, tb in self.views:
-            self.gather(first, xb, tb)
-            yield xb, tb
-
-
-class _Save(NamedTuple):
-    """Device copies of the weights and optimizer state, and the host state
-    that goes with them, after epoch ``upto - 1``."""
-
-    arrays: list
-    upto: int
-    iterations: int
-    rng: dict
-
-
-class Run:
-    """The bookkeeping of one fit: metric accumulators on the device, their
-    readback, progress bars, history, and the last good weights.
-
-    Saves: at each readback that finds every epoch finite, the weights,
-    optimizer state and shuffling state are copied on the device into one of
-    three sets of buffers; the two newest saves are kept. A save becomes
-    current in one assignment, so whatever interrupts a fit, :meth:`abandon`
-    goes back to a complete one.
-
-    Divergence: an epoch is good when its loss and the weights it leaves are
-    finite. When epoch b is not, the weights kept are those of the end of
-    epoch b - 1 if b's first step (which used them) gave a finite loss, else
-    those of the end of epoch b - 2: weights kept have given a finite loss.
-    """
-
-    def __init__(self, model: "Model", data: DeviceData, val, epochs: int, keys, verbose,
-                 run_epoch: Callable[[int, "Run"], None]):
-        self.model, self.backend = model, model.backend
-        self.n, self.n_val = data.n, (val.n if val is not None else 0)
-        self.steps, self.batch = data.steps, data.batch
-        self.epochs, self.run_epoch = epochs, run_epoch
-        self.metrics = self.backend.zeros((RING * SLOTS,))
-        self.history = History(keys)
-        self.read_upto = 0  # epochs [0, read_upto) are in the history
-        self.last_read = time.perf_counter()
-        self.verbose = int(verbose)
-        self.bar = None
-        if self.verbose == 2:
-            self.bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
-        self.live = [p.value for p in model._trained_parameters()] + model.optimizer.state_arrays()
-        self._sets = [[self.backend.empty(a.shape) for a in self.live] for _ in range(3)]
-        self.saves = [self._save_into(self._sets[0], 0)]  # the newest last
-
-    # ------------------------------------------------------------- saving
-    def _save_into(self, arrays: list, upto: int) -> _Save:
-        """Copy the live state into ``arrays`` (recorded: on the GPU the copies
-        run with the next submission) and describe it as the state after
-        ``upto`` epochs."""
-        for a, s in zip(self.live, arrays):
-            self.backend.copy(a, s)
-        model = self.model
-        return _Save(arrays, upto, model.optimizer.iterations,
-                     copy.deepcopy(model._shuffle_rng.bit_generator.state))
-
-    def _restore(self, save: _Save) -> None:
-        for a, s in zip(self.live, save.arrays):
-            self.backend.copy(s, a)
-        self.model.optimizer.iterations = save.iterations
-        self.model._shuffle_rng.bit_generator.state = copy.deepcopy(save.rng)
-
-    def abandon(self) -> None:
-        """After an interrupt or an error: go back to the last save (the
-        end of a finished step). Work recorded and not yet started runs
-        first (a part of a step changes nothing the save does not restore);
-        work that cannot be submitted is dropped."""
-        try:
-            self.backend.flush()
-        except Exception:
-            self.backend.discard()
-        self._restore(self.saves[-1])
-        self.backend.flush()
-
-    def _restore_upto(self, upto: int) -> None:
-        """Back to the state after ``upto`` epochs: restore the newest save
-        at or before it, then replay (training is deterministic) the epochs
-        since, which the readbacks found finite."""
-        save = next(s for s in reversed(self.saves) if s.upto <= upto)
-        self._restore(save)
-        verbose, self.verbose = self.verbose, 0
-        for epoch in range(save.upto, upto):
-            self.run_epoch(epoch, self)
-        self.verbose = verbose
-
-    # ------------------------------------------------------------- epochs
-    @staticmethod
-    def slot(epoch: int) -> int:
-        """The first accumulator of ``epoch``."""
-        return (epoch % RING) * SLOTS
-
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch, self.step = epoch, 0
-        if self.verbose == 1:
-            if self.bar is not None:
-                self.bar.close()
-            self.bar = tqdm(
-                total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
-                dynamic_ncols=True,
+    def __init__(self, model: "Model", x, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
+                 validation_data=None, validation_split: float = 0.0, verbose=False,
+                 halting_condition: HaltingCondition | None = None, callbacks: Iterable[Callback] | None = None):
+        self.model = model
+        self.epochs = _checks.non_negative_int(epochs, "epochs")
+        batch_size = _checks.positive_int(batch_size, "batch_size")
+        self.verbose = _checks.verbosity(verbose)
+        self.callbacks = as_callbacks(callbacks)
+        if halting_condition is not None and not isinstance(halting_condition, HaltingCondition):
+            raise ValueError(
+                "expected a HaltingCondition such as MinLossReached(0.01). "
+                f"Received: halting_condition={halting_condition!r}"
             )
+        self.halting = halting_condition
+        xs = model.input_arrays(x)
+        self.losses = model.output_losses()
+        self.weights = model.output_weights(self.losses)
+        ts = model.target_arrays(y, self.losses)
+        same_length([("x", xs[0])] + [("y", t) for t in ts if t is not None])
+        train, validation = self._validation(xs, ts, validation_data, validation_split)
+        for k, loss in enumerate(self.losses):
+            if loss is not None:
+                warn_if_mismatched(loss, model.outputs[k].node.layer, stacklevel=4)
+        self.keys = metric_keys(model, self.losses, validation is not None)
+        if halting_condition is not None and halting_condition.monitor not in self.keys:
+            raise ValueError(
+                f"expected the halting condition to monitor one of {self.keys}. "
+                f"Received: monitor={halting_condition.monitor!r}"
+            )
+        self.n_inputs = len(xs)
+        batch = min(batch_size, len(train[0]))
+        self.data = DeviceData(model, "train", train, batch, shuffle)
+        self.validation = validation
+        self.val_batch = min(batch, len(validation[0][0])) if validation is not None else 0
 
-    def step_done(self) -> None:
-        self.backend.end_step()
-        self.step += 1
-        if self.verbose == 1:
-            self.bar.update(1)
-            if self.step < self.steps and self._refresh_due():
-                self._show_running()
-
-    def _refresh_due(self) -> bool:
-        return time.perf_counter() - self.last_read >= REFRESH_SECONDS
-
-    def due(self, epoch: int) -> bool:
-        """Whether the epochs up to ``epoch`` must be read now: a few times
-        a second, or before the ring of accumulators wraps."""
-        return self._refresh_due() or epoch + 1 - self.read_upto >= RING
-
-    def _show_running(self) -> None:
-        """Running loss and accuracy of the epoch so far on the bar."""
-        self.last_read = time.perf_counter()
-        slot = self.slot(self.epoch)
-        sums = self.backend.to_numpy(self.backend.rows(self.metrics, slot, slot + SLOTS))
-        loss_sum, correct = sums[LOSS] + sums[FIRST_LOSS], sums[CORRECT] + sums[FIRST_CORRECT]
-        seen = min(self.step * self.batch, self.n)
+    def _validation(self, xs: list, ts: list, validation_data, validation_split) -> tuple[list, tuple | None]:
+        """(the training arrays: inputs, then targets with a loss; the
+        validation's (inputs, targets by output) or None)."""
+        validation_split = _checks.fraction(validation_split, "validation_split")
+        graded = [k for k, t in enumerate(ts) if t is not None]
+        arrays = xs + [ts[k] for k in graded]
+        if validation_split:
+            if validation_data is not None:
+                raise ValueError("expected validation_data or validation_split, not both")
+            arrays, held = split(arrays, validation_split)
+            val_ts: list = [None] * len(ts)
+            for k, a in zip(graded, held[len(xs):]):
+                val_ts[k] = a
+            return arrays, (held[: len(xs)], val_ts)
+        if validation_data is None:
+            return arrays, None
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError(
+                f"expected validation_data=(x_val, y_val). Received: {type(validation_data).__name__}"
+            )
         model = self.model
-        self.bar.set_postfix({"loss": float(loss_sum) / seen,
-                              "accuracy": float(correct) / model._accuracy_count(model.loss, seen)},
-                             refresh=False)
+        val_xs = model.input_arrays(validation_data[0], "validation_data[0]")
+        val_ts = model.target_arrays(validation_data[1], self.losses, "validation_data[1]")
+        same_length([("validation_data[0]", val_xs[0])]
+                    + [("validation_data[1]", t) for t in val_ts if t is not None])
+        return arrays, (val_xs, val_ts)
 
-    # ------------------------------------------------------------- reading
-    def _read_metrics(self, start: int, epoch: int) -> np.ndarray:
-        """The accumulators of epochs start..epoch as rows of SLOTS, whose
-        slots are then cleared for the epochs that take them next.
+    def run(self) -> History:
+        """Train, and return the History."""
+        model, data, callbacks = self.model, self.data, self.callbacks
+        model.prepare_to_train()
+        slots = metric_slots(len(model.outputs))
+        step = TrainStep(model, self.losses, self.weights, slots)
+        val = self.validation
 
-        The weights are checked only here, at the end of the last epoch
-        read: a parameter that went NaN or inf in an earlier epoch made the
-        loss of every epoch after it NaN."""
-        backend, metrics = self.backend, self.metrics
-        flat = self.model._flat
-        if flat is not None:
-            backend.flag_nonfinite(flat.value, metrics, self.slot(epoch) + BAD_PARAMETERS)
-        first, last = self.slot(start), self.slot(epoch) + SLOTS
-        if first < last:
-            values = backend.to_numpy(backend.rows(metrics, first, last))
-            backend.clear(backend.rows(metrics, first, last))
-        else:  # the ring wrapped: read it whole and put the epochs in order
-            ring = backend.to_numpy(metrics)
-            values = np.concatenate([ring[first:], ring[:last]])
-            backend.clear(metrics)
-        return values.astype(np.float64).reshape(-1, SLOTS)
+        def run_epoch(epoch: int, run: Run) -> None:
+            if data.shuffling:
+                data.shuffle(model.shuffle_rng)
+            run.start_epoch(epoch)
+            block = run.block(epoch)
+            for i, view in enumerate(data.views):
+                step.run(data, view, run.metrics, block, i == 0)
+                run.step_done()
+            if val is not None:
+                evaluate_into(model, "val", *val, self.losses, self.val_batch, run.metrics, block, slots,
+                              validation=True)
 
-    def read_epochs(self, epoch: int, halting: HaltingCondition | None, callbacks: "list[Callback]") -> bool:
-        """Read the metrics of the epochs up to ``epoch``; True stops training."""
-        self.last_read = time.perf_counter()
-        start = self.read_upto
-        # the state at the end of `epoch`, copied by the readback's submission;
-        # it becomes the newest save if every epoch read is good
-        used = [save.arrays for save in self.saves]
-        spare = next(arrays for arrays in self._sets if not any(arrays is u for u in used))
-        candidate = self._save_into(spare, epoch + 1)
-        values = self._read_metrics(start, epoch)
-        table = self._table(values)
-        good_epochs = np.isfinite(table["loss"]) & (values[:, BAD_PARAMETERS] == 0)
-        good = len(good_epochs) if good_epochs.all() else int(np.argmin(good_epochs))
-        if good < len(good_epochs):
-            candidate = None
-        if halting is None and not callbacks:  # nothing looks at single epochs: record them at once
-            self.history.extend(range(start, start + good), {k: v[:good] for k, v in table.items()})
-            self.read_upto = start + good
-            if good:
-                self._show(start + good - 1, {k: float(v[good - 1]) for k, v in table.items()})
-        else:
-            for i in range(good):
-                e, logs = start + i, {k: float(v[i]) for k, v in table.items()}
-                self.history.append(e, logs)
-                self.read_upto = e + 1
-                if candidate is not None and e == epoch:
-                    self._keep(candidate)
-                self._show(e, logs)
-                if halting is not None and halting.reached(logs):
-                    return self._stop(e, f"{halting!r} reached at epoch {e + 1}")
-                stopper = None
-                for callback in callbacks:  # every callback sees the epoch, as in Keras
-                    callback.on_epoch_end(e, logs)
-                    if self.model.stop_training and stopper is None:
-                        stopper = callback
-                if self.model.stop_training:
-                    who = repr(stopper) if stopper is not None else "model.stop_training = True"
-                    return self._stop(e, f"{who} stopped training at epoch {e + 1}")
-        if good < len(good_epochs):
-            bad = start + good
-            first_step_ok = bool(np.isfinite(values[good, FIRST_LOSS]))
-            self._diverged(bad, float(table["loss"][good]), first_step_ok)
-            return True
-        if candidate is not None:
-            self._keep(candidate)
-        return False
-
-    def _keep(self, save: _Save) -> None:
-        if self.saves[-1] is not save:
-            self.saves = [self.saves[-1], save]  # one assignment
-
-    def _table(self, values: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-epoch metrics from rows of accumulators."""
-        model = self.model
-        loss, correct = values[:, LOSS] + values[:, FIRST_LOSS], values[:, CORRECT] + values[:, FIRST_CORRECT]
-        table = {"loss": loss / self.n, "accuracy": correct / model._accuracy_count(model.loss, self.n)}
-        if self.n_val:
-            table["val_loss"] = values[:, VAL_LOSS] / self.n_val
-            table["val_accuracy"] = values[:, VAL_CORRECT] / model._accuracy_count(model.loss, self.n_val)
-        return table
-
-    def _show(self, epoch: int, logs: dict[str, float]) -> None:
-        if self.bar is None:
-            return
-        # tqdm redraws at most every mininterval, on update or close
-        self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
-        if self.verbose == 2:
-            self.bar.update(epoch + 1 - self.bar.n)
-
-    def _stop(self, epoch: int, reason: str) -> bool:
-        if epoch + 1 < self.epochs:
-            self.history.stop_reason = reason
-        return True
-
-    def _diverged(self, epoch: int, loss: float, first_step_ok: bool) -> None:
-        """Warn that epoch ``epoch`` (counted from 0) diverged, and go back
-        to the last state that gave a finite loss."""
-        upto = epoch if first_step_ok else max(epoch - 1, 0)
-        self._restore_upto(upto)
-        kept = f"the weights from the end of epoch {upto}" if upto else "the weights from before training"
-        what = f"the loss became {loss}" if not np.isfinite(loss) else "the weights became NaN or inf"
-        lr = self.model.optimizer.current_learning_rate()
-        message = (
-            f"{what} in epoch {epoch + 1}, so training stopped and {kept} "
-            f"were kept. The learning rate ({lr:g}) is probably too large: try a smaller one "
-            "(for example a tenth of it), or scale the inputs to small values."
-        )
-        self.history.stop_reason = message
-        warnings.warn(message, RuntimeWarning, stacklevel=4)  # at the fit call
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        n_val = len(val[0][0]) if val is not None else 0
+        run = Run(model, self.losses, self.weights, slots, data.n, n_val, data.steps, data.batch, self.epochs,
+                  self.keys, self.verbose, run_epoch)
+        # per-epoch readbacks where an epoch's end must be seen; else a few a second
+        watch_every_epoch = self.halting is not None or bool(callbacks) or self.verbose == 1
+        model.stop_training = False
+        for callback in callbacks:
+            callback.set_model(model)
+            callback.set_params({"epochs": self.epochs, "steps": data.steps, "verbose": self.verbose})
+            callback.on_train_begin({})
+        # divergence is reported once, by the NaN check, not by numpy on the way
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), contextlib.closing(run):
+            try:
+                for epoch in range(self.epochs):
+                    for callback in callbacks:
+                        callback.on_epoch_begin(epoch, {})
+                    run_epoch(epoch, run)
+                    if watch_every_epoch or epoch == self.epochs - 1 or run.due(epoch):
+                        if run.read_epochs(epoch, self.halting, callbacks):
+                            break
+            except BaseException:  # Ctrl-C, or an error: back to a finished step
+                run.abandon()
+                raise
+        last = {k: v[-1] for k, v in run.history.history.items() if v}
+        for callback in callbacks:
+            callback.on_train_end(last)
+        return run.history

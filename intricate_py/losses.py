@@ -51,6 +51,8 @@ class Loss:
     grad_factor: float = 1.0
     #: the model's outputs are logits (the cross-entropies' ``from_logits``)
     from_logits: bool = False
+    #: the loss trains a classifier, whose accuracy is a metric
+    classifies: bool = False
 
     # --------------------------------------------------------------- targets
     def prepare_targets(self, y, width: int) -> np.ndarray:
@@ -94,15 +96,15 @@ class Loss:
 
     def train_step(
         self, backend: Backend, kind: str, p: Array, t: Array, acc: Array, index: int, accuracy: str,
-        grad: Array,
+        grad: Array, weight: float = 1.0,
     ) -> None:
         """As :meth:`accumulate`, and the gradient of the batch's mean loss
-        into ``grad``: dE/dp, or dE/d(input of the fused layer) for the
-        kind :meth:`step_kind` gave."""
+        (times ``weight``, the output's share of a total loss) into ``grad``:
+        dE/dp, or dE/d(input of the fused layer) for the kind :meth:`step_kind` gave."""
         n, k = p.shape
         count = n * k if self.per_element else n
         factor = self.grad_factor if kind == self.kind and not self.from_logits else 1.0
-        backend.loss(kind, p, t, acc, index, accuracy, self._value_scale(p), grad, factor / count)
+        backend.loss(kind, p, t, acc, index, accuracy, self._value_scale(p), grad, weight * factor / count)
 
     def gradient(self, backend: Backend, p: Array, t: Array, out: Array, fused: bool = False) -> None:
         """dE/dp of the batch's mean loss into ``out``; with ``fused``, p is
@@ -153,6 +155,8 @@ class _CrossEntropy(Loss):
     logits_kind: str
     #: the layer a probability loss expects last, and the advice naming it
     expected_layer: type[Layer]
+
+    classifies = True
 
     def __init__(self, from_logits: bool = False):
         if not isinstance(from_logits, (bool, np.bool_)):
@@ -272,11 +276,12 @@ def _check_distributions(t: np.ndarray) -> None:
         )
 
 
-def warn_if_mismatched(loss: Loss, last_layer: Layer) -> None:
-    """Warn (at the fit call) when the loss does not fit the model's last layer."""
+def warn_if_mismatched(loss: Loss, last_layer: Layer, stacklevel: int = 3) -> None:
+    """Warn (at the fit call, ``stacklevel`` frames up) when the loss does
+    not fit the layer that makes its output."""
     message = loss.check_last_layer(last_layer)
     if message:
-        warnings.warn(message, UserWarning, stacklevel=3)
+        warnings.warn(message, UserWarning, stacklevel=stacklevel)
 
 
 LOSSES = {cls.__name__: cls for cls in (MeanSquared, MeanAbsolute, CategoricalCrossEntropy, BinaryCrossEntropy)}

@@ -1,21 +1,26 @@
-"""Model: a chain of layers that trains with mini-batch gradient descent."""
+"""Model: a graph of layer calls (a path of layers being the common case)
+that trains with mini-batch gradient descent."""
 
 from __future__ import annotations
 
-import contextlib
-import math
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from . import _checks
-from .backends import Array, Backend, select_backend
-from .callbacks import Callback, as_callbacks
-from .fitting import FIRST_LOSS, LOSS, VAL_LOSS, DeviceData, Run, StepPlan
-from .layers import Layer, Parameter, chain
-from .layers.base import Recordings, Shape, Workspace, _batch_shape_text, _ClassOrInstanceMethod
-from .losses import LOSSES, Loss, warn_if_mismatched
+from .backends import Backend, select_backend
+from .callbacks import Callback
+from .fit_data import evaluate_into, metric_slots, metric_table
+from .fitting import Trainer
+from .graph import Input, Symbol, add_node, as_shape, as_symbols, is_symbolic
+from .layers import Layer
+from .layers.base import ClassOrInstanceMethod, Recordings, Shape
+from .losses import LOSSES, Loss
+from .model_data import per_name, sample_array, same_length, target_array
+from .naming import batch_shape_text, checked_name, unique_name
 from .optimizers import OPTIMIZERS, Optimizer
+from .plan import Plan
+from .store import ParameterStore, Snapshot
 from .training import HaltingCondition, History
 
 #: Rows per forward pass in predict and evaluate when no batch size is given.
@@ -33,47 +38,68 @@ OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "adagrad": "A
 
 
 class Model:
-    """A network: layers applied in order.
+    """A network: a path of layers, or a graph of layer calls (Keras's
+    functional API).
 
-    ``input_size`` (an int, or a shape tuple for images) lets the model check
-    the chain and make every parameter at construction; without it the model
-    is built by the first data it sees. ``device`` is "auto", "cpu" or "gpu";
-    ``seed`` fixes the initial weights and the shuffling, so that the same
-    seed and data give bit-identical weights.
+    ``Model([layer, ...], input_size=...)``: the layers applied in order.
+    ``input_size`` (an int, or a shape tuple for images) lets the model
+    check the path and make every parameter at construction; without it the
+    model is built by the first data it sees.
+
+    ``Model(inputs=..., outputs=...)``: symbolic tensors from ``Input`` and
+    layer calls (one, a list, or a dict); several inputs and outputs,
+    merge layers and shared layers (a layer called twice shares its
+    weights). Inputs take their data by ``Input`` name, outputs by the name
+    of the layer that makes them.
+
+    ``device`` is "auto", "cpu" or "gpu"; ``seed`` fixes the initial
+    weights, Dropout's masks and the shuffling, so that the same seed and
+    data give bit-identical weights.
     """
 
     def __init__(
         self,
-        layers: Sequence[Layer],
+        layers: Sequence[Layer] | None = None,
         input_size: int | Sequence[int] | None = None,
         device: str | Backend = "auto",
         dtype: str = "float32",
         seed: int | None = None,
+        *,
+        inputs=None,
+        outputs=None,
+        name: str | None = None,
     ):
-        self.layers: list[Layer] = list(layers)
-        if not self.layers:
-            raise ValueError("expected at least one layer. Received: layers=[]")
-        for i, layer in enumerate(self.layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"expected Layer objects. Received: {layer!r} at index {i}")
-        if len({id(layer) for layer in self.layers}) != len(self.layers):
-            raise ValueError("expected each layer object once; the same one appears twice")
+        if is_symbolic(layers):  # Model(inputs, outputs), as Keras takes them
+            layers, inputs, outputs, input_size = None, layers, input_size, None
         if seed is not None:
             seed = _checks.non_negative_int(seed, "seed")
+        self.name = unique_name("model") if name is None else checked_name(name)
         self.backend = select_backend(device, _checks.float_dtype(dtype))
         self.seed = seed
         init_seed, shuffle_seed = np.random.SeedSequence(seed).spawn(2)
         self._init_rng = np.random.default_rng(init_seed)
-        self._shuffle_rng = np.random.default_rng(shuffle_seed)
-        self.input_shape: Shape | None = None
-        self.output_shape: Shape | None = None
-        self.loss: Loss | None = None
+        #: draws the order of fit's batches
+        self.shuffle_rng = np.random.default_rng(shuffle_seed)
+        self.inputs: list[Symbol] | None = None
+        self.outputs: list[Symbol] | None = None
+        self.plan: Plan | None = None
+        self.store: ParameterStore | None = None
+        self.loss = None
+        self.loss_weights = None
         self.optimizer: Optimizer | None = None
         #: set True (by a callback) to stop fit after the current epoch
         self.stop_training = False
-        self._training = False  # True while fit runs
-        self._workspace = Workspace(self.backend)
         self._predictions = Recordings()  # of predict's passes, by rows
+        if layers is None:
+            if inputs is None or outputs is None:
+                raise ValueError("expected Model([layers], input_size=...) or Model(inputs=..., outputs=...). "
+                                 f"Received: inputs={inputs!r}, outputs={outputs!r}")
+            self.path = None
+            self._set_graph(as_symbols(inputs, "inputs"), as_symbols(outputs, "outputs"))
+            return
+        if inputs is not None or outputs is not None:
+            raise ValueError("expected either a list of layers or inputs= and outputs=, not both")
+        self.path = self.layers = _checked_path(layers)
         if input_size is not None:
             self.build(input_size)
         elif self.layers[0].input_shape is not None:
@@ -81,54 +107,47 @@ class Model:
 
     # ---------------------------------------------------------------- building
     def build(self, input_size: int | Sequence[int]) -> None:
-        """Check the chain for ``input_size`` and make every parameter."""
-        input_shape = shape = _as_shape(input_size)
-        for i, layer in enumerate(self.layers):
-            source = "the model's input" if i == 0 else f"layer {i - 1} {self.layers[i - 1]!r}"
-            try:
-                out = layer.build(shape, self.backend, self._init_rng)
-            except _checks.TooLarge:
-                raise
-            except ValueError as error:
-                raise ValueError(f"layer {i} {layer!r} {error} from {source}") from None
-            shape = out
-        self.input_shape, self.output_shape = input_shape, shape
-        self._pack_parameters()
-        self._chain = chain.links(self.layers)
+        """Check the path for ``input_size`` and make every parameter."""
+        if self.path is None:
+            raise ValueError("a model made from inputs and outputs is built already")
+        shape = as_shape(input_size)
+        symbol = Input(shape)
+        x = symbol
+        for i, layer in enumerate(self.path):
+            source = "the model's input" if i == 0 else f"layer {i - 1} {self.path[i - 1]!r}"
+            x = add_node(layer, [x], x.shape, f"layer {i} ", f" from {source}")
+        self._set_graph([symbol], [x])
 
-    def _pack_parameters(self) -> None:
-        """Lay every parameter out in one buffer, and every gradient in
-        another: layers keep views of them, and an optimizer updates all of
-        a model's parameters in one operation (one dispatch on the GPU).
-        Each slot starts on a multiple of 16 elements (aligned vec4 reads)."""
-        params = self.parameters
-        offsets, total = [], 0
-        for p in params:
-            offsets.append(total)
-            total += -(-math.prod(p.value.shape) // 16) * 16
-        self._offsets = offsets
-        if not params:
-            self._flat = None
+    def _set_graph(self, inputs: list[Symbol], outputs: list[Symbol]) -> None:
+        """Order the graph, make every parameter in that order and pack them."""
+        _check_io(inputs, outputs)
+        plan = Plan(self.backend, inputs, outputs)
+        names = [layer.name for layer in plan.layers]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"expected each layer of a model to have its own name. Received: {repeated} "
+                             "named more than once (pass name=... to the layers)")
+        for layer in plan.layers:
+            layer.build(layer.input_shape, self.backend, self._init_rng)
+        self.inputs, self.outputs, self.plan = inputs, outputs, plan
+        if self.path is None:
+            self.layers = plan.layers
+        self.store = ParameterStore(self.backend, plan.layers)
+        plan.built()
+
+    def sync_weights(self) -> None:
+        """Before using the parameters: if a layer shared with another model
+        was moved or repacked by it, bring it back to this model's store."""
+        if self.store.current():
             return
-        backend = self.backend
-        values, grads = backend.zeros((total,)), backend.zeros((total,))
-        for p, offset in zip(params, offsets):
-            packed = backend.view(values, offset, p.value.shape)
-            backend.copy(p.value, packed)
-            p.value, p.grad = packed, backend.view(grads, offset, p.value.shape)
-        self._flat = Parameter("parameters", values, grads)
-
-    def _trained_parameters(self) -> list[Parameter]:
-        """What the optimizer updates: the one packed parameter."""
-        return [self._flat] if self._flat is not None else []
-
-    def _parameter_views(self, flat: Array) -> list[Array]:
-        """Views of a packed array (like optimizer state) for each parameter."""
-        return [self.backend.view(flat, o, p.value.shape) for o, p in zip(self._offsets, self.parameters)]
+        for layer in self.layers:
+            if layer.backend is not self.backend:
+                layer.build(layer.input_shape, self.backend)
+        self.store = ParameterStore(self.backend, self.layers)
 
     @property
     def built(self) -> bool:
-        return self.input_shape is not None
+        return self.plan is not None
 
     @property
     def device(self) -> Backend:
@@ -140,149 +159,245 @@ class Model:
         return self.backend.dtype
 
     @property
-    def parameters(self) -> list[Parameter]:
+    def parameters(self) -> list:
+        """The trainable parameters, layer by layer."""
         return [p for layer in self.layers for p in layer.parameters]
 
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        """Each output's name: the name of the layer that makes it (twice the
+        same layer: ``name``, ``name_1``)."""
+        names: list[str] = []
+        for s in self.outputs:
+            name, k = s.name, 0
+            while name in names:
+                k += 1
+                name = f"{s.name}_{k}"
+            names.append(name)
+        return names
+
+    @property
+    def input_shape(self) -> Shape | list[Shape] | None:
+        """The per-sample input shape (a list of them for several inputs)."""
+        if self.inputs is None:
+            return None
+        shapes = [s.shape for s in self.inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shape(self) -> Shape | list[Shape] | None:
+        """The per-sample output shape (a list of them for several outputs)."""
+        if self.outputs is None:
+            return None
+        shapes = [s.shape for s in self.outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def is_path(self) -> bool:
+        """Whether the model is a path of layers: one input, one output, each
+        layer once, each taking the one before."""
+        if self.path is not None:
+            return True
+        nodes = self.plan.nodes
+        if len(self.inputs) != 1 or len(self.outputs) != 1 or len(nodes) != len(self.layers):
+            return False
+        previous = self.inputs[0]
+        for node in nodes:
+            if node.inputs != [previous]:
+                return False
+            previous = node.output
+        return previous is self.outputs[0]
+
+    @property
+    def shuffle_state(self) -> dict:
+        """The state of the generator that shuffles fit's batches."""
+        return self.shuffle_rng.bit_generator.state
+
+    @shuffle_state.setter
+    def shuffle_state(self, state: dict) -> None:
+        self.shuffle_rng.bit_generator.state = state
+
     # ------------------------------------------------------------------- data
-    def _inputs(self, x, name: str = "x") -> np.ndarray:
-        """``x`` as an array of shape (n, *input_shape), building on first use."""
-        a = _checks.fits_dtype(_checks.numeric_array(x, name), self.dtype, name)
+    def input_arrays(self, x, name: str = "x") -> list[np.ndarray]:
+        """``x`` as one array (n, *shape) per input, building on first use."""
         if not self.built:
-            self.build(a.shape[1:] if a.ndim > 1 else (1,))
-        shape = self.input_shape
-        if a.shape[1:] == shape:
-            return a
-        if a.shape == shape:
-            return a[None]
-        if shape[0] == 1 and a.shape[1:] == shape[1:]:  # one feature or channel, its axis left out
-            return a.reshape(len(a), *shape)
-        raise ValueError(
-            f"expected {name} of shape {_batch_shape_text(shape)} for the model's input "
-            f"{shape}. Received: {name}.shape={a.shape}"
-        )
+            first = _checks.numeric_array(x, name)
+            self.build(first.shape[1:] if first.ndim > 1 else (1,))
+        names = self.input_names
+        entries = per_name(x, names, name)
+        arrays = []
+        for k, (entry, symbol) in enumerate(zip(entries, self.inputs)):
+            label = name if len(names) == 1 else f"{name}[{names[k]!r}]"
+            what = "the model's input" if len(names) == 1 else f"the input {names[k]!r}"
+            arrays.append(sample_array(entry, symbol.shape, self.dtype, label, what))
+        same_length([(f"{name}[{names[k]!r}]" if len(names) > 1 else name, a) for k, a in enumerate(arrays)])
+        return arrays
 
-    def _data(self, x, y, loss: Loss, names=("x", "y")) -> tuple[np.ndarray, np.ndarray]:
-        x = self._inputs(x, names[0])
-        t = _checks.fits_dtype(loss.prepare_targets(y, self.output_shape[0]), self.dtype, names[1])
-        if len(x) != len(t):
-            raise ValueError(
-                f"expected as many targets as samples. Received: {names[0]} has {len(x)} "
-                f"rows, {names[1]} has {len(t)}"
-            )
-        return x, t
+    def target_arrays(self, y, losses: list[Loss | None], name: str = "y") -> list[np.ndarray | None]:
+        """``y`` as one target array per output with a loss (None for the others)."""
+        names = self.output_names
+        entries = per_name(y, names, name, optional=True)
+        targets = []
+        for k, (entry, loss, symbol) in enumerate(zip(entries, losses, self.outputs)):
+            label = name if len(names) == 1 else f"{name}[{names[k]!r}]"
+            if loss is None:
+                targets.append(None)
+                continue
+            if entry is None:
+                raise ValueError(f"expected targets for the output {names[k]!r}, which has a loss. Received: none")
+            targets.append(target_array(loss, entry, symbol.shape, self.dtype, label))
+        return targets
 
-    # --------------------------------------------------------------- running
-    def _forward(self, x: Array) -> Array:
-        return chain.forward(self._chain, x)
+    def data(self, x, y, losses: list[Loss | None], names=("x", "y")) -> tuple[list[np.ndarray], list]:
+        """Inputs and targets of fit or evaluate, checked: one array per input,
+        one per output (None where an output has no loss)."""
+        xs = self.input_arrays(x, names[0])
+        ts = self.target_arrays(y, losses, names[1])
+        same_length([(names[0], xs[0])] + [(names[1], t) for t in ts if t is not None])
+        return xs, ts
 
-    def predict(self, x, batch_size: int | None = None) -> np.ndarray:
-        """Outputs for inputs ``x`` (n, *input_shape) as a numpy array (n, outputs),
-        computed ``batch_size`` rows at a time (1024 by default), always in
-        inference mode (Dropout passes its input through), even when called
-        from a callback during fit."""
-        x = self._inputs(x)
-        chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
-        if self._training:  # called during fit
-            with self._mode(training=False):
-                return self._predict(x, chunk)
-        return self._predict(x, chunk)
-
-    def _predict(self, x: np.ndarray, chunk: int) -> np.ndarray:
-        if len(x) <= chunk:  # the common, lean path: one pass
-            return self._predict_chunk(x)
-        out = np.empty((len(x), *self.output_shape), self.dtype)
-        for start in range(0, len(x), chunk):
-            out[start : start + chunk] = self._predict_chunk(x[start : start + chunk])
-        return out
-
-    def _predict_chunk(self, x: np.ndarray) -> np.ndarray:
-        """One forward pass. On a backend that records (the GPU), the pass
-        for each number of rows is recorded once and then replayed: the
-        input goes into a buffer kept for it, then one submission and one
-        readback."""
-        backend = self.backend
-        if not backend.records:
-            return backend.to_numpy(self._forward(backend.asarray(x)))
-        inputs = self._workspace.get("predict_x", len(x), self.input_shape)
-        backend.write(inputs, x)
-        replay = self._predictions.get(len(x))
-        if replay is not None:
-            recording, outputs = replay
-            backend.replay(recording, {})
-            return backend.to_numpy(outputs)
-        with backend.record() as recording:
-            outputs = self._forward(inputs)
-        if recording.complete:
-            self._predictions.put(len(x), (recording, outputs))
-        return backend.to_numpy(outputs)
-
-    def __call__(self, x) -> np.ndarray:
-        """``model(x)`` is ``model.predict(x)``."""
-        return self.predict(x)
-
-    def evaluate(self, x, y, loss: Loss | None = None, batch_size: int | None = None) -> dict:
-        """``{"loss": float, "accuracy": float}`` over ``x`` and targets ``y``."""
-        loss = self._resolve_loss(loss)
-        x, t = self._data(x, y, loss)
-        chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
-        acc = self.backend.zeros((2,))
-        data = DeviceData(self, "eval", x, t, min(chunk, len(x)))
-        self._accumulate_metrics(data, loss, acc, 0)
-        loss_sum, correct = (float(v) for v in self.backend.to_numpy(acc))
-        return {"loss": loss_sum / len(x), "accuracy": correct / self._accuracy_count(loss, len(x))}
-
-    def _accumulate_metrics(self, data: DeviceData, loss: Loss, acc: Array, index: int) -> None:
-        """``acc[index] +=`` the loss sum over ``data``, ``acc[index + 1] +=`` its correct count."""
-        accuracy = loss.accuracy_kind(self.output_shape[0])
-        with self._mode(training=False):
-            for xb, tb in data.batches():
-                loss.accumulate(self.backend, self._forward(xb), tb, acc, index, accuracy)
-
-    @contextlib.contextmanager
-    def _mode(self, training: bool):
-        """Every layer's ``training`` flag (and the model's) set for a
-        while, then restored."""
-        before, model_before = [layer.training for layer in self.layers], self._training
-        for layer in self.layers:
-            layer.training = training
-        self._training = training
-        try:
-            yield
-        finally:
-            for layer, flag in zip(self.layers, before):
-                layer.training = flag
-            self._training = model_before
-
-    def _accuracy_count(self, loss: Loss, n: int) -> int:
-        width = self.output_shape[0]
-        return n * width if loss.accuracy_kind(width).startswith("binary") else n
-
-    def _resolve_loss(self, loss: Loss | str | None) -> Loss:
-        loss = _as_loss(loss) if loss is not None else self.loss
+    def output_losses(self, loss=None) -> list[Loss | None]:
+        """The loss of each output: ``loss`` (or compile's, or the last fit's)
+        resolved: one loss for every output, a list in order, or a dict by
+        output name (an output left out has none)."""
+        loss = self.loss if loss is None else loss
         if loss is None:
             raise ValueError(
                 "expected a loss, e.g. loss=MeanSquared() (or model.compile(loss=...) first). "
                 "Received: loss=None"
             )
-        return loss
+        if isinstance(loss, (dict, list, tuple)):
+            entries = per_name(loss, self.output_names, "loss", optional=True)
+            losses = [None if e is None else _as_loss(e) for e in entries]
+            if all(e is None for e in losses):
+                raise ValueError(f"expected a loss for at least one of the outputs {self.output_names}")
+            return losses
+        return [_as_loss(loss)] * len(self.outputs)
+
+    def output_weights(self, losses: list[Loss | None], weights=None) -> list[float]:
+        """Each output's weight in the total loss (``loss_weights``, by
+        default compile's, else 1)."""
+        weights = self.loss_weights if weights is None else weights
+        if weights is None:
+            return [1.0] * len(losses)
+        entries = per_name(weights, self.output_names, "loss_weights", optional=True)
+        return [1.0 if w is None else _checks.non_negative_float(w, "loss_weights") for w in entries]
+
+    # --------------------------------------------------------------- running
+    def predict(self, x, batch_size: int | None = None) -> np.ndarray | list[np.ndarray]:
+        """Outputs for inputs ``x`` as a numpy array (n, *output shape) — a
+        list, one per output, for several outputs — computed ``batch_size``
+        rows at a time (1024 by default), always in inference mode (Dropout
+        passes its input through), even when called from a callback during
+        fit. ``x``: an array, or for several inputs a list in order or a
+        dict by Input name."""
+        xs = self.input_arrays(x)
+        self.sync_weights()
+        chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
+        n = len(xs[0])
+        if n <= chunk:  # the common, lean path: one pass
+            outs = self._predict_chunk(xs)
+        else:
+            outs = [np.empty((n, *s.shape), self.dtype) for s in self.outputs]
+            for start in range(0, n, chunk):
+                for out, part in zip(outs, self._predict_chunk([x[start : start + chunk] for x in xs])):
+                    out[start : start + chunk] = part
+        return outs[0] if len(outs) == 1 else outs
+
+    def _predict_chunk(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        """One forward pass. On a backend that records (the GPU), the pass
+        for each number of rows is recorded once and then replayed: the
+        inputs go into buffers kept for them, then one submission and a
+        readback per output."""
+        backend, plan = self.backend, self.plan
+        inference = plan.pass_for(training=False)
+        if not backend.records:
+            return [backend.to_numpy(a) for a in plan.forward(inference, [backend.asarray(x) for x in xs], False)]
+        rows = len(xs[0])
+        buffers = [plan.buffers.get(f"predict_x{k}", rows, s.shape) for k, s in enumerate(self.inputs)]
+        for buffer, x in zip(buffers, xs):
+            backend.write(buffer, x)
+        replay = self._predictions.get(rows)
+        if replay is not None:
+            recording, outputs = replay
+            backend.replay(recording, {})
+            return [backend.to_numpy(a) for a in outputs]
+        with backend.record() as recording:
+            outputs = plan.forward(inference, buffers, False)
+        if recording.complete:
+            self._predictions.put(rows, (recording, outputs))
+        return [backend.to_numpy(a) for a in outputs]
+
+    def __call__(self, x):
+        """On symbolic tensors, this model's graph applied to them (its
+        layers, and so their weights, shared): a model as a block of
+        another. On data, ``model.predict(x)``."""
+        if not is_symbolic(x):
+            return self.predict(x)
+        given = as_symbols(x, "the inputs of a model called as a layer")
+        if not self.built:
+            self.build(given[0].shape)
+        if len(given) != len(self.inputs):
+            raise ValueError(f"{self.name} takes {len(self.inputs)} inputs {self.input_names}. "
+                             f"Received: {len(given)}")
+        mapping = {}
+        for own, new in zip(self.inputs, given):
+            if own.shape != new.shape:
+                raise ValueError(f"{self.name} takes inputs of shape {batch_shape_text(own.shape)} as "
+                                 f"{own.name!r}. Received: {batch_shape_text(new.shape)} from {new.source()}")
+            mapping[id(own)] = new
+        for node in self.plan.nodes:
+            mapping[id(node.output)] = node.layer([mapping[id(s)] for s in node.inputs]
+                                                  if node.layer.n_inputs is None else mapping[id(node.inputs[0])])
+        outs = [mapping[id(s)] for s in self.outputs]
+        return outs[0] if len(outs) == 1 else outs
+
+    def evaluate(self, x, y, loss=None, batch_size: int | None = None) -> dict:
+        """The loss and accuracy over ``x`` and targets ``y``:
+        ``{"loss": float, "accuracy": float}``, and for several outputs the
+        total loss with each output's (``"label_loss"``) and accuracy."""
+        losses = self.output_losses(loss)
+        xs, ts = self.data(x, y, losses)
+        self.sync_weights()
+        chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
+        weights = self.output_weights(losses)
+        slots = metric_slots(len(self.outputs))
+        acc = self.backend.zeros((slots.size,))
+        evaluate_into(self, "eval", xs, ts, losses, min(chunk, len(xs[0])), acc, 0, slots, validation=False)
+        values = self.backend.to_numpy(acc).astype(np.float64)[None]
+        table = metric_table(self, values, losses, weights, slots, len(xs[0]))
+        return {k: float(v[0]) for k, v in table.items()}
 
     # --------------------------------------------------------------- training
     def compile(
         self,
         optimizer: Optimizer | str | None = None,
-        loss: Loss | str | None = None,
+        loss=None,
         metrics: Sequence[str] | None = None,
+        loss_weights=None,
     ) -> None:
         """Set the optimizer and loss that fit and evaluate use, as Keras's
         compile: objects, or names with default settings — losses "mse",
         "mae", "categorical_crossentropy" (integer labels too, so also
         "sparse_categorical_crossentropy"), "binary_crossentropy";
-        optimizers "sgd", "adam", "adamw", "adagrad". ``metrics`` may name
-        "accuracy", which fit and evaluate always report."""
+        optimizers "sgd", "adam", "adamw", "adagrad". For several outputs
+        ``loss`` and ``loss_weights`` may be lists in output order or dicts
+        by output name. ``metrics`` may name "accuracy", which fit and
+        evaluate report."""
         if optimizer is not None:
             self.optimizer = _as_optimizer(optimizer)
         if loss is not None:
-            self.loss = _as_loss(loss)
+            self.loss = loss if isinstance(loss, (dict, list, tuple)) else _as_loss(loss)
+            if self.built:
+                self.output_losses(loss)  # ValueError now for names that fit no output
+        if loss_weights is not None:
+            self.loss_weights = loss_weights
+            if self.built:
+                self.output_weights(self.output_losses(), loss_weights)
         for metric in metrics or ():
             if metric not in ("accuracy", "acc"):
                 raise ValueError(
@@ -294,7 +409,7 @@ class Model:
         self,
         x,
         y,
-        loss: Loss | str | None = None,
+        loss=None,
         optimizer: Optimizer | str | None = None,
         epochs: int = 1,
         batch_size: int = 32,
@@ -304,6 +419,7 @@ class Model:
         verbose: bool | int = False,
         halting_condition: HaltingCondition | None = None,
         callbacks: Iterable[Callback] | None = None,
+        loss_weights=None,
     ) -> History:
         """Train with mini-batch gradient descent and return the History.
 
@@ -311,16 +427,20 @@ class Model:
         (n, features), for images (n, channels, height, width) — as a numpy
         array, nested lists, or anything numpy reads as numbers (a pandas
         DataFrame, a torch CPU tensor); integers and float64 are cast to the
-        model's dtype, and every value must be finite and fit it.
+        model's dtype, and every value must be finite and fit it. For
+        several inputs, a list in order or a dict by Input name.
         ``y``: the targets, one row per sample of x. For MeanSquared and
         MeanAbsolute (n, outputs) values; for CategoricalCrossEntropy
         integer class labels (n,) or (n, 1) in [0, outputs), or one-hot or
         probability rows (n, outputs); for BinaryCrossEntropy values in
         [0, 1] of shape (n, outputs), or (n,) for one output. A pandas
-        Series works as a 1-D array.
+        Series works as a 1-D array. For several outputs, a list in order
+        or a dict by output name.
 
         ``loss`` and ``optimizer`` (objects, or compile's names) default to
-        those of compile or of the last fit. ``validation_data=(x_val,
+        those of compile or of the last fit; for several outputs ``loss``
+        and ``loss_weights`` may be lists or dicts by output name, and the
+        loss trained is the weighted sum. ``validation_data=(x_val,
         y_val)`` is evaluated after each epoch; ``validation_split`` (in
         [0, 1)) takes that fraction from the end of x and y instead, before
         any shuffling, as Keras does. ``verbose``: 1 (or True) shows a
@@ -332,7 +452,12 @@ class Model:
         so. An interrupt (Ctrl-C) or an error leaves the weights of the last
         epoch read back, which are those of a finished step.
         """
-        self.loss = self._resolve_loss(loss)
+        if loss is not None:
+            self.loss = loss if isinstance(loss, (dict, list, tuple)) else _as_loss(loss)
+        if self.loss is None:
+            self.output_losses()  # ValueError saying a loss is needed
+        if loss_weights is not None:
+            self.loss_weights = loss_weights
         if optimizer is not None:
             self.optimizer = _as_optimizer(optimizer)
         if self.optimizer is None:
@@ -340,99 +465,28 @@ class Model:
                 "expected an optimizer, e.g. optimizer=SGD(0.1) (or model.compile(optimizer=...) first). "
                 "Received: optimizer=None"
             )
-        epochs = _checks.non_negative_int(epochs, "epochs")
-        batch_size = _checks.positive_int(batch_size, "batch_size")
-        verbose = _checks.verbosity(verbose)
-        callbacks = as_callbacks(callbacks)
-        if halting_condition is not None and not isinstance(halting_condition, HaltingCondition):
-            raise ValueError(
-                "expected a HaltingCondition such as MinLossReached(0.01). "
-                f"Received: halting_condition={halting_condition!r}"
-            )
-        x, t, validation = self._fit_data(x, y, validation_data, validation_split)
-        warn_if_mismatched(self.loss, self.layers[-1])
-        keys = ["loss", "accuracy"] + (["val_loss", "val_accuracy"] if validation else [])
-        if halting_condition is not None and halting_condition.monitor not in keys:
-            raise ValueError(
-                f"expected the halting condition to monitor one of {keys}. "
-                f"Received: monitor={halting_condition.monitor!r}"
-            )
-        batch = min(batch_size, len(x))
-        data = DeviceData(self, "train", x, t, batch, shuffle)
-        val = DeviceData(self, "val", *validation, min(batch, len(validation[0]))) if validation else None
-        self.optimizer.bind(self.backend, self._trained_parameters())
-        plan = StepPlan(self)
+        trainer = Trainer(self, x, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                          validation_data=validation_data, validation_split=validation_split, verbose=verbose,
+                          halting_condition=halting_condition, callbacks=callbacks)
+        return trainer.run()
 
-        def run_epoch(epoch: int, run: Run) -> None:
-            if data.shuffling:
-                data.shuffle(self._shuffle_rng)
-            run.start_epoch(epoch)
-            slot = run.slot(epoch)
-            index = slot + FIRST_LOSS  # the first step's loss apart (see fitting.Run)
-            for view in data.views:
-                plan.train_step(data, view, run.metrics, index)
-                index = slot + LOSS
-                run.step_done()
-            if val is not None:
-                self._accumulate_metrics(val, self.loss, run.metrics, slot + VAL_LOSS)
+    def prepare_to_train(self) -> None:
+        """Before a fit's first step: the parameters in this model's store,
+        the optimizer bound to them (its state kept if it trained them before)."""
+        self.sync_weights()
+        self.optimizer.bind(self.backend, [self.store.flat] if self.store.flat is not None else [])
 
-        run = Run(self, data, val, epochs, keys, verbose, run_epoch)
-        # per-epoch readbacks where an epoch's end must be seen; else a few a second
-        watch_every_epoch = halting_condition is not None or bool(callbacks) or verbose == 1
-        self.stop_training = False
-        for callback in callbacks:
-            callback.set_model(self)
-            callback.set_params({"epochs": epochs, "steps": data.steps, "verbose": verbose})
-            callback.on_train_begin({})
-        # divergence is reported once, by the NaN check, not by numpy on the way
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), contextlib.closing(run), \
-                self._mode(training=True):
-            try:
-                for epoch in range(epochs):
-                    for callback in callbacks:
-                        callback.on_epoch_begin(epoch, {})
-                    run_epoch(epoch, run)
-                    if watch_every_epoch or epoch == epochs - 1 or run.due(epoch):
-                        if run.read_epochs(epoch, halting_condition, callbacks):
-                            break
-            except BaseException:  # Ctrl-C, or an error: back to a finished step
-                run.abandon()
-                raise
-        last = {k: v[-1] for k, v in run.history.history.items() if v}
-        for callback in callbacks:
-            callback.on_train_end(last)
-        return run.history
+    def snapshot_weights(self, into: Snapshot | None = None) -> Snapshot:
+        """A copy, on the model's device, of every parameter and state (into
+        ``into``, an earlier snapshot of this model, when it fits): what
+        EarlyStopping keeps of the best epoch."""
+        self.sync_weights()
+        return self.store.snapshot(into if self.store.fits(into) else None)
 
-    def _fit_data(self, x, y, validation_data, validation_split) -> tuple:
-        """fit's (samples, targets, (validation samples, targets) or None), checked."""
-        x, t = self._data(x, y, self.loss)
-        validation_split = _checks.fraction(validation_split, "validation_split")
-        if validation_split:
-            if validation_data is not None:
-                raise ValueError("expected validation_data or validation_split, not both")
-            x, t, validation_data = _split(x, t, validation_split)
-        if validation_data is None:
-            return x, t, None
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError(
-                f"expected validation_data=(x_val, y_val). Received: {type(validation_data).__name__}"
-            )
-        names = ("validation_data[0]", "validation_data[1]")
-        return x, t, self._data(*validation_data, self.loss, names)
-
-    def _weights_copy(self, into: Array | None = None) -> Array | None:
-        """A device copy of every parameter (into ``into`` when given, else
-        a new array), for callbacks that keep the best weights."""
-        if self._flat is None:
-            return None
-        into = into if into is not None else self.backend.empty(self._flat.value.shape)
-        self.backend.copy(self._flat.value, into)
-        return into
-
-    def _restore_weights(self, copy: Array | None) -> None:
-        """Put back the parameters of :meth:`_weights_copy` (bit for bit)."""
-        if copy is not None:
-            self.backend.copy(copy, self._flat.value)
+    def restore_weights(self, snapshot: Snapshot) -> None:
+        """Put back the parameters and state of :meth:`snapshot_weights`, bit for bit."""
+        self.sync_weights()
+        self.store.restore(snapshot)
 
     # ------------------------------------------------------------------ files
     def save(self, path, include_optimizer: bool = False) -> None:
@@ -442,24 +496,25 @@ class Model:
         (and the previous file kept) if a tensor holds NaN or inf."""
         from .saving import save_model
 
+        self.sync_weights()
         save_model(self, path, include_optimizer)
 
     def _load_new(cls, path, device: str | Backend = "auto", dtype: str | None = None) -> "Model":
         """Rebuild a saved model on ``device`` (dtype: the file's, by default)."""
         from .saving import load_model
 
-        return load_model(path, device, dtype)
+        return load_model(path, device, dtype, cls)
 
     def _load_into(self, path) -> "Model":
         """Fill this model from a model file, checking that the architecture
-        (layer types, configurations, input shape) is the same; the file's
-        optimizer state, if any, comes too. FormatError, and the model
-        unchanged, for anything that does not fit."""
+        (layer types, configurations, input shapes, connections) is the
+        same; the file's optimizer state, if any, comes too. FormatError,
+        and the model unchanged, for anything that does not fit."""
         from .saving import load_model_into
 
         return load_model_into(self, path)
 
-    load = _ClassOrInstanceMethod(_load_new, _load_into)
+    load = ClassOrInstanceMethod(_load_new, _load_into)
 
     def get_weights(self) -> list[np.ndarray]:
         """Every layer's tensors in layer order, in PyTorch's layouts: Dense
@@ -477,8 +532,8 @@ class Model:
         set_weights(self, weights)
 
     def save_weights(self, path) -> None:
-        """Write the weights alone to a safetensors file: the state_dict of
-        the equivalent ``torch.nn.Sequential``."""
+        """Write the weights alone to a safetensors file: for a path of
+        layers, the state_dict of the equivalent ``torch.nn.Sequential``."""
         from .saving import save_weights
 
         save_weights(self, path)
@@ -504,13 +559,26 @@ class Model:
 
     # ------------------------------------------------------------ description
     def summary(self) -> "Summary":
-        """A table of the layers, their output shapes and parameter counts:
-        a string that also shows as the table when typed at a prompt."""
-        rows = [("#", "layer", "output shape", "parameters")]
-        for i, layer in enumerate(self.layers):
-            shape = "?" if layer.output_shape is None else _batch_shape_text(layer.output_shape)
-            rows.append((str(i), repr(layer), shape, f"{layer.parameter_count:,}"))
-        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        """A table of the layers, their output shapes and parameter counts
+        (and, for a graph, what each takes its inputs from: Keras's
+        "Connected to"): a string that also shows as the table when typed at
+        a prompt."""
+        if self.is_path:
+            rows = [("#", "layer", "output shape", "parameters")]
+            for i, layer in enumerate(self.layers):
+                shape = "?" if layer.output_shape is None else batch_shape_text(layer.output_shape)
+                rows.append((str(i), repr(layer), shape, f"{layer.parameter_count:,}"))
+        else:
+            rows = [("#", "layer", "output shape", "parameters", "connected to")]
+            rows += [("", f"{s.name} (Input)", batch_shape_text(s.shape), "0", "") for s in self.inputs]
+            counted: set[int] = set()
+            for i, node in enumerate(self.plan.nodes):
+                layer = node.layer
+                count = 0 if id(layer) in counted else layer.parameter_count
+                counted.add(id(layer))
+                rows.append((str(i), f"{layer.name} {layer!r}", batch_shape_text(node.output.shape),
+                             f"{count:,}", ", ".join(s.name for s in node.inputs)))
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         lines.insert(1, "-" * len(lines[0]))
         total = sum(layer.parameter_count for layer in self.layers)
@@ -521,7 +589,10 @@ class Model:
         return str(self.summary())
 
     def __repr__(self) -> str:
-        return f"Model([{', '.join(map(repr, self.layers))}], device={self.backend.kind!r})"
+        if self.path is not None:
+            return f"Model([{', '.join(map(repr, self.layers))}], device={self.backend.kind!r})"
+        return (f"Model(inputs={self.input_names}, outputs={self.output_names}, "
+                f"{len(self.layers)} layers, device={self.backend.kind!r})")
 
 
 class Summary(str):
@@ -530,6 +601,37 @@ class Summary(str):
 
     def __repr__(self) -> str:
         return str(self)
+
+
+def _checked_path(layers) -> list[Layer]:
+    layers = list(layers)
+    if not layers:
+        raise ValueError("expected at least one layer. Received: layers=[]")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"expected Layer objects. Received: {layer!r} at index {i}")
+        if layer.n_inputs != 1:
+            raise ValueError(f"expected layers of one input in a list of layers. Received: {layer!r} at index {i}, "
+                             "which merges several: build the model from inputs and outputs")
+    if len({id(layer) for layer in layers}) != len(layers):
+        raise ValueError("expected each layer object once; the same one appears twice")
+    return layers
+
+
+def _check_io(inputs: list[Symbol], outputs: list[Symbol]) -> None:
+    for s in inputs:
+        if not s.is_input:
+            raise ValueError(f"expected the model's inputs to come from Input(...). Received: {s.source()}")
+    if len({id(s) for s in inputs}) != len(inputs):
+        raise ValueError("expected each input once in inputs")
+    names = [s.name for s in inputs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"expected inputs of different names. Received: {names}")
+    for s in outputs:
+        if s.is_input:
+            raise ValueError(f"expected outputs computed by layers. Received: the input {s.name!r} as an output")
+    if len({id(s) for s in outputs}) != len(outputs):
+        raise ValueError("expected each output once in outputs")
 
 
 def _as_loss(loss) -> Loss:
@@ -548,32 +650,3 @@ def _named(value, base: type, names: dict[str, str], classes: dict[str, type], w
     if isinstance(value, str) and value.lower() in names:
         return classes[names[value.lower()]]()
     raise ValueError(f"expected {what} object or one of {sorted(names)}. Received: {argument}={value!r}")
-
-
-def _split(x: np.ndarray, t: np.ndarray, fraction: float):
-    """(x_train, t_train, (x_val, t_val)): the last ``fraction`` of the
-    samples for validation, as Keras's validation_split."""
-    n = len(x)
-    split_at = int(math.floor(n * (1.0 - fraction)))
-    if split_at == 0 or split_at == n:
-        raise ValueError(
-            f"expected enough samples to split off a validation set. Received: {n} samples "
-            f"with validation_split={fraction} ({n - split_at} for validation)"
-        )
-    return x[:split_at], t[:split_at], (x[split_at:], t[split_at:])
-
-
-def _as_shape(size) -> Shape:
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        return (_checks.positive_int(int(size), "input_size"),)
-    try:
-        shape = tuple(size)
-    except TypeError:
-        raise ValueError(
-            f"expected input_size as a positive integer or a shape tuple. Received: {size!r}"
-        ) from None
-    for s in shape:
-        _checks.positive_int(s, "input_size")
-    if not shape:
-        raise ValueError("expected input_size as a positive integer or a shape tuple. Received: ()")
-    return tuple(int(s) for s in shape)

@@ -1,7 +1,8 @@
 // activations.wgsl — activation functions, their gradients, and softmax.
 //
 // Entry points:
-//   activation_forward   out[i] = f(a[i])                  kind: 0 tanh, 1 sigmoid, 2 relu
+//   activation_forward   out[i] = f(a[i])       kind: ACTIVATION_TANH, _SIGMOID or _RELU
+//                        (constants the host prepends; any other kind gives NaN)
 //   activation_backward  out[i] = b[i] · f'(x), from the saved output a = f(x):
 //                        tanh (1 - a)(1 + a), sigmoid a (1 - a), relu [a > 0]
 //   softmax_forward      out = softmax(a) row by row (rows × cols), max-shifted
@@ -56,9 +57,10 @@ fn activation_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
   let x = a[params.a_off + i];
   var y: f32;
   switch params.kind {
-    case 0u: { y = tanh_(x); }
-    case 1u: { y = sigmoid(x); }
-    default: { y = max(x, 0.0); }
+    case ACTIVATION_TANH: { y = tanh_(x); }
+    case ACTIVATION_SIGMOID: { y = sigmoid(x); }
+    case ACTIVATION_RELU: { y = max(x, 0.0); }
+    default: { y = unknown_kind(); }
   }
   out[params.out_off + i] = y;
 }
@@ -72,9 +74,10 @@ fn activation_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
   let dy = b[params.b_off + i];
   var d: f32;
   switch params.kind {
-    case 0u: { d = ((1.0 - y) * (1.0 + y)) * dy; }
-    case 1u: { d = ((1.0 - y) * y) * dy; }
-    default: { d = select(0.0, dy, y > 0.0); }
+    case ACTIVATION_TANH: { d = ((1.0 - y) * (1.0 + y)) * dy; }
+    case ACTIVATION_SIGMOID: { d = ((1.0 - y) * y) * dy; }
+    case ACTIVATION_RELU: { d = select(0.0, dy, y > 0.0); }
+    default: { d = unknown_kind(); }
   }
   out[params.out_off + i] = d;
 }

@@ -18,7 +18,7 @@
 //   op(a) is (m, k): a stored as (m, k), or as (k, m) when transpose_a = 1;
 //   op(b) is (k, n): b stored as (k, n), or as (n, k) when transpose_b = 1; so
 //   x·W, xᵀ·dY and dY·Wᵀ all read their operands where they lie.
-//   Epilogues: activation = 1 + kind (0 tanh, 1 sigmoid, 2 relu): out = f(op(a) ·
+//   Epilogues: activation = 1 + kind (ACTIVATION_TANH, _SIGMOID, _RELU): out = f(op(a) ·
 //   op(b) + bias); grad_kind = 1 + kind: out = f'(y) · (op(a) · op(b)) from the
 //   saved output y = aux (activations.wgsl's formulas); has_bias_grad = 1: also
 //   bias_grad[j] = Σ_p op(b)[p, j], as row m of the product of op(a) with a row of
@@ -125,18 +125,21 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 fn epilogue(x: f32, at: u32) -> f32 {
-  switch params.activation {
-    case 1u: { return tanh_(x); }
-    case 2u: { return sigmoid(x); }
-    case 3u: { return max(x, 0.0); }
-    default: {}
+  if (params.activation != 0u) {
+    switch params.activation - 1u {
+      case ACTIVATION_TANH: { return tanh_(x); }
+      case ACTIVATION_SIGMOID: { return sigmoid(x); }
+      case ACTIVATION_RELU: { return max(x, 0.0); }
+      default: { return unknown_kind(); }
+    }
   }
   if (params.grad_kind == 0u) { return x; }
   let y = aux[params.aux_off + at];
-  switch params.grad_kind {
-    case 1u: { return ((1.0 - y) * (1.0 + y)) * x; }
-    case 2u: { return ((1.0 - y) * y) * x; }
-    default: { return select(0.0, x, y > 0.0); }
+  switch params.grad_kind - 1u {
+    case ACTIVATION_TANH: { return ((1.0 - y) * (1.0 + y)) * x; }
+    case ACTIVATION_SIGMOID: { return ((1.0 - y) * y) * x; }
+    case ACTIVATION_RELU: { return select(0.0, x, y > 0.0); }
+    default: { return unknown_kind(); }
   }
 }
 

@@ -66,6 +66,5 @@ def inputs(model: Model, n: int, seed: int = 0) -> np.ndarray:
 class Doubling(Layer):
     """A layer no exporter knows."""
 
-    def forward(self, x):
-        self._check_input(x)
+    def call(self, ctx, x):
         return x * 2

@@ -371,7 +371,7 @@ def test_abstract_layer_types_do_not_load(saved, name):
 def test_layer_types_are_the_concrete_ones():
     assert {"Dense", "Conv2D", "TanH", "Sigmoid", "ReLU", "Softmax", "MaxPool2D", "Flatten", "Dropout"} <= set(LAYER_TYPES)
     for cls in LAYER_TYPES.values():
-        assert cls.forward is not Layer.forward
+        assert cls.call is not Layer.call
 
 
 # ------------------------------------------------------------------ item 13: one rule for non-finite values

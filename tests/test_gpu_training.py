@@ -4,7 +4,7 @@ that keep training on the device (submissions, readbacks, buffers)."""
 import numpy as np
 import pytest
 
-from intricate_py import Model, fitting
+from intricate_py import Model, fit_data, fitting
 from intricate_py.layers import Dense, ReLU, Softmax, TanH
 from intricate_py.losses import CategoricalCrossEntropy, MeanSquared
 from intricate_py.optimizers import SGD, Adam
@@ -74,9 +74,9 @@ def test_training_stays_on_the_device(gpu):
     first, last = stats[0], stats[-1]
     assert last["buffers_created"] == first["buffers_created"]
     assert last["submits"] - before["submits"] <= steps
-    # one readback an epoch: its metrics (fitting.SLOTS floats)
+    # one readback an epoch: its metrics (a block of accumulators, 7 floats for one output)
     assert last["readbacks"] - before["readbacks"] == 4
-    assert last["bytes_read_back"] - before["bytes_read_back"] == 4 * 4 * fitting.SLOTS
+    assert last["bytes_read_back"] - before["bytes_read_back"] == 4 * 4 * fit_data.metric_slots(1).size == 4 * 4 * 7
 
     # a warm fit with the same shapes reuses pooled buffers: none created
     warm = model.device.stats()
@@ -136,7 +136,6 @@ def test_replayed_steps_equal_steps_run_layer_by_layer(gpu, monkeypatch):
     Adam's bias corrections, a schedule's rate and Dropout's keys written
     into the recorded parameters) trains bit-identically to running the
     layers' code every step; the last, smaller batch has its own recording."""
-    from intricate_py import fitting
     from intricate_py.layers import Dropout
     from intricate_py.schedules import ExponentialDecay
 
@@ -145,14 +144,14 @@ def test_replayed_steps_equal_steps_run_layer_by_layer(gpu, monkeypatch):
     def train(replay):
         model = Model([Dense(24), ReLU(), Dropout(0.3), Dense(10), Softmax()], input_size=784, device="gpu", seed=5)
         plans = []
-        real = fitting.StepPlan.__init__
+        real = fitting.TrainStep.__init__
 
-        def init(plan, model):
-            real(plan, model)
+        def init(plan, *args):
+            real(plan, *args)
             plan.replayable = replay
             plans.append(plan)
 
-        monkeypatch.setattr(fitting.StepPlan, "__init__", init)
+        monkeypatch.setattr(fitting.TrainStep, "__init__", init)
         history = model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=Adam(ExponentialDecay(0.01, 5, 0.5)),
                             epochs=3, batch_size=32, validation_split=0.2)
         monkeypatch.undo()
@@ -167,15 +166,15 @@ def test_replayed_steps_equal_steps_run_layer_by_layer(gpu, monkeypatch):
 
 
 def count_dense_forwards(monkeypatch) -> list:
-    """Dense.forward calls from now on, one entry each."""
+    """Dense.call calls (forward passes) from now on, one entry each."""
     calls = []
-    real = Dense.forward
+    real = Dense.call
 
-    def counted(layer, x, **kwargs):
+    def counted(layer, ctx, x, **kwargs):
         calls.append(1)
-        return real(layer, x, **kwargs)
+        return real(layer, ctx, x, **kwargs)
 
-    monkeypatch.setattr(Dense, "forward", counted)
+    monkeypatch.setattr(Dense, "call", counted)
     return calls
 
 

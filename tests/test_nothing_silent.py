@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from intricate_py import MinLossReached, Model, fitting
+from intricate_py import MinLossReached, Model, fit_run, fitting
 from intricate_py.callbacks import Callback
 from intricate_py.layers import Dense, Dropout, ReLU, Sigmoid, Softmax, TanH
 from intricate_py.losses import BinaryCrossEntropy, CategoricalCrossEntropy, MeanSquared
@@ -58,7 +58,7 @@ def test_injected_nan_restores_the_last_weights_that_gave_a_finite_loss(device):
             if epoch == 0:
                 kept["weights"] = weights(self.model)
             if epoch == 1:
-                flat = self.model._flat.value
+                flat = self.model.store.flat.value
                 self.model.device.write(flat, np.full(flat.shape, np.nan, np.float32))
 
     model = Model([Dense(16), ReLU(), Dense(4), Softmax()], input_size=8, device=device, seed=0)
@@ -82,15 +82,16 @@ def test_a_late_divergence_keeps_the_previous_epoch(device, monkeypatch):
                 kept["weights"] = weights(self.model)
 
     model = Model([Dense(16), ReLU(), Dense(4), Softmax()], input_size=8, device=device, seed=0)
-    real, calls = fitting.StepPlan.train_step, []
+    real, calls = fitting.TrainStep.run, []
 
-    def nan_in_step_12(plan, data, batch, metrics, index):
-        real(plan, data, batch, metrics, index)
+    def nan_in_step_12(step, data, batch, metrics, block, first_step):
+        real(step, data, batch, metrics, block, first_step)
         calls.append(1)
         if len(calls) == 12:  # epoch 3's 4th and last step of 16 samples
-            plan.backend.write(plan.backend.rows(metrics, index, index + 1), np.array([np.nan], np.float32))
+            index = block + step.slots.of(0, step.slots.LOSS)
+            step.backend.write(step.backend.rows(metrics, index, index + 1), np.array([np.nan], np.float32))
 
-    monkeypatch.setattr(fitting.StepPlan, "train_step", nan_in_step_12)
+    monkeypatch.setattr(fitting.TrainStep, "run", nan_in_step_12)
     with pytest.warns(RuntimeWarning, match="the loss became nan in epoch 3.*end of epoch 2 were kept"):
         model.fit(x, labels, loss=CategoricalCrossEntropy(), optimizer=SGD(0.1), epochs=5, batch_size=16,
                   shuffle=False, callbacks=[PoisonLastStep()])
@@ -125,15 +126,15 @@ def assert_finished_step_and_resumes(model, seen):
 def test_an_interrupt_between_steps_leaves_a_finished_step(device, monkeypatch, at_step):
     seen = reference_epochs(device)
     model = xor_model(device)
-    real, calls = fitting.StepPlan.train_step, []
+    real, calls = fitting.TrainStep.run, []
 
-    def interrupted(plan, *args):
-        real(plan, *args)  # the step is recorded (or done), then Ctrl-C
+    def interrupted(step, *args):
+        real(step, *args)  # the step is recorded (or done), then Ctrl-C
         calls.append(1)
         if len(calls) == at_step:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(fitting.StepPlan, "train_step", interrupted)
+    monkeypatch.setattr(fitting.TrainStep, "run", interrupted)
     with pytest.raises(KeyboardInterrupt):
         model.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.3, momentum=0.5), epochs=6, batch_size=2,
                   callbacks=[lambda epoch, logs: None])
@@ -214,8 +215,8 @@ def test_epochs_do_not_cost_memory(device):
 def test_the_metric_ring_wraps_without_losing_epochs(device, monkeypatch):
     """Read back only when the ring is full: every epoch still lands in the
     history, with the values a per-epoch readback gives."""
-    monkeypatch.setattr(fitting, "REFRESH_SECONDS", 1e9)
-    epochs = 2 * fitting.RING + 37
+    monkeypatch.setattr(fit_run, "REFRESH_SECONDS", 1e9)
+    epochs = 2 * fit_run.RING + 37
     lazy = xor_model(device).fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=epochs,
                                  batch_size=4)
     eager = xor_model(device).fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=epochs,

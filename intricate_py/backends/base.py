@@ -25,6 +25,7 @@ memory                     ``empty``, ``zeros``, ``from_numpy``, ``asarray``, ``
                            ``view``, ``take_rows``
 dense algebra              ``matmul`` (transpose flags, optional bias),
                            ``sum_rows``, ``flag_nonfinite``
+elementwise                ``add``, ``multiply``, ``scale``, ``copy_slice``
 activations                ``activation``, ``activation_grad``, ``softmax``,
                            ``softmax_grad``
 losses                     ``loss`` (value, correct count and gradient in one pass)
@@ -49,6 +50,9 @@ import numpy as np
 Array = Any  # numpy.ndarray on the CPU, a GPU buffer handle on the GPU
 Pair = tuple[int, int]  # (height, width) of a kernel, stride or padding
 
+#: Activations a product's epilogue and ``activation`` apply, numbered by
+#: position here and nowhere else: the GPU's shaders receive these numbers as
+#: constants named ``ACTIVATION_TANH`` and so on (backends/shaders.py).
 ACTIVATIONS = ("tanh", "sigmoid", "relu")
 LOSSES = (
     "squared", "absolute", "cross_entropy", "binary_cross_entropy",
@@ -173,6 +177,27 @@ class Backend(abc.ABC):
     def flag_nonfinite(self, x: Array, acc: Array, index: int) -> None:
         """``acc[index] = 1`` when any element of ``x`` is NaN or ±inf
         (``acc`` is left alone otherwise)."""
+
+    # ------------------------------------------------------------- elementwise
+    @abc.abstractmethod
+    def add(self, a: Array, b: Array, out: Array, scale: float = 1.0) -> None:
+        """``out = scale · (a + b)``, arrays of one size; ``out`` may be ``a``
+        or ``b`` (a gradient accumulating in place)."""
+
+    @abc.abstractmethod
+    def multiply(self, a: Array, b: Array, out: Array) -> None:
+        """``out = a · b`` elementwise; ``out`` may be ``a`` or ``b``."""
+
+    @abc.abstractmethod
+    def scale(self, a: Array, factor: float, out: Array) -> None:
+        """``out = factor · a``; ``out`` may be ``a``."""
+
+    @abc.abstractmethod
+    def copy_slice(self, src: Array, dst: Array, src_start: int, dst_start: int, width: int) -> None:
+        """``dst[:, dst_start : dst_start + width] = src[:, src_start : src_start + width]``
+        for matrices src (rows, a) and dst (rows, b), which are different
+        arrays: a Concatenate's inputs into its output, and its output's
+        gradient back into its inputs'."""
 
     # ------------------------------------------------------------- activations
     @abc.abstractmethod

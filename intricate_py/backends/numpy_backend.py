@@ -281,6 +281,21 @@ class NumpyBackend(Backend):
         if not _all_finite(x):
             acc[index] = 1
 
+    # ------------------------------------------------------------- elementwise
+    def add(self, a, b, out, scale=1.0) -> None:
+        np.add(a, b, out=out)
+        if scale != 1.0:
+            np.multiply(out, out.dtype.type(scale), out=out)
+
+    def multiply(self, a, b, out) -> None:
+        np.multiply(a, b, out=out)
+
+    def scale(self, a, factor, out) -> None:
+        np.multiply(a, a.dtype.type(factor), out=out)
+
+    def copy_slice(self, src, dst, src_start, dst_start, width) -> None:
+        np.copyto(dst[:, dst_start : dst_start + width], src[:, src_start : src_start + width])
+
     # ------------------------------------------------------------- activations
     def activation(self, kind: str, x: np.ndarray, out: np.ndarray) -> None:
         _ACTIVATION[kind](x, out)

@@ -10,6 +10,11 @@ Two header lines extend that: ``// extends: other.wgsl`` compiles the file
 after that one's source (its declarations and helpers, since WGSL has no
 includes; the entry points are this file's own), and ``// requires: feature``
 compiles it only on a device with that wgpu feature.
+
+Every file is compiled after a short generated preamble (:func:`preamble`):
+the activation kinds as constants numbered by ``base.ACTIVATIONS``, the one
+list both Python and WGSL take them from, and ``unknown_kind()``, the NaN a
+``switch`` returns for a kind it does not know (never another activation).
 """
 
 from __future__ import annotations
@@ -30,6 +35,16 @@ _ENTRY = re.compile(r"@compute\s*@workgroup_size\(([^)]*)\)\s*fn\s+(\w+)")
 _FORMAT = {"u32": "I", "i32": "i", "f32": "f"}
 _EXTENDS = re.compile(r"^//\s*extends:\s*(\S+\.wgsl)\s*$", re.M)
 _REQUIRES = re.compile(r"^//\s*requires:\s*(\S+)\s*$", re.M)
+
+
+def preamble() -> str:
+    """The WGSL every kernel file is compiled after: constants that Python defines."""
+    from .base import ACTIVATIONS
+
+    lines = ["// generated from intricate_py/backends/base.py (shaders.preamble)"]
+    lines += [f"const ACTIVATION_{kind.upper()}: u32 = {i}u;" for i, kind in enumerate(ACTIVATIONS)]
+    lines.append("fn unknown_kind() -> f32 { return bitcast<f32>(0x7fc00000u); }  // NaN")
+    return "\n".join(lines) + "\n"
 
 
 def shader_dir() -> Path:
@@ -67,6 +82,7 @@ class KernelFile:
         source = own
         for base in _EXTENDS.findall(own):
             source = (path.parent / base).read_text(encoding="utf-8") + "\n" + source
+        source = preamble() + source
         bindings = [
             (int(i), "uniform" if space == "uniform" else access or "read", name)
             for i, space, access, name in _BINDING.findall(source)

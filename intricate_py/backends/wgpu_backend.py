@@ -35,7 +35,7 @@ import numpy as np
 import wgpu
 
 from ..device_choice import Adapter
-from .base import ACCURACIES, LOSSES, Backend, StepFloat, StepInt, dropout_threshold, window_positions
+from .base import ACCURACIES, ACTIVATIONS, LOSSES, Backend, StepFloat, StepInt, dropout_threshold, window_positions
 from .matmul_plan import ENTRY_POINTS, TILES, MatmulPlan, device_shape, plan_matmul
 from .shaders import Kernels
 from .wgpu_recording import Dispatch, Profile, Recording, uninterrupted
@@ -44,7 +44,7 @@ _USAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage
 _ROUND = 256  # buffer sizes are rounded up to this many bytes, for reuse
 _MAX_GROUPS = 65535  # workgroups per dispatch dimension
 
-ACTIVATION_KIND = {"tanh": 0, "sigmoid": 1, "relu": 2}
+ACTIVATION_KIND = {kind: i for i, kind in enumerate(ACTIVATIONS)}  # the shaders' ACTIVATION_* constants
 LOSS_KIND = {kind: i for i, kind in enumerate(LOSSES)}  # the order losses.wgsl numbers them
 ACCURACY_KIND = {kind: i for i, kind in enumerate(ACCURACIES)}
 
@@ -548,6 +548,39 @@ class WgpuBackend(Backend):
         self._dispatch(
             "flag_nonfinite", self._grid(x.size), (x, acc),
             rows=x.size, cols=1, a_off=x.offset, out_off=acc.offset + index,
+        )
+
+    # ------------------------------------------------------------- elementwise
+    def _elementwise(self, entry: str, a, b, out, scale: float = 1.0) -> None:
+        """``entry`` of elementwise.wgsl on arrays of one size; an operand in
+        out's buffer is read through out's binding."""
+        if a.size != out.size or (b is not None and b.size != out.size):
+            raise ValueError(f"{entry} needs arrays of one size. Received: {a.shape}, "
+                             f"{None if b is None else b.shape} and {out.shape}")
+        a_in, b_in = a.alloc is out.alloc, b is not None and b.alloc is out.alloc
+        self._dispatch(
+            entry, self._grid(out.size), (None if a_in else a, None if b_in or b is None else b, out),
+            count=out.size, a_off=a.offset, b_off=b.offset if b is not None else 0, out_off=out.offset,
+            a_in_out=int(a_in), b_in_out=int(b_in), scale=scale,
+        )
+
+    def add(self, a, b, out, scale=1.0) -> None:
+        self._elementwise("add", a, b, out, scale)
+
+    def multiply(self, a, b, out) -> None:
+        self._elementwise("multiply", a, b, out)
+
+    def scale(self, a, factor, out) -> None:
+        self._elementwise("scale", a, None, out, factor)
+
+    def copy_slice(self, src, dst, src_start, dst_start, width) -> None:
+        if src.alloc is dst.alloc:
+            raise ValueError("copy_slice needs arrays in different buffers")
+        rows = dst.shape[0]
+        self._dispatch(
+            "copy_slice", self._grid(rows * width), (src, None, dst), count=rows * width, width=width,
+            a_off=src.offset, a_cols=src.shape[1], a_start=src_start,
+            out_off=dst.offset, out_cols=dst.shape[1], out_start=dst_start,
         )
 
     # ------------------------------------------------------------- activations

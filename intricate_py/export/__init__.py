@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..layers.base import _batch_shape_text, _shape_text
+from ..naming import batch_shape_text, shape_text as _shape_text
 
 if TYPE_CHECKING:
     from ..layers import Layer
@@ -72,9 +72,9 @@ def exported_layers(model: "Model", table: dict[type, Callable], what: str) -> l
 
 def architecture_lines(model: "Model") -> list[str]:
     """The layers and their output shapes, one line each, in ASCII."""
-    lines = [f"input {_batch_shape_text(model.input_shape)}"]
+    lines = [f"input {batch_shape_text(model.input_shape)}"]
     for i, layer in enumerate(model.layers):
-        lines.append(f"{i}: {layer_text(layer)} -> {_batch_shape_text(layer.output_shape)}")
+        lines.append(f"{i}: {layer_text(layer)} -> {batch_shape_text(layer.output_shape)}")
     return lines
 
 

@@ -1,14 +1,18 @@
-"""Layers, each with forward and back_propagate: Dense, the activations, and
-the image layers Conv2D, MaxPool2D and Flatten, and Dropout."""
+"""Layers, each with a forward and a backward pass: Dense, the activations,
+the image layers Conv2D and MaxPool2D, Flatten and Reshape, Dropout, and the
+merge layers Add, Subtract, Multiply, Average and Concatenate."""
 
 from .activations import Activation, ReLU, Sigmoid, Softmax, TanH
-from .base import LAYER_TYPES, Layer, Parameter
-from .conv import Conv2D, Flatten, MaxPool2D
+from .base import LAYER_TYPES, Context, Layer, Parameter
+from .conv import Conv2D, MaxPool2D
 from .dense import Dense
 from .dropout import Dropout
+from .merge import Add, Average, Concatenate, Merge, Multiply, Subtract
+from .reshape import Flatten, Reshape
 
 __all__ = [
     "Layer",
+    "Context",
     "Parameter",
     "Dense",
     "Activation",
@@ -19,6 +23,13 @@ __all__ = [
     "Conv2D",
     "MaxPool2D",
     "Flatten",
+    "Reshape",
     "Dropout",
+    "Merge",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Concatenate",
     "LAYER_TYPES",
 ]

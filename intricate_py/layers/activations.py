@@ -5,7 +5,7 @@ so backward needs no copy of the input."""
 from __future__ import annotations
 
 from ..backends import Array
-from .base import Layer, Shape
+from .base import Context, Layer, Shape
 
 
 class Activation(Layer, abstract=True):
@@ -16,22 +16,20 @@ class Activation(Layer, abstract=True):
 
     kind: str
 
-    def forward(self, x: Array) -> Array:
-        self._check_input(x)
-        y = self._y = self._workspace.get("y", x.shape[0], self.input_shape)
+    def call(self, ctx: Context, x: Array) -> Array:
+        y = ctx.y = ctx.buffer("y", x.shape[0], self.input_shape)
         self._apply(x, y)
         return y
 
-    def take(self, y: Array) -> Array:
+    def take(self, ctx: Context, y: Array) -> Array:
         """Keep ``y``, this layer's output computed elsewhere (by a product
-        whose epilogue applied this activation), for back_propagate."""
-        self._check_input(y)
-        self._y = y
+        whose epilogue applied this activation), for the backward."""
+        ctx.y = y
         return y
 
-    def back_propagate(self, grad_output: Array) -> Array:
-        dx = self._workspace.get("dx", grad_output.shape[0], self.input_shape)
-        self._gradient(self._y, grad_output, dx)
+    def backward(self, ctx: Context, grad: Array) -> Array:
+        dx = ctx.buffer("dx", grad.shape[0], self.input_shape)
+        self._gradient(ctx.y, grad, dx)
         return dx
 
     def _apply(self, x: Array, y: Array) -> None:

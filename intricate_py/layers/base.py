@@ -1,4 +1,5 @@
-"""The Layer base class: shapes, parameters, reusable buffers."""
+"""The Layer base class: names, shapes, parameters, and the contexts that
+hold what a call of a layer keeps between its forward and its backward."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 
 from .. import _checks, initializers
 from ..backends import Array, Backend, NumpyBackend
+from ..graph import call_layer, is_symbolic
+from ..naming import batch_shape_text, checked_name, shape_text, snake_case, unique_name
 
 Shape = tuple[int, ...]
 
@@ -17,23 +20,26 @@ Shape = tuple[int, ...]
 #: files (a base class declared ``class Base(Layer, abstract=True)`` is left out).
 LAYER_TYPES: dict[str, type["Layer"]] = {}
 
-
 class Parameter:
-    """A trainable array and the gradient ``back_propagate`` leaves for it."""
+    """An array of a layer and, when ``trainable``, the gradient
+    ``back_propagate`` leaves for it; non-trainable state (moving
+    statistics) has no gradient and is never touched by an optimizer."""
 
-    __slots__ = ("name", "value", "grad")
+    __slots__ = ("name", "value", "grad", "trainable")
 
-    def __init__(self, name: str, value: Array, grad: Array):
+    def __init__(self, name: str, value: Array, grad: Array | None, trainable: bool = True):
         self.name = name
         self.value = value
         self.grad = grad
+        self.trainable = trainable
 
     def __repr__(self) -> str:
-        return f"Parameter({self.name}, shape={tuple(self.value.shape)})"
+        kind = "" if self.trainable else ", non-trainable"
+        return f"Parameter({self.name}, shape={tuple(self.value.shape)}{kind})"
 
 
 class Workspace:
-    """A layer's reusable per-batch buffers, one per name.
+    """Reusable per-batch buffers, one per name.
 
     Each buffer holds ``rows`` rows; it grows when a larger batch arrives and
     never shrinks, and the view of the current batch is kept, so a training
@@ -59,9 +65,14 @@ class Workspace:
         full = self._full.get(name)
         if full is None or full.shape[0] < rows:
             full = self._full[name] = self.backend.empty((rows, *shape), dtype)
-            Workspace.generation += 1
+            Workspace.invalidate()
         view = self._views[name] = self.backend.rows(full, 0, rows)
         return view
+
+    @staticmethod
+    def invalidate() -> None:
+        """Buffers that recordings bind were replaced: recordings are made anew."""
+        Workspace.generation += 1
 
 
 class Recordings:
@@ -92,7 +103,32 @@ class Recordings:
         return self._current().keys()
 
 
-class _ClassOrInstanceMethod:
+class Context:
+    """What one call of a layer keeps from its forward for its backward: its
+    buffers (:meth:`buffer`) and the arrays it saves (as attributes, such as
+    ``ctx.x``). A model's plan holds one context for each place where a
+    layer is called, so one layer object can run at several places (shared
+    weights); a layer used on its own keeps one of its own.
+
+    ``training``: whether this call trains (Dropout drops only then).
+    ``call``: which call of the layer this is, 0 for its first.
+    ``values``: this step's values from :meth:`Layer.step_values`, marked
+    for recording; empty outside training.
+    """
+
+    def __init__(self, backend: Backend, call: int = 0):
+        self.backend = backend
+        self.call = call
+        self.training = False
+        self.values: dict[str, Any] = {}
+        self._workspace = Workspace(backend)
+
+    def buffer(self, name: str, rows: int, shape: Shape, dtype=None) -> Array:
+        """A (rows, *shape) buffer of this call's, reused from batch to batch."""
+        return self._workspace.get(name, rows, shape, dtype)
+
+
+class ClassOrInstanceMethod:
     """A method that does one thing when called on the class and another on
     an instance: ``Layer.load(path)`` makes a layer, ``layer.load(path)``
     fills this one."""
@@ -108,20 +144,55 @@ class _ClassOrInstanceMethod:
 
 
 class Layer:
-    """A step of a network: ``forward`` maps inputs to outputs and
-    ``back_propagate`` maps dE/d(outputs) to dE/d(inputs), leaving the
-    gradients of the layer's parameters for the optimizer.
+    """A step of a network: a forward pass maps inputs to outputs and a
+    backward pass maps dE/d(outputs) to dE/d(inputs), leaving the gradients
+    of the layer's parameters for the optimizer.
 
-    Subclasses declare hyperparameters in ``__init__``, compute their output
-    shape in :meth:`output_shape_for`, create parameters in
-    :meth:`create_parameters` and implement ``forward`` and
-    ``back_propagate``. Shapes are per sample: a batch adds a leading axis.
+    Subclasses declare hyperparameters in ``__init__`` (passing ``name`` on
+    to this class), compute their output shape in :meth:`output_shape_for`,
+    create parameters in :meth:`create_parameters` and implement
+    :meth:`call` and :meth:`backward`, keeping what the backward needs in
+    the :class:`Context` both receive. Shapes are per sample: a batch adds a
+    leading axis.
+
+    What a layer declares, and everything that follows from it:
+
+    * ``create_parameters``: its arrays, trainable unless named in
+      ``non_trainable`` (state such as moving statistics: saved, restored,
+      never updated by an optimizer); ``file_tensors`` names what a file
+      holds of them (``to_file`` and ``from_file`` convert);
+    * ``step_values``: scalars that change from training step to step
+      (Dropout's key), so that a recorded step replays with new ones;
+    * ``n_inputs``: 1, or None for two or more inputs (merge layers), whose
+      ``call`` takes them all and whose ``backward_inputs`` returns one
+      gradient each;
+    * ``fuses_activation``: ``call`` takes ``activation=kind`` and
+      ``backward`` ``activation_grad=(kind, y)`` (Dense's epilogues);
+    * ``replayable``: False when ``call`` does per-step work that is not a
+      backend operation or a step value (it then runs every step).
+
+    Calling a layer on symbolic tensors (``Input``) adds it to a graph and
+    returns its symbolic output; on arrays it runs a forward pass in
+    inference mode and returns a numpy array.
     """
 
     #: the name a file stores for this layer type; set for every subclass
     type_name: ClassVar[str]
-    #: True while a model trains (fit sets it, as PyTorch's ``module.train()``)
+    #: inputs a call takes: 1, or None for two or more (merge layers)
+    n_inputs: ClassVar[int | None] = 1
+    #: names of the arrays of create_parameters that are state, not trained
+    non_trainable: ClassVar[tuple[str, ...]] = ()
+    #: call(ctx, x, activation=kind) and backward(ctx, g, activation_grad=(kind, y)) work
+    fuses_activation: ClassVar[bool] = False
+    #: a recorded training step may be replayed without running call again
+    replayable: ClassVar[bool] = True
+    #: the tensors a file holds for a built layer of this type (a file
+    #: without them cannot fill it), by the names state_dict gives
+    file_tensors: ClassVar[tuple[str, ...]] = ()
+    #: True while the layer trains on its own (a model's fit sets its contexts instead)
     training: bool = False
+    #: the training step a forward on the layer's own draws for (Dropout's masks)
+    step: int = 0
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -129,12 +200,14 @@ class Layer:
         if not abstract:
             LAYER_TYPES[cls.__name__] = cls
 
-    def __init__(self) -> None:
+    def __init__(self, name: str | None = None) -> None:
+        self.name = unique_name(snake_case(type(self).__name__)) if name is None else checked_name(name)
         self.backend: Backend | None = None
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
         self.params: dict[str, Parameter] = {}
-        self._workspace: Workspace | None = None
+        self._context: Context | None = None
+        self._calls = 0  # symbolic calls so far: each is a node of a graph
 
     # ---------------------------------------------------------------- building
     @property
@@ -142,12 +215,24 @@ class Layer:
         return self.backend is not None
 
     def output_shape_for(self, input_shape: Shape) -> Shape:
-        """The per-sample output shape for ``input_shape``; raises ValueError
-        (saying what was expected) when the layer cannot take it."""
+        """The per-sample output shape for ``input_shape`` (a tuple of shapes
+        for a layer of several inputs); raises ValueError (saying what was
+        expected) when the layer cannot take it."""
         return input_shape
 
+    def infer(self, input_shape) -> Shape:
+        """The output shape for ``input_shape``, checked against the input
+        shape the layer already has (it takes one shape, whatever calls it)."""
+        if self.input_shape is not None and self.input_shape != input_shape:
+            raise ValueError(
+                f"expects inputs of shape {_any_shape_text(self.input_shape)}, "
+                f"received {_any_shape_text(input_shape)}"
+            )
+        return self.output_shape_for(input_shape)
+
     def create_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Initial values of the parameters, by name, drawn from ``rng``."""
+        """Initial values of the parameters (and of the state named in
+        ``non_trainable``), by name, drawn from ``rng``."""
         return {}
 
     def build(
@@ -160,12 +245,7 @@ class Layer:
         the output shape. A layer that already holds parameters (loaded, or
         built before) keeps their values and moves them to ``backend``."""
         input_shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
-        if self.input_shape is not None and self.input_shape != input_shape:
-            raise ValueError(
-                f"expects inputs of shape {_shape_text(self.input_shape)}, "
-                f"received {_shape_text(input_shape)}"
-            )
-        output_shape = self.output_shape_for(input_shape)
+        output_shape = self.infer(input_shape)
         backend = backend or self.backend or NumpyBackend()
         self.input_shape, self.output_shape = input_shape, output_shape
         if self.params:
@@ -178,54 +258,108 @@ class Layer:
     def _place(self, values: dict[str, np.ndarray], backend: Backend) -> None:
         """Make the parameters from ``values`` on ``backend``."""
         self.backend = backend
-        self.params = {
-            name: Parameter(name, backend.from_numpy(v), backend.zeros(v.shape))
-            for name, v in values.items()
-        }
-        self._workspace = Workspace(backend)
+        self.params = {}
+        for name, v in values.items():
+            trainable = name not in self.non_trainable
+            grad = backend.zeros(v.shape) if trainable else None
+            self.params[name] = Parameter(name, backend.from_numpy(v), grad, trainable)
 
-    def _build_for(self, x: Array) -> None:
-        """Build on first use from a batch, as Keras does."""
-        dtype = getattr(x, "dtype", np.float32)
-        self.build(tuple(x.shape[1:]), NumpyBackend(np.float64 if dtype == np.float64 else np.float32))
-
-    def _check_input(self, x: Array) -> None:
-        """Every forward's first step: pass a batch of the input shape, build
-        on first use (as Keras does), or reject it saying what was expected."""
-        if self._workspace is not None and x.shape[1:] == self.input_shape:
+    def _check_input(self, xs: list) -> None:
+        """A standalone forward's first step: pass batches of the input
+        shape, build on first use (as Keras does), or reject them saying
+        what was expected."""
+        shape = tuple(tuple(x.shape[1:]) for x in xs)
+        shape = shape[0] if self.n_inputs == 1 else shape
+        if self.built and shape == self.input_shape:
             return
         if not self.built:
-            self._build_for(x)
-        if tuple(x.shape[1:]) != self.input_shape:
+            dtype = getattr(xs[0], "dtype", np.float32)
+            self.build(shape, NumpyBackend(np.float64 if dtype == np.float64 else np.float32))
+        if shape != self.input_shape:
             raise ValueError(
-                f"{self!r} expects a batch of shape {_batch_shape_text(self.input_shape)}. "
-                f"Received: shape={tuple(x.shape)}"
+                f"{self!r} expects a batch of shape {_any_batch_shape_text(self.input_shape)}. "
+                f"Received: shape={tuple(xs[0].shape) if self.n_inputs == 1 else [tuple(x.shape) for x in xs]}"
             )
 
-    # -------------------------------------------------------------- computing
-    def forward(self, x: Array) -> Array:
-        """Outputs for a batch ``x`` of shape (n, *input_shape).
+    # --------------------------------------------------------------- calling
+    def __call__(self, inputs):
+        """On symbolic tensors, the symbolic output of this layer applied to
+        them (a node of a graph); on arrays, :meth:`forward` in inference
+        mode, as a numpy array."""
+        if is_symbolic(inputs):
+            return call_layer(self, inputs)
+        arrays = list(inputs) if self.n_inputs is None else [inputs]
+        backend = self.backend or NumpyBackend()
+        training, self.training = self.training, False
+        try:
+            out = self.forward([backend.asarray(np.asarray(a)) for a in arrays] if self.n_inputs is None
+                               else backend.asarray(np.asarray(arrays[0])))
+        finally:
+            self.training = training
+        return backend.to_numpy(out)
+
+    def call(self, ctx: Context, *inputs: Array) -> Array:
+        """Outputs for a batch of each input, (n, *input_shape). The returned
+        array is one of ``ctx``'s buffers (or a view of an input), reused
+        by the next call with the same context."""
+        raise NotImplementedError
+
+    def backward(self, ctx: Context, grad: Array) -> Array:
+        """dE/d(input) from dE/d(output) for the batch of the last ``call``
+        with ``ctx``; also leaves each parameter's gradient in ``param.grad``."""
+        raise NotImplementedError
+
+    def parameter_gradients(self, ctx: Context, grad: Array) -> None:
+        """Leave the parameter gradients without computing dE/d(input)
+        (where no layer before needs it); nothing for a layer without
+        trainable parameters."""
+        if any(p.trainable for p in self.params.values()):
+            self.backward(ctx, grad)
+
+    def backward_inputs(self, ctx: Context, grad: Array, needed: list[bool]) -> list[Array | None]:
+        """dE/d(each input), None where ``needed`` says no one needs it."""
+        if needed[0]:
+            return [self.backward(ctx, grad)]
+        self.parameter_gradients(ctx, grad)
+        return [None]
+
+    def step_values(self, step: int, call: int) -> dict[str, float | int]:
+        """Scalars of training step ``step`` that this layer's call number
+        ``call`` reads from ``ctx.values``; none for most layers."""
+        return {}
+
+    # ------------------------------------------------------------ on its own
+    def _own_context(self) -> Context:
+        if self._context is None or self._context.backend is not self.backend:
+            self._context = Context(self.backend)
+        self._context.training = self.training
+        return self._context
+
+    def forward(self, x):
+        """Outputs for a batch ``x`` of shape (n, *input_shape) (a list of
+        batches for a layer of several inputs), on this layer's own context.
 
         The returned array is the layer's own buffer, reused by the next call.
         """
-        raise NotImplementedError
+        xs = list(x) if self.n_inputs is None else [x]
+        self._check_input(xs)
+        ctx = self._own_context()
+        ctx.values = self.step_values(self.step, 0) if self.training else {}
+        return self.call(ctx, *xs)
 
-    def back_propagate(self, grad_output: Array) -> Array:
-        """dE/d(inputs) from dE/d(outputs) for the batch of the last ``forward``;
-        also leaves each parameter's gradient in ``param.grad``."""
-        raise NotImplementedError
+    def back_propagate(self, grad_output: Array):
+        """dE/d(inputs) from dE/d(outputs) for the batch of the last ``forward``
+        (a list, one per input, for a layer of several inputs); also leaves
+        each parameter's gradient in ``param.grad``."""
+        count = len(self.input_shape) if self.n_inputs is None else 1
+        grads = self.backward_inputs(self._own_context(), grad_output, [True] * count)
+        return grads if self.n_inputs is None else grads[0]
 
     def compute_gradients(self, grad_output: Array) -> None:
-        """Leave the parameter gradients without computing dE/d(inputs)
-        (what a model does for its first layer); nothing for a layer
-        without parameters."""
-        if self.params:
-            self.back_propagate(grad_output)
+        """Leave the parameter gradients without computing dE/d(inputs)."""
+        self.parameter_gradients(self._own_context(), grad_output)
 
-    def begin_step(self, step: int) -> None:
-        """Called before each training step's forward, for layers that
-        override it (Dropout draws its masks from the step)."""
-
+    # -------------------------------------------------------------- values
     def _read(self, name: str) -> np.ndarray:
         self._ensure_parameters()
         return self.backend.to_numpy(self.params[name].value)
@@ -248,10 +382,10 @@ class Layer:
 
     # ------------------------------------------------------------------ files
     def state_dict(self) -> dict[str, np.ndarray]:
-        """The parameters as numpy arrays, by the names and layouts files use
-        (PyTorch's: a Dense gives ``weight`` (units, inputs) and ``bias``)."""
+        """The parameters and state as numpy arrays, by the names and layouts
+        files use (PyTorch's: a Dense gives ``weight`` (units, inputs) and ``bias``)."""
         values = {name: self.backend.to_numpy(p.value) for name, p in self.params.items()}
-        return self._to_file(values)
+        return self.to_file(values)
 
     def load_state_dict(self, tensors: dict[str, np.ndarray], backend: Backend | None = None) -> None:
         """Set the parameters from ``tensors`` named and laid out as
@@ -261,19 +395,19 @@ class Layer:
         and no parameter changed, when names, shapes or values do not fit
         (values must be finite in the layer's dtype)."""
         dtype = backend.dtype if backend is not None else None
-        self._write_state(*self._check_state(tensors, dtype), backend)
+        self.write_state(*self.check_state(tensors, dtype), backend)
 
-    def _check_state(self, tensors: dict[str, np.ndarray], dtype=None) -> tuple[Shape | None, dict[str, np.ndarray]]:
+    def check_state(self, tensors: dict[str, np.ndarray], dtype=None) -> tuple[Shape | None, dict[str, np.ndarray]]:
         """(the input shape ``tensors`` imply, the parameter values ready to
         write, in the layer's dtype or else ``dtype``); ValueError if they do
         not fit. Changes nothing."""
-        input_shape, values = self._from_file(dict(tensors))
+        input_shape, values = self.from_file(dict(tensors))
         if self.built and set(values) != set(self.params):
-            raise ValueError(f"{self!r} expects tensors {sorted(self._file_shapes())}. Received: {sorted(tensors)}")
+            raise ValueError(f"{self!r} expects tensors {sorted(self.file_shapes())}. Received: {sorted(tensors)}")
         if input_shape is not None and self.input_shape not in (None, input_shape):
             raise ValueError(
-                f"{self!r} expects inputs of shape {_shape_text(self.input_shape)}; "
-                f"the tensors are for inputs of shape {_shape_text(input_shape)}"
+                f"{self!r} expects inputs of shape {shape_text(self.input_shape)}; "
+                f"the tensors are for inputs of shape {shape_text(input_shape)}"
             )
         input_shape = input_shape or self.input_shape
         if self.built:
@@ -289,9 +423,9 @@ class Layer:
         owner = f"{self!r} expects"
         return input_shape, {name: checked_values(v, shapes[name], dtype, owner, name) for name, v in values.items()}
 
-    def _write_state(self, input_shape: Shape | None, values: dict[str, np.ndarray],
-                     backend: Backend | None = None) -> None:
-        """Write what :meth:`_check_state` returned."""
+    def write_state(self, input_shape: Shape | None, values: dict[str, np.ndarray],
+                    backend: Backend | None = None) -> None:
+        """Write what :meth:`check_state` returned."""
         if self.built:
             for name, value in values.items():
                 self.backend.write(self.params[name].value, value)
@@ -300,10 +434,10 @@ class Layer:
             dtype = next(iter(values.values())).dtype
             self._place(values, backend or NumpyBackend(dtype))
 
-    def _file_shapes(self) -> dict[str, Shape]:
+    def file_shapes(self) -> dict[str, Shape]:
         """Names and shapes of the tensors :meth:`state_dict` gives, read from nothing."""
         stand_ins = {name: np.broadcast_to(np.float32(0), p.value.shape) for name, p in self.params.items()}
-        return {name: tuple(t.shape) for name, t in self._to_file(stand_ins).items()}
+        return {name: tuple(t.shape) for name, t in self.to_file(stand_ins).items()}
 
     def save(self, path) -> None:
         """Write this layer (type, configuration, parameters) to a safetensors file."""
@@ -327,13 +461,13 @@ class Layer:
 
         return load_layer(path, into=self)
 
-    load = _ClassOrInstanceMethod(_load_new, _load_into)
+    load = ClassOrInstanceMethod(_load_new, _load_into)
 
-    def _to_file(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def to_file(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Parameter values -> file tensors (names, layouts); identity here."""
         return values
 
-    def _from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
+    def from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
         """File tensors -> (the input shape they imply, parameter values)."""
         if tensors:
             raise ValueError(f"{self!r} holds no parameters. Received tensors {sorted(tensors)}")
@@ -342,14 +476,16 @@ class Layer:
     # ------------------------------------------------------------ description
     @property
     def parameters(self) -> list[Parameter]:
-        return list(self.params.values())
+        """The trainable parameters."""
+        return [p for p in self.params.values() if p.trainable]
 
     @property
     def parameter_count(self) -> int:
         return sum(int(np.prod(p.value.shape)) for p in self.params.values())
 
     def get_config(self) -> dict[str, Any]:
-        """The hyperparameters that ``type(self)(**config)`` rebuilds the layer from."""
+        """The hyperparameters that ``type(self)(**config)`` rebuilds the layer
+        from (its name aside, which model files store beside it)."""
         return {}
 
     def __repr__(self) -> str:
@@ -395,12 +531,16 @@ def first_non_finite(a: np.ndarray) -> tuple[int, ...] | None:
     return tuple(int(i) for i in np.argwhere(~finite)[0])
 
 
-def _shape_text(shape: Shape) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+def _is_shapes(shape) -> bool:
+    return bool(shape) and isinstance(shape[0], tuple)
 
 
-def _batch_shape_text(shape: Shape) -> str:
-    return "(" + ", ".join(["n", *(str(s) for s in shape)]) + ")"
+def _any_shape_text(shape) -> str:
+    return ", ".join(map(shape_text, shape)) if _is_shapes(shape) else shape_text(shape)
+
+
+def _any_batch_shape_text(shape) -> str:
+    return ", ".join(map(batch_shape_text, shape)) if _is_shapes(shape) else batch_shape_text(shape)
 
 
 class WeightedLayer(Layer, abstract=True):
@@ -408,6 +548,8 @@ class WeightedLayer(Layer, abstract=True):
     read and assign as numpy arrays whatever the device; their shapes are
     in each layer's docstring. Initial values come from named initializers
     (:mod:`intricate_py.initializers`)."""
+
+    file_tensors = ("weight", "bias")
 
     def _use_initializers(self, weight_init: str, bias_init: str) -> None:
         initializers.get(weight_init)  # ValueError for an unknown name

@@ -1,5 +1,5 @@
-"""Image layers on NCHW batches (n, channels, height, width): Conv2D,
-MaxPool2D and Flatten. Only output-side sizes are declared; input channels
+"""Image layers on NCHW batches (n, channels, height, width): Conv2D and
+MaxPool2D. Only output-side sizes are declared; input channels
 and spatial sizes come from the previous layer or the model's input_size."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import numpy as np
 from .. import _checks
 from ..backends import Array
 from ..backends.base import window_positions
-from .base import Layer, Shape, WeightedLayer, _shape_text
+from ..naming import shape_text
+from .base import Context, Layer, Shape, WeightedLayer
 
 
 def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
@@ -32,7 +33,7 @@ def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
 def _image_shape(input_shape: Shape) -> Shape:
     if len(input_shape) != 3:
         raise ValueError(
-            f"expects images of shape (channels, height, width), received {_shape_text(input_shape)}"
+            f"expects images of shape (channels, height, width), received {shape_text(input_shape)}"
         )
     return input_shape
 
@@ -77,8 +78,9 @@ class Conv2D(WeightedLayer):
         input_shape: tuple[int, int, int] | None = None,
         weight_init: str = "glorot_uniform",
         bias_init: str = "zeros",
+        name: str | None = None,
     ):
-        super().__init__()
+        super().__init__(name)
         self.filters = _checks.positive_int(filters, "filters")
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
@@ -104,44 +106,43 @@ class Conv2D(WeightedLayer):
         return self.backend.view(param, 0, (self.filters, self._patch))
 
     # -------------------------------------------------------------- computing
-    def forward(self, x: Array) -> Array:
-        self._check_input(x)
+    def call(self, ctx: Context, x: Array) -> Array:
         n, pixels = x.shape[0], math.prod(self.output_shape[1:])
-        ws, backend, params = self._workspace, self.backend, self.params
-        cols = self._cols = ws.get("cols", n * pixels, (self._patch,))
+        backend, params = self.backend, self.params
+        cols = ctx.cols = ctx.buffer("cols", n * pixels, (self._patch,))
         backend.im2col(x, cols, self.kernel_size, self.stride, self.padding)
-        rows = ws.get("rows", n * pixels, (self.filters,))
+        rows = ctx.buffer("rows", n * pixels, (self.filters,))
         backend.matmul(cols, self._matrix(params["W"].value), rows, transpose_b=True)  # patches · Wᵀ
-        y = ws.get("y", n, self.output_shape)
+        y = ctx.buffer("y", n, self.output_shape)
         backend.to_channels_first(rows, y, bias=params["b"].value)
         return y
 
-    def compute_gradients(self, grad_output: Array) -> None:
-        n, pixels = grad_output.shape[0], math.prod(self.output_shape[1:])
+    def parameter_gradients(self, ctx: Context, grad: Array) -> None:
+        n, pixels = grad.shape[0], math.prod(self.output_shape[1:])
         W, b = self.params["W"], self.params["b"]
         # the forward's rows buffer is free once y is written: it takes dY by pixel
-        dy = self._dy_rows = self._workspace.get("rows", n * pixels, (self.filters,))
-        self.backend.to_channels_last(grad_output, dy)
-        self.backend.matmul(dy, self._cols, self._matrix(W.grad), transpose_a=True)  # dW = dYᵀ · patches
+        dy = ctx.dy_rows = ctx.buffer("rows", n * pixels, (self.filters,))
+        self.backend.to_channels_last(grad, dy)
+        self.backend.matmul(dy, ctx.cols, self._matrix(W.grad), transpose_a=True)  # dW = dYᵀ · patches
         self.backend.sum_rows(dy, b.grad)  # db = Σ dY over samples and pixels
 
-    def back_propagate(self, grad_output: Array) -> Array:
-        self.compute_gradients(grad_output)
+    def backward(self, ctx: Context, grad: Array) -> Array:
+        self.parameter_gradients(ctx, grad)
         # dW has read the patches: their buffer now takes dpatchesᵀ = Wᵀ · dYᵀ,
         # by column, the layout col2im reads without reordering
-        n, pixels = grad_output.shape[0], math.prod(self.output_shape[1:])
-        dcols_t = self.backend.view(self._cols, 0, (self._patch, n * pixels))
-        self.backend.matmul(self._matrix(self.params["W"].value), self._dy_rows, dcols_t,
+        n, pixels = grad.shape[0], math.prod(self.output_shape[1:])
+        dcols_t = self.backend.view(ctx.cols, 0, (self._patch, n * pixels))
+        self.backend.matmul(self._matrix(self.params["W"].value), ctx.dy_rows, dcols_t,
                             transpose_a=True, transpose_b=True)
-        dx = self._workspace.get("dx", n, self.input_shape)
+        dx = ctx.buffer("dx", n, self.input_shape)
         self.backend.col2im(dcols_t, dx, self.kernel_size, self.stride, self.padding)
         return dx
 
     # ------------------------------------------------------------ description
-    def _to_file(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def to_file(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"weight": values["W"], "bias": values["b"]} if values else {}  # PyTorch's layout already
 
-    def _from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
+    def from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
         if not tensors:
             return None, {}
         kh, kw = self.kernel_size
@@ -185,8 +186,9 @@ class MaxPool2D(Layer):
         pool_size: int | tuple[int, int],
         stride: int | tuple[int, int] | None = None,
         padding: int | tuple[int, int] = 0,
+        name: str | None = None,
     ):
-        super().__init__()
+        super().__init__(name)
         self.pool_size = _pair(pool_size, "pool_size")
         self.stride = self.pool_size if stride is None else _pair(stride, "stride")
         self.padding = _pair(padding, "padding", minimum=0)
@@ -200,17 +202,16 @@ class MaxPool2D(Layer):
         c, h, w = _image_shape(input_shape)
         return (c, *_window_output((h, w), self.pool_size, self.stride, self.padding, "pool"))
 
-    def forward(self, x: Array) -> Array:
-        self._check_input(x)
-        n, ws = x.shape[0], self._workspace
-        y = ws.get("y", n, self.output_shape)
-        self._argmax = ws.get("argmax", n, self.output_shape, np.int32)
-        self.backend.maxpool2d(x, y, self._argmax, self.pool_size, self.stride, self.padding)
+    def call(self, ctx: Context, x: Array) -> Array:
+        n = x.shape[0]
+        y = ctx.buffer("y", n, self.output_shape)
+        ctx.argmax = ctx.buffer("argmax", n, self.output_shape, np.int32)
+        self.backend.maxpool2d(x, y, ctx.argmax, self.pool_size, self.stride, self.padding)
         return y
 
-    def back_propagate(self, grad_output: Array) -> Array:
-        dx = self._workspace.get("dx", grad_output.shape[0], self.input_shape)
-        self.backend.maxpool2d_grad(grad_output, self._argmax, dx, self.pool_size, self.stride, self.padding)
+    def backward(self, ctx: Context, grad: Array) -> Array:
+        dx = ctx.buffer("dx", grad.shape[0], self.input_shape)
+        self.backend.maxpool2d_grad(grad, ctx.argmax, dx, self.pool_size, self.stride, self.padding)
         return dx
 
     def get_config(self) -> dict[str, Any]:
@@ -223,19 +224,3 @@ class MaxPool2D(Layer):
 
     def __repr__(self) -> str:
         return f"MaxPool2D({_geometry_text(self.pool_size, self.stride, self.padding, self.pool_size)})"
-
-
-class Flatten(Layer):
-    """(n, *shape) -> (n, prod(shape)) in row-major order: channel, then row,
-    then column, as PyTorch's ``flatten(1)``. Copies nothing: both ways it
-    returns a view of the array it was given."""
-
-    def output_shape_for(self, input_shape: Shape) -> Shape:
-        return (math.prod(input_shape),)
-
-    def forward(self, x: Array) -> Array:
-        self._check_input(x)
-        return self.backend.view(x, 0, (x.shape[0], *self.output_shape))
-
-    def back_propagate(self, grad_output: Array) -> Array:
-        return self.backend.view(grad_output, 0, (grad_output.shape[0], *self.input_shape))

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _checks
 from ..backends import Array
-from .base import Shape, WeightedLayer
+from .base import Context, Shape, WeightedLayer
 
 
 class Dense(WeightedLayer):
@@ -28,8 +28,9 @@ class Dense(WeightedLayer):
         input_size: int | None = None,
         weight_init: str = "glorot_uniform",
         bias_init: str = "zeros",
+        name: str | None = None,
     ):
-        super().__init__()
+        super().__init__(name)
         self.units = _checks.positive_int(units, "units")
         if input_size is not None:
             self.input_shape = (_checks.positive_int(input_size, "input_size"),)
@@ -48,36 +49,37 @@ class Dense(WeightedLayer):
         return self._initial_values(rng, (inputs, self.units), self.units, inputs, self.units)
 
     # -------------------------------------------------------------- computing
-    def forward(self, x: Array, activation: str | None = None) -> Array:
+    fuses_activation = True
+
+    def call(self, ctx: Context, x: Array, activation: str | None = None) -> Array:
         """y = x W + b; with ``activation`` (the kind of the activation layer
         that follows), y = f(x W + b) in the same product."""
-        self._check_input(x)
-        self._x = x
-        y = self._workspace.get("y", x.shape[0], self.output_shape)
+        ctx.x = x
+        y = ctx.buffer("y", x.shape[0], self.output_shape)
         params = self.params
         self.backend.matmul(x, params["W"].value, y, bias=params["b"].value, activation=activation)
         return y
 
-    def compute_gradients(self, grad_output: Array) -> None:
+    def parameter_gradients(self, ctx: Context, grad: Array) -> None:
         W, b = self.params["W"], self.params["b"]
         # dW = xᵀ dy, and db = Σ_rows dy in the same product
-        self.backend.matmul(self._x, grad_output, W.grad, transpose_a=True, bias_grad=b.grad)
+        self.backend.matmul(ctx.x, grad, W.grad, transpose_a=True, bias_grad=b.grad)
 
-    def back_propagate(self, grad_output: Array, activation_grad: tuple[str, Array] | None = None) -> Array:
+    def backward(self, ctx: Context, grad: Array, activation_grad: tuple[str, Array] | None = None) -> Array:
         """dE/dx = dy Wᵀ; with ``activation_grad=(kind, h)`` — the activation
         before this layer and its output h, this layer's input — the gradient
         of that activation's input, f'(h) · dy Wᵀ, in the same product."""
-        self.compute_gradients(grad_output)
-        dx = self._workspace.get("dx", grad_output.shape[0], self.input_shape)
-        self.backend.matmul(grad_output, self.params["W"].value, dx, transpose_b=True, grad_of=activation_grad)
+        self.parameter_gradients(ctx, grad)
+        dx = ctx.buffer("dx", grad.shape[0], self.input_shape)
+        self.backend.matmul(grad, self.params["W"].value, dx, transpose_b=True, grad_of=activation_grad)
         return dx
 
     # ------------------------------------------------------------ description
-    def _to_file(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def to_file(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # PyTorch's Linear layout: weight (units, inputs)
         return {"weight": values["W"].T, "bias": values["b"]} if values else {}
 
-    def _from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
+    def from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
         if not tensors:
             return None, {}
         weight, bias = self._file_tensors(

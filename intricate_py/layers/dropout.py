@@ -8,7 +8,10 @@ import numpy as np
 
 from .. import _checks
 from ..backends import Array, dropout_key
-from .base import Layer
+from .base import Context, Layer
+
+#: How far apart the seeds of a shared Dropout's calls are (the golden ratio in 32 bits).
+CALL_STRIDE = 0x9E3779B9
 
 
 class Dropout(Layer):
@@ -24,42 +27,42 @@ class Dropout(Layer):
     Shapes: x (n, *shape) -> y (n, *shape).
     """
 
-    def __init__(self, rate: float, seed: int | None = None):
-        super().__init__()
+    def __init__(self, rate: float, seed: int | None = None, name: str | None = None):
+        super().__init__(name)
         self.rate = _checks.fraction(rate, "rate")
         self.seed = None if seed is None else _checks.non_negative_int(seed, "seed") & 0xFFFFFFFF
-        self.step = 0
-        self.key: int | None = None  # of the current step, set by begin_step
-        self._dropped = False
+        self.step = 0  # of the next forward on the layer's own, while training
 
     def create_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         if self.seed is None:
             self.seed = int(rng.integers(2**32))
         return {}
 
-    def begin_step(self, step: int, key: int | None = None) -> None:
-        """Draw this step's masks: from ``key``, or the key of (seed, step)."""
-        self.step = step
-        self.key = dropout_key(self.seed, step) if key is None else key
+    def step_values(self, step: int, call: int) -> dict[str, int]:
+        """The key of this step's masks: from (seed, step), and for a second
+        or later call of a shared layer from (seed + call, step) as well."""
+        return {"key": dropout_key((self.seed + call * CALL_STRIDE) & 0xFFFFFFFF, step)}
 
-    def forward(self, x: Array) -> Array:
-        self._check_input(x)
-        self._dropped = self.training and self.rate > 0
-        if not self._dropped:
+    def begin_step(self, step: int) -> None:
+        """Draw the masks of training step ``step`` in the next forward on
+        the layer's own (a model's fit sets its steps itself)."""
+        self.step = step
+
+    def call(self, ctx: Context, x: Array) -> Array:
+        ctx.dropped = ctx.training and self.rate > 0
+        if not ctx.dropped:
             return x
-        n, ws = x.shape[0], self._workspace
-        y = ws.get("y", n, self.input_shape)
-        self._mask = ws.get("mask", n, self.input_shape)
-        if self.key is None:  # used outside fit, which calls begin_step
-            self.key = dropout_key(self.seed, self.step)
-        self.backend.dropout(x, y, self._mask, self.rate, self.key)
+        n = x.shape[0]
+        y = ctx.buffer("y", n, self.input_shape)
+        ctx.mask = ctx.buffer("mask", n, self.input_shape)
+        self.backend.dropout(x, y, ctx.mask, self.rate, ctx.values["key"])
         return y
 
-    def back_propagate(self, grad_output: Array) -> Array:
-        if not self._dropped:
-            return grad_output
-        dx = self._workspace.get("dx", grad_output.shape[0], self.input_shape)
-        self.backend.dropout_grad(grad_output, self._mask, dx)
+    def backward(self, ctx: Context, grad: Array) -> Array:
+        if not ctx.dropped:
+            return grad
+        dx = ctx.buffer("dx", grad.shape[0], self.input_shape)
+        self.backend.dropout_grad(grad, ctx.mask, dx)
         return dx
 
     def get_config(self) -> dict[str, Any]:

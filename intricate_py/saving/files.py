@@ -58,30 +58,60 @@ def _layer_text(model: "Model", name: str) -> str:
     return f"layer {i} {model.layers[i]!r}"
 
 
+def architecture(model: "Model") -> dict[str, str]:
+    """The metadata that describes ``model``: a path as a list of layers
+    and one input shape (the files of every version); a graph as its
+    layers (with their names) and its wiring."""
+    if model.is_path:
+        return {"architecture": json.dumps([{"type": layer.type_name, "config": layer.get_config()}
+                                            for layer in model.layers]),
+                "input_shape": json.dumps(list(model.inputs[0].shape))}
+    return {"architecture": json.dumps([{"type": layer.type_name, "config": layer.get_config(), "name": layer.name}
+                                        for layer in model.layers]),
+            "graph": json.dumps(wiring(model))}
+
+
+def wiring(model: "Model") -> dict:
+    """How a graph model's nodes connect: ``{"inputs": [{"name", "shape"}],
+    "nodes": [{"layer": index, "inputs": [["input", k] or ["node", j], ...]}],
+    "outputs": [["node", j], ...]}``, nodes in the model's order."""
+    plan = model.plan
+    layer_index = {id(layer): i for i, layer in enumerate(model.layers)}
+    refs = {id(s): ["input", k] for k, s in enumerate(model.inputs)}
+    refs.update({id(node.output): ["node", j] for j, node in enumerate(plan.nodes)})
+    return {
+        "inputs": [{"name": s.name, "shape": list(s.shape)} for s in model.inputs],
+        "nodes": [{"layer": layer_index[id(node.layer)], "inputs": [refs[id(s)] for s in node.inputs]}
+                  for node in plan.nodes],
+        "outputs": [refs[id(s)] for s in model.outputs],
+    }
+
+
+def _spec(obj) -> dict:
+    return {"type": type(obj).__name__, "config": obj.get_config()}
+
+
 def save_model(model: "Model", path: PathLike, include_optimizer: bool = False) -> None:
     tensors = model_tensors(model)
-    metadata = {
-        "kind": "model",
-        "architecture": json.dumps([{"type": layer.type_name, "config": layer.get_config()}
-                                    for layer in model.layers]),
-        "input_shape": json.dumps(list(model.input_shape)),
-        "dtype": model.dtype.name,
-    }
+    metadata = {"kind": "model", **architecture(model), "dtype": model.dtype.name}
     if include_optimizer:
         optimizer = model.optimizer
         if optimizer is None:
             raise ValueError("include_optimizer=True needs a model that has been trained with fit")
         state = {}  # per parameter (the model packs it into one buffer per name)
         for name, packed in (optimizer.state[0].items() if optimizer.state else ()):
-            for i, view in enumerate(model._parameter_views(packed)):
+            for i, view in enumerate(model.store.views(packed)):
                 state[f"optimizer.{i}.{name}"] = model.backend.to_numpy(view)
         refuse_non_finite(state, lambda name: f"the state of {optimizer!r}")
         tensors.update(state)
-        metadata["optimizer"] = json.dumps({"type": type(optimizer).__name__,
-                                            "config": optimizer.get_config(),
-                                            "iterations": optimizer.iterations})
-        metadata["loss"] = json.dumps({"type": type(model.loss).__name__, "config": model.loss.get_config()})
-        metadata["shuffle_state"] = json.dumps(model._shuffle_rng.bit_generator.state)
+        metadata["optimizer"] = json.dumps({**_spec(optimizer), "iterations": optimizer.iterations})
+        loss = model.loss
+        if isinstance(loss, (dict, list, tuple)):  # by output: every output's, None for those without
+            loss = {"outputs": [None if one is None else _spec(one) for one in model.output_losses()]}
+        metadata["loss"] = json.dumps(loss if isinstance(loss, dict) else _spec(loss))
+        if model.loss_weights is not None:
+            metadata["loss_weights"] = json.dumps(model.output_weights(model.output_losses()))
+        metadata["shuffle_state"] = json.dumps(model.shuffle_state)
     spec.write_file(path, tensors, metadata)
 
 
@@ -135,25 +165,29 @@ def config_differences(loaded: "Layer", own: "Layer") -> str:
 
 
 # ---------------------------------------------------------------- models
-def load_model(path: PathLike, device: Any = "auto", dtype: str | None = None) -> "Model":
-    """A new model as the file describes it, on ``device``. Everything is
-    checked against the tensors actually in the file before a parameter is
-    made: each layer's tensors are read, checked against its configuration
-    and placed, and a layer with parameters but no tensors is refused, so
-    that the model never allocates more than the file holds."""
+def load_model(path: PathLike, device: Any, dtype: str | None, model_class: type) -> "Model":
+    """A new ``model_class`` (Model) as the file describes it, on ``device``.
+    Everything is checked against the tensors actually in the file before a
+    parameter is made: each layer's tensors are read, checked against its
+    configuration and placed, and a layer with parameters but no tensors is
+    refused, so that the model never allocates more than the file holds."""
     from ..backends import select_backend
-    from ..model import Model
 
     path = Path(path)
     tensors, metadata = spec.read_file(path, "model")
     entries = spec.architecture(metadata, path)
+    graph = spec.graph(metadata, path, len(entries)) if "graph" in metadata else None
+    shape = None if graph is not None else spec.input_shape(metadata, path)
     layers = [spec.make_layer(entry, path, f"layer {i}: ") for i, entry in enumerate(entries)]
-    shape = spec.input_shape(metadata, path)
     backend = select_backend(device, dtype or metadata["dtype"])
     per_layer, rest = split_by_layer(tensors, layers)
     fill_layers(layers, per_layer, path, backend)
     try:
-        model = Model(layers, input_size=shape, device=backend, dtype=backend.dtype.name)
+        if graph is None:
+            model = model_class(layers, input_size=shape, device=backend, dtype=backend.dtype.name)
+        else:
+            inputs, outputs = _rebuild_graph(graph, layers)
+            model = model_class(inputs=inputs, outputs=outputs, device=backend, dtype=backend.dtype.name)
     except (ValueError, TypeError, OverflowError) as error:
         raise FormatError(f"{path}: the architecture does not build ({error})") from None
     for i, layer in enumerate(layers):  # a custom layer whose parameters are not in the file
@@ -163,6 +197,21 @@ def load_model(path: PathLike, device: Any = "auto", dtype: str | None = None) -
         restore_training(model, rest, metadata, path)
     refuse_stray(rest, layers, per_layer, path)
     return model
+
+
+def _rebuild_graph(graph: dict, layers: list) -> tuple[list, list]:
+    """The inputs and outputs of the wiring ``graph`` (checked by
+    spec.graph), each node made by calling its layer again."""
+    from ..graph import Input
+
+    symbols = {("input", k): Input(tuple(entry["shape"]), name=entry["name"])
+               for k, entry in enumerate(graph["inputs"])}
+    for j, node in enumerate(graph["nodes"]):
+        layer = layers[node["layer"]]
+        args = [symbols[tuple(ref)] for ref in node["inputs"]]
+        symbols[("node", j)] = layer(args if layer.n_inputs is None else args[0])
+    inputs = [symbols[("input", k)] for k in range(len(graph["inputs"]))]
+    return inputs, [symbols[tuple(ref)] for ref in graph["outputs"]]
 
 
 def split_by_layer(tensors: dict[str, np.ndarray], layers: list) -> tuple[list[dict], dict[str, np.ndarray]]:
@@ -186,25 +235,27 @@ def _layer_index(name: str) -> int | None:
     return None
 
 
+def _holds_tensors(layer: "Layer") -> bool:
+    return bool(layer.params or type(layer).file_tensors)
+
+
 def fill_layers(layers: list, per_layer: list[dict], path: Path, backend=None) -> None:
     """Check every layer's tensors, then write them all (all or nothing);
     unbuilt layers are built on ``backend``."""
-    from ..layers.base import WeightedLayer
-
     staged = []
     for i, (layer, own) in enumerate(zip(layers, per_layer)):
-        if not own and (layer.params or isinstance(layer, WeightedLayer)):
+        if not own and _holds_tensors(layer):
             raise FormatError(f"{path}: {_missing(i, layer)}{alignment_hint(layers, per_layer)}")
         try:
-            staged.append(layer._check_state(own, backend.dtype if backend is not None else None))
+            staged.append(layer.check_state(own, backend.dtype if backend is not None else None))
         except ValueError as error:
             raise FormatError(f"{path}: layer {i}: {error}{alignment_hint(layers, per_layer)}") from None
     for layer, (shape, values) in zip(layers, staged):
-        layer._write_state(shape, values, backend)
+        layer.write_state(shape, values, backend)
 
 
 def _missing(i: int, layer: "Layer") -> str:
-    names = sorted(layer._file_shapes()) if layer.params else ["bias", "weight"]
+    names = sorted(layer.file_shapes()) if layer.params else sorted(type(layer).file_tensors)
     return f"layer {i} {layer!r} holds parameters, but the file has no tensors for it " \
            f"(expected {', '.join(f'{i}.{n}' for n in names)})"
 
@@ -212,9 +263,7 @@ def _missing(i: int, layer: "Layer") -> str:
 def alignment_hint(layers: list, per_layer: list[dict], stray: tuple = ()) -> str:
     """When the layers holding parameters sit at other positions in the
     file than in the model, a sentence saying so."""
-    from ..layers.base import WeightedLayer
-
-    ours = [i for i, layer in enumerate(layers) if layer.params or isinstance(layer, WeightedLayer)]
+    ours = [i for i, layer in enumerate(layers) if _holds_tensors(layer)]
     theirs = sorted({i for i, own in enumerate(per_layer) if own} | set(stray))
     if ours == theirs:
         return ""
@@ -242,13 +291,14 @@ def restore_training(model: "Model", rest: dict[str, np.ndarray], metadata: dict
     from ..layers.base import checked_values
 
     optimizer, iterations = spec.optimizer(metadata, path)
-    loss = spec.loss(metadata, path)
+    loss = spec.loss(metadata, path, model.output_names)
+    weights = spec.loss_weights(metadata, path, len(model.outputs))
     shuffle = spec.shuffle_state(metadata, path)
     backend = model.backend
-    optimizer.bind(backend, model._trained_parameters())
+    optimizer.bind(backend, [model.store.flat] if model.store.flat is not None else [])
     staged = []
     for name, packed in (optimizer.state[0].items() if optimizer.state else ()):
-        for i, (param, view) in enumerate(zip(model.parameters, model._parameter_views(packed))):
+        for i, (param, view) in enumerate(zip(model.parameters, model.store.views(packed))):
             key = f"optimizer.{i}.{name}"
             if key not in rest:
                 raise FormatError(f"{path}: no tensor {key!r} for the state of {type(optimizer).__name__}")
@@ -264,16 +314,17 @@ def restore_training(model: "Model", rest: dict[str, np.ndarray], metadata: dict
     for view, value in staged:
         backend.write(view, value)
     optimizer.iterations = iterations
-    model.optimizer, model.loss = optimizer, loss
-    model._shuffle_rng.bit_generator.state = shuffle
+    model.optimizer, model.loss, model.loss_weights = optimizer, loss, weights
+    model.shuffle_state = shuffle
 
 
 def load_model_into(model: "Model", path: PathLike) -> "Model":
     """Fill ``model`` from a model file: the same architecture (layer types
-    and configurations, input shape) or FormatError, and ``model`` unchanged
-    unless every check passes. The file's optimizer state, if any, comes too."""
+    and configurations, input shapes, connections) or FormatError, and
+    ``model`` unchanged unless every check passes. The file's optimizer
+    state, if any, comes too."""
     path = Path(path)
-    loaded = load_model(path, device=model.backend, dtype=model.dtype.name)
+    loaded = load_model(path, model.backend, model.dtype.name, type(model))
     if len(loaded.layers) != len(model.layers):
         raise FormatError(f"{path}: holds a model of {len(loaded.layers)} layers, this one has {len(model.layers)}")
     if model.built and model.input_shape != loaded.input_shape:
@@ -285,21 +336,30 @@ def load_model_into(model: "Model", path: PathLike) -> "Model":
             differences = f"inputs of shape {theirs.input_shape} in the file, {ours.input_shape} here"
         if differences:
             raise FormatError(f"{path}: layer {i} is {theirs!r} in the file, {ours!r} here ({differences})")
+    if model.built and not model.is_path and _connections(wiring(model)) != _connections(wiring(loaded)):
+        raise FormatError(f"{path}: holds a model whose layers are connected otherwise than this one's")
     if not model.built:  # the same layers and input sizes: this builds
         try:
             model.build(loaded.input_shape)
         except ValueError as error:
             raise FormatError(f"{path}: {error}") from None
     backend = model.backend
-    for theirs, ours in zip(loaded.parameters, model.parameters):
-        backend.copy(theirs.value, ours.value)
+    model.sync_weights()
+    theirs = [p for layer in loaded.layers for p in layer.params.values()]
+    for source, target in zip(theirs, (p for layer in model.layers for p in layer.params.values())):
+        backend.copy(source.value, target.value)
     if loaded.optimizer is not None:
         optimizer, state = loaded.optimizer, loaded.optimizer.state_arrays()
         iterations = optimizer.iterations
-        optimizer.bind(backend, model._trained_parameters())
+        optimizer.bind(backend, [model.store.flat] if model.store.flat is not None else [])
         for source, target in zip(state, optimizer.state_arrays()):
             backend.copy(source, target)
         optimizer.iterations = iterations
-        model.optimizer, model.loss = optimizer, loaded.loss
-        model._shuffle_rng.bit_generator.state = loaded._shuffle_rng.bit_generator.state
+        model.optimizer, model.loss, model.loss_weights = optimizer, loaded.loss, loaded.loss_weights
+        model.shuffle_state = loaded.shuffle_state
     return model
+
+
+def _connections(graph: dict) -> tuple:
+    """A graph's wiring without its input names."""
+    return (tuple(tuple(e["shape"]) for e in graph["inputs"]), json.dumps(graph["nodes"]), json.dumps(graph["outputs"]))

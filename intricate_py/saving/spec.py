@@ -36,6 +36,8 @@ MAX_CONFIG_DEPTH = 4
 MAX_INPUT_DIMENSIONS = 4
 #: a model's layers (each costs memory well beyond its bytes in the header)
 MAX_LAYERS = 10_000
+#: a graph's inputs, outputs, and the inputs of one node
+MAX_PORTS = 64
 MAX_ITERATIONS = 2**53
 
 
@@ -111,17 +113,26 @@ def clip(text: Any, length: int = 60) -> Any:
 
 # ---------------------------------------------------------------- objects
 def make_layer(entry: Any, path: Path, where: str = "") -> "Layer":
-    """A new, unbuilt layer from its {"type", "config"} entry."""
+    """A new, unbuilt layer from its {"type", "config"} entry (and its
+    "name", in a graph model's file)."""
     from ..layers import LAYER_TYPES
+    from ..naming import checked_name
 
-    if not (isinstance(entry, dict) and isinstance(entry.get("type"), str) and set(entry) <= {"type", "config"}):
+    if not (isinstance(entry, dict) and isinstance(entry.get("type"), str)
+            and {"type"} <= set(entry) <= {"type", "config", "name"}):
         raise FormatError(f"{path}: {where}expected a layer as {{'type': name, 'config': {{...}}}}. "
                           f"Received: {type(entry).__name__}")
-    name = entry["type"]
-    if name not in LAYER_TYPES:
-        raise FormatError(f"{path}: {where}unknown layer type {clip(name)!r}: expected one of "
+    kind = entry["type"]
+    if kind not in LAYER_TYPES:
+        raise FormatError(f"{path}: {where}unknown layer type {clip(kind)!r}: expected one of "
                           f"{sorted(LAYER_TYPES)} (a custom layer must be imported before loading)")
-    return construct(LAYER_TYPES[name], entry.get("config", {}), path, where)
+    layer = construct(LAYER_TYPES[kind], entry.get("config", {}), path, where)
+    if "name" in entry:
+        try:
+            layer.name = checked_name(entry["name"])
+        except ValueError as error:
+            raise FormatError(f"{path}: {where}{error}") from None
+    return layer
 
 
 def construct(cls: type, config: Any, path: Path, where: str = "") -> Any:
@@ -157,13 +168,82 @@ def architecture(metadata: dict[str, str], path: Path) -> list:
 
 
 def input_shape(metadata: dict[str, str], path: Path) -> tuple[int, ...]:
-    shape = field(metadata, "input_shape", path)
+    return _shape(field(metadata, "input_shape", path), path, "'input_shape'")
+
+
+def _shape(shape: Any, path: Path, what: str) -> tuple[int, ...]:
     if not (isinstance(shape, list) and 1 <= len(shape) <= MAX_INPUT_DIMENSIONS
             and all(type(s) is int and 1 <= s < 2**31 for s in shape)):
-        raise FormatError(f"{path}: 'input_shape' must list 1 to {MAX_INPUT_DIMENSIONS} positive sizes "
+        raise FormatError(f"{path}: {what} must list 1 to {MAX_INPUT_DIMENSIONS} positive sizes "
                           f"below 2**31. Received: {type(shape).__name__}"
                           + (f" {shape}" if isinstance(shape, list) and len(shape) <= 8 else ""))
     return tuple(shape)
+
+
+def graph(metadata: dict[str, str], path: Path, layers: int) -> dict:
+    """A graph model's wiring, checked before anything is built: inputs with
+    distinct names and valid shapes; nodes that each name one of the
+    ``layers`` and take inputs or earlier nodes (so the graph has no cycle);
+    every layer used by a node, every node needed by an output; at most
+    MAX_LAYERS nodes and MAX_PORTS inputs, outputs and node inputs."""
+    wiring = field(metadata, "graph", path)
+    if not (isinstance(wiring, dict) and set(wiring) == {"inputs", "nodes", "outputs"}):
+        raise FormatError(f"{path}: 'graph' must hold 'inputs', 'nodes' and 'outputs'")
+    inputs, nodes, outputs = wiring["inputs"], wiring["nodes"], wiring["outputs"]
+    if not (isinstance(inputs, list) and 1 <= len(inputs) <= MAX_PORTS):
+        raise FormatError(f"{path}: the graph must list 1 to {MAX_PORTS} inputs")
+    names = []
+    for k, entry in enumerate(inputs):
+        if not (isinstance(entry, dict) and set(entry) == {"name", "shape"} and isinstance(entry["name"], str)
+                and 0 < len(entry["name"]) <= 200 and entry["name"].isprintable()):
+            raise FormatError(f"{path}: graph input {k} must be {{'name': a short string, 'shape': [...]}}")
+        _shape(entry["shape"], path, f"the shape of graph input {k}")
+        names.append(entry["name"])
+    if len(set(names)) != len(names):
+        raise FormatError(f"{path}: the graph's inputs must have distinct names. Received: {[clip(n) for n in names]}")
+    if not (isinstance(nodes, list) and 1 <= len(nodes) <= MAX_LAYERS):
+        raise FormatError(f"{path}: the graph must list 1 to {MAX_LAYERS} nodes. Received: "
+                          f"{len(nodes) if isinstance(nodes, list) else type(nodes).__name__}")
+    used, needs = set(), []
+    for j, node in enumerate(nodes):
+        if not (isinstance(node, dict) and set(node) == {"layer", "inputs"} and type(node["layer"]) is int
+                and isinstance(node["inputs"], list) and 1 <= len(node["inputs"]) <= MAX_PORTS):
+            raise FormatError(f"{path}: graph node {j} must be {{'layer': index, 'inputs': [1 to {MAX_PORTS} "
+                              "references]}}")
+        if not 0 <= node["layer"] < layers:
+            raise FormatError(f"{path}: graph node {j} names layer {node['layer']}; the architecture has {layers}")
+        used.add(node["layer"])
+        needs.append([_reference(ref, len(inputs), j, path, f"graph node {j}") for ref in node["inputs"]])
+    missing = sorted(set(range(layers)) - used)
+    if missing:
+        raise FormatError(f"{path}: layers {missing[:5]} of the architecture are called by no graph node")
+    if not (isinstance(outputs, list) and 1 <= len(outputs) <= MAX_PORTS):
+        raise FormatError(f"{path}: the graph must list 1 to {MAX_PORTS} outputs")
+    ends = [_reference(ref, len(inputs), len(nodes), path, "a graph output") for ref in outputs]
+    if any(kind == "input" for kind, _ in ends) or len(set(ends)) != len(ends):
+        raise FormatError(f"{path}: the graph's outputs must be distinct nodes")
+    reached, stack = set(), [j for _, j in ends]
+    while stack:
+        j = stack.pop()
+        if j not in reached:
+            reached.add(j)
+            stack.extend(i for kind, i in needs[j] if kind == "node")
+    dangling = sorted(set(range(len(nodes))) - reached)
+    if dangling:
+        raise FormatError(f"{path}: graph nodes {dangling[:5]} lead to no output")
+    return wiring
+
+
+def _reference(ref: Any, inputs: int, before: int, path: Path, where: str) -> tuple[str, int]:
+    """("input", k) or ("node", j) from a reference to an input or to a node before ``before``."""
+    if isinstance(ref, list) and len(ref) == 2 and type(ref[1]) is int:
+        kind, index = ref
+        if kind == "input" and 0 <= index < inputs:
+            return kind, index
+        if kind == "node" and 0 <= index < before:
+            return kind, index
+    raise FormatError(f"{path}: {where} takes {clip(repr(ref))}; expected ['input', k] with k < {inputs} "
+                      f"or ['node', j] with j < {before} (an earlier node)")
 
 
 def optimizer(metadata: dict[str, str], path: Path) -> tuple[Any, int]:
@@ -182,15 +262,39 @@ def optimizer(metadata: dict[str, str], path: Path) -> tuple[Any, int]:
     return construct(OPTIMIZERS[spec["type"]], spec["config"], path, "the optimizer: "), iterations
 
 
-def loss(metadata: dict[str, str], path: Path) -> Any:
+def loss(metadata: dict[str, str], path: Path, outputs: list[str]) -> Any:
+    """The loss: one for every output, or {"outputs": [one per output or None]}."""
+    spec = field(metadata, "loss", path)
+    if isinstance(spec, dict) and set(spec) == {"outputs"}:
+        entries = spec["outputs"]
+        if not (isinstance(entries, list) and len(entries) == len(outputs)):
+            raise FormatError(f"{path}: 'loss' must list one entry per output ({len(outputs)})")
+        losses = [None if entry is None else _one_loss(entry, path) for entry in entries]
+        if all(one is None for one in losses):
+            raise FormatError(f"{path}: 'loss' gives no output a loss")
+        return losses
+    return _one_loss(spec, path)
+
+
+def _one_loss(spec: Any, path: Path) -> Any:
     from ..losses import LOSSES
 
-    spec = field(metadata, "loss", path)
     if not (isinstance(spec, dict) and set(spec) == {"type", "config"}):
         raise FormatError(f"{path}: 'loss' must hold 'type' and 'config'")
     if not (isinstance(spec["type"], str) and spec["type"] in LOSSES):
         raise FormatError(f"{path}: unknown loss {clip(spec['type'])!r}: expected one of {sorted(LOSSES)}")
     return construct(LOSSES[spec["type"]], spec["config"], path, "the loss: ")
+
+
+def loss_weights(metadata: dict[str, str], path: Path, outputs: int) -> list[float] | None:
+    """The outputs' weights in the total loss, if the file gives them."""
+    if "loss_weights" not in metadata:
+        return None
+    weights = field(metadata, "loss_weights", path)
+    if not (isinstance(weights, list) and len(weights) == outputs
+            and all(type(w) in (int, float) and 0 <= w < 1e30 for w in weights)):
+        raise FormatError(f"{path}: 'loss_weights' must list {outputs} non-negative numbers")
+    return [float(w) for w in weights]
 
 
 def shuffle_state(metadata: dict[str, str], path: Path) -> dict[str, Any]:

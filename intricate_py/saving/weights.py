@@ -35,7 +35,7 @@ def set_weights(model: "Model", weights: Sequence) -> None:
     if not model.built:
         raise ValueError("the model has no weights yet: give input_size (or call build) before set_weights")
     slots = [(i, layer, name, shape) for i, layer in enumerate(model.layers)
-             for name, shape in layer._file_shapes().items()]
+             for name, shape in layer.file_shapes().items()]
     if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
         raise ValueError(f"expected a list of arrays, as get_weights() gives. Received: {type(weights).__name__}")
     if len(weights) != len(slots):
@@ -45,9 +45,9 @@ def set_weights(model: "Model", weights: Sequence) -> None:
     for k, ((i, layer, name, shape), value) in enumerate(zip(slots, weights)):
         per_layer[i][name] = checked_values(value, shape, model.dtype, f"layer {i} {layer!r} expects",
                                             f"{name} (weights[{k}])")
-    staged = [layer._check_state(own) for layer, own in zip(model.layers, per_layer)]
+    staged = [layer.check_state(own) for layer, own in zip(model.layers, per_layer)]
     for layer, (shape, values) in zip(model.layers, staged):
-        layer._write_state(shape, values)
+        layer.write_state(shape, values)
 
 
 def save_weights(model: "Model", path: PathLike) -> None:

@@ -1,0 +1,263 @@
+"""The bookkeeping of one fit: metric accumulators on the device, their
+readback, progress bars, history, and the last good weights.
+
+Metrics stay on the device: each epoch adds its loss sums, correct counts
+(and the validation's) into a block of a small ring of accumulators, and a
+readback reads the epochs since the last one. The ring's size bounds the
+epochs between two readbacks, so memory does not grow with ``epochs``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from typing import TYPE_CHECKING, Callable, NamedTuple
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .fit_data import Slots, metric_table
+from .losses import Loss
+from .training import HaltingCondition, History
+
+if TYPE_CHECKING:
+    from .callbacks import Callback
+    from .model import Model
+
+#: Seconds between metric readbacks while training (progress, NaN checks).
+REFRESH_SECONDS = 0.25
+#: Epochs of metrics the device holds; a fit reads them back at least this often.
+RING = 256
+
+
+class _Save(NamedTuple):
+    """Device copies of the weights, state and optimizer state, and the host
+    state that goes with them, after epoch ``upto - 1``."""
+
+    arrays: list
+    upto: int
+    iterations: int
+    rng: dict
+
+
+class Run:
+    """The bookkeeping of one fit.
+
+    Saves: at each readback that finds every epoch finite, the weights,
+    state, optimizer state and shuffling state are copied on the device into
+    one of three sets of buffers; the two newest saves are kept. A save
+    becomes current in one assignment, so whatever interrupts a fit,
+    :meth:`abandon` goes back to a complete one.
+
+    Divergence: an epoch is good when its loss and the weights it leaves are
+    finite. When epoch b is not, the weights kept are those of the end of
+    epoch b - 1 if b's first step (which used them) gave a finite loss, else
+    those of the end of epoch b - 2: weights kept have given a finite loss.
+    """
+
+    def __init__(self, model: "Model", losses: list[Loss | None], weights: list[float], slots: Slots,
+                 n: int, n_val: int, steps: int, batch: int, epochs: int, keys: list[str], verbose: int,
+                 run_epoch: Callable[[int, "Run"], None]):
+        self.model, self.backend = model, model.backend
+        self.losses, self.weights, self.slots = losses, weights, slots
+        self.n, self.n_val, self.steps, self.batch = n, n_val, steps, batch
+        self.epochs, self.run_epoch = epochs, run_epoch
+        self.metrics = self.backend.zeros((RING * slots.size,))
+        self.history = History(keys)
+        self.read_upto = 0  # epochs [0, read_upto) are in the history
+        self.last_read = time.perf_counter()
+        self.verbose = int(verbose)
+        self.bar = None
+        if self.verbose == 2:
+            self.bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
+        self.live = model.store.arrays() + model.optimizer.state_arrays()
+        self._sets = [[self.backend.empty(a.shape) for a in self.live] for _ in range(3)]
+        self.saves = [self._save_into(self._sets[0], 0)]  # the newest last
+
+    # ------------------------------------------------------------- saving
+    def _save_into(self, arrays: list, upto: int) -> _Save:
+        """Copy the live state into ``arrays`` (recorded: on the GPU the copies
+        run with the next submission) and describe it as the state after
+        ``upto`` epochs."""
+        for a, s in zip(self.live, arrays):
+            self.backend.copy(a, s)
+        model = self.model
+        return _Save(arrays, upto, model.optimizer.iterations, copy.deepcopy(model.shuffle_state))
+
+    def _restore(self, save: _Save) -> None:
+        for a, s in zip(self.live, save.arrays):
+            self.backend.copy(s, a)
+        self.model.optimizer.iterations = save.iterations
+        self.model.shuffle_state = copy.deepcopy(save.rng)
+
+    def abandon(self) -> None:
+        """After an interrupt or an error: go back to the last save (the
+        end of a finished step). Work recorded and not yet started runs
+        first (a part of a step changes nothing the save does not restore);
+        work that cannot be submitted is dropped."""
+        try:
+            self.backend.flush()
+        except Exception:
+            self.backend.discard()
+        self._restore(self.saves[-1])
+        self.backend.flush()
+
+    def _restore_upto(self, upto: int) -> None:
+        """Back to the state after ``upto`` epochs: restore the newest save
+        at or before it, then replay (training is deterministic) the epochs
+        since, which the readbacks found finite."""
+        save = next(s for s in reversed(self.saves) if s.upto <= upto)
+        self._restore(save)
+        verbose, self.verbose = self.verbose, 0
+        for epoch in range(save.upto, upto):
+            self.run_epoch(epoch, self)
+        self.verbose = verbose
+
+    # ------------------------------------------------------------- epochs
+    def block(self, epoch: int) -> int:
+        """The first accumulator of ``epoch``."""
+        return (epoch % RING) * self.slots.size
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch, self.step = epoch, 0
+        if self.verbose == 1:
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(
+                total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
+                dynamic_ncols=True,
+            )
+
+    def step_done(self) -> None:
+        self.backend.end_step()
+        self.step += 1
+        if self.verbose == 1:
+            self.bar.update(1)
+            if self.step < self.steps and self._refresh_due():
+                self._show_running()
+
+    def _refresh_due(self) -> bool:
+        return time.perf_counter() - self.last_read >= REFRESH_SECONDS
+
+    def due(self, epoch: int) -> bool:
+        """Whether the epochs up to ``epoch`` must be read now: a few times
+        a second, or before the ring of accumulators wraps."""
+        return self._refresh_due() or epoch + 1 - self.read_upto >= RING
+
+    def _show_running(self) -> None:
+        """Running metrics of the epoch so far on the bar."""
+        self.last_read = time.perf_counter()
+        block = self.block(self.epoch)
+        sums = self.backend.to_numpy(self.backend.rows(self.metrics, block, block + self.slots.size))
+        seen = min(self.step * self.batch, self.n)
+        table = metric_table(self.model, sums.astype(np.float64)[None], self.losses, self.weights, self.slots, seen)
+        self.bar.set_postfix({k: float(v[0]) for k, v in table.items()}, refresh=False)
+
+    # ------------------------------------------------------------- reading
+    def _read_metrics(self, start: int, epoch: int) -> np.ndarray:
+        """The accumulators of epochs start..epoch as rows of blocks, whose
+        slots are then cleared for the epochs that take them next.
+
+        The weights are checked only here, at the end of the last epoch
+        read: a parameter that went NaN or inf in an earlier epoch made the
+        loss of every epoch after it NaN."""
+        backend, metrics = self.backend, self.metrics
+        for a in self.model.store.arrays():
+            backend.flag_nonfinite(a, metrics, self.block(epoch) + Slots.BAD)
+        first, last = self.block(start), self.block(epoch) + self.slots.size
+        if first < last:
+            values = backend.to_numpy(backend.rows(metrics, first, last))
+            backend.clear(backend.rows(metrics, first, last))
+        else:  # the ring wrapped: read it whole and put the epochs in order
+            ring = backend.to_numpy(metrics)
+            values = np.concatenate([ring[first:], ring[:last]])
+            backend.clear(metrics)
+        return values.astype(np.float64).reshape(-1, self.slots.size)
+
+    def table(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        return metric_table(self.model, values, self.losses, self.weights, self.slots, self.n, self.n_val)
+
+    def read_epochs(self, epoch: int, halting: HaltingCondition | None, callbacks: "list[Callback]") -> bool:
+        """Read the metrics of the epochs up to ``epoch``; True stops training."""
+        self.last_read = time.perf_counter()
+        start = self.read_upto
+        # the state at the end of `epoch`, copied by the readback's submission;
+        # it becomes the newest save if every epoch read is good
+        used = [save.arrays for save in self.saves]
+        spare = next(arrays for arrays in self._sets if not any(arrays is u for u in used))
+        candidate = self._save_into(spare, epoch + 1)
+        values = self._read_metrics(start, epoch)
+        table = self.table(values)
+        good_epochs = np.isfinite(table["loss"]) & (values[:, Slots.BAD] == 0)
+        good = len(good_epochs) if good_epochs.all() else int(np.argmin(good_epochs))
+        if good < len(good_epochs):
+            candidate = None
+        if halting is None and not callbacks:  # nothing looks at single epochs: record them at once
+            self.history.extend(range(start, start + good), {k: v[:good] for k, v in table.items()})
+            self.read_upto = start + good
+            if good:
+                self._show(start + good - 1, {k: float(v[good - 1]) for k, v in table.items()})
+        else:
+            for i in range(good):
+                e, logs = start + i, {k: float(v[i]) for k, v in table.items()}
+                self.history.append(e, logs)
+                self.read_upto = e + 1
+                if candidate is not None and e == epoch:
+                    self._keep(candidate)
+                self._show(e, logs)
+                if halting is not None and halting.reached(logs):
+                    return self._stop(e, f"{halting!r} reached at epoch {e + 1}")
+                stopper = None
+                for callback in callbacks:  # every callback sees the epoch, as in Keras
+                    callback.on_epoch_end(e, logs)
+                    if self.model.stop_training and stopper is None:
+                        stopper = callback
+                if self.model.stop_training:
+                    who = repr(stopper) if stopper is not None else "model.stop_training = True"
+                    return self._stop(e, f"{who} stopped training at epoch {e + 1}")
+        if good < len(good_epochs):
+            first_step_ok = all(np.isfinite(values[good, self.slots.of(k, Slots.FIRST_LOSS)])
+                                for k, loss in enumerate(self.losses) if loss is not None)
+            self._diverged(start + good, float(table["loss"][good]), first_step_ok)
+            return True
+        if candidate is not None:
+            self._keep(candidate)
+        return False
+
+    def _keep(self, save: _Save) -> None:
+        if self.saves[-1] is not save:
+            self.saves = [self.saves[-1], save]  # one assignment
+
+    def _show(self, epoch: int, logs: dict[str, float]) -> None:
+        if self.bar is None:
+            return
+        # tqdm redraws at most every mininterval, on update or close
+        self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
+        if self.verbose == 2:
+            self.bar.update(epoch + 1 - self.bar.n)
+
+    def _stop(self, epoch: int, reason: str) -> bool:
+        if epoch + 1 < self.epochs:
+            self.history.stop_reason = reason
+        return True
+
+    def _diverged(self, epoch: int, loss: float, first_step_ok: bool) -> None:
+        """Warn that epoch ``epoch`` (counted from 0) diverged, and go back
+        to the last state that gave a finite loss."""
+        upto = epoch if first_step_ok else max(epoch - 1, 0)
+        self._restore_upto(upto)
+        kept = f"the weights from the end of epoch {upto}" if upto else "the weights from before training"
+        what = f"the loss became {loss}" if not np.isfinite(loss) else "the weights became NaN or inf"
+        lr = self.model.optimizer.current_learning_rate()
+        message = (
+            f"{what} in epoch {epoch + 1}, so training stopped and {kept} "
+            f"were kept. The learning rate ({lr:g}) is probably too large: try a smaller one "
+            "(for example a tenth of it), or scale the inputs to small values."
+        )
+        self.history.stop_reason = message
+        warnings.warn(message, RuntimeWarning, stacklevel=5)  # at the fit call
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,254 @@
+"""A model's plan: its nodes in order, a context for each, and the passes
+over them, forward and backward, worked out once.
+
+Forward, the nodes run in order (creation order: every node after its
+inputs). Backward, they run in reverse, and each node's input gradients are
+handed to the tensors they belong to; where a tensor feeds several nodes
+its gradients are added in a fixed order (the order the backward pass meets
+them), so the same seed gives the same bits on each device.
+
+Fusion, where the graph allows it:
+
+* a layer that ``fuses_activation`` (Dense) and the TanH, Sigmoid or ReLU
+  that is the only consumer of its output (and the output is not a model
+  output) are one product, the activation in its epilogue;
+* on the way back, such an activation whose only consumer is a Dense is
+  skipped, its gradient folded into that Dense's dY·Wᵀ product;
+* a Softmax or Sigmoid that makes a model output read by nothing else is
+  skipped in training when its loss takes its input instead (the loss's
+  fused kind: the loss and the layer in one kernel).
+
+A path of layers plans to the same operations as the chains of earlier
+versions: the same dispatches a step, and the same bits.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .backends import Array, Backend
+from .backends.base import ACTIVATIONS
+from .graph import Node, Symbol, graph_nodes
+from .layers import Activation, Context, Layer
+from .layers.base import Workspace
+
+
+def _epilogue_activation(layer: Layer) -> bool:
+    """An activation a product's epilogue computes."""
+    return isinstance(layer, Activation) and layer.kind in ACTIVATIONS
+
+
+def _trains(layer: Layer) -> bool:
+    return any(p.trainable for p in layer.params.values())
+
+
+class Back(NamedTuple):
+    """One node's part of a backward pass: ``fold``, an activation node
+    whose gradient this node's product computes (its input then takes the
+    result), and which inputs need a gradient."""
+
+    node: int
+    fold: int | None
+    needed: list[bool]
+
+
+class Pass(NamedTuple):
+    """The work of a forward (and, in training, backward) pass.
+
+    ``forward``: (node, the activation node its epilogue computes or None)
+    in order; ``reads``: per model output, the tensor its loss or predict
+    reads (a loss fused with the output's layer reads that layer's input);
+    ``backward``: the nodes in reverse order, for training."""
+
+    forward: list[tuple[int, int | None]]
+    reads: list[Symbol]
+    backward: list[Back]
+
+
+class Plan:
+    """The nodes that ``outputs`` depend on (from ``inputs``), ordered, with
+    a :class:`Context` for each: the buffers of a node belong to the plan, so
+    a layer called at two nodes (shared weights) keeps both calls' work.
+
+    ``layers``: each layer once, in the order of its first node.
+    ``buffers``: the model's own buffers (its batches, loss gradients,
+    gradient sums), reused from step to step.
+    """
+
+    def __init__(self, backend: Backend, inputs: list[Symbol], outputs: list[Symbol]):
+        self.backend, self.inputs, self.outputs = backend, inputs, outputs
+        self.nodes: list[Node] = graph_nodes(inputs, outputs)
+        self.layers: list[Layer] = list({id(n.layer): n.layer for n in self.nodes}.values())
+        calls: dict[int, int] = {}
+        self.contexts: list[Context] = []
+        for node in self.nodes:
+            call = calls[id(node.layer)] = calls.get(id(node.layer), -1) + 1
+            self.contexts.append(Context(backend, call))
+        self.position = {id(node): i for i, node in enumerate(self.nodes)}
+        self.consumers: dict[int, list[int]] = {id(s): [] for s in inputs}
+        for i, node in enumerate(self.nodes):
+            self.consumers[id(node.output)] = []
+            for s in node.inputs:
+                if i not in self.consumers[id(s)]:
+                    self.consumers[id(s)].append(i)
+        self.buffers = Workspace(backend)
+        self._passes: dict[tuple, Pass] = {}
+        self.stepped: list[tuple[int, tuple[str, ...]]] = []  # nodes with step values, and their names
+        self.replayable = all(layer.replayable for layer in self.layers)
+
+    def built(self) -> None:
+        """The layers hold their parameters now: find the nodes that draw
+        step values, and forget passes that depended on what trains."""
+        self.stepped = [(i, tuple(node.layer.step_values(0, self.contexts[i].call)))
+                        for i, node in enumerate(self.nodes)]
+        self.stepped = [(i, names) for i, names in self.stepped if names]
+        self._passes.clear()
+
+    # ------------------------------------------------------------------ passes
+    def fusible_output(self, k: int) -> Node | None:
+        """The node making output ``k`` when a loss may skip it in training
+        (nothing else reads the output), else None."""
+        symbol = self.outputs[k]
+        if symbol.node is None or self.consumers[id(symbol)] or \
+                sum(s is symbol for s in self.outputs) > 1:
+            return None
+        return symbol.node
+
+    def pass_for(self, training: bool, fused: tuple[bool, ...] = ()) -> Pass:
+        """The pass in inference, or in training with the outputs ``fused``
+        (per output) skipped for their losses."""
+        key = (training, fused)
+        found = self._passes.get(key)
+        if found is None:
+            found = self._passes[key] = self._make_pass(training, fused)
+        return found
+
+    def _make_pass(self, training: bool, fused: tuple[bool, ...]) -> Pass:
+        nodes = self.nodes
+        skipped = {self.position[id(self.outputs[k].node)] for k, f in enumerate(fused) if f}
+        outputs = {id(s) for s in self.outputs}
+        absorbed: dict[int, int] = {}  # activation node -> the product computing it
+        for i, node in enumerate(nodes):
+            users = self.consumers[id(node.output)]
+            if i in skipped or not node.layer.fuses_activation or len(users) != 1 or id(node.output) in outputs:
+                continue
+            j = users[0]
+            if j not in skipped and _epilogue_activation(nodes[j].layer):
+                absorbed[j] = i
+        products = {i: j for j, i in absorbed.items()}
+        forward = [(i, products.get(i)) for i in range(len(nodes)) if i not in skipped and i not in absorbed]
+        reads = [nodes[self.position[id(s.node)]].inputs[0] if f else s
+                 for s, f in zip(self.outputs, fused + (False,) * (len(self.outputs) - len(fused)))]
+        backward = self._backward(reads, skipped) if training else []
+        return Pass(forward, reads, backward)
+
+    def _backward(self, reads: list[Symbol], skipped: set[int]) -> list[Back]:
+        nodes = self.nodes
+        upstream = {id(s): False for s in self.inputs}  # a trainable parameter at or before the tensor
+        for node in nodes:
+            upstream[id(node.output)] = _trains(node.layer) or any(upstream[id(s)] for s in node.inputs)
+        graded = {id(s) for s in reads}  # tensors that receive a gradient
+        folded: set[int] = set()
+        entries: list[Back] = []
+        for i in range(len(nodes) - 1, -1, -1):
+            node = nodes[i]
+            if i in skipped or i in folded or id(node.output) not in graded:
+                continue
+            needed = [upstream[id(s)] for s in node.inputs]
+            if not _trains(node.layer) and not any(needed):
+                continue
+            fold = self._fold(node) if needed[0] else None
+            if fold is not None:
+                folded.add(fold)
+                graded.add(id(nodes[fold].inputs[0]))
+            graded.update(id(s) for s, need in zip(node.inputs, needed) if need)
+            entries.append(Back(i, fold, needed))
+        return entries
+
+    def _fold(self, node: Node) -> int | None:
+        """The activation node whose gradient ``node``'s product can take
+        over: ``node`` fuses activations and is that activation's only
+        consumer, and the activation's output is no model output."""
+        source = node.inputs[0].node
+        if not node.layer.fuses_activation or source is None or not _epilogue_activation(source.layer):
+            return None
+        if self.consumers[id(source.output)] != [self.position[id(node)]] or \
+                any(s is source.output for s in self.outputs):
+            return None
+        return self.position[id(source)]
+
+    # ------------------------------------------------------------------ running
+    def forward(self, p: Pass, arrays: list[Array], training: bool) -> list[Array]:
+        """The tensors ``p`` reads, from a batch of each input."""
+        values: dict[int, Array] = {id(s): a for s, a in zip(self.inputs, arrays)}
+        nodes, contexts = self.nodes, self.contexts
+        for i, j in p.forward:
+            node, ctx = nodes[i], contexts[i]
+            ctx.training = training
+            xs = [values[id(s)] for s in node.inputs]
+            if j is None:
+                values[id(node.output)] = node.layer.call(ctx, *xs)
+                continue
+            activation = nodes[j].layer
+            contexts[j].training = training
+            y = node.layer.call(ctx, *xs, activation=activation.kind)
+            values[id(nodes[j].output)] = activation.take(contexts[j], y)
+        return [values[id(s)] for s in p.reads]
+
+    def backward(self, p: Pass, grads: list[Array | None]) -> None:
+        """Every parameter's gradient, from the gradients of what ``p``
+        reads (None for an output without a loss)."""
+        sums = _Sums(self)
+        for symbol, g in zip(p.reads, grads):
+            if g is not None:
+                sums.add(symbol, g)
+        nodes, contexts = self.nodes, self.contexts
+        for entry in p.backward:
+            node, ctx = nodes[entry.node], contexts[entry.node]
+            g = sums.held[id(node.output)]
+            if entry.fold is not None:
+                activation = nodes[entry.fold]
+                dx = node.layer.backward(ctx, g, activation_grad=(activation.layer.kind, contexts[entry.fold].y))
+                sums.add(activation.inputs[0], dx)
+                continue
+            for symbol, d in zip(node.inputs, node.layer.backward_inputs(ctx, g, entry.needed)):
+                if d is not None:
+                    sums.add(symbol, d)
+
+    # -------------------------------------------------------------- step values
+    def step_values(self, step: int) -> dict[str, float | int]:
+        """Every node's values for training step ``step``, named ``{node}.{name}``."""
+        values = {}
+        for i, names in self.stepped:
+            for name, value in self.nodes[i].layer.step_values(step, self.contexts[i].call).items():
+                values[f"{i}.{name}"] = value
+        return values
+
+    def give_step_values(self, values: dict) -> None:
+        """Hand each node its entries of ``values`` (as :meth:`step_values` names them)."""
+        for i, names in self.stepped:
+            self.contexts[i].values = {name: values[f"{i}.{name}"] for name in names}
+
+
+class _Sums:
+    """The gradients of one backward pass by tensor: the first that reaches
+    a tensor is held as it is, the second is added to it into a buffer of
+    the tensor's own, and later ones add into that buffer in place."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.held: dict[int, Array] = {}
+        self.owned: set[int] = set()
+
+    def add(self, symbol: Symbol, g: Array) -> None:
+        key, backend = id(symbol), self.plan.backend
+        held = self.held.get(key)
+        if held is None:
+            self.held[key] = g
+        elif key in self.owned:
+            backend.add(held, g, held)
+        else:
+            total = self.plan.buffers.get(f"grad{symbol.serial}", g.shape[0], symbol.shape)
+            backend.add(held, g, total)
+            self.held[key] = total
+            self.owned.add(key)
