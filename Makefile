@@ -4,7 +4,7 @@
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist
+DEBIAN_PACKAGES := mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist graphviz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench deploy deploy-build system clean
@@ -46,7 +46,7 @@ system:
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[dev,examples,export,tune]"
+	$(PY) -m pip install -q -e ".[dev,examples,export,tune,plot]"
 	touch $@
 
 clean:

@@ -1,12 +1,12 @@
 """intricate-py: neural networks whose layers run as WGSL compute shaders
 through wgpu-py, with a numpy CPU fallback."""
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .backends import select_backend
 from .device_choice import devices
 from .graph import Input
 from .model import Model
+from .plot import plot_model
 from .saving import FormatError
 from .training import History, HaltingCondition, MinAccuracyReached, MinLossReached
 from . import callbacks, layers, losses, optimizers
@@ -14,6 +14,7 @@ from . import callbacks, layers, losses, optimizers
 __all__ = [
     "Model",
     "Input",
+    "plot_model",
     "FormatError",
     "History",
     "HaltingCondition",

@@ -155,3 +155,42 @@ def _size_text(nbytes: float) -> str:
             return f"{nbytes:.3g} {unit}" if unit != "bytes" else f"{int(nbytes)} bytes"
         nbytes /= 1024
     return f"{nbytes:.3g} PiB"
+
+
+def checked_values(value, shape: Shape, dtype, owner: str, name: str) -> np.ndarray:
+    """``value`` as a C-contiguous array of ``dtype``; ValueError ("``owner``
+    ``name`` of shape ...") unless it holds real numbers of ``shape`` that
+    stay finite in ``dtype``."""
+    dtype = np.dtype(dtype)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(
+            f"{owner} {name} as an array of numbers. Received: {type(value).__name__} that numpy "
+            f"cannot read ({error})"
+        ) from None
+    if array.dtype.kind not in "biuf":
+        found = "complex numbers" if array.dtype.kind == "c" else f"dtype={array.dtype}"
+        raise ValueError(f"{owner} real numbers for {name}. Received: {found}")
+    if array.shape != tuple(shape):
+        raise ValueError(f"{owner} {name} of shape {tuple(shape)}. Received: shape={array.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = np.ascontiguousarray(array, dtype=dtype)
+    where = first_non_finite(cast)
+    if where is not None:
+        found = array[where]
+        if not np.isfinite(found):
+            raise ValueError(f"{owner} finite values for {name}. Received: {found} at index {where}")
+        raise ValueError(
+            f"{owner} values for {name} that fit {dtype.name} (magnitudes up to {np.finfo(dtype).max:.4g}). "
+            f"Received: {found} at index {where}, which does not fit {dtype.name}"
+        )
+    return cast
+
+
+def first_non_finite(a: np.ndarray) -> tuple[int, ...] | None:
+    """The index of the first NaN or infinity in ``a``, None if there is none."""
+    finite = np.isfinite(a)
+    if finite.all():
+        return None
+    return tuple(int(i) for i in np.argwhere(~finite)[0])

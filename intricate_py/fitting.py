@@ -47,7 +47,7 @@ class TrainStep:
         for k, loss in enumerate(losses):
             node = self.plan.fusible_output(k)
             if loss is None:
-                fused.append(False)
+                fused.append(None)
                 continue
             self.kinds[k], fuses = loss.step_kind(node.layer) if node is not None else (loss.kind, False)
             fused.append(fuses)

@@ -571,13 +571,19 @@ class Model:
         else:
             rows = [("#", "layer", "output shape", "parameters", "connected to")]
             rows += [("", f"{s.name} (Input)", batch_shape_text(s.shape), "0", "") for s in self.inputs]
-            counted: set[int] = set()
-            for i, node in enumerate(self.plan.nodes):
+            plan, counted = self.plan, set()
+            calls = {id(layer): 0 for layer in self.layers}
+            for node in plan.nodes:
+                calls[id(node.layer)] += 1
+            for i, node in enumerate(plan.nodes):
                 layer = node.layer
                 count = 0 if id(layer) in counted else layer.parameter_count
                 counted.add(id(layer))
-                rows.append((str(i), f"{layer.name} {layer!r}", batch_shape_text(node.output.shape),
-                             f"{count:,}", ", ".join(s.name for s in node.inputs)))
+                sources = ", ".join(s.name if s.node is None or calls[id(s.node.layer)] == 1
+                                    else f"{s.name}[{plan.contexts[plan.position[id(s.node)]].call}]"
+                                    for s in node.inputs)
+                rows.append((str(i), f"{layer.name} {layer!r}", batch_shape_text(node.output.shape), f"{count:,}",
+                             sources))
         widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         lines.insert(1, "-" * len(lines[0]))

@@ -31,6 +31,7 @@ from .backends.base import ACTIVATIONS
 from .graph import Node, Symbol, graph_nodes
 from .layers import Activation, Context, Layer
 from .layers.base import Workspace
+from .store import packed_arrays
 
 
 def _epilogue_activation(layer: Layer) -> bool:
@@ -45,11 +46,14 @@ def _trains(layer: Layer) -> bool:
 class Back(NamedTuple):
     """One node's part of a backward pass: ``fold``, an activation node
     whose gradient this node's product computes (its input then takes the
-    result), and which inputs need a gradient."""
+    result), which inputs need a gradient, and whether the layer's
+    parameter gradients add to those of its calls met before (a shared
+    layer's: the first call met writes them, the others add)."""
 
     node: int
     fold: int | None
     needed: list[bool]
+    adds: bool
 
 
 class Pass(NamedTuple):
@@ -92,6 +96,7 @@ class Plan:
                 if i not in self.consumers[id(s)]:
                     self.consumers[id(s)].append(i)
         self.buffers = Workspace(backend)
+        self._scratch: dict[int, list[Array]] = {}  # a shared layer's later calls' parameter gradients
         self._passes: dict[tuple, Pass] = {}
         self.stepped: list[tuple[int, tuple[str, ...]]] = []  # nodes with step values, and their names
         self.replayable = all(layer.replayable for layer in self.layers)
@@ -103,6 +108,7 @@ class Plan:
                         for i, node in enumerate(self.nodes)]
         self.stepped = [(i, names) for i, names in self.stepped if names]
         self._passes.clear()
+        self._scratch.clear()
 
     # ------------------------------------------------------------------ passes
     def fusible_output(self, k: int) -> Node | None:
@@ -114,17 +120,19 @@ class Plan:
             return None
         return symbol.node
 
-    def pass_for(self, training: bool, fused: tuple[bool, ...] = ()) -> Pass:
-        """The pass in inference, or in training with the outputs ``fused``
-        (per output) skipped for their losses."""
+    def pass_for(self, training: bool, fused: tuple[bool | None, ...] = ()) -> Pass:
+        """The pass in inference, or in training with, per output, ``fused``
+        True where a loss skips the output's layer, False where a loss reads
+        the output, None where no loss does (no gradient starts there)."""
         key = (training, fused)
         found = self._passes.get(key)
         if found is None:
             found = self._passes[key] = self._make_pass(training, fused)
         return found
 
-    def _make_pass(self, training: bool, fused: tuple[bool, ...]) -> Pass:
+    def _make_pass(self, training: bool, fused: tuple[bool | None, ...]) -> Pass:
         nodes = self.nodes
+        fused = fused + (False,) * (len(self.outputs) - len(fused))
         skipped = {self.position[id(self.outputs[k].node)] for k, f in enumerate(fused) if f}
         outputs = {id(s) for s in self.outputs}
         absorbed: dict[int, int] = {}  # activation node -> the product computing it
@@ -137,18 +145,19 @@ class Plan:
                 absorbed[j] = i
         products = {i: j for j, i in absorbed.items()}
         forward = [(i, products.get(i)) for i in range(len(nodes)) if i not in skipped and i not in absorbed]
-        reads = [nodes[self.position[id(s.node)]].inputs[0] if f else s
-                 for s, f in zip(self.outputs, fused + (False,) * (len(self.outputs) - len(fused)))]
-        backward = self._backward(reads, skipped) if training else []
+        reads = [nodes[self.position[id(s.node)]].inputs[0] if f else s for s, f in zip(self.outputs, fused)]
+        graded = [s for s, f in zip(reads, fused) if f is not None]
+        backward = self._backward(graded, skipped) if training else []
         return Pass(forward, reads, backward)
 
-    def _backward(self, reads: list[Symbol], skipped: set[int]) -> list[Back]:
+    def _backward(self, graded_reads: list[Symbol], skipped: set[int]) -> list[Back]:
         nodes = self.nodes
         upstream = {id(s): False for s in self.inputs}  # a trainable parameter at or before the tensor
         for node in nodes:
             upstream[id(node.output)] = _trains(node.layer) or any(upstream[id(s)] for s in node.inputs)
-        graded = {id(s) for s in reads}  # tensors that receive a gradient
+        graded = {id(s) for s in graded_reads}  # tensors that receive a gradient
         folded: set[int] = set()
+        met: set[int] = set()  # layers whose parameter gradients are written
         entries: list[Back] = []
         for i in range(len(nodes) - 1, -1, -1):
             node = nodes[i]
@@ -162,7 +171,9 @@ class Plan:
                 folded.add(fold)
                 graded.add(id(nodes[fold].inputs[0]))
             graded.update(id(s) for s, need in zip(node.inputs, needed) if need)
-            entries.append(Back(i, fold, needed))
+            adds = _trains(node.layer) and id(node.layer) in met
+            met.add(id(node.layer))
+            entries.append(Back(i, fold, needed, adds))
         return entries
 
     def _fold(self, node: Node) -> int | None:
@@ -202,18 +213,44 @@ class Plan:
         for symbol, g in zip(p.reads, grads):
             if g is not None:
                 sums.add(symbol, g)
-        nodes, contexts = self.nodes, self.contexts
         for entry in p.backward:
-            node, ctx = nodes[entry.node], contexts[entry.node]
-            g = sums.held[id(node.output)]
-            if entry.fold is not None:
-                activation = nodes[entry.fold]
-                dx = node.layer.backward(ctx, g, activation_grad=(activation.layer.kind, contexts[entry.fold].y))
-                sums.add(activation.inputs[0], dx)
+            if not entry.adds:
+                self._back(entry, sums)
                 continue
-            for symbol, d in zip(node.inputs, node.layer.backward_inputs(ctx, g, entry.needed)):
-                if d is not None:
-                    sums.add(symbol, d)
+            # a shared layer met before: this call's parameter gradients go to
+            # buffers of its own, then add to the layer's
+            parameters = self.nodes[entry.node].layer.parameters
+            grads = [q.grad for q in parameters]
+            for q, scratch in zip(parameters, self._scratch_grads(entry.node, parameters)):
+                q.grad = scratch
+            try:
+                self._back(entry, sums)
+            finally:
+                for q, grad in zip(parameters, grads):
+                    scratch, q.grad = q.grad, grad
+                    self.backend.add(grad, scratch, grad)
+
+    def _back(self, entry: Back, sums: "_Sums") -> None:
+        """One node's backward: its parameters' gradients, and its inputs'
+        handed to ``sums``."""
+        node, ctx = self.nodes[entry.node], self.contexts[entry.node]
+        g = sums.held[id(node.output)]
+        if entry.fold is not None:
+            activation = self.nodes[entry.fold]
+            dx = node.layer.backward(ctx, g, activation_grad=(activation.layer.kind, self.contexts[entry.fold].y))
+            sums.add(activation.inputs[0], dx)
+            return
+        for symbol, d in zip(node.inputs, node.layer.backward_inputs(ctx, g, entry.needed)):
+            if d is not None:
+                sums.add(symbol, d)
+
+    def _scratch_grads(self, i: int, parameters: list) -> list[Array]:
+        """Gradient buffers for node ``i``'s parameters, laid out as a
+        store lays out gradients (one buffer, aligned slots), made once."""
+        found = self._scratch.get(i)
+        if found is None:
+            found = self._scratch[i] = packed_arrays(self.backend, [tuple(q.value.shape) for q in parameters])
+        return found
 
     # -------------------------------------------------------------- step values
     def step_values(self, step: int) -> dict[str, float | int]:

@@ -24,13 +24,26 @@ if TYPE_CHECKING:
 ALIGN = 16
 
 
+def _slots(shapes: list[tuple[int, ...]]) -> tuple[list[int], int]:
+    """Each shape's offset in a packed buffer, and the buffer's size."""
+    offsets, total = [], 0
+    for shape in shapes:
+        offsets.append(total)
+        total += -(-math.prod(shape) // ALIGN) * ALIGN
+    return offsets, total
+
+
+def packed_arrays(backend: Backend, shapes: list[tuple[int, ...]]) -> list[Array]:
+    """Arrays of ``shapes`` (zeros), views of one buffer laid out as a store's."""
+    offsets, total = _slots(shapes)
+    flat = backend.zeros((total,))
+    return [backend.view(flat, offset, shape) for offset, shape in zip(offsets, shapes)]
+
+
 def _packed(backend: Backend, params: list[Parameter], with_grads: bool) -> tuple[Array | None, Array | None, list[int]]:
     """One buffer of every ``params`` value (and one of their gradients),
     each parameter now a view of it; and the parameters' offsets."""
-    offsets, total = [], 0
-    for p in params:
-        offsets.append(total)
-        total += -(-math.prod(p.value.shape) // ALIGN) * ALIGN
+    offsets, total = _slots([tuple(p.value.shape) for p in params])
     if not params:
         return None, None, offsets
     values = backend.zeros((total,))

@@ -3,7 +3,8 @@ the image layers Conv2D and MaxPool2D, Flatten and Reshape, Dropout, and the
 merge layers Add, Subtract, Multiply, Average and Concatenate."""
 
 from .activations import Activation, ReLU, Sigmoid, Softmax, TanH
-from .base import LAYER_TYPES, Context, Layer, Parameter
+from .base import Context, Layer, Parameter
+from .registry import LAYER_TYPES
 from .conv import Conv2D, MaxPool2D
 from .dense import Dense
 from .dropout import Dropout

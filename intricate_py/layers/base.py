@@ -10,15 +10,14 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from .. import _checks, initializers
+from .._checks import checked_values
 from ..backends import Array, Backend, NumpyBackend
 from ..graph import call_layer, is_symbolic
+from .registry import LAYER_TYPES
 from ..naming import batch_shape_text, checked_name, shape_text, snake_case, unique_name
 
 Shape = tuple[int, ...]
 
-#: Every concrete Layer subclass by class name, for rebuilding layers from
-#: files (a base class declared ``class Base(Layer, abstract=True)`` is left out).
-LAYER_TYPES: dict[str, type["Layer"]] = {}
 
 class Parameter:
     """An array of a layer and, when ``trainable``, the gradient
@@ -441,13 +440,14 @@ class Layer:
 
     def save(self, path) -> None:
         """Write this layer (type, configuration, parameters) to a safetensors file."""
-        from ..saving import save_layer
+        from ..saving.layer_files import save_layer
 
         save_layer(self, path)
 
     def _load_new(cls, path) -> "Layer":
         """Read a layer file: a new layer of the type the file names."""
-        from ..saving import FormatError, load_layer
+        from ..saving.fileio import FormatError
+        from ..saving.layer_files import load_layer
 
         layer = load_layer(path)
         if not isinstance(layer, cls):
@@ -457,7 +457,7 @@ class Layer:
     def _load_into(self, path) -> "Layer":
         """Read a layer file into this layer, checking its type, configuration
         and shapes; FormatError, and the layer unchanged, if they differ."""
-        from ..saving import load_layer
+        from ..saving.layer_files import load_layer
 
         return load_layer(path, into=self)
 
@@ -490,45 +490,6 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
-
-
-def checked_values(value, shape: Shape, dtype, owner: str, name: str) -> np.ndarray:
-    """``value`` as a C-contiguous array of ``dtype``; ValueError ("``owner``
-    ``name`` of shape ...") unless it holds real numbers of ``shape`` that
-    stay finite in ``dtype``."""
-    dtype = np.dtype(dtype)
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise ValueError(
-            f"{owner} {name} as an array of numbers. Received: {type(value).__name__} that numpy "
-            f"cannot read ({error})"
-        ) from None
-    if array.dtype.kind not in "biuf":
-        found = "complex numbers" if array.dtype.kind == "c" else f"dtype={array.dtype}"
-        raise ValueError(f"{owner} real numbers for {name}. Received: {found}")
-    if array.shape != tuple(shape):
-        raise ValueError(f"{owner} {name} of shape {tuple(shape)}. Received: shape={array.shape}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        cast = np.ascontiguousarray(array, dtype=dtype)
-    where = first_non_finite(cast)
-    if where is not None:
-        found = array[where]
-        if not np.isfinite(found):
-            raise ValueError(f"{owner} finite values for {name}. Received: {found} at index {where}")
-        raise ValueError(
-            f"{owner} values for {name} that fit {dtype.name} (magnitudes up to {np.finfo(dtype).max:.4g}). "
-            f"Received: {found} at index {where}, which does not fit {dtype.name}"
-        )
-    return cast
-
-
-def first_non_finite(a: np.ndarray) -> tuple[int, ...] | None:
-    """The index of the first NaN or infinity in ``a``, None if there is none."""
-    finite = np.isfinite(a)
-    if finite.all():
-        return None
-    return tuple(int(i) for i in np.argwhere(~finite)[0])
 
 
 def _is_shapes(shape) -> bool:

@@ -32,7 +32,8 @@ Guarantees (tested in tests/test_saving.py and tests/test_file_safety.py):
 """
 
 from .fileio import FormatError, atomic_write, read_safetensors
-from .files import load_layer, load_model, load_model_into, save_layer, save_model
+from .files import load_model, load_model_into, save_model
+from .layer_files import load_layer, save_layer
 from .spec import FORMAT, FORMAT_VERSION, checksum, read_file, write_file
 from .weights import get_weights, load_weights, save_weights, set_weights
 

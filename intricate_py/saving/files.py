@@ -1,47 +1,22 @@
-"""Layer and model files: save, load into a new object, load into an
-existing one."""
+"""Model files: save, load into a new model or an existing one, with the
+optimizer's state, the loss and the shuffling state when asked."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._checks import checked_values
 from . import spec
 from .fileio import FormatError, PathLike
+from .layer_files import config_differences, refuse_non_finite
 
 if TYPE_CHECKING:
     from ..layers import Layer
     from ..model import Model
-
-#: Config entries that do not change what a layer computes: an existing
-#: layer keeps its own when a file is loaded into it.
-NOT_ARCHITECTURE = ("input_size", "input_shape", "weight_init", "bias_init", "seed")
-#: optimizer state holding sums or averages of squares: never negative
-NON_NEGATIVE_STATE = ("sum_sq", "v")
-
-
-# ---------------------------------------------------------------- saving
-def refuse_non_finite(tensors: dict[str, np.ndarray], owner: Callable[[str], str]) -> None:
-    """ValueError naming the tensor (and ``owner(name)``) unless every value
-    is finite: files hold finite numbers only, in both directions."""
-    from ..layers.base import first_non_finite
-
-    for name, t in tensors.items():
-        where = first_non_finite(t)
-        if where is not None:
-            raise ValueError(f"cannot save {owner(name)}: its tensor {name!r} holds {t[where]} at index "
-                             f"{where}; files hold finite numbers only (nothing was written)")
-
-
-def save_layer(layer: "Layer", path: PathLike) -> None:
-    tensors = layer.state_dict() if layer.built else {}
-    refuse_non_finite(tensors, lambda name: repr(layer))
-    dtype = layer.backend.dtype.name if layer.built else "float32"
-    spec.write_file(path, tensors, {"kind": "layer", "layer_type": layer.type_name,
-                                    "config": json.dumps(layer.get_config()), "dtype": dtype})
 
 
 def model_tensors(model: "Model") -> dict[str, np.ndarray]:
@@ -113,55 +88,6 @@ def save_model(model: "Model", path: PathLike, include_optimizer: bool = False) 
             metadata["loss_weights"] = json.dumps(model.output_weights(model.output_losses()))
         metadata["shuffle_state"] = json.dumps(model.shuffle_state)
     spec.write_file(path, tensors, metadata)
-
-
-# ---------------------------------------------------------------- layers
-def load_layer(path: PathLike, into: "Layer | None" = None) -> "Layer":
-    """A new layer of the type the file names, or ``into`` filled from it."""
-    from ..backends import NumpyBackend
-
-    path = Path(path)
-    tensors, metadata = spec.read_file(path, "layer")
-    if into is not None and metadata.get("layer_type") != into.type_name:
-        raise FormatError(f"{path}: holds a {spec.clip(metadata.get('layer_type'))} layer, not {into.type_name}")
-    layer = spec.make_layer({"type": metadata.get("layer_type"), "config": spec.field(metadata, "config", path)},
-                            path)
-    try:
-        layer.load_state_dict(tensors, NumpyBackend(metadata["dtype"]))
-    except ValueError as error:
-        raise FormatError(f"{path}: {error}") from None
-    return layer if into is None else _fill_layer(into, layer, path)
-
-
-def _fill_layer(into: "Layer", loaded: "Layer", path: Path) -> "Layer":
-    """Give ``into`` the parameters of ``loaded``, checking that they are the
-    same layer (configuration and input shape)."""
-    from ..backends import NumpyBackend
-
-    differences = config_differences(loaded, into)
-    if differences:
-        raise FormatError(f"{path}: holds {loaded!r}, not {into!r}: {differences}")
-    if not loaded.built:
-        if into.params:
-            raise FormatError(f"{path}: holds no weights for {into!r} (it was saved from an unbuilt "
-                              f"{loaded.type_name})")
-        return into
-    try:
-        if not into.built:
-            into.build(loaded.input_shape, NumpyBackend(loaded.backend.dtype))
-        into.load_state_dict(loaded.state_dict())
-    except ValueError as error:
-        raise FormatError(f"{path}: {error}") from None
-    return into
-
-
-def config_differences(loaded: "Layer", own: "Layer") -> str:
-    """How the configurations of two layers differ, ignoring what does not
-    change what they compute (initializers, Dropout seeds, input sizes)."""
-    a, b = loaded.get_config(), own.get_config()
-    keys = sorted((set(a) | set(b)) - set(NOT_ARCHITECTURE), key=str)
-    return "; ".join(f"{k} {a.get(k, '(default)')} in the file, {b.get(k, '(default)')} here"
-                     for k in keys if a.get(k) != b.get(k))
 
 
 # ---------------------------------------------------------------- models
@@ -288,12 +214,10 @@ def refuse_stray(rest: dict, layers: list, per_layer: list[dict], path: Path) ->
 def restore_training(model: "Model", rest: dict[str, np.ndarray], metadata: dict[str, str], path: Path) -> None:
     """Give ``model`` the file's optimizer (with its state), loss and
     shuffling state, taking the optimizer's tensors out of ``rest``."""
-    from ..layers.base import checked_values
-
-    optimizer, iterations = spec.optimizer(metadata, path)
-    loss = spec.loss(metadata, path, model.output_names)
-    weights = spec.loss_weights(metadata, path, len(model.outputs))
-    shuffle = spec.shuffle_state(metadata, path)
+    optimizer, iterations = optimizer_of(metadata, path)
+    loss = loss_of(metadata, path, model.output_names)
+    weights = loss_weights_of(metadata, path, len(model.outputs))
+    shuffle = shuffle_state_of(metadata, path)
     backend = model.backend
     optimizer.bind(backend, [model.store.flat] if model.store.flat is not None else [])
     staged = []
@@ -363,3 +287,73 @@ def load_model_into(model: "Model", path: PathLike) -> "Model":
 def _connections(graph: dict) -> tuple:
     """A graph's wiring without its input names."""
     return (tuple(tuple(e["shape"]) for e in graph["inputs"]), json.dumps(graph["nodes"]), json.dumps(graph["outputs"]))
+
+
+# ---------------------------------------------------------------- training state
+#: optimizer state holding sums or averages of squares: never negative
+NON_NEGATIVE_STATE = ("sum_sq", "v")
+
+
+def optimizer_of(metadata: dict[str, str], path: Path) -> tuple[Any, int]:
+    """The optimizer the file names, unbound, and its iteration count."""
+    from ..optimizers import OPTIMIZERS
+
+    entry = spec.field(metadata, "optimizer", path)
+    if not (isinstance(entry, dict) and set(entry) == {"type", "config", "iterations"}):
+        raise FormatError(f"{path}: 'optimizer' must hold 'type', 'config' and 'iterations'")
+    if not (isinstance(entry["type"], str) and entry["type"] in OPTIMIZERS):
+        raise FormatError(f"{path}: unknown optimizer {spec.clip(entry['type'])!r}: expected one of {sorted(OPTIMIZERS)}")
+    iterations = entry["iterations"]
+    if type(iterations) is not int or not 0 <= iterations <= spec.MAX_ITERATIONS:
+        raise FormatError(f"{path}: the optimizer's iterations must be an integer in [0, 2**53]. "
+                          f"Received: {iterations if type(iterations) is int else type(iterations).__name__}")
+    return spec.construct(OPTIMIZERS[entry["type"]], entry["config"], path, "the optimizer: "), iterations
+
+
+def loss_of(metadata: dict[str, str], path: Path, outputs: list[str]) -> Any:
+    """The loss: one for every output, or {"outputs": [one per output or None]}."""
+    entry = spec.field(metadata, "loss", path)
+    if isinstance(entry, dict) and set(entry) == {"outputs"}:
+        entries = entry["outputs"]
+        if not (isinstance(entries, list) and len(entries) == len(outputs)):
+            raise FormatError(f"{path}: 'loss' must list one entry per output ({len(outputs)})")
+        losses = [None if one is None else _one_loss(one, path) for one in entries]
+        if all(one is None for one in losses):
+            raise FormatError(f"{path}: 'loss' gives no output a loss")
+        return losses
+    return _one_loss(entry, path)
+
+
+def _one_loss(entry: Any, path: Path) -> Any:
+    from ..losses import LOSSES
+
+    if not (isinstance(entry, dict) and set(entry) == {"type", "config"}):
+        raise FormatError(f"{path}: 'loss' must hold 'type' and 'config'")
+    if not (isinstance(entry["type"], str) and entry["type"] in LOSSES):
+        raise FormatError(f"{path}: unknown loss {spec.clip(entry['type'])!r}: expected one of {sorted(LOSSES)}")
+    return spec.construct(LOSSES[entry["type"]], entry["config"], path, "the loss: ")
+
+
+def loss_weights_of(metadata: dict[str, str], path: Path, outputs: int) -> list[float] | None:
+    """The outputs' weights in the total loss, if the file gives them."""
+    if "loss_weights" not in metadata:
+        return None
+    weights = spec.field(metadata, "loss_weights", path)
+    if not (isinstance(weights, list) and len(weights) == outputs
+            and all(type(w) in (int, float) and 0 <= w < 1e30 for w in weights)):
+        raise FormatError(f"{path}: 'loss_weights' must list {outputs} non-negative numbers")
+    return [float(w) for w in weights]
+
+
+def shuffle_state_of(metadata: dict[str, str], path: Path) -> dict[str, Any]:
+    """The state of a PCG64 generator (numpy's default), each number in its range."""
+    state = spec.field(metadata, "shuffle_state", path)
+    ok = (isinstance(state, dict) and set(state) == {"bit_generator", "state", "has_uint32", "uinteger"}
+          and state["bit_generator"] == "PCG64" and isinstance(state["state"], dict)
+          and set(state["state"]) == {"state", "inc"}
+          and all(type(v) is int and 0 <= v < 2**128 for v in state["state"].values())
+          and state["has_uint32"] in (0, 1) and type(state["has_uint32"]) is int
+          and type(state["uinteger"]) is int and 0 <= state["uinteger"] < 2**32)
+    if not ok:
+        raise FormatError(f"{path}: 'shuffle_state' is not the state of a PCG64 generator")
+    return state

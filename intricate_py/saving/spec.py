@@ -58,7 +58,7 @@ def checksum(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> str:
 def write_file(path: PathLike, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
     """Write tensors and metadata (format, versions and checksum added)
     atomically to ``path``."""
-    from .. import __version__
+    from .._version import __version__
 
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
@@ -115,7 +115,7 @@ def clip(text: Any, length: int = 60) -> Any:
 def make_layer(entry: Any, path: Path, where: str = "") -> "Layer":
     """A new, unbuilt layer from its {"type", "config"} entry (and its
     "name", in a graph model's file)."""
-    from ..layers import LAYER_TYPES
+    from ..layers.registry import LAYER_TYPES
     from ..naming import checked_name
 
     if not (isinstance(entry, dict) and isinstance(entry.get("type"), str)
@@ -244,68 +244,3 @@ def _reference(ref: Any, inputs: int, before: int, path: Path, where: str) -> tu
             return kind, index
     raise FormatError(f"{path}: {where} takes {clip(repr(ref))}; expected ['input', k] with k < {inputs} "
                       f"or ['node', j] with j < {before} (an earlier node)")
-
-
-def optimizer(metadata: dict[str, str], path: Path) -> tuple[Any, int]:
-    """The optimizer the file names, unbound, and its iteration count."""
-    from ..optimizers import OPTIMIZERS
-
-    spec = field(metadata, "optimizer", path)
-    if not (isinstance(spec, dict) and set(spec) == {"type", "config", "iterations"}):
-        raise FormatError(f"{path}: 'optimizer' must hold 'type', 'config' and 'iterations'")
-    if not (isinstance(spec["type"], str) and spec["type"] in OPTIMIZERS):
-        raise FormatError(f"{path}: unknown optimizer {clip(spec['type'])!r}: expected one of {sorted(OPTIMIZERS)}")
-    iterations = spec["iterations"]
-    if type(iterations) is not int or not 0 <= iterations <= MAX_ITERATIONS:
-        raise FormatError(f"{path}: the optimizer's iterations must be an integer in [0, 2**53]. "
-                          f"Received: {iterations if type(iterations) is int else type(iterations).__name__}")
-    return construct(OPTIMIZERS[spec["type"]], spec["config"], path, "the optimizer: "), iterations
-
-
-def loss(metadata: dict[str, str], path: Path, outputs: list[str]) -> Any:
-    """The loss: one for every output, or {"outputs": [one per output or None]}."""
-    spec = field(metadata, "loss", path)
-    if isinstance(spec, dict) and set(spec) == {"outputs"}:
-        entries = spec["outputs"]
-        if not (isinstance(entries, list) and len(entries) == len(outputs)):
-            raise FormatError(f"{path}: 'loss' must list one entry per output ({len(outputs)})")
-        losses = [None if entry is None else _one_loss(entry, path) for entry in entries]
-        if all(one is None for one in losses):
-            raise FormatError(f"{path}: 'loss' gives no output a loss")
-        return losses
-    return _one_loss(spec, path)
-
-
-def _one_loss(spec: Any, path: Path) -> Any:
-    from ..losses import LOSSES
-
-    if not (isinstance(spec, dict) and set(spec) == {"type", "config"}):
-        raise FormatError(f"{path}: 'loss' must hold 'type' and 'config'")
-    if not (isinstance(spec["type"], str) and spec["type"] in LOSSES):
-        raise FormatError(f"{path}: unknown loss {clip(spec['type'])!r}: expected one of {sorted(LOSSES)}")
-    return construct(LOSSES[spec["type"]], spec["config"], path, "the loss: ")
-
-
-def loss_weights(metadata: dict[str, str], path: Path, outputs: int) -> list[float] | None:
-    """The outputs' weights in the total loss, if the file gives them."""
-    if "loss_weights" not in metadata:
-        return None
-    weights = field(metadata, "loss_weights", path)
-    if not (isinstance(weights, list) and len(weights) == outputs
-            and all(type(w) in (int, float) and 0 <= w < 1e30 for w in weights)):
-        raise FormatError(f"{path}: 'loss_weights' must list {outputs} non-negative numbers")
-    return [float(w) for w in weights]
-
-
-def shuffle_state(metadata: dict[str, str], path: Path) -> dict[str, Any]:
-    """The state of a PCG64 generator (numpy's default), each number in its range."""
-    state = field(metadata, "shuffle_state", path)
-    ok = (isinstance(state, dict) and set(state) == {"bit_generator", "state", "has_uint32", "uinteger"}
-          and state["bit_generator"] == "PCG64" and isinstance(state["state"], dict)
-          and set(state["state"]) == {"state", "inc"}
-          and all(type(v) is int and 0 <= v < 2**128 for v in state["state"].values())
-          and state["has_uint32"] in (0, 1) and type(state["has_uint32"]) is int
-          and type(state["uinteger"]) is int and 0 <= state["uinteger"] < 2**32)
-    if not ok:
-        raise FormatError(f"{path}: 'shuffle_state' is not the state of a PCG64 generator")
-    return state

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .._checks import checked_values
 from . import spec
 from .fileio import PathLike, read_safetensors
 from .files import fill_layers, model_tensors, refuse_stray, split_by_layer
@@ -30,8 +31,6 @@ def set_weights(model: "Model", weights: Sequence) -> None:
     """Set every parameter from a list laid out as :func:`get_weights`
     gives it. All or nothing: ValueError naming the list entry and the
     layer when a length, a shape or a value does not fit."""
-    from ..layers.base import checked_values
-
     if not model.built:
         raise ValueError("the model has no weights yet: give input_size (or call build) before set_weights")
     slots = [(i, layer, name, shape) for i, layer in enumerate(model.layers)
