@@ -157,7 +157,7 @@ def _size_text(nbytes: float) -> str:
     return f"{nbytes:.3g} PiB"
 
 
-def checked_values(value, shape: Shape, dtype, owner: str, name: str) -> np.ndarray:
+def checked_values(value, shape: tuple[int, ...], dtype, owner: str, name: str) -> np.ndarray:
     """``value`` as a C-contiguous array of ``dtype``; ValueError ("``owner``
     ``name`` of shape ...") unless it holds real numbers of ``shape`` that
     stay finite in ``dtype``."""

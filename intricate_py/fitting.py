@@ -56,50 +56,64 @@ class TrainStep:
         self.replayable = self.plan.replayable
         self.recordings = Recordings()  # by batch rows
         self.optimizer_values = tuple(model.optimizer.step_values())
+        self.n_inputs = len(model.inputs)
+        # each graded output's (index, loss, kind, accuracy, weight, gradient buffer's name)
+        self.terms = [(k, losses[k], self.kinds[k], self.accuracy[k], weights[k], f"loss_grad{k}")
+                      for k in self.graded]
+        # each graded output's loss slot in a block, on an epoch's first step (True) and the others
+        self.offsets = {first: [slots.of(k, slots.FIRST_LOSS if first else slots.LOSS) for k in self.graded]
+                        for first in (True, False)}
 
     def values(self, first: int, block: int, first_step: bool) -> dict[str, float | int]:
         """What changes from step to step, by the names the operations' arguments take."""
-        optimizer, slots = self.model.optimizer, self.slots
-        what = slots.FIRST_LOSS if first_step else slots.LOSS
+        optimizer = self.model.optimizer
         values = {"first": first, **optimizer.step_values(), **self.plan.step_values(optimizer.iterations)}
-        for k in self.graded:
-            values[f"index{k}"] = block + slots.of(k, what)
+        for k, offset in zip(self.graded, self.offsets[first_step]):
+            values[f"index{k}"] = block + offset
         return values
 
     def run(self, data: DeviceData, batch: tuple, metrics: Array, block: int, first_step: bool) -> None:
         """One step on ``batch`` (first row, arrays) of ``data``, adding each
         output's loss sum and correct count into ``metrics``' block ``block``."""
-        values = self.values(batch[0], block, first_step)
-        if not (self.replayable and self.backend.records):  # numpy: the layers every step
-            self._run(data, batch, metrics, values)
+        if not (self.replayable and self.backend.records):  # numpy: the layers every step, nothing marked
+            if self.plan.stepped:
+                self.plan.give_step_values(self.plan.step_values(self.model.optimizer.iterations))
+            self._run(data, batch, metrics, batch[0], [block + offset for offset in self.offsets[first_step]], None)
             return
+        values = self.values(batch[0], block, first_step)
         rows = batch[1][0].shape[0]
         recording = self.recordings.get(rows)
         if recording is not None:
             self.backend.replay(recording, values)
             self.model.optimizer.iterations += 1
             return
+        marked = step_values(values)
+        self.plan.give_step_values(marked)
         with self.backend.record() as recording:
-            self._run(data, batch, metrics, step_values(values))
+            self._run(data, batch, metrics, marked["first"], [marked[f"index{k}"] for k in self.graded],
+                      {k: marked[k] for k in self.optimizer_values})
         if recording.complete:
             self.recordings.put(rows, recording)
 
-    def _run(self, data: DeviceData, batch: tuple, metrics: Array, values: dict) -> None:
-        """The step, layer by layer, with ``values`` (marked for a recording, or plain)."""
-        backend, plan, model = self.backend, self.plan, self.model
+    def _run(self, data: DeviceData, batch: tuple, metrics: Array, first: int, indexes: list[int],
+             optimizer_values: dict | None) -> None:
+        """The step, layer by layer: the batch from row ``first`` of the
+        order, each output's loss into ``metrics[indexes[k]]``, then the
+        optimizer's update with ``optimizer_values`` (None: its own)."""
+        backend, plan = self.backend, self.plan
         arrays = batch[1]
-        data.gather(values["first"], arrays)
-        plan.give_step_values(values)
-        n_inputs = len(model.inputs)
-        reads = plan.forward(self.pass_, arrays[:n_inputs], training=True)
+        data.gather(first, arrays)
+        n_inputs = self.n_inputs
+        reads = plan.forward(self.pass_, arrays[:n_inputs], True)
         grads: list[Array | None] = [None] * len(reads)
-        for k, t in zip(self.graded, arrays[n_inputs:]):
+        for (k, loss, kind, accuracy, weight, name), t, index in zip(self.terms, arrays[n_inputs:], indexes):
             p = reads[k]
-            g = grads[k] = plan.buffers.get(f"loss_grad{k}", p.shape[0], p.shape[1:])
-            self.losses[k].train_step(backend, self.kinds[k], flat(backend, p), t, metrics, values[f"index{k}"],
-                                      self.accuracy[k], flat(backend, g), self.weights[k])
+            g = grads[k] = plan.buffers.get(name, p.shape[0], p.shape[1:])
+            if len(p.shape) > 2:
+                p, g = flat(backend, p), flat(backend, g)
+            loss.train_step(backend, kind, p, t, metrics, index, accuracy, g, weight)
         plan.backward(self.pass_, grads)
-        model.optimizer.step({k: values[k] for k in self.optimizer_values})
+        self.model.optimizer.step(optimizer_values)
 
 
 class Trainer:

@@ -552,7 +552,9 @@ class Model:
         """Write the model for inference outside Python and return the paths
         written: ``format="onnx"`` an ONNX file at ``path`` (the ``export``
         extra), ``format="c"`` ``{name}.c`` and ``{name}.h`` in the folder
-        ``path``. See :mod:`intricate_py.export`."""
+        ``path``. A path of layers has one input ``x`` and one output ``y``;
+        a graph's inputs and outputs keep the model's names. See
+        :mod:`intricate_py.export`."""
         from .export import export_model
 
         return export_model(self, path, format, name)

@@ -26,8 +26,9 @@ def per_name(value: Any, names: Sequence[str], what: str, optional: bool = False
         if missing and not optional:
             raise ValueError(f"expected {what} for each of {list(names)}. Received: none for {missing}")
         return [value.get(name) for name in names]
-    if len(names) == 1:
-        return [value]
+    if len(names) == 1:  # the data itself, or a list holding one array (as Keras takes it too)
+        one = isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], np.ndarray)
+        return [value[0]] if one else [value]
     if isinstance(value, (list, tuple)) and len(value) == len(names):
         return list(value)
     count = f"a {type(value).__name__} of {len(value)}" if isinstance(value, (list, tuple)) else type(value).__name__

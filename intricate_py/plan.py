@@ -56,17 +56,56 @@ class Back(NamedTuple):
     adds: bool
 
 
+class BackStep(NamedTuple):
+    """A :class:`Back` with what it needs at hand: the layer and its
+    context, the ``id`` of the tensor whose gradient it takes, its input
+    tensors, and for a fold the activation's kind, context and input."""
+
+    back: Back
+    layer: Layer
+    ctx: Context
+    output: int
+    inputs: list[Symbol]
+    needed: list[bool]
+    #: the layer's input gradients: 0 none, 1 that of its one input, 2 one per input (backward_inputs)
+    inputs_kind: int
+    fold_kind: str | None
+    fold_ctx: Context | None
+    fold_input: Symbol | None
+
+
+class Step(NamedTuple):
+    """A node's forward pass with what it needs at hand: the layer and its
+    context, the tensors (by ``id`` of their symbols) it reads and writes,
+    and the activation its product computes (with that node's context and
+    output) or None."""
+
+    layer: Layer
+    ctx: Context
+    inputs: tuple[int, ...]
+    output: int
+    activation: Layer | None
+    activation_ctx: Context | None
+
+
 class Pass(NamedTuple):
     """The work of a forward (and, in training, backward) pass.
 
     ``forward``: (node, the activation node its epilogue computes or None)
-    in order; ``reads``: per model output, the tensor its loss or predict
-    reads (a loss fused with the output's layer reads that layer's input);
-    ``backward``: the nodes in reverse order, for training."""
+    in order, and ``steps`` the same ready to run; ``reads``: per model
+    output, the tensor its loss or predict reads (a loss fused with the
+    output's layer reads that layer's input); ``backward``: the nodes in
+    reverse order, for training."""
 
     forward: list[tuple[int, int | None]]
+    steps: list[Step]
     reads: list[Symbol]
     backward: list[Back]
+    back_steps: list[BackStep]
+    #: ids of the tensors that receive more than one gradient (their sum)
+    summed: frozenset[int]
+    #: ``id`` of each tensor in ``reads``
+    read_ids: list[int]
 
 
 class Plan:
@@ -89,6 +128,7 @@ class Plan:
             call = calls[id(node.layer)] = calls.get(id(node.layer), -1) + 1
             self.contexts.append(Context(backend, call))
         self.position = {id(node): i for i, node in enumerate(self.nodes)}
+        self.input_ids = [id(s) for s in inputs]
         self.consumers: dict[int, list[int]] = {id(s): [] for s in inputs}
         for i, node in enumerate(self.nodes):
             self.consumers[id(node.output)] = []
@@ -148,7 +188,40 @@ class Plan:
         reads = [nodes[self.position[id(s.node)]].inputs[0] if f else s for s, f in zip(self.outputs, fused)]
         graded = [s for s, f in zip(reads, fused) if f is not None]
         backward = self._backward(graded, skipped) if training else []
-        return Pass(forward, reads, backward)
+        return Pass(forward, [self._step(i, j) for i, j in forward], reads, backward,
+                    [self._back_step(entry) for entry in backward], self._summed(graded, backward),
+                    [id(s) for s in reads])
+
+    def _summed(self, graded_reads: list[Symbol], backward: list[Back]) -> frozenset[int]:
+        """The tensors that more than one gradient reaches in a backward pass."""
+        counts: dict[int, int] = {}
+        targets = [id(s) for s in graded_reads]
+        for entry in backward:
+            node = self.nodes[entry.node]
+            if entry.fold is not None:
+                targets.append(id(self.nodes[entry.fold].inputs[0]))
+            else:
+                targets += [id(s) for s, need in zip(node.inputs, entry.needed) if need]
+        for key in targets:
+            counts[key] = counts.get(key, 0) + 1
+        return frozenset(key for key, count in counts.items() if count > 1)
+
+    def _back_step(self, entry: Back) -> BackStep:
+        node = self.nodes[entry.node]
+        kind = 2 if node.layer.n_inputs != 1 else int(entry.needed[0])
+        common = (entry, node.layer, self.contexts[entry.node], id(node.output), node.inputs, entry.needed, kind)
+        if entry.fold is None:
+            return BackStep(*common, None, None, None)
+        activation = self.nodes[entry.fold]
+        return BackStep(*common, activation.layer.kind, self.contexts[entry.fold], activation.inputs[0])
+
+    def _step(self, i: int, j: int | None) -> Step:
+        node = self.nodes[i]
+        inputs = tuple(id(s) for s in node.inputs)
+        if j is None:
+            return Step(node.layer, self.contexts[i], inputs, id(node.output), None, None)
+        return Step(node.layer, self.contexts[i], inputs, id(self.nodes[j].output), self.nodes[j].layer,
+                    self.contexts[j])
 
     def _backward(self, graded_reads: list[Symbol], skipped: set[int]) -> list[Back]:
         nodes = self.nodes
@@ -191,58 +264,62 @@ class Plan:
     # ------------------------------------------------------------------ running
     def forward(self, p: Pass, arrays: list[Array], training: bool) -> list[Array]:
         """The tensors ``p`` reads, from a batch of each input."""
-        values: dict[int, Array] = {id(s): a for s, a in zip(self.inputs, arrays)}
-        nodes, contexts = self.nodes, self.contexts
-        for i, j in p.forward:
-            node, ctx = nodes[i], contexts[i]
+        values: dict[int, Array] = dict(zip(self.input_ids, arrays))
+        for layer, ctx, inputs, output, activation, activation_ctx in p.steps:
             ctx.training = training
-            xs = [values[id(s)] for s in node.inputs]
-            if j is None:
-                values[id(node.output)] = node.layer.call(ctx, *xs)
-                continue
-            activation = nodes[j].layer
-            contexts[j].training = training
-            y = node.layer.call(ctx, *xs, activation=activation.kind)
-            values[id(nodes[j].output)] = activation.take(contexts[j], y)
-        return [values[id(s)] for s in p.reads]
+            if activation is not None:
+                activation_ctx.training = training
+                y = layer.call(ctx, values[inputs[0]], activation=activation.kind)
+                values[output] = activation.take(activation_ctx, y)
+            elif len(inputs) == 1:
+                values[output] = layer.call(ctx, values[inputs[0]])
+            else:
+                values[output] = layer.call(ctx, *[values[i] for i in inputs])
+        return [values[key] for key in p.read_ids]
 
     def backward(self, p: Pass, grads: list[Array | None]) -> None:
         """Every parameter's gradient, from the gradients of what ``p``
         reads (None for an output without a loss)."""
-        sums = _Sums(self)
+        sums = _Sums(self, p.summed)
+        held, hand = sums.held, sums.add
         for symbol, g in zip(p.reads, grads):
             if g is not None:
-                sums.add(symbol, g)
-        for entry in p.backward:
-            if not entry.adds:
-                self._back(entry, sums)
-                continue
-            # a shared layer met before: this call's parameter gradients go to
-            # buffers of its own, then add to the layer's
-            parameters = self.nodes[entry.node].layer.parameters
-            grads = [q.grad for q in parameters]
-            for q, scratch in zip(parameters, self._scratch_grads(entry.node, parameters)):
-                q.grad = scratch
-            try:
-                self._back(entry, sums)
-            finally:
-                for q, grad in zip(parameters, grads):
-                    scratch, q.grad = q.grad, grad
-                    self.backend.add(grad, scratch, grad)
+                hand(symbol, g)
+        for step in p.back_steps:
+            back, layer, ctx, output, inputs, needed, kind, fold_kind, fold_ctx, fold_input = step
+            if back.adds:
+                self._shared_back(step, sums)
+            elif fold_kind is not None:
+                hand(fold_input, layer.backward(ctx, held[output], activation_grad=(fold_kind, fold_ctx.y)))
+            elif kind == 1:
+                hand(inputs[0], layer.backward(ctx, held[output]))
+            elif kind == 0:
+                layer.parameter_gradients(ctx, held[output])
+            else:
+                for symbol, d in zip(inputs, layer.backward_inputs(ctx, held[output], needed)):
+                    if d is not None:
+                        hand(symbol, d)
 
-    def _back(self, entry: Back, sums: "_Sums") -> None:
-        """One node's backward: its parameters' gradients, and its inputs'
-        handed to ``sums``."""
-        node, ctx = self.nodes[entry.node], self.contexts[entry.node]
-        g = sums.held[id(node.output)]
-        if entry.fold is not None:
-            activation = self.nodes[entry.fold]
-            dx = node.layer.backward(ctx, g, activation_grad=(activation.layer.kind, self.contexts[entry.fold].y))
-            sums.add(activation.inputs[0], dx)
-            return
-        for symbol, d in zip(node.inputs, node.layer.backward_inputs(ctx, g, entry.needed)):
-            if d is not None:
-                sums.add(symbol, d)
+    def _shared_back(self, step: BackStep, sums: "_Sums") -> None:
+        """The backward of a shared layer met before: this call's parameter
+        gradients go to buffers of its own, then add to the layer's."""
+        parameters = step.layer.parameters
+        grads = [q.grad for q in parameters]
+        for q, scratch in zip(parameters, self._scratch_grads(step.back.node, parameters)):
+            q.grad = scratch
+        try:
+            g = sums.held[step.output]
+            if step.fold_kind is not None:
+                dx = step.layer.backward(step.ctx, g, activation_grad=(step.fold_kind, step.fold_ctx.y))
+                sums.add(step.fold_input, dx)
+            else:
+                for symbol, d in zip(step.inputs, step.layer.backward_inputs(step.ctx, g, step.needed)):
+                    if d is not None:
+                        sums.add(symbol, d)
+        finally:
+            for q, grad in zip(parameters, grads):
+                scratch, q.grad = q.grad, grad
+                self.backend.add(grad, scratch, grad)
 
     def _scratch_grads(self, i: int, parameters: list) -> list[Array]:
         """Gradient buffers for node ``i``'s parameters, laid out as a
@@ -255,7 +332,9 @@ class Plan:
     # -------------------------------------------------------------- step values
     def step_values(self, step: int) -> dict[str, float | int]:
         """Every node's values for training step ``step``, named ``{node}.{name}``."""
-        values = {}
+        values: dict[str, float | int] = {}
+        if not self.stepped:
+            return values
         for i, names in self.stepped:
             for name, value in self.nodes[i].layer.step_values(step, self.contexts[i].call).items():
                 values[f"{i}.{name}"] = value
@@ -263,7 +342,7 @@ class Plan:
 
     def give_step_values(self, values: dict) -> None:
         """Hand each node its entries of ``values`` (as :meth:`step_values` names them)."""
-        for i, names in self.stepped:
+        for i, names in self.stepped:  # none in most models
             self.contexts[i].values = {name: values[f"{i}.{name}"] for name in names}
 
 
@@ -272,20 +351,25 @@ class _Sums:
     a tensor is held as it is, the second is added to it into a buffer of
     the tensor's own, and later ones add into that buffer in place."""
 
-    def __init__(self, plan: Plan):
-        self.plan = plan
+    __slots__ = ("plan", "summed", "held", "owned")
+
+    def __init__(self, plan: Plan, summed: frozenset[int]):
+        self.plan, self.summed = plan, summed
         self.held: dict[int, Array] = {}
         self.owned: set[int] = set()
 
     def add(self, symbol: Symbol, g: Array) -> None:
-        key, backend = id(symbol), self.plan.backend
+        key = id(symbol)
+        if key not in self.summed:  # its one gradient (most tensors)
+            self.held[key] = g
+            return
         held = self.held.get(key)
         if held is None:
             self.held[key] = g
         elif key in self.owned:
-            backend.add(held, g, held)
+            self.plan.backend.add(held, g, held)
         else:
             total = self.plan.buffers.get(f"grad{symbol.serial}", g.shape[0], symbol.shape)
-            backend.add(held, g, total)
+            self.plan.backend.add(held, g, total)
             self.held[key] = total
             self.owned.add(key)

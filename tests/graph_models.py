@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gradcheck import STEP
 from intricate_py import Input, Model
 from intricate_py.layers import Add, Average, Concatenate, Dense, Multiply, ReLU, Sigmoid, Subtract, TanH
 
@@ -41,14 +42,23 @@ def wide_inputs(n: int, seed: int = 0) -> list[np.ndarray]:
     return [rng.normal(size=(n, 6)), rng.normal(size=(n, 4))]
 
 
+def _training_outputs(model: Model, xs: list[np.ndarray]):
+    """The training pass (no loss fused) and its outputs for ``xs``, with
+    the step values of step 0 (Dropout's masks)."""
+    backend, plan = model.backend, model.plan
+    training = plan.pass_for(training=True, fused=(False,) * len(model.outputs))
+    plan.give_step_values(plan.step_values(0))
+    outs = plan.forward(training, [backend.from_numpy(np.asarray(x, model.dtype)) for x in xs], training=True)
+    return training, outs
+
+
 def plan_gradients(model: Model, xs: list[np.ndarray], rs: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
     """The outputs of ``model`` for ``xs`` and the gradient of
     E = Σ_k Σ rs[k] · output_k with respect to each parameter, by layer
-    name and tensor name, computed by the model's plan (training pass,
-    no loss fused)."""
+    name and tensor name, computed by the model's plan (a training pass of
+    step 0, no loss fused)."""
     backend, plan = model.backend, model.plan
-    training = plan.pass_for(training=True, fused=(False,) * len(model.outputs))
-    outs = plan.forward(training, [backend.from_numpy(np.asarray(x, model.dtype)) for x in xs], training=True)
+    training, outs = _training_outputs(model, xs)
     values = [backend.to_numpy(o).copy() for o in outs]
     plan.backward(training, [backend.from_numpy(np.asarray(r, model.dtype)) for r in rs])
     grads = {(layer.name, name): backend.to_numpy(p.grad).copy()
@@ -57,8 +67,29 @@ def plan_gradients(model: Model, xs: list[np.ndarray], rs: list[np.ndarray]) -> 
 
 
 def energy(model: Model, xs: list[np.ndarray], rs: list[np.ndarray]) -> float:
-    outs = model.predict(xs) if len(model.outputs) > 1 else [model.predict(xs)]
-    return float(sum(np.sum(r * o) for r, o in zip(rs, outs)))
+    """E = Σ_k Σ rs[k] · output_k, outputs of the same training pass as plan_gradients'."""
+    _, outs = _training_outputs(model, xs)
+    return float(sum(np.sum(r * model.backend.to_numpy(o)) for r, o in zip(rs, outs)))
+
+
+def numeric_gradients(model: Model, xs: list[np.ndarray], rs: list[np.ndarray]) -> dict:
+    """Central differences of :func:`energy` for every parameter (float64, CPU)."""
+    grads = {}
+    for layer in model.layers:
+        for name, p in layer.params.items():
+            if not p.trainable:
+                continue
+            numeric = np.zeros(p.value.shape)
+            for i in np.ndindex(p.value.shape):
+                old = p.value[i]
+                p.value[i] = old + STEP
+                up = energy(model, xs, rs)
+                p.value[i] = old - STEP
+                down = energy(model, xs, rs)
+                p.value[i] = old
+                numeric[i] = (up - down) / (2 * STEP)
+            grads[(layer.name, name)] = numeric
+    return grads
 
 
 try:

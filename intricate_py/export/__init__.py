@@ -10,19 +10,22 @@ each), so a layer the format does not know stops the export with a
 ValueError naming it. Both formats compute in float32 whatever the model's
 dtype, and both write each file atomically (a failed export leaves any
 previous file whole).
+
+A model is exported node by node (``model.plan.nodes``, in execution
+order): a path of layers (``model.is_path``) keeps one input ``x`` and one
+output ``y``; a graph names its inputs and outputs as the model does
+(``model.input_names``, ``model.output_names``). A layer called at several
+nodes (shared) has its weights written once, by its index in
+``model.layers``; each node is labelled by that index and, after a shared
+layer's first call, the call's number (``3``, then ``3.1``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
-
-import numpy as np
-
-from ..naming import batch_shape_text, shape_text as _shape_text
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..layers import Layer
     from ..model import Model
 
 __all__ = ["export_model"]
@@ -46,42 +49,3 @@ def export_model(model: "Model", path, format: str = "onnx", name: str | None = 
 
         return export_c(model, Path(path), "model" if name is None else name)
     raise ValueError(f"expected format='onnx' or format='c'. Received: format={format!r}")
-
-
-def exported_layers(model: "Model", table: dict[type, Callable], what: str) -> list["Layer"]:
-    """The model's layers after checking that it is built and that ``table``
-    (the ``what`` exporter's) has a writer for each layer's exact type: a
-    subclass may compute something else, so it is not taken for its base."""
-    if not model.built:
-        raise ValueError(
-            f"cannot export {model!r} to {what}: its input shape is not known yet "
-            "(give input_size, or call predict or fit once)"
-        )
-    for i, layer in enumerate(model.layers):
-        if type(layer) not in table:
-            known = ", ".join(sorted(t.__name__ for t in table))
-            raise ValueError(
-                f"cannot export layer {i} {layer!r} to {what}: the {what} exporter knows {known}. "
-                f"Received: a {type(layer).__name__} layer"
-            )
-        for tensor, value in layer.state_dict().items():
-            if not np.isfinite(value).all():
-                raise ValueError(f"cannot export layer {i} {layer!r} to {what}: its {tensor} holds NaN or inf")
-    return list(model.layers)
-
-
-def architecture_lines(model: "Model") -> list[str]:
-    """The layers and their output shapes, one line each, in ASCII."""
-    lines = [f"input {batch_shape_text(model.input_shape)}"]
-    for i, layer in enumerate(model.layers):
-        lines.append(f"{i}: {layer_text(layer)} -> {batch_shape_text(layer.output_shape)}")
-    return lines
-
-
-def layer_text(layer: "Layer") -> str:
-    """``repr(layer)`` in ASCII."""
-    return repr(layer).replace("→", "->").replace("×", "x")
-
-
-def shape_text(shape) -> str:
-    return _shape_text(tuple(shape))

@@ -1,23 +1,45 @@
-"""Models as C99 source: ``{name}.c`` and ``{name}.h`` with
+"""Models as C99 source: ``{name}.c`` and ``{name}.h`` with, for a path
+of layers,
 
     void name(const float *x, float *y);                  /* one sample */
     void name_batch(const float *x, float *y, size_t n);  /* n samples, one after the other */
 
+and for a graph model a pointer per input, then one per output, in the
+model's order, named after them (:func:`parameter_names`):
+
+    void name(const float *image, const float *extra, float *label, float *score);
+    void name_batch(const float *image, const float *extra, float *label, float *score, size_t n);
+
+The header defines the floats a sample of each: ``NAME_INPUTS`` and
+``NAME_OUTPUTS`` (``NAME`` the name in capitals) for a path, and for a
+graph ``NAME_IMAGE_INPUTS`` for each input and ``NAME_LABEL_OUTPUTS`` for
+each output (its parameter's name in capitals), with ``NAME_INPUTS`` as
+well when there is one input and ``NAME_OUTPUTS`` when there is one output.
+
 The weights are ``static const float`` arrays, written so that they read
-back bit for bit; the activations live in two arrays on the stack, so there
-is no heap and no global that changes, and only ``<math.h>`` and
-``<stddef.h>`` are included. The code compiles warning-free as strict C99
-(``-std=c99 -Wall -Wextra -Werror -pedantic``), a comment for each layer.
+back bit for bit (once for a layer however many nodes call it); the
+tensors between the layers live in arrays on the stack, so there is no
+heap and no global that changes, and only ``<math.h>`` and ``<stddef.h>``
+are included. A liveness pass places the tensors: an array is reused once
+no later node reads what it holds (a path needs two, ``a`` and ``b``; a
+graph as many as it keeps alive at once, then ``t2``, ``t3``, ...), an
+elementwise layer writes over its input when no later node reads it, and
+Flatten, Reshape and Dropout copy nothing. The outputs are copied out at
+the end. The code compiles warning-free as strict C99 (``-std=c99 -Wall
+-Wextra -Werror -pedantic``), a comment for each node.
 
 It is laid out for the compiler to vectorise: every loop has constant
 bounds; Dense outputs are padded with zero weights to a multiple of 8
 floats (one 256-bit register) and accumulated row by row of W
 (``y[j] += x[i] * W[i][j]``), in up to 4 independent partial sums so that
 the multiply-adds need not wait for each other; TanH and ReLU run over the
-padding too, whole registers at a time. TanH is a rational function
+padding too, whole registers at a time, and so do the elementwise merge
+layers when all their inputs hold it. TanH is a rational function
 without library calls (within 7 ulp of tanh), Sigmoid uses expf on
 -|v| (exact for both signs, never overflows), Softmax is shifted by its
-maximum, as the numpy backend computes them.
+maximum, Add, Subtract and Multiply combine their inputs left to right
+and Average multiplies their sum by the float 1/k, as the numpy backend
+computes them. Concatenate copies blocks.
 
 Images are row-major (channels, height, width) per sample, as NCHW batches
 are.
@@ -27,15 +49,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from ..layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sigmoid, Softmax, TanH
+from ..layers import (Add, Average, Concatenate, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Multiply, ReLU, Reshape,
+                      Sigmoid, Softmax, Subtract, TanH)
 from ..saving import atomic_write
-from . import architecture_lines, exported_layers, layer_text as _text, shape_text
+from .common import Site, architecture_lines, exported_layers, exported_nodes, layer_text as _text, sample_size, shape_text
 
 if TYPE_CHECKING:
+    from ..graph import Symbol
     from ..model import Model
 
 #: Dense outputs are padded to a multiple of this many floats.
@@ -73,6 +97,20 @@ STANDARD_NAMES = frozenset(
 #: visible (its file-scope arrays and helpers, the batch function's
 #: variables, the library functions it calls), which a model's name must not take.
 INTERNAL = re.compile(r"(weight|bias)\d+|sigmoid|fast_tanh|expf|fabsf|[xyns]|size_t|main")
+#: C++'s keywords beyond C's, which a parameter must not take either: C++
+#: reads the header's prototypes too (they are in ``extern "C"``).
+CPP_KEYWORDS = frozenset(
+    "alignas alignof and and_eq asm bitand bitor bool catch char16_t char32_t class compl concept consteval "
+    "constexpr constinit const_cast co_await co_return co_yield decltype delete dynamic_cast explicit export "
+    "false friend mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public "
+    "reinterpret_cast requires static_assert static_cast template this thread_local throw true try typeid "
+    "typename using virtual wchar_t xor xor_eq".split()
+)
+#: Names that the generated functions use for their own variables, or
+#: reach at file scope, which a parameter must not take: the stack
+#: buffers, the variables of the loops and sums, the batch function's n and
+#: s, the weight arrays and the helpers.
+LOCALS = re.compile(r"[ab]|t\d+|acc|[cfijkmnrsuv]|oi|oj|ki|kj|ii|jj|(weight|bias)\d+|sigmoid|fast_tanh|expf|fabsf|main")
 
 SIGMOID = """\
 /* 1 / (1 + e^-v) from e^-|v|, which never overflows: exact for both signs */
@@ -147,24 +185,61 @@ def _padded(n: int) -> int:
     return -(-n // PAD) * PAD
 
 
+class _Buffer:
+    """An array on the one-sample function's stack: its ``name`` and
+    ``size``, the most floats that a tensor placed in it needs."""
+
+    def __init__(self, name: str):
+        self.name, self.size = name, 0
+
+
+class _Tensor(NamedTuple):
+    """Where a tensor's values are while the one-sample function runs:
+    ``array``, the C name of an input parameter or of ``buffer``, the stack
+    buffer (None for an input); ``valid``, how many floats from the start
+    are computed (after a Dense, more than the tensor's values: its
+    padding)."""
+
+    array: str
+    valid: int
+    buffer: _Buffer | None
+
+
+def _buffer_name(k: int) -> str:
+    """The name of the ``k``-th stack buffer: ``a``, ``b``, then ``t2``, ``t3``, ..."""
+    return "ab"[k] if k < 2 else f"t{k}"
+
+
 class _Program:
     """The pieces of the .c file under construction: weight arrays, helper
-    functions, and the one-sample function's statements. ``src`` names the
-    array that holds the current activations: the input ``x`` at first,
-    then the stack buffers ``a`` and ``b`` in turn."""
+    functions, the one-sample function's statements and its stack buffers.
 
-    def __init__(self, inputs: int):
+    ``last_use``: for each tensor (by the ``id`` of its symbol) the step of
+    the last node that reads it (the number of nodes for a model output,
+    copied out after them); ``step``: the node being written. A buffer
+    holds the tensors placed in it (a tensor, and the views of it that
+    Flatten, Reshape and Dropout make) and is free again once no later node
+    reads any of them."""
+
+    def __init__(self, last_use: dict[int, int]):
         self.arrays: list[str] = []
+        self.array_names: set[str] = set()
         self.helpers: list[str] = []
         self.body: list[str] = []
-        self.src = "x"
-        self.valid = inputs  # floats computed at src: the values, and a Dense's padding
-        self.sizes = {"a": 0, "b": 0}
+        self.last_use = last_use
+        self.step = 0
+        self.buffers: list[_Buffer] = []
+        self.free: list[_Buffer] = []
+        self.held: dict[str, list[int]] = {}  # buffer name -> ids of the symbols placed in it
         self.scratch = 0  # the largest array of partial sums, in floats
 
     def array(self, name: str, values: np.ndarray) -> str:
-        dims = "".join(f"[{d}]" for d in values.shape)
-        self.arrays.append(f"static const float {name}{dims} = {_initializer(values.astype(np.float32), '')};")
+        """The file-scope array ``name`` of ``values``, written the first
+        time (the nodes of a shared layer read one copy)."""
+        if name not in self.array_names:
+            self.array_names.add(name)
+            dims = "".join(f"[{d}]" for d in values.shape)
+            self.arrays.append(f"static const float {name}{dims} = {_initializer(values.astype(np.float32), '')};")
         return name
 
     def helper(self, code: str) -> None:
@@ -175,16 +250,54 @@ class _Program:
         self.body.append(f"    /* {comment} */")
         self.body.extend("    " + line for line in lines)
 
-    def into(self, size: int, in_place: bool = False) -> str:
-        """The buffer a layer writes ``size`` floats to: the current one for
-        an elementwise layer (unless that is the input), else the other."""
-        if in_place and self.src != "x":
-            dst = self.src
+    def place(self, size: int, reads: Sequence[_Tensor] = ()) -> _Buffer:
+        """The buffer a node writes ``size`` floats to: the buffer of the
+        first of ``reads`` that no later node reads (an elementwise layer
+        passes its inputs, to write in place), else a free buffer (the
+        smallest that holds ``size`` floats, else the largest, which
+        grows), else a new one."""
+        buffer = None
+        for tensor in reads:
+            if tensor.buffer is not None and self.ends_here(tensor.buffer):
+                buffer = tensor.buffer
+                break
+        if buffer is None:
+            buffer = self.free_buffer(size)
+        buffer.size = max(buffer.size, size)
+        return buffer
+
+    def free_buffer(self, size: int) -> _Buffer:
+        """A free buffer, taken from the free ones (the smallest of at least
+        ``size`` floats, else the largest), or a new one."""
+        fits = [b for b in self.free if b.size >= size]
+        if fits:
+            buffer = min(fits, key=lambda b: b.size)
+        elif self.free:
+            buffer = max(self.free, key=lambda b: b.size)
         else:
-            dst = "b" if self.src == "a" else "a"
-        self.sizes[dst] = max(self.sizes[dst], size)
-        self.valid = size
-        return dst
+            buffer = _Buffer(_buffer_name(len(self.buffers)))
+            self.buffers.append(buffer)
+            self.held[buffer.name] = []
+            return buffer
+        self.free.remove(buffer)
+        return buffer
+
+    def ends_here(self, buffer: _Buffer) -> bool:
+        """Whether no node after the current one reads a tensor in ``buffer``."""
+        return all(self.last_use[s] <= self.step for s in self.held[buffer.name])
+
+    def hold(self, symbol: "Symbol", tensor: _Tensor) -> None:
+        """Note that ``symbol``'s values are ``tensor``, in its buffer."""
+        if tensor.buffer is not None:
+            self.held[tensor.buffer.name].append(id(symbol))
+
+    def release(self) -> None:
+        """After the current node: free the buffers whose tensors no later
+        node reads."""
+        for buffer in self.buffers:
+            if buffer not in self.free and self.ends_here(buffer):
+                self.held[buffer.name] = []
+                self.free.append(buffer)
 
 
 def _partial_sums(inputs: int, width: int) -> int:
@@ -198,9 +311,11 @@ def _partial_sums(inputs: int, width: int) -> int:
     return u
 
 
-# Each writer adds layer ``i``'s code to the program, reading p.src, and
-# moves p.src to where it wrote.
-def _dense(p: _Program, i: int, layer: Dense) -> None:
+# Each writer adds the code of one call of a layer (at ``site``) to the
+# program, reading the tensors ``xs`` (one a layer input), and returns
+# where it wrote the output.
+def _dense(p: _Program, site: Site, layer: Dense, xs: list[_Tensor]) -> _Tensor:
+    i = site.index
     inputs, units = layer.input_shape[0], layer.units
     width = _padded(units)
     w = np.zeros((inputs, width), np.float32)
@@ -208,9 +323,10 @@ def _dense(p: _Program, i: int, layer: Dense) -> None:
     b = np.zeros(width, np.float32)
     b[:units] = layer.biases
     weight, bias = p.array(f"weight{i}", w), p.array(f"bias{i}", b)
-    src, dst = p.src, p.into(width)
+    src, buffer = xs[0].array, p.place(width)
+    dst = buffer.name
     padding = f" (padded to {width})" if width != units else ""
-    comment = f"{i}: {_text(layer)}: {dst} = {src} . {weight} + {bias}, {_count(units, 'output')}{padding}"
+    comment = f"{site.label}: {_text(layer)}: {dst} = {src} . {weight} + {bias}, {_count(units, 'output')}{padding}"
     u = _partial_sums(inputs, width)
     if u == 1:
         p.emit(comment,
@@ -236,7 +352,7 @@ def _dense(p: _Program, i: int, layer: Dense) -> None:
                f"    for (int j = 0; j < {width}; j++)",
                f"        {dst}[j] = {bias}[j] + {_pairwise([f'acc[{k}][j]' for k in range(u)])};",
                "}")
-    p.src = dst
+    return _Tensor(dst, width, buffer)
 
 
 def _pairwise(terms: list[str]) -> str:
@@ -248,30 +364,33 @@ def _pairwise(terms: list[str]) -> str:
 
 
 def _elementwise(expression: str, helper: str | None = None, padded: bool = False) -> Callable:
-    """A writer for ``v -> expression`` applied to every value in place;
-    ``padded``: to a Dense layer's padding as well, so that the loop spans
-    whole registers (for a cheap expression that keeps 0 finite)."""
-    def write(p: _Program, i: int, layer) -> None:
+    """A writer for ``v -> expression`` applied to every value, in place
+    where no later node reads the input; ``padded``: to a Dense layer's
+    padding as well, so that the loop spans whole registers (for a cheap
+    expression that keeps 0 finite)."""
+    def write(p: _Program, site: Site, layer, xs: list[_Tensor]) -> _Tensor:
         if helper:
             p.helper(helper)
         n = int(np.prod(layer.input_shape))
-        count = p.valid if padded else n
-        src, dst = p.src, p.into(count, in_place=True)
+        count = xs[0].valid if padded else n
+        src, buffer = xs[0].array, p.place(count, xs)
+        dst = buffer.name
         what = _count(n, "value") + (f" (and the padding, to {count})" if count != n else "")
-        p.emit(f"{i}: {_text(layer)} of {what}",
+        p.emit(f"{site.label}: {_text(layer)} of {what}",
                f"for (int k = 0; k < {count}; k++) {{",
                f"    float v = {src}[k];",
                f"    {dst}[k] = {expression};",
                "}")
-        p.src = dst
+        return _Tensor(dst, count, buffer)
 
     return write
 
 
-def _softmax(p: _Program, i: int, layer: Softmax) -> None:
+def _softmax(p: _Program, site: Site, layer: Softmax, xs: list[_Tensor]) -> _Tensor:
     n = layer.input_shape[0]
-    src, dst = p.src, p.into(n, in_place=True)
-    p.emit(f"{i}: {_text(layer)} of {_count(n, 'value')}, shifted by their maximum",
+    src, buffer = xs[0].array, p.place(n, xs)
+    dst = buffer.name
+    p.emit(f"{site.label}: {_text(layer)} of {_count(n, 'value')}, shifted by their maximum",
            "{",
            f"    float m = {src}[0], s = 0.0f;",
            f"    for (int k = 1; k < {n}; k++)",
@@ -283,7 +402,7 @@ def _softmax(p: _Program, i: int, layer: Softmax) -> None:
            f"    for (int k = 0; k < {n}; k++)",
            f"        {dst}[k] /= s;",
            "}")
-    p.src = dst
+    return _Tensor(dst, n, buffer)
 
 
 def _position(out: str, stride: int, k: str, pad: int) -> str:
@@ -316,38 +435,110 @@ def _window_loops(layer, window, stride, padding, first: str, update: tuple[str,
     return ["    " * depth + text for depth, text in lines]
 
 
-def _conv(p: _Program, i: int, layer: Conv2D) -> None:
+def _conv(p: _Program, site: Site, layer: Conv2D, xs: list[_Tensor]) -> _Tensor:
+    i = site.index
     c, h, w = layer.input_shape
     weight, bias = p.array(f"weight{i}", layer.weights), p.array(f"bias{i}", layer.biases)
-    src, dst = p.src, p.into(int(np.prod(layer.output_shape)))
+    out = int(np.prod(layer.output_shape))
+    src, buffer = xs[0].array, p.place(out)
+    dst = buffer.name
     _, oh, ow = layer.output_shape
     (sh, sw), (ph, pw) = layer.stride, layer.padding
-    p.emit(f"{i}: {_text(layer)}: {dst}[f][oi][oj] = {bias}[f] + the sum over c, ki, kj of "
+    p.emit(f"{site.label}: {_text(layer)}: {dst}[f][oi][oj] = {bias}[f] + the sum over c, ki, kj of "
            f"{weight}[f][c][ki][kj] * {src}[c][{_position('oi', sh, 'ki', ph)}][{_position('oj', sw, 'kj', pw)}]",
            *_window_loops(layer, layer.kernel_size, layer.stride, layer.padding,
                           f"float acc = {bias}[f];",
                           (f"acc += {weight}[f][c][ki][kj] * {src}[(c * {h} + ii) * {w} + jj];",),
                           f"{dst}[(f * {oh} + oi) * {ow} + oj] = acc;"))
-    p.src = dst
+    return _Tensor(dst, out, buffer)
 
 
-def _maxpool(p: _Program, i: int, layer: MaxPool2D) -> None:
+def _maxpool(p: _Program, site: Site, layer: MaxPool2D, xs: list[_Tensor]) -> _Tensor:
     _, h, w = layer.input_shape
-    src, dst = p.src, p.into(int(np.prod(layer.output_shape)))
+    out = int(np.prod(layer.output_shape))
+    src, buffer = xs[0].array, p.place(out)
+    dst = buffer.name
     _, oh, ow = layer.output_shape
-    p.emit(f"{i}: {_text(layer)}: the largest value of each window, padding left out",
+    p.emit(f"{site.label}: {_text(layer)}: the largest value of each window, padding left out",
            *_window_loops(layer, layer.pool_size, layer.stride, layer.padding,
                           "float m = -INFINITY;",
                           (f"float v = {src}[(f * {h} + ii) * {w} + jj];", "m = v > m ? v : m;"),
                           f"{dst}[(f * {oh} + oi) * {ow} + oj] = m;"))
-    p.src = dst
+    return _Tensor(dst, out, buffer)
 
 
 def _nothing(why: str) -> Callable:
-    def write(p: _Program, i: int, layer) -> None:
-        p.emit(f"{i}: {_text(layer)}: {why}")
+    """A writer of a layer that computes nothing: its output is its input,
+    seen in another shape or passed through (``why`` says which)."""
+    def write(p: _Program, site: Site, layer, xs: list[_Tensor]) -> _Tensor:
+        p.emit(f"{site.label}: {_text(layer)}: {why}")
+        return xs[0]
 
     return write
+
+
+def _merge(operator: str, scale: bool = False) -> Callable:
+    """A writer of an elementwise merge layer: its inputs combined by
+    ``operator`` (``+``, ``-``, ``*``) from left to right, as the numpy
+    backend combines them, and the result times the float 1/k where
+    ``scale`` (Average). It writes in place over an input that no later
+    node reads, and over the padding too where every input holds a
+    Dense's."""
+    def write(p: _Program, site: Site, layer, xs: list[_Tensor]) -> _Tensor:
+        n = int(np.prod(layer.output_shape))
+        count = min(x.valid for x in xs)
+        buffer = p.place(count, xs)
+        dst = buffer.name
+        terms = f" {operator} ".join(f"{x.array}[k]" for x in xs)
+        expression = f"({terms}) * {_float(np.float32(1.0 / len(xs)))}" if scale else terms
+        what = _count(n, "value") + (f" (and the padding, to {count})" if count != n else "")
+        p.emit(f"{site.label}: {_text(layer)} of {what}",
+               f"for (int k = 0; k < {count}; k++)",
+               f"    {dst}[k] = {expression};")
+        return _Tensor(dst, count, buffer)
+
+    return write
+
+
+def _concatenate(p: _Program, site: Site, layer: Concatenate, xs: list[_Tensor]) -> _Tensor:
+    """The inputs side by side along the layer's axis. Each input is a
+    matrix of ``rows`` rows (the product of the sizes before the axis,
+    the same for all) of its own width (the product of its sizes from the
+    axis on); its rows are copied into the output's, after the columns of
+    the inputs before it."""
+    shape = layer.output_shape
+    k = _sample_axis(layer.axis, len(shape))
+    rows, total = int(np.prod(shape[:k])), int(np.prod(shape[k:]))
+    buffer = p.place(rows * total)
+    dst = buffer.name
+    lines: list[str] = []
+    start = 0
+    for x, input_shape in zip(xs, layer.input_shape):
+        width = int(np.prod(input_shape[k:]))
+        lines += _copy_rows(x.array, dst, rows, width, total, start)
+        start += width
+    where = f"{_count(rows, 'row')} of {total}" if rows > 1 else f"{total} values"
+    p.emit(f"{site.label}: {_text(layer)}: {dst} = {', '.join(x.array for x in xs)} side by side, {where}",
+           *lines)
+    return _Tensor(dst, rows * total, buffer)
+
+
+def _sample_axis(axis: int, rank: int) -> int:
+    """The index, within a sample's shape of ``rank`` axes, of the batch's
+    ``axis`` (which counts the batch as 0 and -1 as the last)."""
+    return axis - 1 if axis > 0 else rank + axis
+
+
+def _copy_rows(src: str, dst: str, rows: int, width: int, total: int, start: int) -> list[str]:
+    """Loops that copy ``rows`` rows of ``width`` floats from ``src`` into
+    the rows of ``total`` floats of ``dst``, from column ``start``."""
+    column = f"{start} + k" if start else "k"
+    if rows == 1:
+        return [f"for (int k = 0; k < {width}; k++)",
+                f"    {dst}[{column}] = {src}[k];"]
+    return [f"for (int r = 0; r < {rows}; r++)",
+            f"    for (int k = 0; k < {width}; k++)",
+            f"        {dst}[r * {total} + {column}] = {src}[r * {width} + k];"]
 
 
 WRITERS: dict[type, Callable] = {
@@ -359,47 +550,171 @@ WRITERS: dict[type, Callable] = {
     Conv2D: _conv,
     MaxPool2D: _maxpool,
     Flatten: _nothing("(channels, height, width) in row-major order is already flat"),
+    Reshape: _nothing("the same values in row-major order, in another shape"),
     Dropout: _nothing("passes its input through in inference"),
+    Add: _merge("+"),
+    Subtract: _merge("-"),
+    Multiply: _merge("*"),
+    Average: _merge("+", scale=True),
+    Concatenate: _concatenate,
 }
+
+
+class _Port(NamedTuple):
+    """A model input or output as the C functions take it: ``parameter``,
+    its pointer's name; ``name``, the model's name for it; ``symbol``, its
+    tensor."""
+
+    parameter: str
+    name: str
+    symbol: "Symbol"
 
 
 def c_source(model: "Model", name: str = "model") -> tuple[str, str]:
     """The text of ``{name}.c`` and ``{name}.h`` for ``model``."""
-    from .. import __version__
-
     name = _c_name(name)
-    layers = exported_layers(model, WRITERS, "C")
-    inputs, outputs = int(np.prod(model.input_shape)), int(np.prod(model.output_shape))
-    p = _Program(inputs)
-    for i, layer in enumerate(layers):
-        WRITERS[type(layer)](p, i, layer)
+    exported_layers(model, WRITERS, "C")
+    inputs, outputs = _ports(model, name)
+    p, results = _program(model, inputs)
+    stack = 4 * (sum(b.size for b in p.buffers) + p.scratch)
+    return _source(model, name, p, inputs, outputs, results), _header(model, name, inputs, outputs, stack)
+
+
+def _ports(model: "Model", name: str) -> tuple[list[_Port], list[_Port]]:
+    """The inputs and the outputs of the functions: ``x`` and ``y`` for a
+    path of layers, else one for each model input and output, in order."""
+    if model.is_path:
+        return [_Port("x", "x", model.inputs[0])], [_Port("y", "y", model.outputs[0])]
+    inputs, outputs = parameter_names(model.input_names, model.output_names, name)
+    return ([_Port(c, n, s) for c, n, s in zip(inputs, model.input_names, model.inputs)],
+            [_Port(c, n, s) for c, n, s in zip(outputs, model.output_names, model.outputs)])
+
+
+def parameter_names(inputs: list[str], outputs: list[str], name: str) -> tuple[list[str], list[str]]:
+    """The C parameters for the inputs and the outputs of a graph model
+    (the model's names for them) in the functions ``name`` and
+    ``name_batch``, made from the names deterministically:
+
+    1. each run of characters other than ASCII letters and digits becomes
+       one ``_``, and a ``_`` at either end is dropped (``my image`` ->
+       ``my_image``);
+    2. a name that is then empty, starts with a digit or starts with the
+       header's macros' ``NAME_`` (``name`` in capitals) gets ``in_`` or
+       ``out_`` before it (``2d`` -> ``in_2d``);
+    3. a name that C or C++ keeps (a keyword, or a name that <math.h> or
+       <stddef.h> declares), that the generated code uses itself
+       (``LOCALS``, ``name``, ``name_batch``) or that a parameter before it
+       took, compared without case (the macros are in capitals), gets
+       ``_2``, ``_3``, ... after it (``k`` -> ``k_2``).
+    """
+    prefix = name.upper() + "_"
+    taken: set[str] = set()
+    chosen: tuple[list[str], list[str]] = ([], [])
+    for names, role, parameters in ((inputs, "in", chosen[0]), (outputs, "out", chosen[1])):
+        for original in names:
+            parameter = _unused(_identifier(original, role, prefix), name, taken)
+            taken.add(parameter.upper())
+            parameters.append(parameter)
+    return chosen
+
+
+def _identifier(text: str, role: str, prefix: str) -> str:
+    """Steps 1 and 2 of :func:`parameter_names`: ``text`` as an identifier,
+    ``role`` (``in`` or ``out``) before it where it is empty, starts with a
+    digit or with ``prefix``."""
+    base = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+    if not base:
+        return role
+    if base[0].isdigit() or base.startswith(prefix):
+        return f"{role}_{base}"
+    return base
+
+
+def _unused(base: str, name: str, taken: set[str]) -> str:
+    """Step 3 of :func:`parameter_names`: ``base``, or ``base_2``,
+    ``base_3``, ..., the first that is neither reserved nor in ``taken``
+    (names in capitals)."""
+    candidate, k = base, 1
+    while _reserved(candidate, name) or candidate.upper() in taken:
+        k += 1
+        candidate = f"{base}_{k}"
+    return candidate
+
+
+def _reserved(candidate: str, name: str) -> bool:
+    """Whether a parameter of the functions ``name`` and ``name_batch``
+    cannot be called ``candidate``."""
+    return (candidate in C_KEYWORDS or candidate in CPP_KEYWORDS or candidate in STANDARD_NAMES
+            or LOCALS.fullmatch(candidate) is not None or candidate in (name, f"{name}_batch"))
+
+
+def _last_uses(model: "Model") -> dict[int, int]:
+    """For each tensor (by the ``id`` of its symbol), the step of the last
+    node that reads it; a model output's is the number of nodes, since it
+    is copied out after them."""
+    nodes = model.plan.nodes
+    last = {id(node.output): step for step, node in enumerate(nodes)}
+    for step, node in enumerate(nodes):
+        for symbol in node.inputs:
+            last[id(symbol)] = step
+    for symbol in model.outputs:
+        last[id(symbol)] = len(nodes)
+    return last
+
+
+def _program(model: "Model", inputs: list[_Port]) -> tuple[_Program, list[_Tensor]]:
+    """The program of ``model``'s nodes, in order, and where it leaves each
+    model output."""
+    p = _Program(_last_uses(model))
+    tensors = {id(port.symbol): _Tensor(port.parameter, sample_size(port.symbol), None) for port in inputs}
+    for step, (site, node) in enumerate(exported_nodes(model)):
+        p.step = step
+        tensor = WRITERS[type(node.layer)](p, site, node.layer, [tensors[id(s)] for s in node.inputs])
+        tensors[id(node.output)] = tensor
+        p.hold(node.output, tensor)
+        p.release()
+    return p, [tensors[id(s)] for s in model.outputs]
+
+
+def _comment_text(text: str) -> str:
+    """``text`` made safe inside a C comment of an ASCII file: other
+    characters as backslash escapes, and no ``*/``, ``/*`` or ``??``
+    (which could start a trigraph)."""
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    text = text.replace("*/", "* /").replace("/*", "/ *")
+    while "??" in text:
+        text = text.replace("??", "? ?")
+    return text
+
+
+def _header(model: "Model", name: str, inputs: list[_Port], outputs: list[_Port], stack: int) -> str:
+    """The text of ``{name}.h``."""
+    from .._version import __version__
+
     upper = name.upper()
-    buffers = [f"{b}[{n}]" for b, n in p.sizes.items() if n]
-    stack = 4 * (sum(p.sizes.values()) + p.scratch)
-    header_comment = "\n".join(
+    path = model.is_path
+    io_lines = [_io_line(kind, port, path) for kind, ports in (("input", inputs), ("output", outputs))
+                for port in ports]
+    comment = "\n".join(
         ["/* " + f"{name}.h: a neural network exported by intricate-py {__version__}.", " *",
-         *(" *   " + line for line in architecture_lines(model)), " *",
-         f" * input: {inputs} floats a sample, shape {shape_text(model.input_shape)}"
-         + (" (channels, height, width), row-major" if len(model.input_shape) == 3 else ""),
-         f" * output: {outputs} floats a sample, shape {shape_text(model.output_shape)}",
+         *(" *   " + _comment_text(line) for line in architecture_lines(model)), " *",
+         *(" * " + _comment_text(line) for line in io_lines),
          f" * {name}() keeps {stack} bytes of arrays on the stack; no heap, no global that changes.", " */"])
-    header = f"""{header_comment}
+    macros = "\n".join(_macros(upper, inputs, outputs, path))
+    prototypes = "\n".join(_prototypes(name, inputs, outputs, path))
+    return f"""{comment}
 #ifndef {upper}_H
 #define {upper}_H
 
 #include <stddef.h>
 
-#define {upper}_INPUTS {inputs}
-#define {upper}_OUTPUTS {outputs}
+{macros}
 
 #ifdef __cplusplus
 extern "C" {{
 #endif
 
-/* y[0..{outputs}) = the network's output for the sample x[0..{inputs}) */
-void {name}(const float *x, float *y);
-/* the same for n samples: x holds n * {inputs} floats, y receives n * {outputs} */
-void {name}_batch(const float *x, float *y, size_t n);
+{prototypes}
 
 #ifdef __cplusplus
 }}
@@ -407,18 +722,90 @@ void {name}_batch(const float *x, float *y, size_t n);
 
 #endif /* {upper}_H */
 """
+
+
+def _io_line(kind: str, port: _Port, path: bool) -> str:
+    """The header's line on an input or output (``kind``): its floats a
+    sample and its shape (``input: ...`` for a path, else
+    ``input image: ...``)."""
+    shape = port.symbol.shape
+    label = kind
+    if not path:
+        label += f" {port.parameter}" + (f" ({port.name!r})" if port.name != port.parameter else "")
+    images = len(shape) == 3 and (kind == "input" or not path)  # a path's output line has never said it
+    layout = " (channels, height, width), row-major" if images else ""
+    return f"{label}: {sample_size(port.symbol)} floats a sample, shape {shape_text(shape)}{layout}"
+
+
+def _macros(upper: str, inputs: list[_Port], outputs: list[_Port], path: bool) -> list[str]:
+    """``#define`` lines of the floats a sample: ``NAME_INPUTS`` and
+    ``NAME_OUTPUTS`` for one input and one output, and for a graph
+    ``NAME_{PARAMETER}_INPUTS`` and ``NAME_{PARAMETER}_OUTPUTS`` for each."""
+    lines = []
+    for kind, ports in (("INPUTS", inputs), ("OUTPUTS", outputs)):
+        if len(ports) == 1:
+            lines.append(f"#define {upper}_{kind} {sample_size(ports[0].symbol)}")
+        if not path:
+            lines += [f"#define {upper}_{port.parameter.upper()}_{kind} {sample_size(port.symbol)}" for port in ports]
+    return lines
+
+
+def _prototypes(name: str, inputs: list[_Port], outputs: list[_Port], path: bool) -> list[str]:
+    """The two functions' declarations, each after a comment on what it
+    computes."""
+    if path:
+        n_in, n_out = sample_size(inputs[0].symbol), sample_size(outputs[0].symbol)
+        return [f"/* y[0..{n_out}) = the network's output for the sample x[0..{n_in}) */",
+                f"void {name}(const float *x, float *y);",
+                f"/* the same for n samples: x holds n * {n_in} floats, y receives n * {n_out} */",
+                f"void {name}_batch(const float *x, float *y, size_t n);"]
+    parameters = _parameter_list(inputs, outputs)
+    ranges = [f"{port.parameter}[0..{sample_size(port.symbol)})" for port in outputs]
+    samples = [f"{port.parameter}[0..{sample_size(port.symbol)})" for port in inputs]
+    held = [f"{port.parameter} holds n * {sample_size(port.symbol)} floats" for port in inputs]
+    received = [f"{port.parameter} receives n * {sample_size(port.symbol)}" for port in outputs]
+    what = "output" if len(outputs) == 1 else "outputs"
+    return [f"/* {', '.join(ranges)} = the network's {what} for the sample {', '.join(samples)} */",
+            f"void {name}({parameters});",
+            f"/* the same for n samples, one after the other: {', '.join(held + received)} */",
+            f"void {name}_batch({parameters}, size_t n);"]
+
+
+def _parameter_list(inputs: list[_Port], outputs: list[_Port]) -> str:
+    """``const float *image, ..., float *label, ...``."""
+    return ", ".join([f"const float *{port.parameter}" for port in inputs]
+                     + [f"float *{port.parameter}" for port in outputs])
+
+
+def _source(model: "Model", name: str, p: _Program, inputs: list[_Port], outputs: list[_Port],
+            results: list[_Tensor]) -> str:
+    """The text of ``{name}.c``: the weights, the helpers, the one-sample
+    function (its stack buffers, the nodes, the outputs copied out) and the
+    batch function."""
+    from .._version import __version__
+
+    buffers = [f"{b.name}[{b.size}]" for b in p.buffers if b.size]
     declarations = [f"    float {', '.join(buffers)};"] if buffers else []
-    body = "\n".join([
+    read = {id(symbol) for node in model.plan.nodes for symbol in node.inputs}
+    unused = [f"    (void){port.parameter}; /* no output depends on this input */"
+              for port in inputs if id(port.symbol) not in read]
+    copies = []
+    for port, tensor in zip(outputs, results):
+        if not model.is_path:
+            copies.append(f"    /* the output {port.parameter} */")
+        copies += [f"    for (int k = 0; k < {sample_size(port.symbol)}; k++)",
+                   f"        {port.parameter}[k] = {tensor.array}[k];"]
+    parameters = _parameter_list(inputs, outputs)
+    offsets = ", ".join(f"{port.parameter} + s * {sample_size(port.symbol)}" for port in inputs + outputs)
+    return "\n".join([
         f"/* {name}.c: generated by intricate-py {__version__}; the architecture is in {name}.h. */",
         "#include <math.h>", "#include <stddef.h>", "", f'#include "{name}.h"', "",
         *[a + "\n" for a in p.arrays], *p.helpers,
-        f"void {name}(const float *x, float *y)", "{", *declarations, *p.body,
-        f"    for (int k = 0; k < {outputs}; k++)", f"        y[k] = {p.src}[k];", "}", "",
-        f"void {name}_batch(const float *x, float *y, size_t n)", "{",
+        f"void {name}({parameters})", "{", *declarations, *unused, *p.body, *copies, "}", "",
+        f"void {name}_batch({parameters}, size_t n)", "{",
         "    for (size_t s = 0; s < n; s++)",
-        f"        {name}(x + s * {inputs}, y + s * {outputs});", "}", "",
+        f"        {name}({offsets});", "}", "",
     ])
-    return body, header
 
 
 def export_c(model: "Model", folder: Path, name: str = "model") -> list[Path]:

@@ -120,11 +120,9 @@ class Context:
         self.call = call
         self.training = False
         self.values: dict[str, Any] = {}
-        self._workspace = Workspace(backend)
-
-    def buffer(self, name: str, rows: int, shape: Shape, dtype=None) -> Array:
-        """A (rows, *shape) buffer of this call's, reused from batch to batch."""
-        return self._workspace.get(name, rows, shape, dtype)
+        #: ``buffer(name, rows, shape, dtype=None)``: a (rows, *shape) buffer
+        #: of this call's, reused from batch to batch (Workspace.get)
+        self.buffer = Workspace(backend).get
 
 
 class ClassOrInstanceMethod:
@@ -316,7 +314,9 @@ class Layer:
             self.backward(ctx, grad)
 
     def backward_inputs(self, ctx: Context, grad: Array, needed: list[bool]) -> list[Array | None]:
-        """dE/d(each input), None where ``needed`` says no one needs it."""
+        """dE/d(each input), None where ``needed`` says no one needs it: what
+        a layer of several inputs implements (a plan calls ``backward`` or
+        ``parameter_gradients`` of a layer of one input directly)."""
         if needed[0]:
             return [self.backward(ctx, grad)]
         self.parameter_gradients(ctx, grad)

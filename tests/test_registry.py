@@ -1,0 +1,187 @@
+"""Every layer type the library ships, walked one by one: each must have a
+case here, and with it a numpy-versus-GPU parity check on odd shapes, a
+float64 gradient check (central differences), a save/load round trip (the
+layer's own file and a model's), and a writer in both exporters (ONNX and
+C), checked by running the export. A new layer type fails
+``test_every_layer_type_has_a_case`` until it is added to ``CASES``, which
+DEVELOPERS.md's "Adding a layer" checklist walks through.
+
+A case builds a small model around the layer: Dense or Conv2D layers before
+it, so that a layer without parameters still has its backward pass
+checked through the gradients of the parameters before it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import intricate_py.layers as layers_module
+from graph_models import numeric_gradients, plan_gradients
+from intricate_py import Input, Model
+from intricate_py.export import c as c_export
+from intricate_py.export import onnx as onnx_export
+from intricate_py.layers import (Add, Average, Concatenate, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D,
+                                 Multiply, ReLU, Reshape, Sigmoid, Softmax, Subtract, TanH)
+
+
+def _dense_then(layer_factory: Callable[[], Layer], width: int = 6):
+    def build():
+        x = Input(5, name="x")
+        return [x], [layer_factory()(Dense(width, name="before")(x))]
+    return build
+
+
+def _image_then(layer_factory: Callable[[], Layer]):
+    def build():
+        x = Input((2, 7, 5), name="x")
+        return [x], [layer_factory()(Conv2D(3, 1, name="before")(x))]
+    return build
+
+
+def _merge(layer_factory: Callable[[], Layer], count: int = 2):
+    def build():
+        inputs = [Input(3 + 2 * k, name=f"x{k}") for k in range(count)]
+        return inputs, [layer_factory()([Dense(4, name=f"before{k}")(x) for k, x in enumerate(inputs)])]
+    return build
+
+
+def _concatenate(axis: int):
+    """Images of 2 and 1 channels side by side along ``axis`` (for an axis
+    other than the channels', both convolutions make 2 channels)."""
+    def build():
+        a, b = Input((2, 3, 5), name="a"), Input((1, 3, 5), name="b")
+        parts = [Conv2D(2, 1, name="before_a")(a), Conv2D(1 if axis == 1 else 2, 1, name="before_b")(b)]
+        return [a, b], [Concatenate(axis=axis)(parts)]
+    return build
+
+
+def _conv():
+    x = Input((2, 7, 5), name="x")
+    return [x], [Conv2D(3, (3, 2), stride=(2, 1), padding=1)(x)]
+
+
+def _dense():
+    x = Input(7, name="x")
+    return [x], [Dense(5)(x)]
+
+
+#: layer type -> (builds (inputs, outputs) around it, the shapes are odd on purpose)
+CASES: dict[type, list[Callable]] = {
+    Dense: [_dense],
+    TanH: [_dense_then(TanH)],
+    Sigmoid: [_dense_then(Sigmoid)],
+    ReLU: [_dense_then(ReLU)],
+    Softmax: [_dense_then(Softmax)],
+    Conv2D: [_conv],
+    MaxPool2D: [_image_then(lambda: MaxPool2D(3, stride=2, padding=1)), _image_then(lambda: MaxPool2D((2, 1)))],
+    Flatten: [_image_then(Flatten)],
+    Reshape: [_dense_then(lambda: Reshape((2, -1)))],
+    Dropout: [_dense_then(lambda: Dropout(0.4, seed=3), width=9)],
+    Add: [_merge(Add), _merge(Add, 3)],
+    Subtract: [_merge(Subtract)],
+    Multiply: [_merge(Multiply), _merge(Multiply, 3)],
+    Average: [_merge(Average), _merge(Average, 3)],
+    Concatenate: [_concatenate(1), _concatenate(-1), _concatenate(2)],
+}
+
+CASE_IDS = [(cls, i) for cls, builds in CASES.items() for i in range(len(builds))]
+
+
+def shipped_layer_types() -> set[type]:
+    """The concrete layer types of ``intricate_py.layers``."""
+    from intricate_py.layers.registry import LAYER_TYPES
+
+    public = [getattr(layers_module, name) for name in layers_module.__all__]
+    return {cls for cls in LAYER_TYPES.values() if any(cls is p for p in public)}
+
+
+def test_every_layer_type_has_a_case():
+    missing = sorted(cls.__name__ for cls in shipped_layer_types() - set(CASES))
+    assert missing == [], f"add a case to tests/test_registry.py CASES for {missing} (DEVELOPERS.md: Adding a layer)"
+
+
+def model_of(cls: type, i: int, device: str = "cpu", dtype: str = "float32", seed: int = 0) -> Model:
+    inputs, outputs = CASES[cls][i]()
+    model = Model(inputs=inputs, outputs=outputs, device=device, dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed + 7)  # nonzero biases
+    for layer in model.layers:
+        if "b" in layer.params:
+            layer.biases = rng.normal(0, 0.3, layer.biases.shape)
+    assert any(isinstance(layer, cls) for layer in model.layers)
+    return model
+
+
+def data_for(model: Model, n: int = 7, seed: int = 0) -> tuple[list, list]:
+    rng = np.random.default_rng(seed)
+    xs = [rng.normal(size=(n, *s.shape)) for s in model.inputs]
+    rs = [rng.normal(size=(n, *s.shape)) for s in model.outputs]
+    return xs, rs
+
+
+def case_id(case) -> str:
+    return f"{case[0].__name__}-{case[1]}"
+
+
+@pytest.mark.parametrize("case", CASE_IDS, ids=case_id)
+def test_gradients_equal_central_differences_in_float64(case):
+    model = model_of(*case, dtype="float64")
+    xs, rs = data_for(model, n=3)
+    _, grads = plan_gradients(model, xs, rs)
+    numeric = numeric_gradients(model, xs, rs)
+    assert numeric, "a case needs a parameter before (or in) the layer"
+    for key, value in numeric.items():
+        np.testing.assert_allclose(grads[key], value, rtol=1e-6, atol=1e-8, err_msg=str(key))
+
+
+@pytest.mark.parametrize("case", CASE_IDS, ids=case_id)
+def test_the_gpu_computes_what_numpy_computes(gpu, case):
+    cpu, on_gpu = model_of(*case, device="cpu"), model_of(*case, device="gpu")
+    xs, rs = data_for(cpu)
+    want_outs, want_grads = plan_gradients(cpu, xs, rs)
+    outs, grads = plan_gradients(on_gpu, xs, rs)
+    for got, want in zip(outs, want_outs):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert len(grads) == len(want_grads)
+    for (key, got), want in zip(grads.items(), want_grads.values()):  # the same layers, in order
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=str(key))
+    np.testing.assert_allclose(on_gpu.predict(xs), cpu.predict(xs), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASE_IDS, ids=case_id)
+def test_files_round_trip(tmp_path, case):
+    model = model_of(*case)
+    model.save(tmp_path / "model.safetensors")
+    loaded = Model.load(tmp_path / "model.safetensors", device="cpu")
+    xs, _ = data_for(model)
+    np.testing.assert_array_equal(loaded.predict(xs), model.predict(xs))
+    layer = next(layer for layer in model.layers if isinstance(layer, case[0]))
+    layer.save(tmp_path / "layer.safetensors")
+    again = Layer.load(tmp_path / "layer.safetensors")
+    assert type(again) is type(layer) and again.get_config() == layer.get_config()
+    for name, tensor in layer.state_dict().items():
+        np.testing.assert_array_equal(again.state_dict()[name], tensor)
+
+
+@pytest.mark.parametrize("case", CASE_IDS, ids=case_id)
+def test_both_exporters_write_it(tmp_path, case):
+    """A writer in each format's table; the ONNX file runs in onnxruntime and
+    gives predict's outputs (the C exporter's numbers are checked by
+    tests/test_export_c.py and tests/test_export_graph.py, compiled)."""
+    cls = case[0]
+    assert cls in onnx_export.NODES, f"no ONNX writer for {cls.__name__}"
+    assert cls in c_export.WRITERS, f"no C writer for {cls.__name__}"
+    model = model_of(*case)
+    source, header = c_export.c_source(model, "net")
+    assert "void net(" in header
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model.export(tmp_path / "net.onnx")
+    session = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
+    xs, _ = data_for(model)
+    feeds = {i.name: x.astype(np.float32) for i, x in zip(session.get_inputs(), xs)}
+    want = model.predict(xs)
+    for got, w in zip(session.run(None, feeds), want if len(model.outputs) > 1 else [want]):
+        np.testing.assert_allclose(got, w, rtol=1e-5, atol=1e-6)
