@@ -344,3 +344,45 @@ def test_take_rows_pairs_samples_and_targets_from_an_offset(gpu, cpu, rng, monke
     assert dispatches == (1 if chunk_rows is None else math.ceil(23 / chunk_rows) + 1)
     np.testing.assert_array_equal(gpu.to_numpy(out_x), want_x)
     np.testing.assert_array_equal(gpu.to_numpy(out_t), want_t)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (37, 29), (3, 5, 7)])
+def test_elementwise_operations_and_column_slices(gpu, cpu, rng, shape):
+    a, b = (rng.normal(size=shape).astype(np.float32) for _ in range(2))
+    for backend in (gpu, cpu):
+        ga, gb, out = backend.from_numpy(a), backend.from_numpy(b), backend.empty(shape)
+        backend.add(ga, gb, out, scale=1 / 3)
+        np.testing.assert_allclose(backend.to_numpy(out), (a + b) * np.float32(1 / 3), rtol=1e-6)
+        backend.add(out, gb, out)  # in place, the operand read through out's binding on the GPU
+        np.testing.assert_allclose(backend.to_numpy(out), (a + b) * np.float32(1 / 3) + b, rtol=1e-6)
+        backend.multiply(ga, gb, out)
+        backend.multiply(out, out, out)
+        np.testing.assert_allclose(backend.to_numpy(out), (a * b) ** 2, rtol=1e-6)
+        backend.scale(ga, -2.5, out)
+        np.testing.assert_allclose(backend.to_numpy(out), -2.5 * a, rtol=1e-6)
+        wide = backend.zeros((shape[0], 11))
+        backend.copy_slice(backend.view(ga, 0, (shape[0], a[0].size)), wide, 0, 3, 1)
+        want = np.zeros((shape[0], 11), np.float32)
+        want[:, 3] = a.reshape(shape[0], -1)[:, 0]
+        np.testing.assert_array_equal(backend.to_numpy(wide), want)
+
+
+def test_shaders_take_the_activation_numbers_from_python(gpu, rng):
+    """The kinds are numbered once (backends/base.py's ACTIVATIONS), the
+    shaders get them as constants, and a kind no switch knows gives NaN,
+    never another activation's values."""
+    from intricate_py.backends.base import ACTIVATIONS
+    from intricate_py.backends.shaders import preamble
+
+    for i, kind in enumerate(ACTIVATIONS):
+        assert f"const ACTIVATION_{kind.upper()}: u32 = {i}u;" in preamble()
+    x = gpu.from_numpy(rng.normal(size=(4, 5)).astype(np.float32))
+    out = gpu.empty((4, 5))
+    for unknown in (len(ACTIVATIONS), 99):
+        gpu._dispatch("activation_forward", gpu._grid(20), (x, None, out), count=20, kind=unknown,
+                      a_off=x.offset, out_off=out.offset)
+        assert np.isnan(gpu.to_numpy(out)).all()
+        dy = gpu.from_numpy(np.ones((4, 5), np.float32))
+        gpu._dispatch("activation_backward", gpu._grid(20), (x, dy, out), count=20, kind=unknown,
+                      a_off=x.offset, b_off=dy.offset, out_off=out.offset)
+        assert np.isnan(gpu.to_numpy(out)).all()

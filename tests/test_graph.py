@@ -10,7 +10,7 @@ import pytest
 
 from graph_models import TorchWideGraph, numeric_gradients, plan_gradients, torch, wide_graph, wide_inputs
 from intricate_py import Input, MinAccuracyReached, Model
-from intricate_py.callbacks import EarlyStopping
+from intricate_py.callbacks import EarlyStopping, ModelCheckpoint
 from intricate_py.layers import (Add, Average, Concatenate, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Multiply,
                                  ReLU, Reshape, Softmax, Subtract, TanH)
 from intricate_py.losses import CategoricalCrossEntropy, MeanSquared
@@ -286,6 +286,53 @@ def test_graphs_train_with_callbacks_halting_and_early_stopping(device):
     assert model.evaluate(xv, yv)["score_loss"] == pytest.approx(best, rel=1e-5)
     with pytest.raises(ValueError, match=r"monitor one of \[.*'label_accuracy'"):
         model.fit(x, y, epochs=1, halting_condition=MinAccuracyReached(0.9))
+
+
+def test_graphs_take_validation_data_checkpoints_and_model_calls(tmp_path):
+    model = two_headed()
+    x, y = two_headed_data()
+    checkpoint = ModelCheckpoint(tmp_path / "best.safetensors", monitor="val_label_loss", save_best_only=True)
+    weights = []
+    history = model.fit({k: v[:64] for k, v in x.items()}, {k: v[:64] for k, v in y.items()}, loss=LOSSES,
+                        optimizer=Adam(0.01), epochs=4, validation_data=({k: v[64:] for k, v in x.items()},
+                                                                          [y["label"][64:], y["score"][64:]]),
+                        callbacks=[checkpoint, lambda epoch, logs: weights.append(model.get_weights())])
+    best = int(np.argmin(history.history["val_label_loss"]))
+    saved = Model.load(tmp_path / "best.safetensors", device="cpu")
+    assert saved.output_names == ["label", "score"]
+    for got, want in zip(saved.get_weights(), weights[best]):
+        np.testing.assert_array_equal(got, want)
+    label, score = model(x)  # model(x) is predict
+    assert label.shape == (96, 4) and score.shape == (96, 1)
+
+
+def test_an_interrupt_leaves_a_graph_at_a_finished_step(monkeypatch):
+    from intricate_py import fitting
+
+    x, y = two_headed_data()
+    seen = []
+    straight = two_headed(seed=4)
+    straight.fit(x, y, loss=LOSSES, optimizer=SGD(0.05), epochs=3, batch_size=32,
+                 callbacks=[lambda epoch, logs: seen.append(straight.get_weights())])
+    model = two_headed(seed=4)
+    real, calls = fitting.TrainStep.run, []
+
+    def interrupted(step, *args):
+        real(step, *args)
+        calls.append(1)
+        if len(calls) == 5:  # epoch 2's second step of 3
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fitting.TrainStep, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, loss=LOSSES, optimizer=SGD(0.05), epochs=3, batch_size=32, callbacks=[lambda e, logs: None])
+    monkeypatch.undo()
+    assert model.optimizer.iterations == 3
+    for got, want in zip(model.get_weights(), seen[0]):
+        np.testing.assert_array_equal(got, want)
+    model.fit(x, y, epochs=2, batch_size=32)
+    for got, want in zip(model.get_weights(), seen[-1]):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_divergence_on_a_graph_keeps_finite_weights(device):

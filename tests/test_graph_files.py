@@ -165,3 +165,18 @@ def test_deeply_nested_wiring_is_refused(graph_file):
     write_file(graph_file, tensors, {**metadata, "graph": "[" * 100_000 + "]" * 100_000})
     with pytest.raises(FormatError, match="nested too deeply|must hold"):
         Model.load(graph_file, device="cpu")
+
+
+def test_a_graph_checkpoint_of_ray_tune_resumes(tmp_path):
+    """tune's checkpoint files hold a graph model with its training state."""
+    tune = pytest.importorskip("intricate_py.tune")
+    from ray.tune import Checkpoint
+
+    xs, ys = wide_inputs(32), targets(32)
+    model = wide_graph(seed=2)
+    model.fit(xs, ys, loss=LOSSES, optimizer=Adam(0.01), epochs=1, batch_size=16)
+    tune.save_checkpoint(model, 1, tmp_path)
+    loaded, done = tune.load_checkpoint(Checkpoint.from_directory(tmp_path), device="cpu")
+    assert done == 1 and loaded.optimizer.iterations == 2
+    for got, want in zip(loaded.predict(xs), model.predict(xs)):
+        np.testing.assert_array_equal(got, want)
