@@ -183,18 +183,12 @@ class Model:
     @property
     def input_shape(self) -> Shape | list[Shape] | None:
         """The per-sample input shape (a list of them for several inputs)."""
-        if self.inputs is None:
-            return None
-        shapes = [s.shape for s in self.inputs]
-        return shapes[0] if len(shapes) == 1 else shapes
+        return _shapes(self.inputs)
 
     @property
     def output_shape(self) -> Shape | list[Shape] | None:
         """The per-sample output shape (a list of them for several outputs)."""
-        if self.outputs is None:
-            return None
-        shapes = [s.shape for s in self.outputs]
-        return shapes[0] if len(shapes) == 1 else shapes
+        return _shapes(self.outputs)
 
     @property
     def is_path(self) -> bool:
@@ -609,6 +603,13 @@ class Summary(str):
 
     def __repr__(self) -> str:
         return str(self)
+
+
+def _shapes(symbols: list[Symbol] | None) -> Shape | list[Shape] | None:
+    """The shape of one tensor, a list for several, None before a path is built."""
+    if symbols is None:
+        return None
+    return symbols[0].shape if len(symbols) == 1 else [s.shape for s in symbols]
 
 
 def _checked_path(layers) -> list[Layer]:

@@ -4,12 +4,19 @@ odd widths, and a model that ends with logits."""
 
 from __future__ import annotations
 
+import ctypes
+import subprocess
+from pathlib import Path
+
 import numpy as np
 
 from intricate_py import MinLossReached, Model
 from intricate_py.layers import Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU, Sigmoid, Softmax, TanH
 from intricate_py.losses import MeanSquared
 from intricate_py.optimizers import SGD
+
+#: What the generated C must compile warning-free under.
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 #: Within this relative difference of predict (the absolute term covers
 #: values near 0, where sums that cancel round differently in any order).
@@ -19,7 +26,7 @@ XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
 
 
-def _random_biases(model: Model, seed: int) -> Model:
+def random_biases(model: Model, seed: int) -> Model:
     """Nonzero biases (they start at zero), so that the tests see them."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
@@ -29,17 +36,17 @@ def _random_biases(model: Model, seed: int) -> Model:
 
 
 def mlp(device: str = "cpu", dtype: str = "float32") -> Model:
-    return _random_biases(Model([Dense(16), TanH(), Dense(13), Sigmoid(), Dense(10), ReLU(), Dense(4), Softmax()],
+    return random_biases(Model([Dense(16), TanH(), Dense(13), Sigmoid(), Dense(10), ReLU(), Dense(4), Softmax()],
                                 input_size=7, device=device, dtype=dtype, seed=1), 1)
 
 
 def logits_mlp() -> Model:
     """A classifier without its Softmax, as trained with a from_logits loss."""
-    return _random_biases(Model([Dense(9), ReLU(), Dropout(0.5), Dense(3)], input_size=5, device="cpu", seed=2), 2)
+    return random_biases(Model([Dense(9), ReLU(), Dropout(0.5), Dense(3)], input_size=5, device="cpu", seed=2), 2)
 
 
 def cnn() -> Model:
-    return _random_biases(Model(
+    return random_biases(Model(
         [Conv2D(4, 3, stride=2, padding=1), ReLU(), MaxPool2D(3, stride=2, padding=1),
          Conv2D(3, (2, 3), stride=(1, 2), padding=(1, 0)), TanH(), MaxPool2D((2, 1), stride=1),
          Flatten(), Dropout(0.25), Dense(7), Sigmoid(), Dense(5), Softmax()],
@@ -68,3 +75,24 @@ class Doubling(Layer):
 
     def call(self, ctx, x):
         return x * 2
+
+
+def build_c(model: Model, folder: Path, compiler: str, name: str = "net"):
+    """Export ``model`` as C, compile it into a shared library and return
+    ``run(xs) -> ys`` (a list of arrays per input and per output) through
+    its batch function, and the library."""
+    folder.mkdir(exist_ok=True)
+    model.export(folder, format="c", name=name)
+    library = folder / f"lib{name}.so"
+    subprocess.run([compiler, *STRICT, "-O2", "-shared", "-fPIC", str(folder / f"{name}.c"), "-o", str(library),
+                    "-lm"], check=True, capture_output=True, text=True)
+    lib = ctypes.CDLL(str(library))
+
+    def run(xs: list[np.ndarray]) -> list[np.ndarray]:
+        xs = [np.ascontiguousarray(x, np.float32) for x in xs]
+        ys = [np.empty((len(xs[0]), *s.shape), np.float32) for s in model.outputs]
+        pointers = [a.ctypes.data_as(ctypes.c_void_p) for a in xs + ys]
+        lib[f"{name}_batch"](*pointers, ctypes.c_size_t(len(xs[0])))
+        return ys
+
+    return run, lib

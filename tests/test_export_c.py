@@ -13,14 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export_models import ATOL, MODELS, RTOL, Doubling, inputs, mlp
+from export_models import ATOL, MODELS, RTOL, STRICT, Doubling, build_c, inputs, mlp
 
 import intricate_py
 from intricate_py import Model
 from intricate_py.layers import Dense, Sigmoid, Softmax, TanH
 
 ROOT = Path(__file__).resolve().parent.parent
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 
 @pytest.fixture(params=["cc", "clang"])
@@ -32,23 +31,9 @@ def compiler(request):
 
 
 def build(model: Model, folder: Path, compiler: str, name: str = "net"):
-    """Export ``model``, compile it into a shared library and return
-    ``run(x) -> y`` through its batch function, and the library."""
-    folder.mkdir(exist_ok=True)
-    model.export(folder, format="c", name=name)
-    library = folder / f"lib{name}.so"
-    subprocess.run([compiler, *STRICT, "-O2", "-shared", "-fPIC", str(folder / f"{name}.c"), "-o", str(library),
-                    "-lm"], check=True, capture_output=True, text=True)
-    lib = ctypes.CDLL(str(library))
-
-    def run(x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, np.float32)
-        y = np.empty((len(x), *model.output_shape), np.float32)
-        lib[f"{name}_batch"](x.ctypes.data_as(ctypes.c_void_p), y.ctypes.data_as(ctypes.c_void_p),
-                             ctypes.c_size_t(len(x)))
-        return y
-
-    return run, lib
+    """``run(x) -> y`` of the model's C through its batch function, and the library."""
+    run, lib = build_c(model, folder, compiler, name)
+    return (lambda x: run([x])[0]), lib
 
 
 @pytest.mark.parametrize("kind", sorted(MODELS))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export_models import ATOL, RTOL, Doubling
+from export_models import ATOL, RTOL, STRICT, Doubling, build_c, random_biases
 
 import intricate_py.layers
 from intricate_py import Input, Model
@@ -20,18 +20,6 @@ from intricate_py.export.c import WRITERS, parameter_names
 from intricate_py.export.onnx import NODES
 from intricate_py.layers import (Add, Average, Concatenate, Conv2D, Dense, Dropout, Flatten, MaxPool2D,
                                  Multiply, ReLU, Reshape, Sigmoid, Softmax, Subtract, TanH)
-
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
-
-
-def _random_biases(model: Model, seed: int) -> Model:
-    """Nonzero biases (they start at zero), so that the tests see them."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, (Dense, Conv2D)):
-            layer.biases = rng.normal(0, 0.5, layer.biases.shape)
-    return model
-
 
 def vision_graph() -> Model:
     """Two inputs (an image and a vector) and two outputs: Concatenate on
@@ -59,7 +47,7 @@ def vision_graph() -> Model:
     score = Dense(1, name="score")(Dropout(0.5, name="drop")(TanH(name="bound")(difference)))
     again = Dense(3, name="again")(label)  # reads an output
     model = Model(inputs=[image, extra], outputs=[label, score, again], device="cpu", seed=3)
-    return _random_biases(model, 3)
+    return random_biases(model, 3)
 
 
 def vector_graph() -> Model:
@@ -80,7 +68,7 @@ def vector_graph() -> Model:
                                                                                             name="conv")(grid))))
     logits = Dense(5, name="logits")(Concatenate(name="join")([pooled, tail]))
     model = Model(inputs=[a, b], outputs=[logits, Sigmoid(name="probability")(logits)], device="cpu", seed=4)
-    return _random_biases(model, 4)
+    return random_biases(model, 4)
 
 
 GRAPHS = {"vision": vision_graph, "vector": vector_graph}
@@ -195,30 +183,10 @@ def gcc():
     return path
 
 
-def build(model: Model, folder: Path, compiler: str, name: str = "net"):
-    """Export ``model``, compile it into a shared library and return
-    ``run(xs) -> ys`` through its batch function, and the library."""
-    folder.mkdir(exist_ok=True)
-    model.export(folder, format="c", name=name)
-    library = folder / f"lib{name}.so"
-    subprocess.run([compiler, *STRICT, "-O2", "-shared", "-fPIC", str(folder / f"{name}.c"), "-o", str(library),
-                    "-lm"], check=True, capture_output=True, text=True)
-    lib = ctypes.CDLL(str(library))
-
-    def run(xs: list[np.ndarray]) -> list[np.ndarray]:
-        xs = [np.ascontiguousarray(x, np.float32) for x in xs]
-        ys = [np.empty((len(xs[0]), *s.shape), np.float32) for s in model.outputs]
-        pointers = [a.ctypes.data_as(ctypes.c_void_p) for a in xs + ys]
-        lib[f"{name}_batch"](*pointers, ctypes.c_size_t(len(xs[0])))
-        return ys
-
-    return run, lib
-
-
 @pytest.mark.parametrize("kind", sorted(GRAPHS))
 def test_c_graph_computes_predicts_outputs(kind, tmp_path, gcc):
     model = GRAPHS[kind]()
-    run, lib = build(model, tmp_path, gcc)
+    run, lib = build_c(model, tmp_path, gcc)
     xs = graph_inputs(model, 500)
     ys = run(xs)
     for got, expected in zip(ys, outputs_of(model, xs)):
@@ -263,9 +231,9 @@ def test_c_graph_signature_macros_and_promises(tmp_path, gcc):
 def test_c_single_input_and_output_graph_keeps_the_plain_macros(tmp_path, gcc):
     x = Input(6, name="features")
     h = Dense(8, name="hidden")(x)
-    model = _random_biases(Model(inputs=x, outputs=Softmax(name="probabilities")(Add()([h, TanH()(h)])),
+    model = random_biases(Model(inputs=x, outputs=Softmax(name="probabilities")(Add()([h, TanH()(h)])),
                                  device="cpu", seed=5), 5)
-    run, _ = build(model, tmp_path, gcc)
+    run, _ = build_c(model, tmp_path, gcc)
     header = (tmp_path / "net.h").read_text()
     assert "void net(const float *features, float *probabilities);" in header
     assert re.findall(r"#define (\w+) (\d+)", header) == [
@@ -281,8 +249,8 @@ def test_c_parameters_are_names_made_into_identifiers(tmp_path, gcc):
     merged = Concatenate(name="IMAGE")([Dense(4, name="image")(inputs[0]), *inputs[1:]])
     outputs = [Dense(2, name="net")(merged), Dense(2, name="t2")(merged), TanH(name="NET_SCORE")(merged),
                Sigmoid(name="MY_IMAGE")(merged)]
-    model = _random_biases(Model(inputs=inputs, outputs=outputs, device="cpu", seed=6), 6)
-    run, _ = build(model, tmp_path, gcc)
+    model = random_biases(Model(inputs=inputs, outputs=outputs, device="cpu", seed=6), 6)
+    run, _ = build_c(model, tmp_path, gcc)
     header = (tmp_path / "net.h").read_text()
     assert ("void net(const float *my_image, const float *in_2nd, const float *k_2, const float *class_2, "
             "float *net_2, float *t2_2, float *out_NET_SCORE, float *MY_IMAGE_2);") in header
@@ -304,8 +272,8 @@ def test_input_that_no_output_reads_and_names_in_comments(tmp_path, gcc, onnx):
     the ONNX graph; names that could end a C comment or are not ASCII stay
     inside the header's comments."""
     used, unused = Input(4, name="used */ /*"), Input(2, name="ünused??/")
-    model = _random_biases(Model(inputs=[used, unused], outputs=Dense(3, name="out")(used), device="cpu"), 7)
-    run, _ = build(model, tmp_path, gcc)
+    model = random_biases(Model(inputs=[used, unused], outputs=Dense(3, name="out")(used), device="cpu"), 7)
+    run, _ = build_c(model, tmp_path, gcc)
     source, header = (tmp_path / "net.c").read_text(), (tmp_path / "net.h").read_text()
     assert "(void)nused;" in source and header.isascii()
     assert "input nused ('\\xfcnused? ?/')" in header and "'used * / / *'" in header
@@ -319,7 +287,7 @@ def test_input_that_no_output_reads_and_names_in_comments(tmp_path, gcc, onnx):
 def test_a_path_keeps_x_and_y_in_both_formats(tmp_path, gcc, onnx):
     """A path of layers, from a list or from Input and calls, exports with
     its single input ``x`` and output ``y``, and both write the same C."""
-    listed = _random_biases(Model([Dense(5), TanH(), Dense(3), Softmax()], input_size=4, device="cpu", seed=8), 8)
+    listed = random_biases(Model([Dense(5), TanH(), Dense(3), Softmax()], input_size=4, device="cpu", seed=8), 8)
     x = Input(4, name="image")
     h = x
     for layer in (Dense(5, name="first"), TanH(), Dense(3, name="second"), Softmax()):
@@ -333,7 +301,7 @@ def test_a_path_keeps_x_and_y_in_both_formats(tmp_path, gcc, onnx):
         graph = onnx.load(str(tmp_path / f"{k}.onnx")).graph
         assert [i.name for i in graph.input] == ["x"] and [o.name for o in graph.output] == ["y"]
         folder = tmp_path / str(k)
-        run, _ = build(model, folder, gcc)
+        run, _ = build_c(model, folder, gcc)
         header = (folder / "net.h").read_text()
         assert "void net(const float *x, float *y);" in header
         assert "void net_batch(const float *x, float *y, size_t n);" in header
