@@ -59,7 +59,12 @@ def metric_keys(model: "Model", losses: list[Loss | None], validation: bool) -> 
         names = model.output_names
         keys = ["loss"] + [f"{names[k]}_loss" for k, loss in enumerate(losses) if loss is not None]
         keys += [f"{names[k]}_accuracy" for k in range(len(losses)) if reports_accuracy(model, losses, k)]
-    return keys + [f"val_{key}" for key in keys] if validation else keys
+    keys = keys + [f"val_{key}" for key in keys] if validation else keys
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"expected outputs whose metric names differ. Received: outputs {names} give {repeated} "
+                         "twice: rename the layer that makes one of them")
+    return keys
 
 
 def accuracy_count(loss: Loss, width: int, n: int) -> int:
@@ -91,7 +96,7 @@ def metric_table(model: "Model", values: np.ndarray, losses: list[Loss | None], 
             total = total + weights[k] * parts[k]
             accuracies[k] = correct / accuracy_count(loss, width, count)
         if len(losses) == 1:
-            table[prefix + "loss"], table[prefix + "accuracy"] = parts[0], accuracies[0]
+            table[prefix + "loss"], table[prefix + "accuracy"] = total, accuracies[0]
             continue
         names = model.output_names
         table[prefix + "loss"] = total
@@ -155,19 +160,27 @@ class DeviceData:
             yield arrays
 
 
-def evaluate_into(model: "Model", role: str, xs: list[np.ndarray], ts: list, losses: list[Loss | None],
-                  batch: int, acc: Array, block: int, slots: Slots, validation: bool) -> None:
-    """Add the loss sums and correct counts of ``xs`` against ``ts`` (per
-    output, None where an output has no loss) into ``acc``'s block starting
-    at ``block``: the LOSS and CORRECT slots, or with ``validation`` the
-    VAL_ ones. Always in inference mode."""
-    backend, plan = model.backend, model.plan
-    inference = plan.pass_for(training=False)
-    graded = [k for k, t in enumerate(ts) if t is not None]
-    data = DeviceData(model, role, xs + [ts[k] for k in graded], batch)
-    loss_at, correct_at = (slots.VAL_LOSS, slots.VAL_CORRECT) if validation else (slots.LOSS, slots.CORRECT)
-    kinds = {k: losses[k].accuracy_kind(math.prod(model.outputs[k].shape)) for k in graded}
-    for arrays in data.batches():
-        outputs = plan.forward(inference, arrays[: len(xs)], training=False)
-        for k, t in zip(graded, arrays[len(xs):]):
-            losses[k].accumulate(backend, flat(backend, outputs[k]), t, acc, block + slots.of(k, loss_at), kinds[k])
+class Evaluation:
+    """The loss sums and correct counts of a model over fixed data, added
+    up on the device: the data (inputs, and targets for the outputs with a
+    loss) placed once, evaluated as often as asked (each epoch's validation)."""
+
+    def __init__(self, model: "Model", role: str, xs: list[np.ndarray], ts: list, losses: list[Loss | None],
+                 batch: int):
+        self.model, self.losses, self.inputs = model, losses, len(xs)
+        self.graded = [k for k, t in enumerate(ts) if t is not None]
+        self.data = DeviceData(model, role, xs + [ts[k] for k in self.graded], batch)
+        self.kinds = {k: losses[k].accuracy_kind(math.prod(model.outputs[k].shape)) for k in self.graded}
+
+    def into(self, acc: Array, block: int, slots: Slots, validation: bool) -> None:
+        """Add each output's loss sum and correct count into ``acc``'s block
+        starting at ``block``: the LOSS and CORRECT slots, or with
+        ``validation`` the VAL_ ones. Always in inference mode."""
+        backend, plan = self.model.backend, self.model.plan
+        inference = plan.pass_for(training=False)
+        at = slots.VAL_LOSS if validation else slots.LOSS
+        for arrays in self.data.batches():
+            outputs = plan.forward(inference, arrays[: self.inputs], training=False)
+            for k, t in zip(self.graded, arrays[self.inputs:]):
+                self.losses[k].accumulate(backend, flat(backend, outputs[k]), t, acc, block + slots.of(k, at),
+                                          self.kinds[k])

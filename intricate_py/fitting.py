@@ -13,7 +13,7 @@ from . import _checks
 from .backends import Array
 from .backends.base import step_values
 from .callbacks import Callback, as_callbacks
-from .fit_data import DeviceData, Slots, evaluate_into, flat, metric_keys, metric_slots
+from .fit_data import DeviceData, Evaluation, Slots, flat, metric_keys, metric_slots
 from .fit_run import Run
 from .layers.base import Recordings
 from .losses import Loss, warn_if_mismatched
@@ -23,7 +23,7 @@ from .training import HaltingCondition, History
 if TYPE_CHECKING:
     from .model import Model
 
-__all__ = ["Trainer", "TrainStep", "evaluate_into", "metric_keys", "metric_slots"]
+__all__ = ["Trainer", "TrainStep"]
 
 
 class TrainStep:
@@ -52,6 +52,8 @@ class TrainStep:
             self.kinds[k], fuses = loss.step_kind(node.layer) if node is not None else (loss.kind, False)
             fused.append(fuses)
         self.pass_ = self.plan.pass_for(training=True, fused=tuple(fused))
+        for parameter in self.plan.untouched(self.pass_):  # no loss reaches them: no update but weight decay
+            self.backend.clear(parameter.grad)
         self.accuracy = {k: losses[k].accuracy_kind(math.prod(model.outputs[k].shape)) for k in self.graded}
         self.replayable = self.plan.replayable
         self.recordings = Recordings()  # by batch rows
@@ -153,8 +155,9 @@ class Trainer:
         self.n_inputs = len(xs)
         batch = min(batch_size, len(train[0]))
         self.data = DeviceData(model, "train", train, batch, shuffle)
-        self.validation = validation
-        self.val_batch = min(batch, len(validation[0][0])) if validation is not None else 0
+        self.validation = None
+        if validation is not None:  # placed once for the whole fit
+            self.validation = Evaluation(model, "val", *validation, self.losses, min(batch, len(validation[0][0])))
 
     def _validation(self, xs: list, ts: list, validation_data, validation_split) -> tuple[list, tuple | None]:
         """(the training arrays: inputs, then targets with a loss; the
@@ -200,10 +203,9 @@ class Trainer:
                 step.run(data, view, run.metrics, block, i == 0)
                 run.step_done()
             if val is not None:
-                evaluate_into(model, "val", *val, self.losses, self.val_batch, run.metrics, block, slots,
-                              validation=True)
+                val.into(run.metrics, block, slots, validation=True)
 
-        n_val = len(val[0][0]) if val is not None else 0
+        n_val = val.data.n if val is not None else 0
         run = Run(model, self.losses, self.weights, slots, data.n, n_val, data.steps, data.batch, self.epochs,
                   self.keys, self.verbose, run_epoch)
         # per-epoch readbacks where an epoch's end must be seen; else a few a second

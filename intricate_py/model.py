@@ -10,11 +10,11 @@ import numpy as np
 from . import _checks
 from .backends import Backend, select_backend
 from .callbacks import Callback
-from .fit_data import evaluate_into, metric_slots, metric_table
+from .fit_data import Evaluation, metric_slots, metric_table
 from .fitting import Trainer
 from .graph import Input, Symbol, add_node, as_shape, as_symbols, is_symbolic
 from .layers import Layer
-from .layers.base import ClassOrInstanceMethod, Recordings, Shape
+from .layers.base import ClassOrInstanceMethod, Recordings, Shape, same_device
 from .losses import LOSSES, Loss
 from .model_data import per_name, sample_array, same_length, target_array
 from .naming import batch_shape_text, checked_name, unique_name
@@ -90,11 +90,13 @@ class Model:
         #: set True (by a callback) to stop fit after the current epoch
         self.stop_training = False
         self._predictions = Recordings()  # of predict's passes, by rows
+        self._names: tuple[list[str] | None, list[str] | None] = (None, None)  # the keys of dicts given
         if layers is None:
             if inputs is None or outputs is None:
                 raise ValueError("expected Model([layers], input_size=...) or Model(inputs=..., outputs=...). "
                                  f"Received: inputs={inputs!r}, outputs={outputs!r}")
             self.path = None
+            self._names = (_keys(inputs, "inputs"), _keys(outputs, "outputs"))
             self._set_graph(as_symbols(inputs, "inputs"), as_symbols(outputs, "outputs"))
             return
         if inputs is not None or outputs is not None:
@@ -136,14 +138,24 @@ class Model:
         plan.built()
 
     def sync_weights(self) -> None:
-        """Before using the parameters: if a layer shared with another model
-        was moved or repacked by it, bring it back to this model's store."""
+        """Before training (or saving, or a snapshot): if a layer this model
+        shares with another one was repacked by it or moved to another
+        device, bring it back into this model's store. (A layer shared by
+        two models is one set of weights, trained by one fit at a time.)"""
         if self.store.current():
             return
         for layer in self.layers:
-            if layer.backend is not self.backend:
+            if not same_device(layer.backend, self.backend):
                 layer.build(layer.input_shape, self.backend)
         self.store = ParameterStore(self.backend, self.layers)
+
+    def _layers_here(self) -> None:
+        """Before predict and evaluate, which read the layers' parameters
+        wherever a store keeps them: layers moved to another device by
+        another model come back (nothing is repacked otherwise, so a
+        prediction never disturbs another model's fit)."""
+        if any(not same_device(layer.backend, self.backend) for layer in self.layers):
+            self.sync_weights()
 
     @property
     def built(self) -> bool:
@@ -165,12 +177,16 @@ class Model:
 
     @property
     def input_names(self) -> list[str]:
-        return [s.name for s in self.inputs]
+        """Each input's name: its key where ``inputs`` was a dict, else its Input's name."""
+        return self._names[0] or [s.name for s in self.inputs]
 
     @property
     def output_names(self) -> list[str]:
-        """Each output's name: the name of the layer that makes it (twice the
-        same layer: ``name``, ``name_1``)."""
+        """Each output's name: its key where ``outputs`` was a dict, else the
+        name of the layer that makes it (twice the same layer: ``name``,
+        ``name_1``)."""
+        if self._names[1]:
+            return self._names[1]
         names: list[str] = []
         for s in self.outputs:
             name, k = s.name, 0
@@ -265,7 +281,7 @@ class Model:
                 "Received: loss=None"
             )
         if isinstance(loss, (dict, list, tuple)):
-            entries = per_name(loss, self.output_names, "loss", optional=True)
+            entries = per_name(loss, self.output_names, "loss", optional=True, data=False)
             losses = [None if e is None else _as_loss(e) for e in entries]
             if all(e is None for e in losses):
                 raise ValueError(f"expected a loss for at least one of the outputs {self.output_names}")
@@ -278,7 +294,7 @@ class Model:
         weights = self.loss_weights if weights is None else weights
         if weights is None:
             return [1.0] * len(losses)
-        entries = per_name(weights, self.output_names, "loss_weights", optional=True)
+        entries = per_name(weights, self.output_names, "loss_weights", optional=True, data=False)
         return [1.0 if w is None else _checks.non_negative_float(w, "loss_weights") for w in entries]
 
     # --------------------------------------------------------------- running
@@ -290,7 +306,7 @@ class Model:
         fit. ``x``: an array, or for several inputs a list in order or a
         dict by Input name."""
         xs = self.input_arrays(x)
-        self.sync_weights()
+        self._layers_here()
         chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
         n = len(xs[0])
         if n <= chunk:  # the common, lean path: one pass
@@ -356,12 +372,12 @@ class Model:
         total loss with each output's (``"label_loss"``) and accuracy."""
         losses = self.output_losses(loss)
         xs, ts = self.data(x, y, losses)
-        self.sync_weights()
+        self._layers_here()
         chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
         weights = self.output_weights(losses)
         slots = metric_slots(len(self.outputs))
         acc = self.backend.zeros((slots.size,))
-        evaluate_into(self, "eval", xs, ts, losses, min(chunk, len(xs[0])), acc, 0, slots, validation=False)
+        Evaluation(self, "eval", xs, ts, losses, min(chunk, len(xs[0]))).into(acc, 0, slots, validation=False)
         values = self.backend.to_numpy(acc).astype(np.float64)[None]
         table = metric_table(self, values, losses, weights, slots, len(xs[0]))
         return {k: float(v[0]) for k, v in table.items()}
@@ -382,16 +398,9 @@ class Model:
         ``loss`` and ``loss_weights`` may be lists in output order or dicts
         by output name. ``metrics`` may name "accuracy", which fit and
         evaluate report."""
-        if optimizer is not None:
-            self.optimizer = _as_optimizer(optimizer)
-        if loss is not None:
-            self.loss = loss if isinstance(loss, (dict, list, tuple)) else _as_loss(loss)
-            if self.built:
-                self.output_losses(loss)  # ValueError now for names that fit no output
-        if loss_weights is not None:
-            self.loss_weights = loss_weights
-            if self.built:
-                self.output_weights(self.output_losses(), loss_weights)
+        optimizer = self.optimizer if optimizer is None else _as_optimizer(optimizer)
+        self._set_loss(loss, loss_weights)
+        self.optimizer = optimizer
         for metric in metrics or ():
             if metric not in ("accuracy", "acc"):
                 raise ValueError(
@@ -446,12 +455,9 @@ class Model:
         so. An interrupt (Ctrl-C) or an error leaves the weights of the last
         epoch read back, which are those of a finished step.
         """
-        if loss is not None:
-            self.loss = loss if isinstance(loss, (dict, list, tuple)) else _as_loss(loss)
+        self._set_loss(loss, loss_weights)
         if self.loss is None:
             self.output_losses()  # ValueError saying a loss is needed
-        if loss_weights is not None:
-            self.loss_weights = loss_weights
         if optimizer is not None:
             self.optimizer = _as_optimizer(optimizer)
         if self.optimizer is None:
@@ -463,6 +469,21 @@ class Model:
                           validation_data=validation_data, validation_split=validation_split, verbose=verbose,
                           halting_condition=halting_condition, callbacks=callbacks)
         return trainer.run()
+
+    def _set_loss(self, loss, loss_weights) -> None:
+        """compile's and fit's ``loss`` and ``loss_weights``, checked against
+        the outputs (once the model is built) before either is kept."""
+        if loss is not None and not isinstance(loss, (dict, list, tuple)):
+            loss = _as_loss(loss)
+        if self.built:
+            if loss is not None:
+                self.output_losses(loss)  # ValueError for names that fit no output
+            if loss_weights is not None:
+                self.output_weights([None] * len(self.outputs), loss_weights)
+        if loss is not None:
+            self.loss = loss
+        if loss_weights is not None:
+            self.loss_weights = loss_weights
 
     def prepare_to_train(self) -> None:
         """Before a fit's first step: the parameters in this model's store,
@@ -603,6 +624,13 @@ class Summary(str):
 
     def __repr__(self) -> str:
         return str(self)
+
+
+def _keys(value, what: str) -> list[str] | None:
+    """The keys of a dict of inputs or outputs (their names), else None."""
+    if not isinstance(value, dict):
+        return None
+    return [checked_name(key, f"a key of {what}") for key in value]
 
 
 def _shapes(symbols: list[Symbol] | None) -> Shape | list[Shape] | None:

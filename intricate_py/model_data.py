@@ -14,10 +14,12 @@ from .losses import Loss
 from .naming import batch_shape_text
 
 
-def per_name(value: Any, names: Sequence[str], what: str, optional: bool = False) -> list:
+def per_name(value: Any, names: Sequence[str], what: str, optional: bool = False, data: bool = True) -> list:
     """``value`` as one entry per name: itself for a single name (unless it
-    is a dict), a list or tuple in order, or a dict by name (missing names
-    None where ``optional``). ValueError naming what was expected."""
+    is a dict, or a list of one entry: for ``data`` a list holding one
+    array, as nested lists are data too), a list or tuple in order, or a
+    dict by name (missing names None where ``optional``). ValueError naming
+    what was expected."""
     if isinstance(value, dict):
         unknown = sorted(set(value) - set(names), key=str)
         if unknown:
@@ -26,8 +28,8 @@ def per_name(value: Any, names: Sequence[str], what: str, optional: bool = False
         if missing and not optional:
             raise ValueError(f"expected {what} for each of {list(names)}. Received: none for {missing}")
         return [value.get(name) for name in names]
-    if len(names) == 1:  # the data itself, or a list holding one array (as Keras takes it too)
-        one = isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], np.ndarray)
+    if len(names) == 1:  # the value itself, or a list holding it (as Keras takes it too)
+        one = isinstance(value, (list, tuple)) and len(value) == 1 and (not data or isinstance(value[0], np.ndarray))
         return [value[0]] if one else [value]
     if isinstance(value, (list, tuple)) and len(value) == len(names):
         return list(value)

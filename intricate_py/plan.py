@@ -215,6 +215,12 @@ class Plan:
         activation = self.nodes[entry.fold]
         return BackStep(*common, activation.layer.kind, self.contexts[entry.fold], activation.inputs[0])
 
+    def untouched(self, p: Pass) -> list:
+        """The trainable parameters ``p``'s backward pass never reaches (layers
+        that only feed outputs without a loss): their gradients must be zero."""
+        reached = {id(self.nodes[entry.node].layer) for entry in p.backward}
+        return [q for layer in self.layers if id(layer) not in reached for q in layer.parameters]
+
     def _step(self, i: int, j: int | None) -> Step:
         node = self.nodes[i]
         inputs = tuple(id(s) for s in node.inputs)

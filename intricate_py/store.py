@@ -79,13 +79,15 @@ class ParameterStore:
         values, grads, self._offsets = _packed(backend, self.parameters, with_grads=True)
         self.flat = Parameter("parameters", values, grads) if values is not None else None
         self.state_flat, _, _ = _packed(backend, self.state, with_grads=False)
-        self._views = [p.value for p in self.parameters + self.state]
+        # what each layer holds now, to tell when another model took it over
+        self._held = [(layer.params, name, p, p.value) for layer in layers for name, p in layer.params.items()]
         Workspace.invalidate()  # recordings bound the arrays these replace
 
     def current(self) -> bool:
-        """Whether every parameter is still a view of this store (a layer
-        shared with another model that packed it since is not)."""
-        return all(p.value is v for p, v in zip(self.parameters + self.state, self._views))
+        """Whether every layer still holds these parameters, each a view of
+        this store (a layer shared with another model that packed it since,
+        or moved it to another device, is not)."""
+        return all(params.get(name) is p and p.value is view for params, name, p, view in self._held)
 
     def views(self, packed: Array) -> list[Array]:
         """Views of an array packed as the values (optimizer state), one per

@@ -420,3 +420,83 @@ def test_summary_shows_what_each_node_takes():
 
 def test_model_repr_names_inputs_and_outputs():
     assert repr(two_headed()).startswith("Model(inputs=['image', 'extra'], outputs=['label', 'score']")
+
+
+# ------------------------------------------------------------------ as Keras users find it
+def test_a_layer_shared_by_two_models_trains_in_each():
+    """Keras's encoder pattern: an autoencoder and its encoder share layers;
+    fitting either trains the shared weights, and predicting with the other
+    uses them."""
+    x_data = np.random.default_rng(0).normal(size=(64, 6))
+    x = Input(6)
+    code = Dense(3, name="enc")(x)
+    autoencoder = Model(x, Dense(6, name="dec")(code), device="cpu", seed=0)
+    encoder = Model(x, code, device="cpu")
+    enc = autoencoder.layers[0]
+    before = enc.weights
+    autoencoder.fit(x_data, x_data, loss="mse", optimizer="sgd", epochs=3)
+    assert not np.allclose(enc.weights, before)
+    np.testing.assert_allclose(encoder.predict(x_data), x_data @ enc.weights + enc.biases, rtol=1e-5, atol=1e-6)
+    encoder.fit(x_data, np.zeros((64, 3)), loss="mse", optimizer="sgd", epochs=2)
+    trained = enc.weights
+    autoencoder.fit(x_data, x_data, epochs=2)
+    assert not np.allclose(enc.weights, trained)
+    np.testing.assert_allclose(encoder.predict(x_data), x_data @ enc.weights + enc.biases, rtol=1e-5, atol=1e-6)
+
+
+def test_layers_no_loss_reaches_keep_their_weights():
+    rng = np.random.default_rng(1)
+    x = Input(4, name="x")
+    h = Dense(8, name="h")(x)
+    model = Model(x, [Dense(2, name="a")(h), Dense(3, name="b")(h)], device="cpu", seed=1)
+    data, ya, yb = rng.normal(size=(64, 4)), rng.normal(size=(64, 2)), rng.normal(size=(64, 3))
+    model.fit(data, [ya, yb], loss=MeanSquared(), optimizer=SGD(0.1), batch_size=16)
+    b = model.layers[2].weights
+    model.fit(data, {"a": ya}, loss={"a": MeanSquared()}, epochs=3, batch_size=16)
+    np.testing.assert_array_equal(model.layers[2].weights, b)
+
+
+def test_dict_inputs_and_outputs_name_them():
+    features = Input(5)
+    h = Dense(4)(features)
+    model = Model(inputs={"feat": features}, outputs={"score": Dense(1)(h), "klass": Dense(3)(h)}, device="cpu")
+    assert model.input_names == ["feat"] and model.output_names == ["score", "klass"]
+    rng = np.random.default_rng(0)
+    history = model.fit({"feat": rng.normal(size=(32, 5))}, {"score": rng.normal(size=(32, 1)),
+                                                              "klass": rng.integers(0, 3, 32)},
+                        loss={"score": "mse", "klass": CategoricalCrossEntropy(from_logits=True)}, optimizer="adam")
+    assert "score_loss" in history.history and "klass_accuracy" in history.history
+
+
+def test_compile_takes_lists_of_one_and_keeps_its_loss_when_it_refuses_one():
+    model = Model([Dense(2)], input_size=3, device="cpu", seed=0)
+    x, y = np.ones((8, 3)), np.zeros((8, 2))
+    model.compile(optimizer="sgd", loss=["mse"], loss_weights=[2.0])
+    weighted = model.evaluate(x, y)["loss"]
+    model.compile(loss="mse")  # weights kept: the reported loss is the weighted one, as Keras reports it
+    assert model.evaluate(x, y)["loss"] == pytest.approx(weighted)
+    model.compile(loss_weights=[1.0])
+    assert model.evaluate(x, y)["loss"] == pytest.approx(weighted / 2)
+    with pytest.raises(ValueError, match=r"loss keyed by \["):
+        model.compile(loss={"typo": "mse"})
+    assert model.evaluate(x, y)["loss"] == pytest.approx(weighted / 2)  # the refused loss left nothing behind
+
+
+def test_outputs_whose_metric_names_collide_are_refused():
+    x = Input(3)
+    model = Model(x, [Dense(1, name="val")(x), Dense(1, name="other")(x)], device="cpu")
+    with pytest.raises(ValueError, match=r"\['val_loss'\] twice: rename"):
+        model.fit(np.ones((8, 3)), [np.zeros((8, 1))] * 2, loss="mse", optimizer="sgd", validation_split=0.25)
+
+
+def test_validation_data_is_placed_on_the_device_once_a_fit(gpu):
+    model = two_headed("gpu")
+    x, y = two_headed_data()
+    xv, yv = {k: v[64:] for k, v in x.items()}, {k: v[64:] for k, v in y.items()}
+    model.fit(x, y, loss=LOSSES, optimizer=SGD(0.05), epochs=1, validation_data=(xv, yv))
+    before = model.device.stats()
+    model.fit(x, y, epochs=6, validation_data=(xv, yv))
+    uploads = model.device.stats()["uploads"] - before["uploads"]
+    # each epoch's shuffled order, then once a fit each array (2 inputs, 2 targets) and the row order of
+    # the training data and of the validation data; not the validation data every epoch
+    assert uploads == 6 + 5 + 5

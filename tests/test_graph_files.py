@@ -118,8 +118,12 @@ def rewired(path, change):
     write_file(path, tensors, {**metadata, "graph": json.dumps(graph)})
 
 
-def _set(key, value):
-    return lambda g: g.__setitem__(key, value)
+def _outputs(value):
+    """A change of the outputs (their names with them)."""
+    def change(graph):
+        graph["outputs"] = value
+        graph.pop("output_names")
+    return change
 
 
 @pytest.mark.parametrize("change, message", [
@@ -131,15 +135,17 @@ def _set(key, value):
     (lambda g: g["inputs"].append({"name": "x", "shape": [3]}), r"distinct names. Received: \['x', 'x'\]"),
     (lambda g: g["inputs"][0].__setitem__("shape", [0]), "positive sizes"),
     (lambda g: g["inputs"][0].__setitem__("name", "x" * 300), "short string"),
-    (lambda g: g.__setitem__("outputs", [["node", 1]]), r"graph nodes \[2\] lead to no output"),
-    (lambda g: g.__setitem__("outputs", []), "1 to 64 outputs"),
-    (lambda g: g.__setitem__("outputs", [["input", 0]]), "outputs must be distinct nodes"),
-    (lambda g: g.__setitem__("outputs", [["node", 2], ["node", 2]]), "outputs must be distinct nodes"),
-    (lambda g: g.__setitem__("outputs", [["node", 3]]), r"a graph output takes \['node', 3\]"),
+    (_outputs([["node", 1]]), r"graph nodes \[2\] lead to no output"),
+    (_outputs([]), "1 to 64 outputs"),
+    (_outputs([["input", 0]]), "outputs must be distinct nodes"),
+    (_outputs([["node", 2], ["node", 2]]), "outputs must be distinct nodes"),
+    (_outputs([["node", 3]]), r"a graph output takes \['node', 3\]"),
     (lambda g: g["nodes"].append({"layer": 0, "inputs": [["input", 0]]}), r"nodes \[3\] lead to no output"),
     (lambda g: g.__setitem__("nodes", [{"layer": 0, "inputs": [["input", 0]]}] * 100_000), "1 to 10000 nodes"),
     (lambda g: g["nodes"][0].__setitem__("inputs", [[[[[["node", 0]]]]]]), "graph node 0 takes"),
     (lambda g: g.__setitem__("extra", 1), "'graph' must hold 'inputs', 'nodes' and 'outputs'"),
+    (lambda g: g.__setitem__("output_names", ["out", "out"]), "'output_names' must be 2 distinct short strings"),
+    (lambda g: g.__setitem__("output_names", [{"deep": [1]}, "x"]), "'output_names' must be 2 distinct"),
     (lambda g: g["nodes"][0].__setitem__("layer", True), "graph node 0 must be"),
     (lambda g: g["nodes"][2].__setitem__("layer", 0), r"layers \[2\] of the architecture are called by no graph node"),
 ])
@@ -153,6 +159,7 @@ def test_a_wiring_whose_shapes_do_not_fit_does_not_build(graph_file):
     def change(graph):  # out Dense(4→2) on x (3,); act an output, so that every node is still needed
         graph["nodes"][2]["inputs"] = [["input", 0]]
         graph["outputs"] = [["node", 2], ["node", 1]]
+        graph["output_names"] = ["out", "act"]
 
     rewired(graph_file, change)
     with pytest.raises(FormatError, match=r"the architecture does not build \(out Dense\(4→2\) expects inputs"):
@@ -180,3 +187,27 @@ def test_a_graph_checkpoint_of_ray_tune_resumes(tmp_path):
     assert done == 1 and loaded.optimizer.iterations == 2
     for got, want in zip(loaded.predict(xs), model.predict(xs)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_chain_made_with_inputs_keeps_its_names(tmp_path):
+    x = Input(4, name="pixels")
+    model = Model(x, Dense(2, name="logits")(ReLU()(Dense(5, name="hidden")(x))), device="cpu", seed=0)
+    model.save(tmp_path / "m.safetensors")
+    loaded = Model.load(tmp_path / "m.safetensors", device="cpu")
+    assert loaded.input_names == ["pixels"] and loaded.output_names == ["logits"]
+    data = np.ones((2, 4))
+    np.testing.assert_array_equal(loaded.predict({"pixels": data}), model.predict(data))
+
+
+def test_a_path_model_refuses_a_graph_of_other_connections(tmp_path):
+    x = Input(4, name="x")
+    Model(x, [Dense(4, name="a")(x), Dense(4, name="b")(x)], device="cpu").save(tmp_path / "parallel.safetensors")
+    for target in (Model([Dense(4), Dense(4)], input_size=4, device="cpu"), Model([Dense(4), Dense(4)], device="cpu")):
+        with pytest.raises(FormatError, match="connected otherwise|not the path"):
+            target.load(tmp_path / "parallel.safetensors")
+
+
+def test_a_crafted_node_giving_a_dense_two_inputs_is_refused(graph_file):
+    rewired(graph_file, lambda g: g["nodes"][0].__setitem__("inputs", [["input", 0], ["input", 0]]))
+    with pytest.raises(FormatError, match="takes one input"):
+        Model.load(graph_file, device="cpu")

@@ -240,11 +240,16 @@ class Layer:
     ) -> Shape:
         """Fix the input shape, place the parameters on ``backend`` and return
         the output shape. A layer that already holds parameters (loaded, or
-        built before) keeps their values and moves them to ``backend``."""
+        built before) keeps their values and moves them to ``backend``; on
+        the same device it keeps its very parameters (a layer that two
+        models share is one set of weights)."""
         input_shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
         output_shape = self.infer(input_shape)
         backend = backend or self.backend or NumpyBackend()
         self.input_shape, self.output_shape = input_shape, output_shape
+        if self.built and same_device(self.backend, backend):
+            self.backend = backend
+            return output_shape
         if self.params:
             values = {name: self.backend.to_numpy(p.value) for name, p in self.params.items()}
         else:
@@ -490,6 +495,12 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def same_device(a: Backend, b: Backend) -> bool:
+    """Whether arrays of backend ``a`` serve backend ``b`` as they are: the
+    same GPU backend, or numpy in the same dtype."""
+    return a is b or (a.kind == b.kind == "cpu" and a.dtype == b.dtype)
 
 
 def _is_shapes(shape) -> bool:

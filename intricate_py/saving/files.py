@@ -34,10 +34,11 @@ def _layer_text(model: "Model", name: str) -> str:
 
 
 def architecture(model: "Model") -> dict[str, str]:
-    """The metadata that describes ``model``: a path as a list of layers
-    and one input shape (the files of every version); a graph as its
-    layers (with their names) and its wiring."""
-    if model.is_path:
+    """The metadata that describes ``model``: a model made from a list of
+    layers as that list and one input shape (the files of every version);
+    a graph (a chain made with Input too, to keep its names) as its layers
+    with their names, and its wiring."""
+    if model.path is not None:
         return {"architecture": json.dumps([{"type": layer.type_name, "config": layer.get_config()}
                                             for layer in model.layers]),
                 "input_shape": json.dumps(list(model.inputs[0].shape))}
@@ -49,16 +50,18 @@ def architecture(model: "Model") -> dict[str, str]:
 def wiring(model: "Model") -> dict:
     """How a graph model's nodes connect: ``{"inputs": [{"name", "shape"}],
     "nodes": [{"layer": index, "inputs": [["input", k] or ["node", j], ...]}],
-    "outputs": [["node", j], ...]}``, nodes in the model's order."""
+    "outputs": [["node", j], ...], "output_names": [...]}``, nodes in the
+    model's order."""
     plan = model.plan
     layer_index = {id(layer): i for i, layer in enumerate(model.layers)}
     refs = {id(s): ["input", k] for k, s in enumerate(model.inputs)}
     refs.update({id(node.output): ["node", j] for j, node in enumerate(plan.nodes)})
     return {
-        "inputs": [{"name": s.name, "shape": list(s.shape)} for s in model.inputs],
+        "inputs": [{"name": name, "shape": list(s.shape)} for name, s in zip(model.input_names, model.inputs)],
         "nodes": [{"layer": layer_index[id(node.layer)], "inputs": [refs[id(s)] for s in node.inputs]}
                   for node in plan.nodes],
         "outputs": [refs[id(s)] for s in model.outputs],
+        "output_names": model.output_names,
     }
 
 
@@ -113,6 +116,8 @@ def load_model(path: PathLike, device: Any, dtype: str | None, model_class: type
             model = model_class(layers, input_size=shape, device=backend, dtype=backend.dtype.name)
         else:
             inputs, outputs = _rebuild_graph(graph, layers)
+            if "output_names" in graph:
+                outputs = dict(zip(graph["output_names"], outputs))
             model = model_class(inputs=inputs, outputs=outputs, device=backend, dtype=backend.dtype.name)
     except (ValueError, TypeError, OverflowError) as error:
         raise FormatError(f"{path}: the architecture does not build ({error})") from None
@@ -134,8 +139,7 @@ def _rebuild_graph(graph: dict, layers: list) -> tuple[list, list]:
                for k, entry in enumerate(graph["inputs"])}
     for j, node in enumerate(graph["nodes"]):
         layer = layers[node["layer"]]
-        args = [symbols[tuple(ref)] for ref in node["inputs"]]
-        symbols[("node", j)] = layer(args if layer.n_inputs is None else args[0])
+        symbols[("node", j)] = layer([symbols[tuple(ref)] for ref in node["inputs"]])
     inputs = [symbols[("input", k)] for k in range(len(graph["inputs"]))]
     return inputs, [symbols[tuple(ref)] for ref in graph["outputs"]]
 
@@ -260,7 +264,9 @@ def load_model_into(model: "Model", path: PathLike) -> "Model":
             differences = f"inputs of shape {theirs.input_shape} in the file, {ours.input_shape} here"
         if differences:
             raise FormatError(f"{path}: layer {i} is {theirs!r} in the file, {ours!r} here ({differences})")
-    if model.built and not model.is_path and _connections(wiring(model)) != _connections(wiring(loaded)):
+    if not loaded.is_path and not model.built:
+        raise FormatError(f"{path}: holds a graph model, not the path of layers this one is")
+    if model.built and _connections(wiring(model)) != _connections(wiring(loaded)):
         raise FormatError(f"{path}: holds a model whose layers are connected otherwise than this one's")
     if not model.built:  # the same layers and input sizes: this builds
         try:
@@ -285,7 +291,7 @@ def load_model_into(model: "Model", path: PathLike) -> "Model":
 
 
 def _connections(graph: dict) -> tuple:
-    """A graph's wiring without its input names."""
+    """A graph's wiring without its names."""
     return (tuple(tuple(e["shape"]) for e in graph["inputs"]), json.dumps(graph["nodes"]), json.dumps(graph["outputs"]))
 
 

@@ -187,8 +187,9 @@ def graph(metadata: dict[str, str], path: Path, layers: int) -> dict:
     every layer used by a node, every node needed by an output; at most
     MAX_LAYERS nodes and MAX_PORTS inputs, outputs and node inputs."""
     wiring = field(metadata, "graph", path)
-    if not (isinstance(wiring, dict) and set(wiring) == {"inputs", "nodes", "outputs"}):
-        raise FormatError(f"{path}: 'graph' must hold 'inputs', 'nodes' and 'outputs'")
+    if not (isinstance(wiring, dict) and {"inputs", "nodes", "outputs"} <= set(wiring)
+            <= {"inputs", "nodes", "outputs", "output_names"}):
+        raise FormatError(f"{path}: 'graph' must hold 'inputs', 'nodes' and 'outputs' (and may hold 'output_names')")
     inputs, nodes, outputs = wiring["inputs"], wiring["nodes"], wiring["outputs"]
     if not (isinstance(inputs, list) and 1 <= len(inputs) <= MAX_PORTS):
         raise FormatError(f"{path}: the graph must list 1 to {MAX_PORTS} inputs")
@@ -222,6 +223,10 @@ def graph(metadata: dict[str, str], path: Path, layers: int) -> dict:
     ends = [_reference(ref, len(inputs), len(nodes), path, "a graph output") for ref in outputs]
     if any(kind == "input" for kind, _ in ends) or len(set(ends)) != len(ends):
         raise FormatError(f"{path}: the graph's outputs must be distinct nodes")
+    names = wiring.get("output_names", [f"output {k}" for k in range(len(ends))])
+    if not (isinstance(names, list) and len(names) == len(ends) and len(set(map(str, names))) == len(names)
+            and all(isinstance(n, str) and 0 < len(n) <= 200 and n.isprintable() for n in names)):
+        raise FormatError(f"{path}: the graph's 'output_names' must be {len(ends)} distinct short strings")
     reached, stack = set(), [j for _, j in ends]
     while stack:
         j = stack.pop()
