@@ -23,8 +23,9 @@ from graph_models import numeric_gradients, plan_gradients
 from intricate_py import Input, Model
 from intricate_py.export import c as c_export
 from intricate_py.export import onnx as onnx_export
-from intricate_py.layers import (Add, Average, Concatenate, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D,
-                                 Multiply, ReLU, Reshape, Sigmoid, Softmax, Subtract, TanH)
+from intricate_py.layers import (Add, Average, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten, Layer,
+                                 LayerNormalization, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, Softmax, Subtract,
+                                 TanH)
 
 
 def _dense_then(layer_factory: Callable[[], Layer], width: int = 6):
@@ -58,6 +59,25 @@ def _concatenate(axis: int):
     return build
 
 
+def _sequence_then(layer_factory: Callable[[], Layer]):
+    """(3, 5) sequences of 3 positions and 5 features, a Dense's outputs
+    reshaped: a layer of the last axis on a rank-2 sample."""
+    def build():
+        x = Input(5, name="x")
+        return [x], [layer_factory()(Reshape((3, 5))(Dense(15, name="before")(x)))]
+    return build
+
+
+def _batch_norm_between():
+    """A Conv2D, a BatchNormalization and a ReLU (the fold's pattern in the
+    exporters), then a Dense and a BatchNormalization of its units, then
+    one of the last axis."""
+    x = Input((2, 5, 3), name="x")
+    h = ReLU()(BatchNormalization()(Conv2D(3, 2, name="before")(x)))
+    h = BatchNormalization(axis=-1, center=False)(Dense(4, name="dense")(Flatten()(h)))
+    return [x], [BatchNormalization(axis=-1, momentum=0.5, scale=False)(h)]
+
+
 def _conv():
     x = Input((2, 7, 5), name="x")
     return [x], [Conv2D(3, (3, 2), stride=(2, 1), padding=1)(x)]
@@ -85,6 +105,12 @@ CASES: dict[type, list[Callable]] = {
     Multiply: [_merge(Multiply), _merge(Multiply, 3)],
     Average: [_merge(Average), _merge(Average, 3)],
     Concatenate: [_concatenate(1), _concatenate(-1), _concatenate(2)],
+    BatchNormalization: [_image_then(BatchNormalization), _dense_then(lambda: BatchNormalization(momentum=0.7)),
+                         _image_then(lambda: BatchNormalization(axis=-1, epsilon=0.01)),
+                         _image_then(lambda: BatchNormalization(axis=2, center=False, scale=False)),
+                         _batch_norm_between],
+    LayerNormalization: [_dense_then(LayerNormalization), _image_then(lambda: LayerNormalization(epsilon=0.1)),
+                         _sequence_then(lambda: LayerNormalization(scale=False))],
 }
 
 CASE_IDS = [(cls, i) for cls, builds in CASES.items() for i in range(len(builds))]

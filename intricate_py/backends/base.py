@@ -34,6 +34,9 @@ regularisation             ``dropout``, ``dropout_grad``
 images (NCHW)              ``im2col``, ``col2im``, ``to_channels_first``,
                            ``to_channels_last``, ``maxpool2d``,
                            ``maxpool2d_grad``
+normalization              ``batch_norm``, ``batch_norm_train``,
+                           ``batch_norm_grad``, ``layer_norm``,
+                           ``layer_norm_grad``
 scheduling                 ``flush``, ``discard``, ``end_step``, ``stats``,
                            ``record``, ``replay`` (optional: the GPU's)
 =========================  ===============================================
@@ -352,6 +355,62 @@ class Backend(abc.ABC):
     def maxpool2d_grad(self, dy: Array, argmax: Array, dx: Array, pool: Pair, stride: Pair, padding: Pair) -> None:
         """dx (n, c, h, w): each pixel gets the sum of dy over the windows
         whose maximum it was (overwrites dx)."""
+
+    # ----------------------------------------------------------- normalization
+    # x is a batch (n, *shape) seen as (outer, c, inner) around ``axis`` (which
+    # counts the batch as 0): outer = prod(shape before the axis), c its size,
+    # inner = prod(shape after it). Batch normalization has one pair of
+    # statistics per channel, over outer · inner values; variances are biased
+    # (divided by the count), as Keras's and PyTorch's normalizations use.
+    # gamma and beta (c,) may be None: 1 and 0.
+    @abc.abstractmethod
+    def batch_norm(self, x: Array, out: Array, mean: Array, var: Array, gamma: Array | None,
+                   beta: Array | None, axis: int, epsilon: float) -> None:
+        """``out = (x - mean[ch]) / sqrt(var[ch] + epsilon) · gamma[ch] + beta[ch]``
+        with given statistics (c,): a batch normalization in inference, from
+        its moving statistics."""
+
+    @abc.abstractmethod
+    def batch_norm_train(self, x: Array, out: Array, mean: Array, var: Array, gamma: Array | None,
+                         beta: Array | None, moving_mean: Array, moving_var: Array, axis: int,
+                         epsilon: float, momentum: float) -> None:
+        """A batch normalization in training, in one pass: ``mean`` and
+        ``var`` (c,) get each channel's batch mean and biased variance (the
+        mean of (x - mean)², summed in a fixed order); ``moving_mean =
+        moving_mean · momentum + mean · (1 - momentum)`` and the same for
+        ``moving_var`` from ``var`` (Keras's update); ``out`` as
+        :meth:`batch_norm` with the batch statistics."""
+
+    @abc.abstractmethod
+    def batch_norm_grad(self, x: Array, dy: Array, mean: Array, var: Array, gamma: Array | None,
+                        dx: Array | None, dgamma: Array | None, dbeta: Array | None, axis: int,
+                        epsilon: float, batch_statistics: bool = True) -> None:
+        """The gradients of :meth:`batch_norm` from dE/d(out) ``dy``, for the
+        ``mean`` and ``var`` its forward used. With x̂ = (x - mean) · r,
+        r = 1 / sqrt(var + epsilon), per channel over its m = outer · inner
+        values: ``dbeta = Σ dy``, ``dgamma = Σ dy · x̂`` (each written where
+        given), and where ``dx`` is given, with ``batch_statistics`` (the
+        statistics were the batch's, so they depend on x)
+        ``dx = gamma · r · (dy - Σ dy / m - x̂ · Σ dy · x̂ / m)``, else
+        ``dx = gamma · r · dy``."""
+
+    # Layer normalization: x and out (rows, c), one pair of statistics per
+    # row, over its c values; gamma and beta (c,) as above.
+    @abc.abstractmethod
+    def layer_norm(self, x: Array, out: Array, mean: Array, var: Array, gamma: Array | None,
+                   beta: Array | None, epsilon: float) -> None:
+        """``mean`` and ``var`` (rows,) get each row's mean and biased
+        variance, and ``out[i, j] = (x[i, j] - mean[i]) / sqrt(var[i] +
+        epsilon) · gamma[j] + beta[j]``."""
+
+    @abc.abstractmethod
+    def layer_norm_grad(self, x: Array, dy: Array, mean: Array, var: Array, gamma: Array | None,
+                        dx: Array | None, dgamma: Array | None, dbeta: Array | None, epsilon: float) -> None:
+        """The gradients of :meth:`layer_norm` from ``dy`` (rows, c): with
+        x̂ = (x - mean) · r, r = 1 / sqrt(var + epsilon) per row and
+        g = dy · gamma, ``dx = r · (g - Σ_j g / c - x̂ · Σ_j g · x̂ / c)``
+        (sums over the row), ``dgamma[j] = Σ_i dy · x̂`` and ``dbeta[j] =
+        Σ_i dy`` (sums over the rows); each written where given."""
 
     # -------------------------------------------------------------- scheduling
     def flush(self) -> None:

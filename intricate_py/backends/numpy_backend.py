@@ -178,6 +178,35 @@ def _span(start: int, step: int, count: int) -> slice:
     return slice(start, start + step * (count - 1) + 1, step)
 
 
+def _channels(x: np.ndarray, axis: int) -> np.ndarray:
+    """x seen as (outer, c, inner) around ``axis`` (a view)."""
+    shape = x.shape
+    return x.reshape(math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))
+
+
+def _per_channel(v: np.ndarray | None) -> np.ndarray | None:
+    """A (c,) array broadcast against (outer, c, inner)."""
+    return None if v is None else v.reshape(1, -1, 1)
+
+
+def _normalized(x: np.ndarray, mean: np.ndarray, var: np.ndarray, epsilon: float, out: np.ndarray) -> np.ndarray:
+    """out = (x - mean) · 1 / sqrt(var + epsilon), the statistics broadcast
+    against x; returns out."""
+    t = x.dtype.type
+    rstd = np.divide(t(1), np.sqrt(var + t(epsilon)))
+    np.subtract(x, mean, out=out)
+    np.multiply(out, rstd, out=out)
+    return out
+
+
+def _affine(out: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None) -> None:
+    """out = out · gamma + beta in place, either left out when None."""
+    if gamma is not None:
+        np.multiply(out, gamma, out=out)
+    if beta is not None:
+        np.add(out, beta, out=out)
+
+
 class NumpyBackend(Backend):
     """numpy on the CPU, in float32 or float64."""
 
@@ -451,6 +480,72 @@ class NumpyBackend(Backend):
         planes = (np.arange(n * c) * (h * w)).reshape(n, c, 1, 1)
         sums = np.bincount((argmax + planes).ravel(), weights=dy.ravel(), minlength=dx.size)
         np.copyto(dx, sums.reshape(dx.shape), casting="unsafe")
+
+    # ----------------------------------------------------------- normalization
+    def batch_norm(self, x, out, mean, var, gamma, beta, axis, epsilon) -> None:
+        y = _normalized(_channels(x, axis), _per_channel(mean), _per_channel(var), epsilon, _channels(out, axis))
+        _affine(y, _per_channel(gamma), _per_channel(beta))
+
+    def batch_norm_train(self, x, out, mean, var, gamma, beta, moving_mean, moving_var, axis, epsilon,
+                         momentum) -> None:
+        x3 = _channels(x, axis)
+        np.mean(x3, axis=(0, 2), out=mean)
+        centred = np.subtract(x3, _per_channel(mean))
+        np.mean(np.square(centred, out=centred), axis=(0, 2), out=var)
+        t = x.dtype.type
+        for moving, batch in ((moving_mean, mean), (moving_var, var)):
+            np.multiply(moving, t(momentum), out=moving)
+            moving += batch * t(1 - momentum)
+        self.batch_norm(x, out, mean, var, gamma, beta, axis, epsilon)
+
+    def batch_norm_grad(self, x, dy, mean, var, gamma, dx, dgamma, dbeta, axis, epsilon,
+                        batch_statistics=True) -> None:
+        x3, dy3 = _channels(x, axis), _channels(dy, axis)
+        x_hat = _normalized(x3, _per_channel(mean), _per_channel(var), epsilon, np.empty_like(x3))
+        sum_dy = dy3.sum(axis=(0, 2))
+        sum_dy_x_hat = np.multiply(dy3, x_hat).sum(axis=(0, 2))
+        if dgamma is not None:
+            np.copyto(dgamma, sum_dy_x_hat)
+        if dbeta is not None:
+            np.copyto(dbeta, sum_dy)
+        if dx is None:
+            return
+        t = x.dtype.type
+        scale = np.divide(t(1), np.sqrt(var + t(epsilon)))  # r, then gamma · r
+        if gamma is not None:
+            scale *= gamma
+        out = _channels(dx, axis)
+        if batch_statistics:
+            m = t(x3.shape[0] * x3.shape[2])
+            np.multiply(x_hat, _per_channel(sum_dy_x_hat / m), out=out)
+            np.subtract(dy3 - _per_channel(sum_dy / m), out, out=out)
+        else:
+            np.copyto(out, dy3)
+        np.multiply(out, _per_channel(scale), out=out)
+
+    def layer_norm(self, x, out, mean, var, gamma, beta, epsilon) -> None:
+        np.mean(x, axis=1, out=mean)
+        centred = np.subtract(x, mean[:, None])
+        np.mean(np.square(centred, out=centred), axis=1, out=var)
+        _normalized(x, mean[:, None], var[:, None], epsilon, out)
+        _affine(out, gamma, beta)
+
+    def layer_norm_grad(self, x, dy, mean, var, gamma, dx, dgamma, dbeta, epsilon) -> None:
+        x_hat = _normalized(x, mean[:, None], var[:, None], epsilon, np.empty_like(x))
+        if dgamma is not None:
+            np.sum(np.multiply(dy, x_hat), axis=0, out=dgamma)
+        if dbeta is not None:
+            np.sum(dy, axis=0, out=dbeta)
+        if dx is None:
+            return
+        t = x.dtype.type
+        g = dy * gamma if gamma is not None else dy.copy()
+        c = t(x.shape[1])
+        mean_g = g.sum(axis=1, keepdims=True) / c
+        mean_g_x_hat = np.multiply(g, x_hat).sum(axis=1, keepdims=True) / c
+        np.multiply(x_hat, mean_g_x_hat, out=dx)
+        np.subtract(g - mean_g, dx, out=dx)
+        np.multiply(dx, np.divide(t(1), np.sqrt(var + t(epsilon)))[:, None], out=dx)
 
     # -------------------------------------------------------------- scheduling
     def stats(self) -> dict[str, int]:

@@ -686,6 +686,72 @@ class WgpuBackend(Backend):
             **self._image_params(dx.shape, pool, stride, padding),
         )
 
+    # ----------------------------------------------------------- normalization
+    def _norm_dispatch(self, entry: str, groups: tuple[int, int], x, b, gamma, mean, var, out, first, second,
+                       **params) -> None:
+        """``entry`` of normalization.wgsl: a variance in the mean's buffer
+        (a second in the first's) is read and written through that binding."""
+        var_in_mean = var.alloc is mean.alloc
+        second_in_first = first is not None and second is not None and second.alloc is first.alloc
+        arrays = (x, b, gamma, mean, None if var_in_mean else var, out, first, None if second_in_first else second)
+        self._dispatch(
+            entry, groups, arrays, x_off=x.offset, b_off=b.offset if b is not None else 0,
+            gamma_off=gamma.offset if gamma is not None else 0, has_gamma=int(gamma is not None),
+            mean_off=mean.offset, var_off=var.offset, var_in_mean=int(var_in_mean),
+            out_off=out.offset if out is not None else 0, has_out=int(out is not None),
+            first_off=first.offset if first is not None else 0, has_first=int(first is not None),
+            second_off=second.offset if second is not None else 0, has_second=int(second is not None),
+            second_in_first=int(second_in_first), **params,
+        )
+
+    @staticmethod
+    def _around(shape: tuple[int, ...], axis: int) -> dict:
+        """(outer, c, inner) of a batch of ``shape`` around ``axis``."""
+        return dict(outer=math.prod(shape[:axis]), c=shape[axis], inner=math.prod(shape[axis + 1:]))
+
+    def _channel_groups(self, c: int) -> tuple[int, int]:
+        """One workgroup per channel, (x, y) layout."""
+        return self._grid(c, per_group=1)
+
+    def batch_norm(self, x, out, mean, var, gamma, beta, axis, epsilon) -> None:
+        self._norm_dispatch(
+            "batch_norm_forward", self._grid(x.size), x, beta, gamma, mean, var, out, None, None,
+            count=x.size, has_beta=int(beta is not None), epsilon=epsilon, **self._around(x.shape, axis),
+        )
+
+    def batch_norm_train(self, x, out, mean, var, gamma, beta, moving_mean, moving_var, axis, epsilon,
+                         momentum) -> None:
+        around = self._around(x.shape, axis)
+        self._norm_dispatch(
+            "batch_norm_train", self._channel_groups(around["c"]), x, beta, gamma, mean, var, out,
+            moving_mean, moving_var, count=x.size, has_beta=int(beta is not None), epsilon=epsilon,
+            momentum=momentum, one_minus_momentum=1.0 - momentum, **around,
+        )
+
+    def batch_norm_grad(self, x, dy, mean, var, gamma, dx, dgamma, dbeta, axis, epsilon,
+                        batch_statistics=True) -> None:
+        around = self._around(x.shape, axis)
+        self._norm_dispatch(
+            "batch_norm_backward", self._channel_groups(around["c"]), x, dy, gamma, mean, var, dx,
+            dgamma, dbeta, count=x.size, epsilon=epsilon, frozen=int(not batch_statistics), **around,
+        )
+
+    def layer_norm(self, x, out, mean, var, gamma, beta, epsilon) -> None:
+        rows, c = x.shape
+        self._norm_dispatch(
+            "layer_norm_forward", self._grid(rows), x, beta, gamma, mean, var, out, None, None,
+            count=rows, c=c, has_beta=int(beta is not None), epsilon=epsilon,
+        )
+
+    def layer_norm_grad(self, x, dy, mean, var, gamma, dx, dgamma, dbeta, epsilon) -> None:
+        rows, c = x.shape
+        if dx is not None:
+            self._norm_dispatch("layer_norm_backward", self._grid(rows), x, dy, gamma, mean, var, dx, None, None,
+                                count=rows, c=c, epsilon=epsilon)
+        if dgamma is not None or dbeta is not None:
+            self._norm_dispatch("layer_norm_params", (max(1, -(-c // 16)), 1), x, dy, None, mean, var, None,
+                                dgamma, dbeta, count=rows, c=c, epsilon=epsilon)
+
     # -------------------------------------------------------------- optimizers
     def sgd_step(self, p, g, velocity, lr, momentum, nesterov, weight_decay=0.0) -> None:
         mode = 0 if velocity is None else (2 if nesterov else 1)

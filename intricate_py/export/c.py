@@ -39,7 +39,14 @@ without library calls (within 7 ulp of tanh), Sigmoid uses expf on
 -|v| (exact for both signs, never overflows), Softmax is shifted by its
 maximum, Add, Subtract and Multiply combine their inputs left to right
 and Average multiplies their sum by the float 1/k, as the numpy backend
-computes them. Concatenate copies blocks.
+computes them. Concatenate copies blocks. BatchNormalization computes
+((x - mean) · r) · gamma + beta from its moving statistics, r = 1 /
+sqrt(variance + epsilon) rounded as the numpy backend rounds it (so,
+operation for operation, predict's); one that reads a Dense or a
+Conv2D's output channels is folded into that product instead
+(:func:`common.batch_norm_folds`: the product's arrays hold the folded
+weights). LayerNormalization sums each row's values in order for its
+mean and variance.
 
 Images are row-major (channels, height, width) per sample, as NCHW batches
 are.
@@ -53,10 +60,11 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from ..layers import (Add, Average, Concatenate, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Multiply, ReLU, Reshape,
-                      Sigmoid, Softmax, Subtract, TanH)
+from ..layers import (Add, Average, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
+                      LayerNormalization, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, Softmax, Subtract, TanH)
 from ..saving import atomic_write
-from .common import Site, architecture_lines, exported_layers, exported_nodes, layer_text as _text, sample_size, shape_text
+from .common import (Site, architecture_lines, batch_norm_folds, batch_norm_terms, exported_layers, exported_nodes,
+                     layer_text as _text, sample_size, shape_text)
 
 if TYPE_CHECKING:
     from ..graph import Symbol
@@ -221,7 +229,9 @@ class _Program:
     Flatten, Reshape and Dropout make) and is free again once no later node
     reads any of them."""
 
-    def __init__(self, last_use: dict[int, int]):
+    def __init__(self, last_use: dict[int, int], products: dict[int, tuple[np.ndarray, np.ndarray]] | None = None):
+        #: folded (weights, biases) of Dense and Conv2D layers, by id (common.batch_norm_folds)
+        self.products = products or {}
         self.arrays: list[str] = []
         self.array_names: set[str] = set()
         self.helpers: list[str] = []
@@ -241,6 +251,11 @@ class _Program:
             dims = "".join(f"[{d}]" for d in values.shape)
             self.arrays.append(f"static const float {name}{dims} = {_initializer(values.astype(np.float32), '')};")
         return name
+
+    def product_weights(self, layer) -> tuple[np.ndarray, np.ndarray]:
+        """A Dense or Conv2D layer's (weights, biases), folded with the
+        batch normalization after it where there is one."""
+        return self.products.get(id(layer), (layer.weights, layer.biases))
 
     def helper(self, code: str) -> None:
         if code not in self.helpers:
@@ -318,10 +333,11 @@ def _dense(p: _Program, site: Site, layer: Dense, xs: list[_Tensor]) -> _Tensor:
     i = site.index
     inputs, units = layer.input_shape[0], layer.units
     width = _padded(units)
+    weights, biases = p.product_weights(layer)
     w = np.zeros((inputs, width), np.float32)
-    w[:, :units] = layer.weights
+    w[:, :units] = weights
     b = np.zeros(width, np.float32)
-    b[:units] = layer.biases
+    b[:units] = biases
     weight, bias = p.array(f"weight{i}", w), p.array(f"bias{i}", b)
     src, buffer = xs[0].array, p.place(width)
     dst = buffer.name
@@ -438,7 +454,8 @@ def _window_loops(layer, window, stride, padding, first: str, update: tuple[str,
 def _conv(p: _Program, site: Site, layer: Conv2D, xs: list[_Tensor]) -> _Tensor:
     i = site.index
     c, h, w = layer.input_shape
-    weight, bias = p.array(f"weight{i}", layer.weights), p.array(f"bias{i}", layer.biases)
+    weights, biases = p.product_weights(layer)
+    weight, bias = p.array(f"weight{i}", weights), p.array(f"bias{i}", biases)
     out = int(np.prod(layer.output_shape))
     src, buffer = xs[0].array, p.place(out)
     dst = buffer.name
@@ -465,6 +482,60 @@ def _maxpool(p: _Program, site: Site, layer: MaxPool2D, xs: list[_Tensor]) -> _T
                           (f"float v = {src}[(f * {h} + ii) * {w} + jj];", "m = v > m ? v : m;"),
                           f"{dst}[(f * {oh} + oi) * {ow} + oj] = m;"))
     return _Tensor(dst, out, buffer)
+
+
+def _batch_norm(p: _Program, site: Site, layer: BatchNormalization, xs: list[_Tensor]) -> _Tensor:
+    """Each value's ((x - mean) · r) · gamma + beta of its channel, from
+    ``weight{i}`` (mean, r, gamma by row) and ``bias{i}`` (beta), in place
+    where no later node reads the input."""
+    i = site.index
+    mean, r, gamma, beta = batch_norm_terms(layer)
+    weight, bias = p.array(f"weight{i}", np.stack([mean, r, gamma])), p.array(f"bias{i}", beta)
+    k = layer.batch_axis() - 1  # the channels' axis in a sample
+    shape = layer.input_shape
+    outer, c, inner = int(np.prod(shape[:k])), shape[k], int(np.prod(shape[k + 1:]))
+    n = outer * c * inner
+    src, buffer = xs[0].array, p.place(n, xs)
+    dst = buffer.name
+    at = f"(i * {c} + c) * {inner} + j"
+    p.emit(f"{site.label}: {_text(layer)}: {dst} = (({src} - mean) * r) * gamma + beta of each channel c, "
+           f"{weight} holding mean, r = 1 / sqrt(moving variance + {layer.epsilon:g}) and gamma by row",
+           f"for (int i = 0; i < {outer}; i++)",
+           f"    for (int c = 0; c < {c}; c++)",
+           f"        for (int j = 0; j < {inner}; j++)",
+           f"            {dst}[{at}] = ({src}[{at}] - {weight}[0][c]) * {weight}[1][c] * {weight}[2][c] + {bias}[c];")
+    return _Tensor(dst, n, buffer)
+
+
+def _layer_norm(p: _Program, site: Site, layer: LayerNormalization, xs: list[_Tensor]) -> _Tensor:
+    """Each row of the last axis normalized by its mean and biased variance
+    (summed in order), times ``weight{i}`` (gamma) plus ``bias{i}`` (beta),
+    in place where no later node reads the input."""
+    i = site.index
+    c = layer.channels
+    rows = int(np.prod(layer.input_shape[:-1]))
+    gamma = layer.gamma if layer.scale else np.ones(c, np.float32)
+    beta = layer.beta if layer.center else np.zeros(c, np.float32)
+    weight, bias = p.array(f"weight{i}", gamma), p.array(f"bias{i}", beta)
+    src, buffer = xs[0].array, p.place(rows * c, xs)
+    dst = buffer.name
+    p.emit(f"{site.label}: {_text(layer)}: {dst} = ({src} - m) / sqrt(v + {layer.epsilon:g}) * {weight} + {bias} "
+           f"for each of {_count(rows, 'row')} of {c}, m and v its mean and variance",
+           f"for (int r = 0; r < {rows}; r++) {{",
+           f"    float m = 0.0f, v = 0.0f, s;",
+           f"    for (int k = 0; k < {c}; k++)",
+           f"        m += {src}[r * {c} + k];",
+           f"    m /= {_float(np.float32(c))};",
+           f"    for (int k = 0; k < {c}; k++) {{",
+           f"        float u = {src}[r * {c} + k] - m;",
+           "        v += u * u;",
+           "    }",
+           f"    v /= {_float(np.float32(c))};",
+           f"    s = 1.0f / sqrtf(v + {_float(np.float32(layer.epsilon))});",
+           f"    for (int k = 0; k < {c}; k++)",
+           f"        {dst}[r * {c} + k] = ({src}[r * {c} + k] - m) * s * {weight}[k] + {bias}[k];",
+           "}")
+    return _Tensor(dst, rows * c, buffer)
 
 
 def _nothing(why: str) -> Callable:
@@ -557,6 +628,8 @@ WRITERS: dict[type, Callable] = {
     Multiply: _merge("*"),
     Average: _merge("+", scale=True),
     Concatenate: _concatenate,
+    BatchNormalization: _batch_norm,
+    LayerNormalization: _layer_norm,
 }
 
 
@@ -665,11 +738,16 @@ def _last_uses(model: "Model") -> dict[int, int]:
 def _program(model: "Model", inputs: list[_Port]) -> tuple[_Program, list[_Tensor]]:
     """The program of ``model``'s nodes, in order, and where it leaves each
     model output."""
-    p = _Program(_last_uses(model))
+    folds = batch_norm_folds(model)
+    p = _Program(_last_uses(model), folds.products)
     tensors = {id(port.symbol): _Tensor(port.parameter, sample_size(port.symbol), None) for port in inputs}
     for step, (site, node) in enumerate(exported_nodes(model)):
         p.step = step
-        tensor = WRITERS[type(node.layer)](p, site, node.layer, [tensors[id(s)] for s in node.inputs])
+        xs = [tensors[id(s)] for s in node.inputs]
+        if id(node) in folds.folded:
+            tensor = _nothing("folded into the product before it (its weights and biases)")(p, site, node.layer, xs)
+        else:
+            tensor = WRITERS[type(node.layer)](p, site, node.layer, xs)
         tensors[id(node.output)] = tensor
         p.hold(node.output, tensor)
         p.release()

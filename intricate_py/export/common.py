@@ -1,6 +1,7 @@
 """What both exporters share: the nodes of a model in order with their
-labels, the names of its inputs and outputs, and the architecture as text
-for the files' comments."""
+labels, the names of its inputs and outputs, the architecture as text for
+the files' comments, and the batch normalizations folded into the
+products before them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
 
+from ..layers import BatchNormalization, Conv2D, Dense
 from ..naming import batch_shape_text, shape_text as _shape_text
 
 if TYPE_CHECKING:
@@ -117,3 +119,68 @@ def layer_text(layer: "Layer") -> str:
 
 def shape_text(shape) -> str:
     return _shape_text(tuple(shape))
+
+
+class Folds(NamedTuple):
+    """Batch normalizations folded into the Dense or Conv2D before them:
+    ``products`` maps the ``id`` of such a product's layer (called at one
+    node) to its folded (weights, biases), and ``folded`` holds the ``id``
+    of each batch normalization's node that the product now computes."""
+
+    products: dict[int, tuple[np.ndarray, np.ndarray]]
+    folded: frozenset[int]
+
+
+def batch_norm_folds(model: "Model") -> Folds:
+    """The batch normalizations that can fold, in inference, into the
+    product before them: a BatchNormalization of the product's output
+    channels (axis 1) whose node reads a Dense or Conv2D node whose output
+    nothing else reads (no other node, no model output), of a layer called
+    at that one node (a shared layer's weights serve its other calls
+    unchanged). Then ``y = a · (product) + (beta - a · mean)``, with
+    ``a = gamma / sqrt(moving_variance + epsilon)`` per channel, is one
+    product: ``W'[f] = a[f] · W[f]``, ``b' = a · (b - mean) + beta``,
+    exact up to rounding (computed in float64, written in float32)."""
+    plan = model.plan
+    calls: dict[int, int] = {}
+    for node in plan.nodes:
+        calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
+    products: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    folded = set()
+    for j, node in enumerate(plan.nodes):
+        source = node.inputs[0].node if type(node.layer) is BatchNormalization else None
+        if source is None or type(source.layer) not in (Dense, Conv2D) or calls[id(source.layer)] != 1:
+            continue
+        alone = plan.consumers[id(source.output)] == [j] and all(s is not source.output for s in model.outputs)
+        if alone and node.layer.batch_axis() == 1:
+            products[id(source.layer)] = folded_product(source.layer, node.layer)
+            folded.add(id(node))
+    return Folds(products, frozenset(folded))
+
+
+def folded_product(product: "Layer", norm: BatchNormalization) -> tuple[np.ndarray, np.ndarray]:
+    """The (weights, biases) of ``product`` (a Dense or a Conv2D, in its
+    ``weights`` layout) followed by ``norm`` in inference, in float32."""
+    weights, biases = product.weights.astype(np.float64), product.biases.astype(np.float64)
+    c = biases.shape[0]
+    gamma = norm.gamma.astype(np.float64) if norm.scale else np.ones(c)
+    beta = norm.beta.astype(np.float64) if norm.center else np.zeros(c)
+    mean, variance = norm.moving_mean.astype(np.float64), norm.moving_variance.astype(np.float64)
+    a = gamma / np.sqrt(variance + norm.epsilon)
+    # Dense's W is (inputs, units): a scales its columns; Conv2D's (filters, ...): its first axis
+    scaled = weights * a if isinstance(product, Dense) else weights * a.reshape(-1, *(1,) * (weights.ndim - 1))
+    return scaled.astype(np.float32), ((biases - mean) * a + beta).astype(np.float32)
+
+
+def batch_norm_terms(norm: BatchNormalization) -> tuple[np.ndarray, ...]:
+    """(mean, r, gamma, beta) of ``norm`` in inference, in float32, r =
+    1 / sqrt(moving_variance + epsilon) computed as the numpy backend
+    computes it: ``((x - mean) · r) · gamma + beta`` in float32 is then
+    predict's output on the CPU, operation for operation."""
+    t = np.float32
+    c = norm.channels
+    mean, variance = norm.moving_mean.astype(t), norm.moving_variance.astype(t)
+    r = np.divide(t(1), np.sqrt(variance + t(norm.epsilon)))
+    gamma = norm.gamma.astype(t) if norm.scale else np.ones(c, t)
+    beta = norm.beta.astype(t) if norm.center else np.zeros(c, t)
+    return mean, r, gamma, beta

@@ -17,7 +17,18 @@ operators; Add -> Add (Sum for more than two), Subtract -> Sub, Multiply ->
 Mul (a chain of them for more than two), Average -> Add or Sum, then Mul by
 1/k (as intricate computes it: the sum times the float 1/k),
 Concatenate -> Concat on the layer's axis (which, as ONNX's, counts the
-batch as axis 0 and -1 as the last).
+batch as axis 0 and -1 as the last), LayerNormalization ->
+LayerNormalization (axis -1), BatchNormalization -> BatchNormalization
+(inference: the moving statistics) for axis 1, and for another axis Sub,
+Mul, Mul, Add of per-channel constants (the mean, 1 / sqrt(variance +
+epsilon) as the numpy backend rounds it, gamma, beta) shaped to broadcast
+along that axis.
+
+A BatchNormalization that reads a Dense or a Conv2D's output (of its
+channels, read by nothing else, the layer called at that one node) is
+folded into that product (:func:`common.batch_norm_folds`): the product's
+initializers hold the folded weights and the normalization writes no
+node.
 
 Tensors are named ``{layer index}.{role}``, as in the library's files:
 ``3.weight``, ``3.bias`` once for a layer however many nodes call it, and
@@ -32,10 +43,11 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..layers import (Add, Average, Concatenate, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Multiply, ReLU, Reshape,
-                      Sigmoid, Softmax, Subtract, TanH)
+from ..layers import (Add, Average, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
+                      LayerNormalization, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, Softmax, Subtract, TanH)
 from ..saving import atomic_write
-from .common import Site, architecture_lines, exported_layers, exported_nodes, io_names
+from .common import (Site, architecture_lines, batch_norm_folds, batch_norm_terms, exported_layers, exported_nodes,
+                     io_names)
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -60,9 +72,17 @@ class _Graph:
     """The nodes and initializers of a graph under construction; names are
     ``{layer index}.{role}``, as in the library's files."""
 
-    def __init__(self, helper, numpy_helper):
+    def __init__(self, helper, numpy_helper, products: dict[int, tuple[np.ndarray, np.ndarray]]):
         self.helper, self.numpy_helper = helper, numpy_helper
         self.nodes, self.initializers = [], []
+        #: folded (weights, biases) of Dense and Conv2D layers, by id (common.batch_norm_folds)
+        self.products = products
+
+    def product_weights(self, site: Site, layer) -> tuple[str, str]:
+        """The initializers of a Dense or Conv2D layer's weights and biases,
+        folded with the batch normalization after it where there is one."""
+        weights, biases = self.products.get(id(layer), (layer.weights, layer.biases))
+        return self.weight(f"{site.index}.weight", weights), self.weight(f"{site.index}.bias", biases)
 
     def weight(self, name: str, value: np.ndarray) -> str:
         """The float32 initializer ``name``, added the first time (a shared
@@ -97,14 +117,12 @@ class _Graph:
 # Each writer adds the nodes of one call of a layer (at ``site``) reading
 # the tensors ``xs`` (one a layer input) and returns its output's name.
 def _dense(g: _Graph, site: Site, layer: Dense, xs: list[str]) -> str:
-    i = site.index
-    w, b = g.weight(f"{i}.weight", layer.weights), g.weight(f"{i}.bias", layer.biases)
+    w, b = g.product_weights(site, layer)
     return g.node("Gemm", [xs[0], w, b], _output(site, "dense"))
 
 
 def _conv(g: _Graph, site: Site, layer: Conv2D, xs: list[str]) -> str:
-    i = site.index
-    w, b = g.weight(f"{i}.weight", layer.weights), g.weight(f"{i}.bias", layer.biases)
+    w, b = g.product_weights(site, layer)
     return g.node("Conv", [xs[0], w, b], _output(site, "conv"), kernel_shape=list(layer.kernel_size),
                   strides=list(layer.stride), pads=list(layer.padding) * 2)
 
@@ -156,6 +174,34 @@ def _concatenate(g: _Graph, site: Site, layer: Concatenate, xs: list[str]) -> st
     return g.node("Concat", xs, _output(site, "concat"), axis=layer.axis)
 
 
+def _batch_norm(g: _Graph, site: Site, layer: BatchNormalization, xs: list[str]) -> str:
+    """BatchNormalization in inference for axis 1 (ONNX's channels); for
+    another axis ((x - mean) · r) · gamma + beta, the numpy backend's
+    operations, with constants of shape (c, 1, ...) that broadcast along it."""
+    i = site.index
+    mean, r, gamma, beta = batch_norm_terms(layer)
+    if layer.batch_axis() == 1:
+        inputs = [xs[0], g.weight(f"{i}.weight", gamma), g.weight(f"{i}.bias", beta),
+                  g.weight(f"{i}.running_mean", mean), g.weight(f"{i}.running_var", layer.moving_variance)]
+        return g.node("BatchNormalization", inputs, _output(site, "batchnorm"), epsilon=layer.epsilon)
+    shape = (-1,) + (1,) * (len(layer.input_shape) - layer.batch_axis())
+    y = g.node("Sub", [xs[0], g.weight(f"{i}.mean", mean.reshape(shape))], _output(site, "centred"))
+    y = g.node("Mul", [y, g.weight(f"{i}.rstd", r.reshape(shape))], _output(site, "normalized"))
+    y = g.node("Mul", [y, g.weight(f"{i}.weight", gamma.reshape(shape))], _output(site, "scaled"))
+    return g.node("Add", [y, g.weight(f"{i}.bias", beta.reshape(shape))], _output(site, "batchnorm"))
+
+
+def _layer_norm(g: _Graph, site: Site, layer: LayerNormalization, xs: list[str]) -> str:
+    """LayerNormalization over the last axis (opset 17); a scale of ones
+    without gamma, no B without beta."""
+    i = site.index
+    c = layer.channels
+    inputs = [xs[0], g.weight(f"{i}.weight", layer.gamma if layer.scale else np.ones(c))]
+    if layer.center:
+        inputs.append(g.weight(f"{i}.bias", layer.beta))
+    return g.node("LayerNormalization", inputs, _output(site, "layernorm"), axis=-1, epsilon=layer.epsilon)
+
+
 def _operator(op: str, **attributes) -> Callable:
     """A writer of the one-input operator ``op``."""
     def write(g: _Graph, site: Site, layer, xs: list[str]) -> str:
@@ -187,6 +233,8 @@ NODES: dict[type, Callable] = {
     Multiply: _multiply,
     Average: _average,
     Concatenate: _concatenate,
+    BatchNormalization: _batch_norm,
+    LayerNormalization: _layer_norm,
 }
 
 
@@ -200,11 +248,15 @@ def onnx_model(model: "Model", name: str = "model"):
     from .._version import __version__
 
     exported_layers(model, NODES, "ONNX")
-    g = _Graph(helper, numpy_helper)
+    folds = batch_norm_folds(model)
+    g = _Graph(helper, numpy_helper, folds.products)
     input_names, output_names = io_names(model)
     tensors = {id(s): name for s, name in zip(model.inputs, input_names)}
     for site, node in exported_nodes(model):
-        tensors[id(node.output)] = NODES[type(node.layer)](g, site, node.layer, [tensors[id(s)] for s in node.inputs])
+        xs = [tensors[id(s)] for s in node.inputs]
+        # a folded normalization's output is the product's: it writes nothing
+        tensors[id(node.output)] = xs[0] if id(node) in folds.folded else \
+            NODES[type(node.layer)](g, site, node.layer, xs)
     made = [tensors[id(s)] for s in model.outputs]
     _check_names(input_names, output_names, g.tensor_names() - set(made))
     g.rename(dict(zip(made, output_names)))

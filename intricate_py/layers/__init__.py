@@ -1,6 +1,7 @@
 """Layers, each with a forward and a backward pass: Dense, the activations,
-the image layers Conv2D and MaxPool2D, Flatten and Reshape, Dropout, and the
-merge layers Add, Subtract, Multiply, Average and Concatenate."""
+the image layers Conv2D and MaxPool2D, Flatten and Reshape, Dropout, the
+normalizations BatchNormalization and LayerNormalization, and the merge
+layers Add, Subtract, Multiply, Average and Concatenate."""
 
 from .activations import Activation, ReLU, Sigmoid, Softmax, TanH
 from .base import Context, Layer, Parameter
@@ -9,6 +10,7 @@ from .conv import Conv2D, MaxPool2D
 from .dense import Dense
 from .dropout import Dropout
 from .merge import Add, Average, Concatenate, Merge, Multiply, Subtract
+from .normalization import BatchNormalization, LayerNormalization
 from .reshape import Flatten, Reshape
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "Flatten",
     "Reshape",
     "Dropout",
+    "BatchNormalization",
+    "LayerNormalization",
     "Merge",
     "Add",
     "Subtract",

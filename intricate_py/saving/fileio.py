@@ -39,6 +39,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 MAX_HEADER_BYTES = 16 << 20
 #: Tensor dtypes read, little-endian; BF16 is widened to float32.
 DTYPES = {"F16": np.dtype("<f2"), "BF16": np.dtype("<u2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+#: The one integer tensor read: PyTorch's BatchNorm counter, a scalar I64
+#: that a state_dict holds beside the running statistics (by the last part
+#: of its name); BatchNormalization takes it and ignores it.
+COUNTER = ("num_batches_tracked", "I64", np.dtype("<i8"))
 MAX_DIMENSIONS = 8
 #: Temporary files of a save end with this.
 TEMP_SUFFIX = ".intricate-tmp"
@@ -149,16 +153,18 @@ def _tensor_entries(header: dict, data_size: int, path: Path) -> dict[str, tuple
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise FormatError(f"{path}: tensor {name!r} is not described by 'dtype', 'shape' and 'data_offsets'")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if not isinstance(dtype, str) or dtype not in DTYPES:
+        counter = _is_counter(name, dtype, shape)
+        if not counter and (not isinstance(dtype, str) or dtype not in DTYPES):
             raise FormatError(f"{path}: tensor {name!r} has dtype {dtype!r}; intricate-py reads "
-                              f"floating-point tensors ({', '.join(DTYPES)})")
+                              f"floating-point tensors ({', '.join(DTYPES)}), and PyTorch's "
+                              f"{COUNTER[0]} (a scalar {COUNTER[1]})")
         if not (isinstance(shape, list) and len(shape) <= MAX_DIMENSIONS and all(map(_is_count, shape))):
             raise FormatError(f"{path}: tensor {name!r} has shape {shape!r}; expected a list of at most "
                               f"{MAX_DIMENSIONS} non-negative integers")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))
                 and offsets[0] <= offsets[1]):
             raise FormatError(f"{path}: tensor {name!r} has data_offsets {offsets!r}; expected [begin, end]")
-        nbytes = math.prod(shape) * DTYPES[dtype].itemsize
+        nbytes = math.prod(shape) * _dtype(dtype).itemsize
         if offsets[1] - offsets[0] != nbytes:
             raise FormatError(f"{path}: tensor {name!r} of shape {tuple(shape)} in {dtype} takes {nbytes} "
                               f"bytes, but its offsets span {offsets[1] - offsets[0]}")
@@ -175,8 +181,17 @@ def _tensor_entries(header: dict, data_size: int, path: Path) -> dict[str, tuple
     return entries
 
 
+def _is_counter(name: str, dtype, shape) -> bool:
+    """Whether a tensor is PyTorch's BatchNorm counter (COUNTER)."""
+    return dtype == COUNTER[1] and shape == [] and name.rpartition(".")[2] == COUNTER[0]
+
+
+def _dtype(code: str) -> np.dtype:
+    return COUNTER[2] if code == COUNTER[1] else DTYPES[code]
+
+
 def _tensor(data: bytearray, dtype: str, shape: tuple, begin: int, end: int) -> np.ndarray:
-    a = np.frombuffer(data, DTYPES[dtype], count=math.prod(shape), offset=begin).reshape(shape)
+    a = np.frombuffer(data, _dtype(dtype), count=math.prod(shape), offset=begin).reshape(shape)
     if dtype == "BF16":  # the top half of a float32
         return (a.astype(np.uint32) << 16).view(np.float32)
     return a
