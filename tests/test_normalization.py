@@ -469,6 +469,18 @@ def test_the_exporters_fold_batch_norms_into_the_products_before_them(tmp_path):
         np.testing.assert_allclose(got, w, rtol=RTOL, atol=ATOL)
 
 
+def test_no_fold_where_it_would_change_what_is_computed():
+    """A normalization of another axis than the product's channels, or
+    after a layer whose weights serve another call too, stays."""
+    x = Input((2, 4, 5), name="x")
+    conv = Conv2D(3, 1, name="conv")
+    width = BatchNormalization(axis=-1)(conv(x))
+    shared = Dense(5, name="shared")
+    twice = BatchNormalization()(shared(Dense(5, name="lift")(Flatten()(width))))
+    model = Model(inputs=x, outputs=shared(twice), device="cpu")
+    assert batch_norm_folds(model).folded == frozenset()
+
+
 def test_a_path_of_conv_batch_norm_relu_exports_to_predict(tmp_path):
     """Both exporters on a path (Conv2D, BatchNormalization, ReLU, Dense,
     BatchNormalization of vectors, the last folded into the Dense), with
