@@ -42,7 +42,11 @@ and Average multiplies their sum by the float 1/k, as the numpy backend
 computes them. Concatenate copies blocks.
 
 Images are row-major (channels, height, width) per sample, as NCHW batches
-are.
+are. Conv2D sums over its group's channels and its (dilated) taps, and
+the pooling layers over their windows, skipping the padding (which may
+differ on each side, "same"); AveragePooling2D divides a window's sum by
+the count of its pixels inside the image, as predict; UpSampling2D and
+ZeroPadding2D copy.
 """
 
 from __future__ import annotations
