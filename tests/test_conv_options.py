@@ -194,6 +194,59 @@ def test_a_cnn_with_every_new_layer_trains_in_parity_on_the_gpu(gpu, rng):
         np.testing.assert_allclose(wb, wa, rtol=1e-4, atol=1e-4 * np.abs(wa).max())
 
 
+GEOMETRIES = [  # (x shape, kernel, stride, (top, bottom, left, right), dilation, groups): odd, h != w
+    ((2, 4, 7, 6), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2),
+    ((3, 3, 8, 7), (2, 4), (3, 2), (0, 1, 1, 2), (1, 1), 3),       # "same" with even kernels: more after
+    ((1, 2, 9, 10), (3, 2), (1, 3), (2, 2, 1, 2), (2, 2), 1),
+    ((2, 6, 5, 9), (2, 3), (2, 1), (1, 1, 2, 2), (2, 1), 6),       # depthwise, dilated
+]
+
+
+@pytest.mark.parametrize("shape, kernel, stride, sides, dilation, groups", GEOMETRIES)
+def test_image_operations_on_the_gpu_equal_numpy(gpu, cpu, rng, shape, kernel, stride, sides, dilation, groups):
+    """Each image operation of the backends at once, on the same odd geometry."""
+    from intricate_py.backends.base import window_positions
+
+    n, c, h, w = shape
+    oh, ow = window_positions((h, w), kernel, stride, sides, dilation)
+    x = rng.normal(size=shape).astype(np.float32)
+    patch = c // groups * kernel[0] * kernel[1]
+
+    def both(op, inputs, out_shapes, *args, dtypes=None):
+        """``op`` on numpy and on the GPU: its outputs, each (numpy, GPU)."""
+        dtypes = dtypes or [np.float32] * len(out_shapes)
+        want = [np.zeros(s, d) for s, d in zip(out_shapes, dtypes)]
+        getattr(cpu, op)(*inputs, *want, *args)
+        outs = [gpu.empty(s, d) for s, d in zip(out_shapes, dtypes)]
+        getattr(gpu, op)(*[gpu.from_numpy(a) for a in inputs], *outs, *args)
+        return [(a, gpu.to_numpy(b)) for a, b in zip(want, outs)]
+
+    results = both("im2col", [x], [(groups * n * oh * ow, patch)], kernel, stride, sides, dilation, groups)
+    cols_t = rng.normal(size=(c * kernel[0] * kernel[1], n * oh * ow)).astype(np.float32)
+    results += both("col2im", [cols_t], [shape], kernel, stride, sides, dilation)
+    rows = rng.normal(size=(n * oh * ow, c)).astype(np.float32)
+    results += both("to_channels_first", [rows], [(n, c, oh, ow)], None, groups)
+    results += both("to_channels_last", [rng.normal(size=(n, c, oh, ow)).astype(np.float32)], [rows.shape], groups)
+    pool = (min(kernel[0], 2 * sides[0] + 1), min(kernel[1], 2 * sides[2] + 1))  # padding at most half the window
+    pool = (max(pool[0], sides[1] + 1), max(pool[1], sides[3] + 1))
+    ph, pw = window_positions((h, w), pool, stride, sides)
+    results += both("avgpool2d", [x], [(n, c, ph, pw)], pool, stride, sides)
+    dy = rng.normal(size=(n, c, ph, pw)).astype(np.float32)
+    results += both("avgpool2d_grad", [dy], [shape], pool, stride, sides)
+    (y, gy), (at, gat) = both("maxpool2d", [x], [(n, c, ph, pw)] * 2, pool, stride, sides,
+                              dtypes=[np.float32, np.int32])
+    np.testing.assert_array_equal(gat, at)
+    results += [(y, gy)] + both("maxpool2d_grad", [dy, at], [shape], pool, stride, sides)
+    results += both("upsample2d", [x], [(n, c, h * stride[0], w * stride[1])], stride)
+    results += both("upsample2d_grad", [rng.normal(size=(n, c, h * stride[0], w * stride[1])).astype(np.float32)],
+                    [shape], stride)
+    padded = (n, c, h + sides[0] + sides[1], w + sides[2] + sides[3])
+    results += both("pad2d", [x], [padded], sides)
+    results += both("pad2d_grad", [rng.normal(size=padded).astype(np.float32)], [shape], sides)
+    for k, (want, got) in enumerate(results):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=str(k))
+
+
 # ------------------------------------------------------------ worked by hand
 def test_same_padding_sizes_as_keras():
     """ceil(in / stride) outputs; the total padding split with the odd row
