@@ -428,7 +428,7 @@ class NumpyBackend(Backend):
         # (n, c, oh, ow, kh, kw) copying nothing
         span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
         windows = sliding_window_view(_padded(x, padding, 0), span, axis=(2, 3))
-        windows = windows[:, :, : (oh - 1) * stride[0] + 1 : stride[0], : (ow - 1) * stride[1] + 1 : stride[1], ::dh, ::dw]
+        windows = windows[:, :, _span(0, stride[0], oh), _span(0, stride[1], ow), ::dh, ::dw]
         by_group = windows.reshape(n, groups, c // groups, oh, ow, kh, kw)
         np.copyto(cols.reshape(groups, n, oh, ow, c // groups, kh, kw), by_group.transpose(1, 0, 3, 4, 2, 5, 6))
 

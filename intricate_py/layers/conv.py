@@ -25,9 +25,9 @@ __all__ = ["Conv2D", "MaxPool2D"]
 class Conv2D(WeightedLayer):
     """2-D convolution (cross-correlation, as PyTorch's Conv2d), Keras 3's
     arguments in PyTorch's layout:
-    ``y[n, f, i, j] = b[f] + Σ_{c, ki, kj} W[f, c, ki, kj] · x[n, k·c_g + c, i·sh + ki·dh - top, j·sw + kj·dw - left]``
+    ``y[n, f, i, j] = b[f] + Σ_{c, ki, kj} W[f, c, ki, kj] · x[n, k·cg + c, i·sh + ki·dh - top, j·sw + kj·dw - left]``
     where k = f // (filters / groups) is the group of filter f and c runs
-    over its c_g = in_channels / groups channels.
+    over its cg = in_channels / groups channels.
 
     * ``strides`` (int or (h, w)); ``stride`` is its older name, still accepted;
     * ``padding``: "valid" (none), "same" (Keras's and TensorFlow's: ceil(in / stride)
