@@ -2,14 +2,18 @@
 // (im2col): patches to rows and back, and channel-first / channel-last
 // reordering. The products themselves are matmul.wgsl's.
 //
-// Entry points (x is NCHW: n × c × h × w; a patch row is c × kh × kw):
-//   im2col             out[(n, i, j), (c, ki, kj)] = x[n, c, i·sh + ki - ph, j·sw + kj - pw]
-//                      (0 in the padding); out is (n·oh·ow) × (c·kh·kw)
+// Entry points (x is NCHW: n × c × h × w; ph and pw are the padding above and
+// to the left, the padding below and to the right only sets oh and ow; taps
+// are dh and dw apart; g = group_count, cg = c / g, fg = f / g):
+//   im2col             out[(k, n, i, j), (c', ki, kj)] = x[n, k·cg + c', i·sh + ki·dh - ph,
+//                      j·sw + kj·dw - pw] (0 in the padding); out is g stacked
+//                      matrices (n·oh·ow) × (cg·kh·kw), one a group k
 //   col2im             out[n, c, y, x] = Σ over the patch entries read from (y, x)
 //                      of src, laid out (c·kh·kw) × (n·oh·ow) (im2col's layout
 //                      transposed): the adjoint of im2col, gathered (no atomics)
-//   to_channels_first  out[n, f, q] = src[(n·p + q), f] (+ bias[f]), p = oh·ow
-//   to_channels_last   out[(n·p + q), f] = src[n, f, q]
+//   to_channels_first  out[n, k·fg + e, q] = src[(k·n_all + n)·p + q, e] (+ bias[f]),
+//                      p = oh·ow: g stacked matrices (n·p) × fg into channels
+//   to_channels_last   the inverse of to_channels_first
 // Bindings (group 0):
 //   0 params  uniform Params, one slot per dispatch (dynamic offset)
 //   1 src     storage, read        from element src_off
@@ -22,7 +26,8 @@ struct Params {
   w: u32, kh: u32, kw: u32, sh: u32,
   sw: u32, ph: u32, pw: u32, oh: u32,
   ow: u32, src_off: u32, out_off: u32, bias_off: u32,
-  has_bias: u32, f: u32, p: u32, _pad: u32,
+  has_bias: u32, f: u32, p: u32, dh: u32,
+  dw: u32, group_count: u32, _pad0: u32, _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -39,18 +44,21 @@ fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
           @builtin(local_invocation_id) lid: vec3<u32>) {
   let e = flat_index(wid, groups, lid);
   if (e >= params.count) { return; }
-  let row_len = params.c * params.kh * params.kw;
-  let r = e / row_len;
+  let cg = params.c / params.group_count;
+  let row_len = cg * params.kh * params.kw;
+  let per_group = params.n * params.oh * params.ow * row_len;
+  let k = e / per_group;
+  let r = (e % per_group) / row_len;
   let col = e % row_len;
   let j = r % params.ow;
   let i = (r / params.ow) % params.oh;
   let n = r / (params.ow * params.oh);
   let kj = col % params.kw;
   let ki = (col / params.kw) % params.kh;
-  let c = col / (params.kw * params.kh);
+  let c = k * cg + col / (params.kw * params.kh);
   // signed: the padding lies before row and column 0
-  let y = i32(i * params.sh + ki) - i32(params.ph);
-  let x = i32(j * params.sw + kj) - i32(params.pw);
+  let y = i32(i * params.sh + ki * params.dh) - i32(params.ph);
+  let x = i32(j * params.sw + kj * params.dw) - i32(params.pw);
   var v = 0.0;
   if (y >= 0 && y < i32(params.h) && x >= 0 && x < i32(params.w)) {
     v = src[params.src_off + ((n * params.c + c) * params.h + u32(y)) * params.w + u32(x)];
@@ -69,12 +77,12 @@ fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
   let n = e / (params.w * params.h * params.c);
   var s = 0.0;
   for (var ki = 0u; ki < params.kh; ki = ki + 1u) {
-    let top = i32(y + params.ph) - i32(ki);  // = i·sh for the patch row i that read (y, x) at ki
+    let top = i32(y + params.ph) - i32(ki * params.dh);  // = i·sh for the patch row i that read (y, x) at ki
     if (top < 0 || top % i32(params.sh) != 0) { continue; }
     let i = u32(top) / params.sh;
     if (i >= params.oh) { continue; }
     for (var kj = 0u; kj < params.kw; kj = kj + 1u) {
-      let left = i32(x + params.pw) - i32(kj);
+      let left = i32(x + params.pw) - i32(kj * params.dw);
       if (left < 0 || left % i32(params.sw) != 0) { continue; }
       let j = u32(left) / params.sw;
       if (j >= params.ow) { continue; }
@@ -94,7 +102,9 @@ fn to_channels_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
   let q = e % params.p;
   let f = (e / params.p) % params.f;
   let n = e / (params.p * params.f);
-  var v = src[params.src_off + (n * params.p + q) * params.f + f];
+  let fg = params.f / params.group_count;
+  let k = f / fg;
+  var v = src[params.src_off + ((k * params.n + n) * params.p + q) * fg + f % fg];
   if (params.has_bias == 1u) { v = v + bias[params.bias_off + f]; }
   out[params.out_off + e] = v;
 }
@@ -104,8 +114,10 @@ fn to_channels_last(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     @builtin(local_invocation_id) lid: vec3<u32>) {
   let e = flat_index(wid, groups, lid);
   if (e >= params.count) { return; }
-  let f = e % params.f;
-  let q = (e / params.f) % params.p;
-  let n = e / (params.f * params.p);
-  out[params.out_off + e] = src[params.src_off + (n * params.f + f) * params.p + q];
+  let fg = params.f / params.group_count;
+  let f = e % fg;  // within group k
+  let q = (e / fg) % params.p;
+  let n = (e / (fg * params.p)) % params.n;
+  let k = e / (fg * params.p * params.n);
+  out[params.out_off + e] = src[params.src_off + (n * params.f + k * fg + f) * params.p + q];
 }

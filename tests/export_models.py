@@ -1,6 +1,8 @@
 """The networks the export tests run in onnxruntime and as C: between them
-they hold every layer type, Conv2D and MaxPool2D with strides and padding,
-odd widths, and a model that ends with logits."""
+they hold every layer type but the global max pooling (which
+tests/test_conv_options.py exports), Conv2D and the pooling layers with
+strides, padding ("same" too), dilation and groups, odd widths, and a
+model that ends with logits."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from intricate_py import MinLossReached, Model
-from intricate_py.layers import Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU, Sigmoid, Softmax, TanH
+from intricate_py.layers import (AveragePooling2D, Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D, Layer,
+                                 MaxPool2D, ReLU, Sigmoid, Softmax, TanH, UpSampling2D, ZeroPadding2D)
 from intricate_py.losses import MeanSquared
 from intricate_py.optimizers import SGD
 
@@ -30,7 +33,7 @@ def random_biases(model: Model, seed: int) -> Model:
     """Nonzero biases (they start at zero), so that the tests see them."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
-        if isinstance(layer, (Dense, Conv2D)):
+        if "b" in layer.params:
             layer.biases = rng.normal(0, 0.5, layer.biases.shape)
     return model
 
@@ -53,6 +56,18 @@ def cnn() -> Model:
         input_size=(2, 11, 13), device="cpu", seed=3), 3)
 
 
+def modern_cnn() -> Model:
+    """Keras's newer image options on a path: "same" padding with strides
+    and even kernels, dilation, groups and a depthwise convolution without
+    bias, zero padding, upsampling, average and global average pooling."""
+    return random_biases(Model(
+        [ZeroPadding2D(((0, 1), (2, 0))), Conv2D(6, (2, 3), strides=(2, 3), padding="same", groups=2), ReLU(),
+         Conv2D(6, 3, dilation_rate=2, padding="same", groups=6, use_bias=False), UpSampling2D((1, 2)),
+         AveragePooling2D(3, strides=2, padding="same"), TanH(), MaxPool2D(2, padding="same"),
+         AveragePooling2D(2, strides=1, padding=1), GlobalAveragePooling2D(), Dense(5), Softmax()],
+        input_size=(2, 11, 13), device="cpu", seed=5), 5)
+
+
 def xor() -> Model:
     """Intricate's XoR network, trained until the loss is below 0.01."""
     model = Model([Dense(3), TanH(), Dense(1), TanH()], input_size=2, device="cpu", seed=0)
@@ -62,7 +77,7 @@ def xor() -> Model:
     return model
 
 
-MODELS = {"mlp": mlp, "logits_mlp": logits_mlp, "cnn": cnn, "xor": xor}
+MODELS = {"mlp": mlp, "logits_mlp": logits_mlp, "cnn": cnn, "modern_cnn": modern_cnn, "xor": xor}
 
 
 def inputs(model: Model, n: int, seed: int = 0) -> np.ndarray:

@@ -166,7 +166,7 @@ def test_onnx_refuses_input_and_output_names_that_clash(tmp_path, onnx):
 def test_graph_with_an_unknown_layer_is_refused_naming_it(tmp_path, onnx):
     a, b = Input(2, name="a"), Input(2, name="b")
     model = Model(inputs=[a, b], outputs=Add()([Doubling()(a), b]), device="cpu")
-    with pytest.raises(ValueError, match=r"layer 0 Doubling\(\) to ONNX: the ONNX exporter knows BatchNormalization, Conv2D, Dense.*"
+    with pytest.raises(ValueError, match=r"layer 0 Doubling\(\) to ONNX: the ONNX exporter knows .*Conv2D, Dense.*"
                                          r"and the merge layers Add, .*a Doubling layer"):
         model.export(tmp_path / "m.onnx")
     with pytest.raises(ValueError, match=r"layer 0 Doubling\(\) to C: the C exporter knows .*a Doubling layer"):

@@ -61,7 +61,7 @@ def test_onnx_refuses_an_unknown_layer_and_keeps_the_old_file(tmp_path):
     path = tmp_path / "m.onnx"
     path.write_bytes(b"previous")
     model = Model([Dense(3), Doubling(), TanH()], input_size=2, device="cpu")
-    with pytest.raises(ValueError, match=r"layer 1 Doubling\(\) to ONNX.*knows BatchNormalization, Conv2D, Dense.*a Doubling layer"):
+    with pytest.raises(ValueError, match=r"layer 1 Doubling\(\) to ONNX.*knows .*Conv2D, Dense.*a Doubling layer"):
         model.export(path)
     assert path.read_bytes() == b"previous"
 

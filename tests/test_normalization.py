@@ -430,7 +430,8 @@ def _fold_graph() -> Model:
     (does not fold), Dense -> BatchNormalization (folds), a
     BatchNormalization of the last axis (does not), LayerNormalization."""
     x = Input((2, 6, 5), name="x")
-    a = ReLU()(BatchNormalization(name="folds_conv")(Conv2D(3, 3, padding=1, name="conv")(x)))
+    conv = Conv2D(3, 3, padding=1, use_bias=False, name="conv")  # as Darknet's: the normalization's beta its bias
+    a = ReLU()(BatchNormalization(name="folds_conv")(conv(x)))
     shared = Conv2D(3, 1, name="read_twice")(a)
     b = BatchNormalization(name="stays")(shared)
     c = Flatten()(ReLU()(BatchNormalization(axis=-1, name="last_axis")(b)))

@@ -23,9 +23,9 @@ from graph_models import numeric_gradients, plan_gradients
 from intricate_py import Input, Model
 from intricate_py.export import c as c_export
 from intricate_py.export import onnx as onnx_export
-from intricate_py.layers import (Add, Average, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten, Layer,
-                                 LayerNormalization, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, Softmax, Subtract,
-                                 TanH)
+from intricate_py.layers import (Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout,
+                                 Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Layer, LayerNormalization, MaxPool2D,
+                                 Multiply, ReLU, Reshape, Sigmoid, Softmax, Subtract, TanH, UpSampling2D, ZeroPadding2D)
 
 
 def _dense_then(layer_factory: Callable[[], Layer], width: int = 6):
@@ -35,10 +35,10 @@ def _dense_then(layer_factory: Callable[[], Layer], width: int = 6):
     return build
 
 
-def _image_then(layer_factory: Callable[[], Layer]):
+def _image_then(layer_factory: Callable[[], Layer], channels: int = 3):
     def build():
         x = Input((2, 7, 5), name="x")
-        return [x], [layer_factory()(Conv2D(3, 1, name="before")(x))]
+        return [x], [layer_factory()(Conv2D(channels, 1, name="before")(x))]
     return build
 
 
@@ -95,8 +95,25 @@ CASES: dict[type, list[Callable]] = {
     Sigmoid: [_dense_then(Sigmoid)],
     ReLU: [_dense_then(ReLU)],
     Softmax: [_dense_then(Softmax)],
-    Conv2D: [_conv],
-    MaxPool2D: [_image_then(lambda: MaxPool2D(3, stride=2, padding=1)), _image_then(lambda: MaxPool2D((2, 1)))],
+    Conv2D: [
+        _conv,
+        _image_then(lambda: Conv2D(4, (2, 4), strides=(3, 2), padding="same")),  # even kernel: more padding after
+        _image_then(lambda: Conv2D(3, (3, 2), dilation_rate=(2, 3), padding=1, strides=(1, 2))),
+        _image_then(lambda: Conv2D(6, 3, groups=2, strides=2, padding="same"), channels=4),
+        _image_then(lambda: Conv2D(3, (2, 3), groups=3, dilation_rate=2, padding="same")),  # depthwise
+        _image_then(lambda: Conv2D(6, (3, 1), groups=3, strides=(2, 3), use_bias=False)),  # depthwise, 2 a channel
+        _image_then(lambda: Conv2D(2, 2, use_bias=False, padding="same")),
+    ],
+    MaxPool2D: [_image_then(lambda: MaxPool2D(3, stride=2, padding=1)), _image_then(lambda: MaxPool2D((2, 1))),
+                _image_then(lambda: MaxPool2D((2, 4), strides=(3, 2), padding="same"))],
+    AveragePooling2D: [_image_then(lambda: AveragePooling2D(3, strides=2, padding=1)),
+                       _image_then(lambda: AveragePooling2D((2, 4), strides=(3, 2), padding="same")),
+                       _image_then(lambda: AveragePooling2D((3, 2)))],
+    GlobalAveragePooling2D: [_image_then(GlobalAveragePooling2D),
+                             _image_then(lambda: GlobalAveragePooling2D(keepdims=True))],
+    GlobalMaxPooling2D: [_image_then(GlobalMaxPooling2D), _image_then(lambda: GlobalMaxPooling2D(keepdims=True))],
+    UpSampling2D: [_image_then(UpSampling2D), _image_then(lambda: UpSampling2D((3, 2)))],
+    ZeroPadding2D: [_image_then(ZeroPadding2D), _image_then(lambda: ZeroPadding2D(((2, 0), (1, 3))))],
     Flatten: [_image_then(Flatten)],
     Reshape: [_dense_then(lambda: Reshape((2, -1)))],
     Dropout: [_dense_then(lambda: Dropout(0.4, seed=3), width=9)],

@@ -33,7 +33,9 @@ optimizers                 ``sgd_step``, ``adagrad_step``, ``adam_step``
 regularisation             ``dropout``, ``dropout_grad``
 images (NCHW)              ``im2col``, ``col2im``, ``to_channels_first``,
                            ``to_channels_last``, ``maxpool2d``,
-                           ``maxpool2d_grad``
+                           ``maxpool2d_grad``, ``avgpool2d``, ``avgpool2d_grad``,
+                           ``upsample2d``, ``upsample2d_grad``, ``pad2d``,
+                           ``pad2d_grad``
 normalization              ``batch_norm``, ``batch_norm_train``,
                            ``batch_norm_grad``, ``layer_norm``,
                            ``layer_norm_grad``
@@ -51,7 +53,10 @@ from typing import Any, Sequence
 import numpy as np
 
 Array = Any  # numpy.ndarray on the CPU, a GPU buffer handle on the GPU
-Pair = tuple[int, int]  # (height, width) of a kernel, stride or padding
+Pair = tuple[int, int]  # (height, width) of a kernel, stride or dilation
+#: Padding of an image's sides, (top, bottom, left, right); where an
+#: operation takes padding, a pair (h, w) means (h, h, w, w).
+Sides = tuple[int, int, int, int]
 
 #: Activations a product's epilogue and ``activation`` apply, numbered by
 #: position here and nowhere else: the GPU's shaders receive these numbers as
@@ -323,36 +328,52 @@ class Backend(abc.ABC):
         """``out = dy · mask``."""
 
     # ---------------------------------------------------------- images (NCHW)
+    # Windows slide over images padded by ``padding`` = (top, bottom, left,
+    # right) (or a pair (h, w) for (h, h, w, w)); an output (i, j) reads the
+    # window whose top-left corner is (i·sh - top, j·sw - left), and there
+    # are window_positions(...) of them each way.
     @abc.abstractmethod
-    def im2col(self, x: Array, cols: Array, kernel: Pair, stride: Pair, padding: Pair) -> None:
+    def im2col(self, x: Array, cols: Array, kernel: Pair, stride: Pair, padding: Sides | Pair,
+               dilation: Pair = (1, 1), groups: int = 1) -> None:
         """Patches as rows: x (n, c, h, w) -> cols (n·oh·ow, c·kh·kw) with
-        ``cols[(n, i, j), (c, ki, kj)] = x[n, c, i·sh + ki - ph, j·sw + kj - pw]``
-        (0 in the padding)."""
+        ``cols[(n, i, j), (c, ki, kj)] = x[n, c, i·sh + ki·dh - top, j·sw + kj·dw - left]``
+        (0 in the padding). With ``groups`` g (c divisible by g), the patches
+        of each group of c/g channels form a matrix of their own, stacked:
+        cols (g·n·oh·ow, c/g·kh·kw), group k's rows from k·n·oh·ow, its
+        columns the channels k·c/g + (0 .. c/g) (g = 1: the layout above)."""
 
     @abc.abstractmethod
-    def col2im(self, cols_t: Array, out: Array, kernel: Pair, stride: Pair, padding: Pair) -> None:
+    def col2im(self, cols_t: Array, out: Array, kernel: Pair, stride: Pair, padding: Sides | Pair,
+               dilation: Pair = (1, 1)) -> None:
         """The adjoint of im2col, from patches laid out by column:
         ``cols_t`` (c·kh·kw, n·oh·ow) is im2col's layout transposed (what
-        Wᵀ·dYᵀ gives directly); out (n, c, h, w) = the sum, over every patch
+        Wᵀ·dYᵀ gives directly; the groups' blocks of c/g·kh·kw rows stacked
+        are the same layout); out (n, c, h, w) = the sum, over every patch
         entry, of ``cols_t`` at the pixel it was read from (overwrites out)."""
 
     @abc.abstractmethod
-    def to_channels_first(self, rows: Array, out: Array, bias: Array | None = None) -> None:
+    def to_channels_first(self, rows: Array, out: Array, bias: Array | None = None, groups: int = 1) -> None:
         """rows (n·p, f) -> out (n, f, *spatial) of p = prod(spatial) pixels,
-        ``out[n, f, q] = rows[n·p + q, f] (+ bias[f])``."""
+        ``out[n, f, q] = rows[n·p + q, f] (+ bias[f])``. With ``groups`` g,
+        rows holds g matrices (n·p, f/g) one after the other, group k's
+        for the channels k·f/g + (0 .. f/g): ``out[n, k·f/g + e, q] =
+        rows[k·n·p + n·p + q, e]`` (what per-group products write)."""
 
     @abc.abstractmethod
-    def to_channels_last(self, x: Array, rows: Array) -> None:
-        """x (n, f, *spatial) -> rows (n·p, f): the inverse of to_channels_first."""
+    def to_channels_last(self, x: Array, rows: Array, groups: int = 1) -> None:
+        """x (n, f, *spatial) -> rows (n·p, f): the inverse of
+        to_channels_first (with ``groups``, its grouped layout)."""
 
     @abc.abstractmethod
-    def maxpool2d(self, x: Array, out: Array, argmax: Array, pool: Pair, stride: Pair, padding: Pair) -> None:
+    def maxpool2d(self, x: Array, out: Array, argmax: Array, pool: Pair, stride: Pair,
+                  padding: Sides | Pair) -> None:
         """out (n, c, oh, ow): the maximum of each window of x (n, c, h, w)
         (padding counts as -inf); argmax (int32, shape of out) gets the
         position ``y·w + x`` of the first maximum in its (h, w) plane."""
 
     @abc.abstractmethod
-    def maxpool2d_grad(self, dy: Array, argmax: Array, dx: Array, pool: Pair, stride: Pair, padding: Pair) -> None:
+    def maxpool2d_grad(self, dy: Array, argmax: Array, dx: Array, pool: Pair, stride: Pair,
+                       padding: Sides | Pair) -> None:
         """dx (n, c, h, w): each pixel gets the sum of dy over the windows
         whose maximum it was (overwrites dx)."""
 
@@ -411,6 +432,37 @@ class Backend(abc.ABC):
         g = dy · gamma, ``dx = r · (g - Σ_j g / c - x̂ · Σ_j g · x̂ / c)``
         (sums over the row), ``dgamma[j] = Σ_i dy · x̂`` and ``dbeta[j] =
         Σ_i dy`` (sums over the rows); each written where given."""
+    @abc.abstractmethod
+    def avgpool2d(self, x: Array, out: Array, pool: Pair, stride: Pair, padding: Sides | Pair) -> None:
+        """out (n, c, oh, ow): the mean of each window of x (n, c, h, w) over
+        its pixels inside the image: the sum of those, in row-major order,
+        divided by their count (padding is left out of both, as Keras's
+        average pooling; no window lies in the padding alone)."""
+
+    @abc.abstractmethod
+    def avgpool2d_grad(self, dy: Array, dx: Array, pool: Pair, stride: Pair, padding: Sides | Pair) -> None:
+        """dx (n, c, h, w): each pixel gets the sum, over the windows that
+        hold it, of dy divided by the window's count (overwrites dx)."""
+
+    @abc.abstractmethod
+    def upsample2d(self, x: Array, out: Array, size: Pair) -> None:
+        """Nearest-neighbour upsampling by whole factors: x (n, c, h, w) ->
+        out (n, c, h·sh, w·sw), ``out[n, c, y, x] = x[n, c, y // sh, x // sw]``."""
+
+    @abc.abstractmethod
+    def upsample2d_grad(self, dy: Array, dx: Array, size: Pair) -> None:
+        """The adjoint of upsample2d: dx (n, c, h, w) = the sum of each
+        sh × sw block of dy (n, c, h·sh, w·sw) (overwrites dx)."""
+
+    @abc.abstractmethod
+    def pad2d(self, x: Array, out: Array, padding: Sides) -> None:
+        """x (n, c, h, w) framed by zeros: out (n, c, top + h + bottom,
+        left + w + right), ``out[n, c, top + y, left + x] = x[n, c, y, x]``."""
+
+    @abc.abstractmethod
+    def pad2d_grad(self, dy: Array, dx: Array, padding: Sides) -> None:
+        """The adjoint of pad2d, a crop: dx (n, c, h, w) =
+        ``dy[n, c, top : top + h, left : left + w]``."""
 
     # -------------------------------------------------------------- scheduling
     def flush(self) -> None:
@@ -470,11 +522,32 @@ def step_values(values: dict[str, float | int]) -> dict[str, StepFloat | StepInt
     return {k: (StepInt(v, k) if isinstance(v, int) else StepFloat(v, k)) for k, v in values.items()}
 
 
-def window_positions(size: Pair, window: Pair, stride: Pair, padding: Pair) -> Pair:
-    """(oh, ow): how many places a ``window`` takes sliding at ``stride`` over
-    a (h, w) plane with ``padding`` on each side, ``(h + 2p - k) // s + 1``."""
-    (h, w), (kh, kw), (sh, sw), (ph, pw) = size, window, stride, padding
-    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+def sides(padding: Sides | Pair) -> Sides:
+    """(top, bottom, left, right) of ``padding``: itself, or (h, h, w, w) for a pair (h, w)."""
+    padding = tuple(padding)
+    return padding if len(padding) == 4 else (padding[0], padding[0], padding[1], padding[1])
+
+
+def window_positions(size: Pair, window: Pair, stride: Pair, padding: Sides | Pair,
+                     dilation: Pair = (1, 1)) -> Pair:
+    """(oh, ow): how many places a ``window`` with taps ``dilation`` apart
+    (spanning (k - 1)·d + 1) takes sliding at ``stride`` over a (h, w)
+    plane padded by ``padding``: ``(h + top + bottom - span) // s + 1``."""
+    (h, w), (kh, kw), (sh, sw), (dh, dw) = size, window, stride, dilation
+    top, bottom, left, right = sides(padding)
+    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    return (h + top + bottom - span_h) // sh + 1, (w + left + right - span_w) // sw + 1
+
+
+def window_counts(size: int, window: int, stride: int, before: int, positions: int) -> list[int]:
+    """For each of ``positions`` windows along one axis of ``size`` pixels
+    (padded by ``before`` in front), how many of its ``window`` pixels lie
+    inside the image."""
+    counts = []
+    for i in range(positions):
+        start = i * stride - before
+        counts.append(min(start + window, size) - max(start, 0))
+    return counts
 
 
 def pcg(v):

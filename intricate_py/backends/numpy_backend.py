@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .base import CLIP_EPSILON, Backend, dropout_threshold, pcg, window_positions
+from .base import CLIP_EPSILON, Backend, dropout_threshold, pcg, sides, window_counts, window_positions
 
 
 def _sigmoid(x: np.ndarray, out: np.ndarray) -> None:
@@ -166,11 +166,35 @@ def _all_finite(a: np.ndarray) -> bool:
 
 
 def _padded(x: np.ndarray, padding, fill) -> np.ndarray:
-    """x (n, c, h, w) with ``padding`` rows and columns of ``fill`` around each image."""
-    (ph, pw) = padding
-    if ph or pw:
-        return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    """x (n, c, h, w) with ``padding`` (top, bottom, left, right, or a pair
+    (h, w)) rows and columns of ``fill`` around each image."""
+    top, bottom, left, right = sides(padding)
+    if top or bottom or left or right:
+        return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
     return x
+
+
+def _whole_plane(x_shape, out_shape, pool, padding) -> bool:
+    """Whether a pooling window is each image's whole plane (global pooling)."""
+    return out_shape[2:] == (1, 1) and tuple(pool) == tuple(x_shape[2:]) and not any(sides(padding))
+
+
+def _window_views(x: np.ndarray, pool, stride, out_hw):
+    """(ki, kj, view) for each offset of a ``pool`` window sliding at
+    ``stride`` over the (already padded) x: the view (n, c, oh, ow) of the
+    pixels at that offset of every window, row-major over the offsets."""
+    (kh, kw), (sh, sw), (oh, ow) = pool, stride, out_hw
+    for ki in range(kh):
+        for kj in range(kw):
+            yield ki, kj, x[:, :, _span(ki, sh, oh), _span(kj, sw, ow)]
+
+
+def _counts(image_hw, pool, stride, padding, out_hw, dtype) -> np.ndarray:
+    """(oh, ow): the pixels of each window inside the image (base.window_counts each way)."""
+    top, _, left, _ = sides(padding)
+    rows = window_counts(image_hw[0], pool[0], stride[0], top, out_hw[0])
+    columns = window_counts(image_hw[1], pool[1], stride[1], left, out_hw[1])
+    return np.multiply.outer(np.array(rows, dtype), np.array(columns, dtype))
 
 
 def _span(start: int, step: int, count: int) -> slice:
@@ -425,55 +449,72 @@ class NumpyBackend(Backend):
         np.multiply(dy, mask, out)
 
     # ---------------------------------------------------------- images (NCHW)
-    def im2col(self, x, cols, kernel, stride, padding) -> None:
-        n, c = x.shape[:2]
-        # every window at the stride: a view (n, c, oh, ow, kh, kw) copying nothing
-        windows = sliding_window_view(_padded(x, padding, 0), kernel, axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
-        oh, ow = windows.shape[2:4]
-        np.copyto(cols.reshape(n, oh, ow, c, *kernel), windows.transpose(0, 2, 3, 1, 4, 5))
+    def im2col(self, x, cols, kernel, stride, padding, dilation=(1, 1), groups=1) -> None:
+        n, c, h, w = x.shape
+        (kh, kw), (dh, dw) = kernel, dilation
+        oh, ow = window_positions((h, w), kernel, stride, padding, dilation)
+        # every window at the stride, its taps at the dilation: a view
+        # (n, c, oh, ow, kh, kw) copying nothing
+        span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+        windows = sliding_window_view(_padded(x, padding, 0), span, axis=(2, 3))
+        windows = windows[:, :, _span(0, stride[0], oh), _span(0, stride[1], ow), ::dh, ::dw]
+        by_group = windows.reshape(n, groups, c // groups, oh, ow, kh, kw)
+        np.copyto(cols.reshape(groups, n, oh, ow, c // groups, kh, kw), by_group.transpose(1, 0, 3, 4, 2, 5, 6))
 
-    def col2im(self, cols_t, out, kernel, stride, padding) -> None:
+    def col2im(self, cols_t, out, kernel, stride, padding, dilation=(1, 1)) -> None:
         n, c, h, w = out.shape
-        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-        oh, ow = window_positions((h, w), kernel, stride, padding)
+        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+        top, bottom, left, right = sides(padding)
+        oh, ow = window_positions((h, w), kernel, stride, padding, dilation)
         slabs = cols_t.reshape(c, kh, kw, n, oh, ow)
-        padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), out.dtype)
+        padded = np.zeros((n, c, h + top + bottom, w + left + right), out.dtype)
         by_channel = padded.transpose(1, 0, 2, 3)  # (c, n, h, w): the slabs' order
         for ki in range(kh):  # a loop over kernel offsets, never over pixels
             for kj in range(kw):
-                by_channel[:, :, _span(ki, sh, oh), _span(kj, sw, ow)] += slabs[:, ki, kj]
-        np.copyto(out, padded[:, :, ph : ph + h, pw : pw + w])
+                by_channel[:, :, _span(ki * dh, sh, oh), _span(kj * dw, sw, ow)] += slabs[:, ki, kj]
+        np.copyto(out, padded[:, :, top : top + h, left : left + w])
 
-    def to_channels_first(self, rows, out, bias=None) -> None:
+    def to_channels_first(self, rows, out, bias=None, groups=1) -> None:
         n, f = out.shape[:2]
         planes = out.reshape(n, f, -1)
-        np.copyto(planes, rows.reshape(n, -1, f).transpose(0, 2, 1))
+        if groups == 1:
+            np.copyto(planes, rows.reshape(n, -1, f).transpose(0, 2, 1))
+        else:
+            per_group = rows.reshape(groups, n, -1, f // groups)  # (g, n, p, f/g)
+            np.copyto(planes.reshape(n, groups, f // groups, -1), per_group.transpose(1, 0, 3, 2))
         if bias is not None:
             planes += bias.reshape(f, 1)
 
-    def to_channels_last(self, x, rows) -> None:
+    def to_channels_last(self, x, rows, groups=1) -> None:
         n, f = x.shape[:2]
-        np.copyto(rows.reshape(n, -1, f), x.reshape(n, f, -1).transpose(0, 2, 1))
+        if groups == 1:
+            np.copyto(rows.reshape(n, -1, f), x.reshape(n, f, -1).transpose(0, 2, 1))
+            return
+        by_group = x.reshape(n, groups, f // groups, -1)  # (n, g, f/g, p)
+        np.copyto(rows.reshape(groups, n, -1, f // groups), by_group.transpose(1, 0, 3, 2))
 
     def maxpool2d(self, x, out, argmax, pool, stride, padding) -> None:
         n, c, h, w = x.shape
-        (kh, kw), (sh, sw), (ph, pw) = pool, stride, padding
-        oh, ow = out.shape[2:]
+        if _whole_plane(x.shape, out.shape, pool, padding):
+            flat = x.reshape(n, c, h * w)
+            np.copyto(argmax.reshape(n, c), flat.argmax(axis=2), casting="unsafe")  # the first maximum
+            np.max(flat, axis=2, out=out.reshape(n, c))
+            return
+        top, _, left, _ = sides(padding)
+        (sh, sw), (oh, ow) = stride, out.shape[2:]
         x = _padded(x, padding, -np.inf)
         # position y·w + x of each window's top-left corner in the unpadded plane
-        corner = (np.arange(oh).reshape(oh, 1) * sh - ph) * w + np.arange(ow) * sw - pw
+        corner = (np.arange(oh).reshape(oh, 1) * sh - top) * w + np.arange(ow) * sw - left
         # one strided view a window offset; a strictly greater value takes over,
         # so each window keeps its first maximum (row-major), as PyTorch
-        for ki in range(kh):
-            for kj in range(kw):
-                view = x[:, :, _span(ki, sh, oh), _span(kj, sw, ow)]
-                if ki == kj == 0:
-                    np.copyto(out, view)
-                    np.copyto(argmax, corner, casting="unsafe")
-                    continue
-                better = view > out
-                np.copyto(out, view, where=better)
-                np.copyto(argmax, corner + (ki * w + kj), where=better, casting="unsafe")
+        for ki, kj, view in _window_views(x, pool, stride, (oh, ow)):
+            if ki == kj == 0:
+                np.copyto(out, view)
+                np.copyto(argmax, corner, casting="unsafe")
+                continue
+            better = view > out
+            np.copyto(out, view, where=better)
+            np.copyto(argmax, corner + (ki * w + kj), where=better, casting="unsafe")
 
     def maxpool2d_grad(self, dy, argmax, dx, pool, stride, padding) -> None:
         n, c, h, w = dx.shape
@@ -546,6 +587,54 @@ class NumpyBackend(Backend):
         np.multiply(x_hat, mean_g_x_hat, out=dx)
         np.subtract(g - mean_g, dx, out=dx)
         np.multiply(dx, np.divide(t(1), np.sqrt(var + t(epsilon)))[:, None], out=dx)
+    def avgpool2d(self, x, out, pool, stride, padding) -> None:
+        n, c, h, w = x.shape
+        if _whole_plane(x.shape, out.shape, pool, padding):
+            np.add.reduce(x.reshape(n, c, h * w), axis=2, out=out.reshape(n, c))
+            out /= out.dtype.type(h * w)
+            return
+        oh, ow = out.shape[2:]
+        # the padding adds zeros to the sums, and the counts leave it out
+        for ki, kj, view in _window_views(_padded(x, padding, 0), pool, stride, (oh, ow)):
+            if ki == kj == 0:
+                np.copyto(out, view)
+            else:
+                out += view
+        out /= _counts((h, w), pool, stride, padding, (oh, ow), out.dtype)
+
+    def avgpool2d_grad(self, dy, dx, pool, stride, padding) -> None:
+        n, c, h, w = dx.shape
+        oh, ow = dy.shape[2:]
+        shares = dy / _counts((h, w), pool, stride, padding, (oh, ow), dx.dtype)
+        if _whole_plane(dx.shape, dy.shape, pool, padding):
+            np.copyto(dx, shares)  # broadcast over the plane
+            return
+        top, bottom, left, right = sides(padding)
+        padded = np.zeros((n, c, h + top + bottom, w + left + right), dx.dtype)
+        for _, _, view in _window_views(padded, pool, stride, (oh, ow)):
+            view += shares
+        np.copyto(dx, padded[:, :, top : top + h, left : left + w])
+
+    def upsample2d(self, x, out, size) -> None:
+        n, c, h, w = x.shape
+        (sh, sw) = size
+        np.copyto(out.reshape(n, c, h, sh, w, sw), x.reshape(n, c, h, 1, w, 1))
+
+    def upsample2d_grad(self, dy, dx, size) -> None:
+        n, c, h, w = dx.shape
+        (sh, sw) = size
+        np.add.reduce(dy.reshape(n, c, h, sh, w, sw), axis=(3, 5), out=dx)
+
+    def pad2d(self, x, out, padding) -> None:
+        h, w = x.shape[2:]
+        top, _, left, _ = padding
+        out.fill(0)
+        np.copyto(out[:, :, top : top + h, left : left + w], x)
+
+    def pad2d_grad(self, dy, dx, padding) -> None:
+        h, w = dx.shape[2:]
+        top, _, left, _ = padding
+        np.copyto(dx, dy[:, :, top : top + h, left : left + w])
 
     # -------------------------------------------------------------- scheduling
     def stats(self) -> dict[str, int]:

@@ -35,7 +35,8 @@ import numpy as np
 import wgpu
 
 from ..device_choice import Adapter
-from .base import ACCURACIES, ACTIVATIONS, LOSSES, Backend, StepFloat, StepInt, dropout_threshold, window_positions
+from .base import (ACCURACIES, ACTIVATIONS, LOSSES, Backend, StepFloat, StepInt, dropout_threshold, sides,
+                   window_positions)
 from .matmul_plan import ENTRY_POINTS, TILES, MatmulPlan, device_shape, plan_matmul
 from .shaders import Kernels
 from .wgpu_recording import Dispatch, Profile, Recording, uninterrupted
@@ -638,38 +639,43 @@ class WgpuBackend(Backend):
 
     # ---------------------------------------------------------- images (NCHW)
     @staticmethod
-    def _image_params(image_shape, kernel, stride, padding) -> dict:
-        """Kernel parameters of a window sliding over NCHW images."""
+    def _image_params(image_shape, kernel, stride, padding, dilation=(1, 1)) -> dict:
+        """Kernel parameters of a window sliding over NCHW images: the
+        padding above (ph) and to the left (pw), and the output's size,
+        which the padding below and to the right changes."""
         n, c, h, w = image_shape
-        out_hw = window_positions((h, w), kernel, stride, padding)
+        top, _, left, _ = sides(padding)
+        out_hw = window_positions((h, w), kernel, stride, padding, dilation)
         return dict(n=n, c=c, h=h, w=w, kh=kernel[0], kw=kernel[1], sh=stride[0], sw=stride[1],
-                    ph=padding[0], pw=padding[1], oh=out_hw[0], ow=out_hw[1])
+                    ph=top, pw=left, oh=out_hw[0], ow=out_hw[1], dh=dilation[0], dw=dilation[1])
 
-    def im2col(self, x, cols, kernel, stride, padding) -> None:
+    def im2col(self, x, cols, kernel, stride, padding, dilation=(1, 1), groups=1) -> None:
         self._dispatch(
-            "im2col", self._grid(cols.size), (x, None, cols), count=cols.size,
-            src_off=x.offset, out_off=cols.offset, **self._image_params(x.shape, kernel, stride, padding),
+            "im2col", self._grid(cols.size), (x, None, cols), count=cols.size, group_count=groups,
+            src_off=x.offset, out_off=cols.offset,
+            **self._image_params(x.shape, kernel, stride, padding, dilation),
         )
 
-    def col2im(self, cols_t, out, kernel, stride, padding) -> None:
+    def col2im(self, cols_t, out, kernel, stride, padding, dilation=(1, 1)) -> None:
         self._dispatch(
-            "col2im", self._grid(out.size), (cols_t, None, out), count=out.size,
-            src_off=cols_t.offset, out_off=out.offset, **self._image_params(out.shape, kernel, stride, padding),
+            "col2im", self._grid(out.size), (cols_t, None, out), count=out.size, group_count=1,
+            src_off=cols_t.offset, out_off=out.offset,
+            **self._image_params(out.shape, kernel, stride, padding, dilation),
         )
 
-    def to_channels_first(self, rows, out, bias=None) -> None:
+    def to_channels_first(self, rows, out, bias=None, groups=1) -> None:
         n, f = out.shape[:2]
         self._dispatch(
             "to_channels_first", self._grid(out.size), (rows, bias, out), count=out.size, n=n, f=f,
-            p=out.size // (n * f), src_off=rows.offset, out_off=out.offset,
+            p=out.size // (n * f), src_off=rows.offset, out_off=out.offset, group_count=groups,
             has_bias=int(bias is not None), bias_off=bias.offset if bias is not None else 0,
         )
 
-    def to_channels_last(self, x, rows) -> None:
+    def to_channels_last(self, x, rows, groups=1) -> None:
         n, f = x.shape[:2]
         self._dispatch(
             "to_channels_last", self._grid(rows.size), (x, None, rows), count=rows.size, n=n, f=f,
-            p=x.size // (n * f), src_off=x.offset, out_off=rows.offset,
+            p=x.size // (n * f), src_off=x.offset, out_off=rows.offset, group_count=groups,
         )
 
     def maxpool2d(self, x, out, argmax, pool, stride, padding) -> None:
@@ -751,6 +757,37 @@ class WgpuBackend(Backend):
         if dgamma is not None or dbeta is not None:
             self._norm_dispatch("layer_norm_params", (max(1, -(-c // 16)), 1), x, dy, None, mean, var, None,
                                 dgamma, dbeta, count=rows, c=c, epsilon=epsilon)
+    def avgpool2d(self, x, out, pool, stride, padding) -> None:
+        self._dispatch(
+            "avgpool_forward", self._grid(out.size), (x, None, out), count=out.size,
+            src_off=x.offset, out_off=out.offset, **self._image_params(x.shape, pool, stride, padding),
+        )
+
+    def avgpool2d_grad(self, dy, dx, pool, stride, padding) -> None:
+        self._dispatch(
+            "avgpool_backward", self._grid(dx.size), (dy, None, dx), count=dx.size,
+            src_off=dy.offset, out_off=dx.offset, **self._image_params(dx.shape, pool, stride, padding),
+        )
+
+    def _resize(self, entry: str, src, out, small, large, **params) -> None:
+        """``entry`` of resize.wgsl between the images ``small`` and ``large``
+        (NCHW shapes), one invocation per element of ``out``."""
+        self._dispatch(
+            entry, self._grid(out.size), (src, out), count=out.size, h=small[2], w=small[3],
+            oh=large[2], ow=large[3], src_off=src.offset, out_off=out.offset, **params,
+        )
+
+    def upsample2d(self, x, out, size) -> None:
+        self._resize("upsample_forward", x, out, x.shape, out.shape, sh=size[0], sw=size[1])
+
+    def upsample2d_grad(self, dy, dx, size) -> None:
+        self._resize("upsample_backward", dy, dx, dx.shape, dy.shape, sh=size[0], sw=size[1])
+
+    def pad2d(self, x, out, padding) -> None:
+        self._resize("pad_forward", x, out, x.shape, out.shape, top=padding[0], left=padding[2])
+
+    def pad2d_grad(self, dy, dx, padding) -> None:
+        self._resize("pad_backward", dy, dx, dx.shape, dy.shape, top=padding[0], left=padding[2])
 
     # -------------------------------------------------------------- optimizers
     def sgd_step(self, p, g, velocity, lr, momentum, nesterov, weight_decay=0.0) -> None:

@@ -49,7 +49,11 @@ weights). LayerNormalization sums each row's values in order for its
 mean and variance.
 
 Images are row-major (channels, height, width) per sample, as NCHW batches
-are.
+are. Conv2D sums over its group's channels and its (dilated) taps, and
+the pooling layers over their windows, skipping the padding (which may
+differ on each side, "same"); AveragePooling2D divides a window's sum by
+the count of its pixels inside the image, as predict; UpSampling2D and
+ZeroPadding2D copy.
 """
 
 from __future__ import annotations
@@ -60,11 +64,12 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from ..layers import (Add, Average, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
-                      LayerNormalization, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, Softmax, Subtract, TanH)
+from ..layers import (Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
+                      GlobalAveragePooling2D, GlobalMaxPooling2D, LayerNormalization, MaxPool2D, Multiply, ReLU, Reshape,
+                      Sigmoid, Softmax, Subtract, TanH, UpSampling2D, ZeroPadding2D)
 from ..saving import atomic_write
 from .common import (Site, architecture_lines, batch_norm_folds, batch_norm_terms, exported_layers, exported_nodes,
-                     layer_text as _text, sample_size, shape_text)
+                     layer_text as _text, product_arrays, sample_size, shape_text)
 
 if TYPE_CHECKING:
     from ..graph import Symbol
@@ -252,10 +257,11 @@ class _Program:
             self.arrays.append(f"static const float {name}{dims} = {_initializer(values.astype(np.float32), '')};")
         return name
 
-    def product_weights(self, layer) -> tuple[np.ndarray, np.ndarray]:
-        """A Dense or Conv2D layer's (weights, biases), folded with the
-        batch normalization after it where there is one."""
-        return self.products.get(id(layer), (layer.weights, layer.biases))
+    def product_weights(self, layer) -> tuple[np.ndarray, np.ndarray | None]:
+        """A Dense or Conv2D layer's (weights, biases) (None for a layer
+        without biases), folded with the batch normalization after it
+        where there is one."""
+        return self.products[id(layer)] if id(layer) in self.products else product_arrays(layer)
 
     def helper(self, code: str) -> None:
         if code not in self.helpers:
@@ -421,51 +427,76 @@ def _softmax(p: _Program, site: Site, layer: Softmax, xs: list[_Tensor]) -> _Ten
     return _Tensor(dst, n, buffer)
 
 
-def _position(out: str, stride: int, k: str, pad: int) -> str:
+def _position(out: str, stride: int, k: str, pad: int, dilation: int = 1) -> str:
     """The input row (or column) of output ``out`` and window offset ``k``."""
-    text = out + (f" * {stride}" if stride != 1 else "") + f" + {k}"
+    text = out + (f" * {stride}" if stride != 1 else "") + f" + {k}" + (f" * {dilation}" if dilation != 1 else "")
     return text + (f" - {pad}" if pad else "")
 
 
-def _window_loops(layer, window, stride, padding, first: str, update: tuple[str, ...], last: str) -> list[str]:
+class _Window(NamedTuple):
+    """A window sliding over a layer's input: its size, stride, padding
+    (top, bottom, left, right) and dilation, and ``channels``, how many
+    input channels each output sums over (None: it reads its own channel
+    f, as a pooling layer)."""
+
+    size: tuple[int, int]
+    stride: tuple[int, int]
+    sides: tuple[int, int, int, int]
+    dilation: tuple[int, int] = (1, 1)
+    channels: int | None = None
+
+
+def _window_loops(layer, window: _Window, first: str, update: tuple[str, ...], last: str) -> list[str]:
     """Loops over a sliding window's outputs (f, oi, oj) of ``layer``, with
     ``first`` before each window, ``update`` for each input (c, ii, jj) in
-    it (Conv2D sums over every channel c; MaxPool2D reads its own channel
-    f), padding skipped, and ``last`` after it."""
+    it (Conv2D sums over the channels c of its group; a pooling layer
+    reads its own channel f), padding skipped, and ``last`` after it."""
     _, h, w = layer.input_shape
     f, oh, ow = layer.output_shape
-    (kh, kw), (sh, sw), (ph, pw) = window, stride, padding
+    (kh, kw), (sh, sw), (dh, dw) = window.size, window.stride, window.dilation
+    top, bottom, left, right = window.sides
     lines = [(0, f"for (int f = 0; f < {f}; f++)"), (1, f"for (int oi = 0; oi < {oh}; oi++)"),
              (2, f"for (int oj = 0; oj < {ow}; oj++) {{"), (3, first)]
     d = 3
-    if isinstance(layer, Conv2D):
-        lines.append((3, f"for (int c = 0; c < {layer.input_shape[0]}; c++)"))
+    if window.channels is not None:
+        lines.append((3, f"for (int c = 0; c < {window.channels}; c++)"))
         d = 4
-    lines += [(d, f"for (int ki = 0; ki < {kh}; ki++) {{"), (d + 1, f"int ii = {_position('oi', sh, 'ki', ph)};")]
-    if ph:  # rows of padding add nothing
+    lines += [(d, f"for (int ki = 0; ki < {kh}; ki++) {{"),
+              (d + 1, f"int ii = {_position('oi', sh, 'ki', top, dh)};")]
+    if top or bottom:  # rows of padding add nothing
         lines.append((d + 1, f"if (ii < 0 || ii >= {h}) continue;"))
-    lines += [(d + 1, f"for (int kj = 0; kj < {kw}; kj++) {{"), (d + 2, f"int jj = {_position('oj', sw, 'kj', pw)};")]
-    if pw:
+    lines += [(d + 1, f"for (int kj = 0; kj < {kw}; kj++) {{"),
+              (d + 2, f"int jj = {_position('oj', sw, 'kj', left, dw)};")]
+    if left or right:
         lines.append((d + 2, f"if (jj < 0 || jj >= {w}) continue;"))
     lines += [*((d + 2, line) for line in update), (d + 1, "}"), (d, "}"), (3, last), (2, "}")]
     return ["    " * depth + text for depth, text in lines]
 
 
 def _conv(p: _Program, site: Site, layer: Conv2D, xs: list[_Tensor]) -> _Tensor:
+    """Each output a sum over its group's channels and the kernel's taps
+    (channel c of the group is input channel f / (filters / groups) ·
+    (channels / groups) + c), padding skipped."""
     i = site.index
     c, h, w = layer.input_shape
     weights, biases = p.product_weights(layer)
-    weight, bias = p.array(f"weight{i}", weights), p.array(f"bias{i}", biases)
+    weight = p.array(f"weight{i}", weights)
+    bias = p.array(f"bias{i}", biases) if biases is not None else None
     out = int(np.prod(layer.output_shape))
     src, buffer = xs[0].array, p.place(out)
     dst = buffer.name
     _, oh, ow = layer.output_shape
-    (sh, sw), (ph, pw) = layer.stride, layer.padding
-    p.emit(f"{site.label}: {_text(layer)}: {dst}[f][oi][oj] = {bias}[f] + the sum over c, ki, kj of "
-           f"{weight}[f][c][ki][kj] * {src}[c][{_position('oi', sh, 'ki', ph)}][{_position('oj', sw, 'kj', pw)}]",
-           *_window_loops(layer, layer.kernel_size, layer.stride, layer.padding,
-                          f"float acc = {bias}[f];",
-                          (f"acc += {weight}[f][c][ki][kj] * {src}[(c * {h} + ii) * {w} + jj];",),
+    (sh, sw), (dh, dw) = layer.stride, layer.dilation_rate
+    top, _, left, _ = layer.sides
+    per_group = c // layer.groups
+    channel = "c" if layer.groups == 1 else f"(f / {layer.filters // layer.groups} * {per_group} + c)"
+    start = f"{bias}[f] + the sum" if bias else "the sum"
+    p.emit(f"{site.label}: {_text(layer)}: {dst}[f][oi][oj] = {start} over c, ki, kj of "
+           f"{weight}[f][c][ki][kj] * {src}[{channel}][{_position('oi', sh, 'ki', top, dh)}]"
+           f"[{_position('oj', sw, 'kj', left, dw)}]",
+           *_window_loops(layer, _Window(layer.kernel_size, layer.stride, layer.sides, layer.dilation_rate, per_group),
+                          f"float acc = {bias}[f];" if bias else "float acc = 0.0f;",
+                          (f"acc += {weight}[f][c][ki][kj] * {src}[({channel} * {h} + ii) * {w} + jj];",),
                           f"{dst}[(f * {oh} + oi) * {ow} + oj] = acc;"))
     return _Tensor(dst, out, buffer)
 
@@ -477,7 +508,7 @@ def _maxpool(p: _Program, site: Site, layer: MaxPool2D, xs: list[_Tensor]) -> _T
     dst = buffer.name
     _, oh, ow = layer.output_shape
     p.emit(f"{site.label}: {_text(layer)}: the largest value of each window, padding left out",
-           *_window_loops(layer, layer.pool_size, layer.stride, layer.padding,
+           *_window_loops(layer, _Window(layer.pool_size, layer.stride, layer.sides),
                           "float m = -INFINITY;",
                           (f"float v = {src}[(f * {h} + ii) * {w} + jj];", "m = v > m ? v : m;"),
                           f"{dst}[(f * {oh} + oi) * {ow} + oj] = m;"))
@@ -522,7 +553,7 @@ def _layer_norm(p: _Program, site: Site, layer: LayerNormalization, xs: list[_Te
     p.emit(f"{site.label}: {_text(layer)}: {dst} = ({src} - m) / sqrt(v + {layer.epsilon:g}) * {weight} + {bias} "
            f"for each of {_count(rows, 'row')} of {c}, m and v its mean and variance",
            f"for (int r = 0; r < {rows}; r++) {{",
-           f"    float m = 0.0f, v = 0.0f, s;",
+           "    float m = 0.0f, v = 0.0f, s;",
            f"    for (int k = 0; k < {c}; k++)",
            f"        m += {src}[r * {c} + k];",
            f"    m /= {_float(np.float32(c))};",
@@ -536,6 +567,74 @@ def _layer_norm(p: _Program, site: Site, layer: LayerNormalization, xs: list[_Te
            f"        {dst}[r * {c} + k] = ({src}[r * {c} + k] - m) * s * {weight}[k] + {bias}[k];",
            "}")
     return _Tensor(dst, rows * c, buffer)
+
+
+def _avgpool(p: _Program, site: Site, layer: AveragePooling2D, xs: list[_Tensor]) -> _Tensor:
+    _, h, w = layer.input_shape
+    out = int(np.prod(layer.output_shape))
+    src, buffer = xs[0].array, p.place(out)
+    dst = buffer.name
+    _, oh, ow = layer.output_shape
+    p.emit(f"{site.label}: {_text(layer)}: the mean of each window's values inside the image "
+           "(the sum in row-major order over their count; the padding left out of both)",
+           *_window_loops(layer, _Window(layer.pool_size, layer.stride, layer.sides),
+                          "float s = 0.0f; int k = 0;",
+                          (f"s += {src}[(f * {h} + ii) * {w} + jj];", "k++;"),
+                          f"{dst}[(f * {oh} + oi) * {ow} + oj] = s / (float)k;"))
+    return _Tensor(dst, out, buffer)
+
+
+def _global_pool(kind: str) -> Callable:
+    """A writer of GlobalMaxPooling2D (``kind`` "max") or
+    GlobalAveragePooling2D ("mean"): one value a channel, from its plane
+    in row-major order (the mean: the sum over the count)."""
+    def write(p: _Program, site: Site, layer, xs: list[_Tensor]) -> _Tensor:
+        c, h, w = layer.input_shape
+        src, buffer = xs[0].array, p.place(c)
+        dst = buffer.name
+        if kind == "max":
+            lines = ("float m = -INFINITY;", f"for (int k = 0; k < {h * w}; k++)",
+                     f"    m = {src}[c * {h * w} + k] > m ? {src}[c * {h * w} + k] : m;", f"{dst}[c] = m;")
+        else:
+            lines = ("float s = 0.0f;", f"for (int k = 0; k < {h * w}; k++)",
+                     f"    s += {src}[c * {h * w} + k];", f"{dst}[c] = s / {_float(np.float32(h * w))};")
+        p.emit(f"{site.label}: {_text(layer)}: the {kind} of each channel's {h}x{w} values",
+               f"for (int c = 0; c < {c}; c++) {{", *("    " + line for line in lines), "}")
+        return _Tensor(dst, c, buffer)
+
+    return write
+
+
+def _upsample(p: _Program, site: Site, layer: UpSampling2D, xs: list[_Tensor]) -> _Tensor:
+    c, h, w = layer.input_shape
+    _, oh, ow = layer.output_shape
+    (sh, sw) = layer.size
+    out = c * oh * ow
+    src, buffer = xs[0].array, p.place(out)
+    dst = buffer.name
+    p.emit(f"{site.label}: {_text(layer)}: {dst}[c][i][j] = {src}[c][i / {sh}][j / {sw}]",
+           f"for (int c = 0; c < {c}; c++)",
+           f"    for (int i = 0; i < {oh}; i++)",
+           f"        for (int j = 0; j < {ow}; j++)",
+           f"            {dst}[(c * {oh} + i) * {ow} + j] = {src}[(c * {h} + i / {sh}) * {w} + j / {sw}];")
+    return _Tensor(dst, out, buffer)
+
+
+def _zero_pad(p: _Program, site: Site, layer: ZeroPadding2D, xs: list[_Tensor]) -> _Tensor:
+    c, h, w = layer.input_shape
+    _, oh, ow = layer.output_shape
+    top, _, left, _ = layer.sides
+    out = c * oh * ow
+    src, buffer = xs[0].array, p.place(out)
+    dst = buffer.name
+    p.emit(f"{site.label}: {_text(layer)}: zeros, then {src}[c][i][j] at {dst}[c][{top} + i][{left} + j]",
+           f"for (int k = 0; k < {out}; k++)",
+           f"    {dst}[k] = 0.0f;",
+           f"for (int c = 0; c < {c}; c++)",
+           f"    for (int i = 0; i < {h}; i++)",
+           f"        for (int j = 0; j < {w}; j++)",
+           f"            {dst}[(c * {oh} + i + {top}) * {ow} + j + {left}] = {src}[(c * {h} + i) * {w} + j];")
+    return _Tensor(dst, out, buffer)
 
 
 def _nothing(why: str) -> Callable:
@@ -620,6 +719,11 @@ WRITERS: dict[type, Callable] = {
     Softmax: _softmax,
     Conv2D: _conv,
     MaxPool2D: _maxpool,
+    AveragePooling2D: _avgpool,
+    GlobalMaxPooling2D: _global_pool("max"),
+    GlobalAveragePooling2D: _global_pool("mean"),
+    UpSampling2D: _upsample,
+    ZeroPadding2D: _zero_pad,
     Flatten: _nothing("(channels, height, width) in row-major order is already flat"),
     Reshape: _nothing("the same values in row-major order, in another shape"),
     Dropout: _nothing("passes its input through in inference"),

@@ -158,11 +158,18 @@ def batch_norm_folds(model: "Model") -> Folds:
     return Folds(products, frozenset(folded))
 
 
+def product_arrays(product: "Layer") -> tuple[np.ndarray, np.ndarray | None]:
+    """A Dense's or Conv2D's (weights, biases), biases None where it has none."""
+    return product.weights, product.biases if getattr(product, "use_bias", True) else None
+
+
 def folded_product(product: "Layer", norm: BatchNormalization) -> tuple[np.ndarray, np.ndarray]:
     """The (weights, biases) of ``product`` (a Dense or a Conv2D, in its
     ``weights`` layout) followed by ``norm`` in inference, in float32."""
-    weights, biases = product.weights.astype(np.float64), product.biases.astype(np.float64)
-    c = biases.shape[0]
+    weights, biases = product_arrays(product)
+    c = norm.channels
+    weights = weights.astype(np.float64)
+    biases = biases.astype(np.float64) if biases is not None else np.zeros(c)
     gamma = norm.gamma.astype(np.float64) if norm.scale else np.ones(c)
     beta = norm.beta.astype(np.float64) if norm.center else np.zeros(c)
     mean, variance = norm.moving_mean.astype(np.float64), norm.moving_variance.astype(np.float64)

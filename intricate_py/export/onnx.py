@@ -9,9 +9,16 @@ model before it is written.
 
 Each node of the model's plan is one operator (Average and a Multiply of
 more than two inputs a few): Dense -> Gemm (W is (inputs, units), as
-Gemm's B), Conv2D -> Conv and MaxPool2D -> MaxPool (PyTorch's and ONNX's
-conventions agree: cross-correlation, padding that MaxPool ignores, floor
-mode), Flatten -> Flatten(axis=1), Reshape -> Reshape to (0, *shape) (0
+Gemm's B), Conv2D -> Conv (its strides, dilations, group, and pads (top,
+left, bottom, right), which may differ on each side ("same"); no B without
+a bias), MaxPool2D -> MaxPool and AveragePooling2D -> AveragePool with
+count_include_pad=0 (ONNX's conventions agree with the layers':
+cross-correlation, padding that MaxPool ignores and AveragePool leaves out
+of its counts, floor mode), GlobalMaxPooling2D -> GlobalMaxPool and
+GlobalAveragePooling2D -> GlobalAveragePool (then Flatten(axis=1) unless
+keepdims), UpSampling2D -> Resize (nearest, asymmetric coordinates, floor:
+pixel y reads y // s), ZeroPadding2D -> Pad (constant zeros), Flatten ->
+Flatten(axis=1), Reshape -> Reshape to (0, *shape) (0
 keeps the batch dimension), Dropout -> Identity, the activations to their
 operators; Add -> Add (Sum for more than two), Subtract -> Sub, Multiply ->
 Mul (a chain of them for more than two), Average -> Add or Sum, then Mul by
@@ -43,11 +50,12 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..layers import (Add, Average, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
-                      LayerNormalization, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, Softmax, Subtract, TanH)
+from ..layers import (Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
+                      GlobalAveragePooling2D, GlobalMaxPooling2D, LayerNormalization, MaxPool2D, Multiply, ReLU, Reshape,
+                      Sigmoid, Softmax, Subtract, TanH, UpSampling2D, ZeroPadding2D)
 from ..saving import atomic_write
 from .common import (Site, architecture_lines, batch_norm_folds, batch_norm_terms, exported_layers, exported_nodes,
-                     io_names)
+                     io_names, product_arrays)
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -78,11 +86,13 @@ class _Graph:
         #: folded (weights, biases) of Dense and Conv2D layers, by id (common.batch_norm_folds)
         self.products = products
 
-    def product_weights(self, site: Site, layer) -> tuple[str, str]:
-        """The initializers of a Dense or Conv2D layer's weights and biases,
-        folded with the batch normalization after it where there is one."""
-        weights, biases = self.products.get(id(layer), (layer.weights, layer.biases))
-        return self.weight(f"{site.index}.weight", weights), self.weight(f"{site.index}.bias", biases)
+    def product_weights(self, site: Site, layer) -> tuple[str, str | None]:
+        """The initializers of a Dense or Conv2D layer's weights and biases
+        (None for a layer without biases), folded with the batch
+        normalization after it where there is one."""
+        weights, biases = self.products[id(layer)] if id(layer) in self.products else product_arrays(layer)
+        bias = self.weight(f"{site.index}.bias", biases) if biases is not None else None
+        return self.weight(f"{site.index}.weight", weights), bias
 
     def weight(self, name: str, value: np.ndarray) -> str:
         """The float32 initializer ``name``, added the first time (a shared
@@ -121,15 +131,61 @@ def _dense(g: _Graph, site: Site, layer: Dense, xs: list[str]) -> str:
     return g.node("Gemm", [xs[0], w, b], _output(site, "dense"))
 
 
+def _pads(sides: tuple[int, int, int, int]) -> list[int]:
+    """ONNX's pads of an image's (top, bottom, left, right): the starts of
+    both axes, then their ends."""
+    top, bottom, left, right = sides
+    return [top, left, bottom, right]
+
+
 def _conv(g: _Graph, site: Site, layer: Conv2D, xs: list[str]) -> str:
     w, b = g.product_weights(site, layer)
-    return g.node("Conv", [xs[0], w, b], _output(site, "conv"), kernel_shape=list(layer.kernel_size),
-                  strides=list(layer.stride), pads=list(layer.padding) * 2)
+    inputs = [xs[0], w] + ([b] if b is not None else [])
+    extra = {}  # written where they are not ONNX's defaults: older models' files stay as they were
+    if layer.dilation_rate != (1, 1):
+        extra["dilations"] = list(layer.dilation_rate)
+    if layer.groups != 1:
+        extra["group"] = layer.groups
+    return g.node("Conv", inputs, _output(site, "conv"), kernel_shape=list(layer.kernel_size),
+                  strides=list(layer.stride), pads=_pads(layer.sides), **extra)
 
 
 def _maxpool(g: _Graph, site: Site, layer: MaxPool2D, xs: list[str]) -> str:
     return g.node("MaxPool", [xs[0]], _output(site, "maxpool"), kernel_shape=list(layer.pool_size),
-                  strides=list(layer.stride), pads=list(layer.padding) * 2)
+                  strides=list(layer.stride), pads=_pads(layer.sides))
+
+
+def _avgpool(g: _Graph, site: Site, layer: AveragePooling2D, xs: list[str]) -> str:
+    """AveragePool whose means leave the padding out (count_include_pad=0), as the layer's."""
+    return g.node("AveragePool", [xs[0]], _output(site, "avgpool"), kernel_shape=list(layer.pool_size),
+                  strides=list(layer.stride), pads=_pads(layer.sides), count_include_pad=0)
+
+
+def _global_pool(op: str) -> Callable:
+    """A writer of GlobalMaxPool or GlobalAveragePool, which give (n, c, 1, 1),
+    then Flatten(axis=1) to (n, c) unless the layer keeps the dimensions."""
+    def write(g: _Graph, site: Site, layer, xs: list[str]) -> str:
+        role = op.lower()
+        if layer.keepdims:
+            return g.node(op, xs, _output(site, role))
+        pooled = g.node(op, xs, _output(site, f"{role}_images"))
+        return g.node("Flatten", [pooled], _output(site, role), axis=1)
+
+    return write
+
+
+def _upsample(g: _Graph, site: Site, layer: UpSampling2D, xs: list[str]) -> str:
+    """Resize by the scales (1, 1, sh, sw), nearest: with asymmetric
+    coordinates and floor rounding, output pixel y reads y // sh, exactly."""
+    scales = g.constant(f"{site.index}.scales", np.array([1, 1, *layer.size], np.float32))
+    return g.node("Resize", [xs[0], "", scales], _output(site, "resize"), mode="nearest",
+                  coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+
+
+def _zero_pad(g: _Graph, site: Site, layer: ZeroPadding2D, xs: list[str]) -> str:
+    top, bottom, left, right = layer.sides
+    pads = g.constant(f"{site.index}.pads", np.array([0, 0, top, left, 0, 0, bottom, right], np.int64))
+    return g.node("Pad", [xs[0], pads], _output(site, "pad"), mode="constant")
 
 
 def _reshape(g: _Graph, site: Site, layer: Reshape, xs: list[str]) -> str:
@@ -225,6 +281,11 @@ NODES: dict[type, Callable] = {
     Softmax: _operator("Softmax", axis=-1),
     Conv2D: _conv,
     MaxPool2D: _maxpool,
+    AveragePooling2D: _avgpool,
+    GlobalMaxPooling2D: _global_pool("GlobalMaxPool"),
+    GlobalAveragePooling2D: _global_pool("GlobalAveragePool"),
+    UpSampling2D: _upsample,
+    ZeroPadding2D: _zero_pad,
     Flatten: _operator("Flatten", axis=1),
     Reshape: _reshape,
     Dropout: _operator("Identity"),  # inference: passes its input through

@@ -1,12 +1,16 @@
 """Layers, each with a forward and a backward pass: Dense, the activations,
-the image layers Conv2D and MaxPool2D, Flatten and Reshape, Dropout, the
-normalizations BatchNormalization and LayerNormalization, and the merge
-layers Add, Subtract, Multiply, Average and Concatenate."""
+the image layers Conv2D, MaxPool2D, AveragePooling2D, GlobalMaxPooling2D,
+GlobalAveragePooling2D, UpSampling2D and ZeroPadding2D, Flatten and
+Reshape, Dropout, the normalizations BatchNormalization and
+LayerNormalization, and the merge layers Add, Subtract, Multiply, Average
+and Concatenate."""
 
 from .activations import Activation, ReLU, Sigmoid, Softmax, TanH
 from .base import Context, Layer, Parameter
 from .registry import LAYER_TYPES
-from .conv import Conv2D, MaxPool2D
+from .conv import Conv2D
+from .pooling import AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
+from .resizing import UpSampling2D, ZeroPadding2D
 from .dense import Dense
 from .dropout import Dropout
 from .merge import Add, Average, Concatenate, Merge, Multiply, Subtract
@@ -25,6 +29,11 @@ __all__ = [
     "Softmax",
     "Conv2D",
     "MaxPool2D",
+    "AveragePooling2D",
+    "GlobalMaxPooling2D",
+    "GlobalAveragePooling2D",
+    "UpSampling2D",
+    "ZeroPadding2D",
     "Flatten",
     "Reshape",
     "Dropout",

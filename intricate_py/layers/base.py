@@ -184,7 +184,8 @@ class Layer:
     #: a recorded training step may be replayed without running call again
     replayable: ClassVar[bool] = True
     #: the tensors a file holds for a built layer of this type (a file
-    #: without them cannot fill it), by the names state_dict gives
+    #: without them cannot fill it), by the names state_dict gives; an
+    #: instance may narrow it (a Conv2D made with use_bias=False)
     file_tensors: ClassVar[tuple[str, ...]] = ()
     #: True while the layer trains on its own (a model's fit sets its contexts instead)
     training: bool = False

@@ -1,6 +1,8 @@
-"""Image layers on NCHW batches (n, channels, height, width): Conv2D and
-MaxPool2D. Only output-side sizes are declared; input channels
-and spatial sizes come from the previous layer or the model's input_size."""
+"""Conv2D, the convolution of NCHW batches (n, channels, height, width).
+Only output-side sizes are declared; input channels and spatial sizes come
+from the previous layer or the model's input_size. (The pooling layers,
+MaxPool2D among them, are in :mod:`.pooling`; MaxPool2D is still importable
+from here.)"""
 
 from __future__ import annotations
 
@@ -11,216 +13,261 @@ import numpy as np
 
 from .. import _checks
 from ..backends import Array
-from ..backends.base import window_positions
-from ..naming import shape_text
-from .base import Context, Layer, Shape, WeightedLayer
+from ..backends.base import Sides
+from .base import Context, Shape, WeightedLayer
+from .images import Padding, geometry_text, image_shape, pair, padding_argument, padding_sides
+from .images import strides_argument, window_output
+from .pooling import MaxPool2D
 
-
-def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints (height, width), each at least ``minimum``."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
-    try:
-        h, w = pair
-    except (TypeError, ValueError):
-        raise ValueError(f"expected an integer or a pair of integers. Received: {name}={value!r}") from None
-    for v in (h, w):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-            kind = "positive" if minimum == 1 else "non-negative"
-            raise ValueError(f"expected {kind} integers. Received: {name}={value!r}")
-    return int(h), int(w)
-
-
-def _image_shape(input_shape: Shape) -> Shape:
-    if len(input_shape) != 3:
-        raise ValueError(
-            f"expects images of shape (channels, height, width), received {shape_text(input_shape)}"
-        )
-    return input_shape
-
-
-def _window_output(size: tuple[int, int], window, stride, padding, what: str) -> tuple[int, int]:
-    """Output (height, width) of a sliding window; ValueError if it does not fit."""
-    (h, w), (kh, kw), (ph, pw) = size, window, padding
-    if h + 2 * ph < kh or w + 2 * pw < kw:
-        raise ValueError(
-            f"has a {kh}×{kw} {what} larger than the {h}×{w} images"
-            + (f" (padded by {ph}×{pw})" if ph or pw else "") + " it receives"
-        )
-    return window_positions(size, window, stride, padding)
-
-
-def _geometry_text(window, stride, padding, default_stride) -> str:
-    text = f"{window[0]}×{window[1]}"
-    if stride != default_stride:
-        text += f", stride {stride[0]}" if stride[0] == stride[1] else f", stride {stride}"
-    if padding != (0, 0):
-        text += f", padding {padding[0]}" if padding[0] == padding[1] else f", padding {padding}"
-    return text
+__all__ = ["Conv2D", "MaxPool2D"]
 
 
 class Conv2D(WeightedLayer):
-    """2-D convolution (cross-correlation, as PyTorch's Conv2d):
-    ``y[n, f, i, j] = b[f] + Σ_{c, ki, kj} W[f, c, ki, kj] · x[n, c, i·s + ki - p, j·s + kj - p]``.
+    """2-D convolution (cross-correlation, as PyTorch's Conv2d), Keras 3's
+    arguments in PyTorch's layout:
+    ``y[n, f, i, j] = b[f] + Σ_{c, ki, kj} W[f, c, ki, kj] · x[n, k·cg + c, i·sh + ki·dh - top, j·sw + kj·dw - left]``
+    where k = f // (filters / groups) is the group of filter f and c runs
+    over its cg = in_channels / groups channels.
 
-    ``weights`` has PyTorch's shape (filters, in_channels, kernel_h, kernel_w),
-    ``biases`` (filters,). Computed as a matrix product of image patches
-    (im2col), so it runs on the same matmul as Dense.
+    * ``strides`` (int or (h, w)); ``stride`` is its older name, still accepted;
+    * ``padding``: "valid" (none), "same" (Keras's and TensorFlow's: ceil(in / stride)
+      outputs, the total padding max((out - 1)·stride + (k - 1)·dilation + 1 - in, 0)
+      split with the odd row or column below or to the right), or an int or
+      (h, w) pair of rows and columns on every side (as PyTorch's);
+    * ``dilation_rate`` (int or (h, w)): the kernel's taps that many pixels apart;
+    * ``groups``: the channels and filters in that many groups, each filter
+      seeing its group's channels only (both must divide by it);
+      ``groups == in_channels`` is a depthwise convolution;
+    * ``use_bias=False``: no ``b`` (a file holds ``weight`` alone).
 
-    Shapes: x (n, c, h, w) -> y (n, filters, oh, ow), oh = (h + 2p - k) // s + 1.
+    ``weights`` has PyTorch's shape (filters, in_channels / groups, kh, kw),
+    ``biases`` (filters,). Computed as matrix products of image patches
+    (im2col) on the same matmul as Dense: one product a pass, or one a group
+    (``groups`` products of 1/groups the size, each a dispatch on the GPU).
+
+    Shapes: x (n, c, h, w) -> y (n, filters, oh, ow),
+    oh = (h + top + bottom - (kh - 1)·dh - 1) // sh + 1.
     """
 
     def __init__(
         self,
         filters: int,
         kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] = 0,
+        strides: int | tuple[int, int] | None = None,
+        padding: str | int | tuple[int, int] = "valid",
         input_shape: tuple[int, int, int] | None = None,
         weight_init: str = "glorot_uniform",
         bias_init: str = "zeros",
         name: str | None = None,
+        *,
+        dilation_rate: int | tuple[int, int] = 1,
+        groups: int = 1,
+        use_bias: bool = True,
+        stride: int | tuple[int, int] | None = None,
     ):
         super().__init__(name)
         self.filters = _checks.positive_int(filters, "filters")
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding", minimum=0)
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = strides_argument(strides, stride, (1, 1))
+        self.padding: Padding = padding_argument(padding)
+        self.dilation_rate = pair(dilation_rate, "dilation_rate")
+        self.groups = _checks.positive_int(groups, "groups")
+        if self.filters % self.groups:
+            raise ValueError(f"expected filters divisible by groups. Received: filters={filters!r}, groups={groups!r}")
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise ValueError(f"expected True or False. Received: use_bias={use_bias!r}")
+        self.use_bias = bool(use_bias)
+        if not self.use_bias:
+            self.file_tensors = ("weight",)
         if input_shape is not None:
             self.input_shape = tuple(_checks.positive_int(s, "input_shape") for s in input_shape)
         self._use_initializers(weight_init, bias_init)
 
+    @property
+    def strides(self) -> tuple[int, int]:
+        """The stride (height, width), Keras's name for ``stride``."""
+        return self.stride
+
     def output_shape_for(self, input_shape: Shape) -> Shape:
-        _, h, w = _image_shape(input_shape)
-        return (self.filters, *_window_output((h, w), self.kernel_size, self.stride, self.padding, "kernel"))
+        c, h, w = image_shape(input_shape)
+        if c % self.groups:
+            raise ValueError(f"expects input channels divisible by groups={self.groups}, "
+                             f"received {c} channels")
+        sides = self.sides_for((h, w))
+        return (self.filters, *window_output((h, w), self.kernel_size, self.stride, sides, "kernel",
+                                             self.dilation_rate))
+
+    def sides_for(self, size: tuple[int, int]) -> Sides:
+        """The padding (top, bottom, left, right) of images of ``size`` (h, w)."""
+        return padding_sides(self.padding, size, self.kernel_size, self.stride, self.dilation_rate)
+
+    @property
+    def sides(self) -> Sides:
+        """The padding (top, bottom, left, right) of the layer's input images."""
+        return self.sides_for(self.input_shape[1:])
 
     def create_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        c, (kh, kw) = self.input_shape[0], self.kernel_size
-        return self._initial_values(rng, (self.filters, c, kh, kw), self.filters, c * kh * kw, self.filters * kh * kw)
+        per_group, (kh, kw) = self.input_shape[0] // self.groups, self.kernel_size
+        values = self._initial_values(rng, (self.filters, per_group, kh, kw), self.filters,
+                                      per_group * kh * kw, self.filters * kh * kw)
+        if not self.use_bias:
+            del values["b"]
+        return values
 
     @property
     def _patch(self) -> int:
-        return self.input_shape[0] * self.kernel_size[0] * self.kernel_size[1]
+        """The columns of a group's patches, c/groups · kh · kw."""
+        return self.input_shape[0] // self.groups * self.kernel_size[0] * self.kernel_size[1]
 
     def _matrix(self, param: Array) -> Array:
-        """W (or dW) as the (filters, c·kh·kw) matrix of the product."""
+        """W (or dW) as the (filters, c/groups·kh·kw) matrix of the product."""
         return self.backend.view(param, 0, (self.filters, self._patch))
+
+    def _block(self, a: Array, k: int, rows: int, columns: int) -> Array:
+        """Group ``k``'s (rows, columns) matrix of ``a``, which holds
+        ``groups`` of them one after the other."""
+        return self.backend.view(a, k * rows * columns, (rows, columns))
+
+    def _bias(self) -> Array | None:
+        return self.params["b"].value if self.use_bias else None
 
     # -------------------------------------------------------------- computing
     def call(self, ctx: Context, x: Array) -> Array:
         n, pixels = x.shape[0], math.prod(self.output_shape[1:])
-        backend, params = self.backend, self.params
-        cols = ctx.cols = ctx.buffer("cols", n * pixels, (self._patch,))
-        backend.im2col(x, cols, self.kernel_size, self.stride, self.padding)
+        backend, groups = self.backend, self.groups
+        cols = ctx.cols = ctx.buffer("cols", groups * n * pixels, (self._patch,))
+        backend.im2col(x, cols, self.kernel_size, self.stride, self.sides, self.dilation_rate, groups)
         rows = ctx.buffer("rows", n * pixels, (self.filters,))
-        backend.matmul(cols, self._matrix(params["W"].value), rows, transpose_b=True)  # patches · Wᵀ
+        weights = self.params["W"].value
+        if groups == 1:
+            backend.matmul(cols, self._matrix(weights), rows, transpose_b=True)  # patches · Wᵀ
+        else:
+            per_group = self.filters // groups
+            for k in range(groups):
+                backend.matmul(self._block(cols, k, n * pixels, self._patch),
+                               self._block(weights, k, per_group, self._patch),
+                               self._block(rows, k, n * pixels, per_group), transpose_b=True)
         y = ctx.buffer("y", n, self.output_shape)
-        backend.to_channels_first(rows, y, bias=params["b"].value)
+        backend.to_channels_first(rows, y, bias=self._bias(), groups=groups)
         return y
 
     def parameter_gradients(self, ctx: Context, grad: Array) -> None:
         n, pixels = grad.shape[0], math.prod(self.output_shape[1:])
-        W, b = self.params["W"], self.params["b"]
+        backend, groups, W = self.backend, self.groups, self.params["W"]
         # the forward's rows buffer is free once y is written: it takes dY by pixel
         dy = ctx.dy_rows = ctx.buffer("rows", n * pixels, (self.filters,))
-        self.backend.to_channels_last(grad, dy)
-        self.backend.matmul(dy, ctx.cols, self._matrix(W.grad), transpose_a=True)  # dW = dYᵀ · patches
-        self.backend.sum_rows(dy, b.grad)  # db = Σ dY over samples and pixels
+        backend.to_channels_last(grad, dy, groups)
+        if groups == 1:
+            backend.matmul(dy, ctx.cols, self._matrix(W.grad), transpose_a=True)  # dW = dYᵀ · patches
+            if self.use_bias:
+                backend.sum_rows(dy, self.params["b"].grad)  # db = Σ dY over samples and pixels
+            return
+        per_group = self.filters // groups
+        for k in range(groups):
+            backend.matmul(self._block(dy, k, n * pixels, per_group), self._block(ctx.cols, k, n * pixels, self._patch),
+                           self._block(W.grad, k, per_group, self._patch), transpose_a=True)
+        if self.use_bias:
+            for k in range(groups):
+                backend.sum_rows(self._block(dy, k, n * pixels, per_group),
+                                 backend.view(self.params["b"].grad, k * per_group, (per_group,)))
 
     def backward(self, ctx: Context, grad: Array) -> Array:
         self.parameter_gradients(ctx, grad)
         # dW has read the patches: their buffer now takes dpatchesᵀ = Wᵀ · dYᵀ,
-        # by column, the layout col2im reads without reordering
+        # by column, the layout col2im reads without reordering (a group's
+        # block of rows after another's)
         n, pixels = grad.shape[0], math.prod(self.output_shape[1:])
-        dcols_t = self.backend.view(ctx.cols, 0, (self._patch, n * pixels))
-        self.backend.matmul(self._matrix(self.params["W"].value), ctx.dy_rows, dcols_t,
-                            transpose_a=True, transpose_b=True)
+        backend, groups, weights = self.backend, self.groups, self.params["W"].value
+        per_group = self.filters // groups
+        for k in range(groups):
+            backend.matmul(self._block(weights, k, per_group, self._patch),
+                           self._block(ctx.dy_rows, k, n * pixels, per_group),
+                           self._block(ctx.cols, k, self._patch, n * pixels), transpose_a=True, transpose_b=True)
+        dcols_t = backend.view(ctx.cols, 0, (groups * self._patch, n * pixels))
         dx = ctx.buffer("dx", n, self.input_shape)
-        self.backend.col2im(dcols_t, dx, self.kernel_size, self.stride, self.padding)
+        backend.col2im(dcols_t, dx, self.kernel_size, self.stride, self.sides, self.dilation_rate)
         return dx
 
     # ------------------------------------------------------------ description
+    @property
+    def biases(self) -> np.ndarray:
+        """b as a numpy array; AttributeError for a layer made with use_bias=False."""
+        self._check_bias()
+        return self._read("b")
+
+    @biases.setter
+    def biases(self, value) -> None:
+        self._check_bias()
+        self._assign("b", value)
+
+    def _check_bias(self) -> None:
+        if not self.use_bias:
+            raise AttributeError(f"{self!r} has no biases: it was made with use_bias=False")
+
     def to_file(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"weight": values["W"], "bias": values["b"]} if values else {}  # PyTorch's layout already
+        if not values:
+            return {}
+        if not self.use_bias:
+            return {"weight": values["W"]}
+        return {"weight": values["W"], "bias": values["b"]}  # PyTorch's layout already
 
     def from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
         if not tensors:
             return None, {}
         kh, kw = self.kernel_size
-        weight, bias = self._file_tensors(
-            tensors,
-            lambda w, b: w.ndim == 4 and w.shape[0] == self.filters and w.shape[2:] == self.kernel_size
-            and b.shape == (self.filters,),
-            f"({self.filters}, channels, {kh}, {kw})", self.filters,
-        )
+        shape_text = f"({self.filters}, channels / {self.groups}, {kh}, {kw})" if self.groups > 1 \
+            else f"({self.filters}, channels, {kh}, {kw})"
+
+        def fits(w: np.ndarray) -> bool:
+            return w.ndim == 4 and w.shape[0] == self.filters and w.shape[2:] == self.kernel_size
+
+        if self.use_bias:
+            weight, bias = self._file_tensors(tensors, lambda w, b: fits(w) and b.shape == (self.filters,),
+                                              shape_text, self.filters)
+            values = {"W": weight, "b": bias}
+        else:
+            weight = self._weight_alone(tensors, fits, shape_text)
+            values = {"W": weight}
         if self.input_shape is None:
             raise ValueError(f"{self!r} needs its input_shape (channels, height, width) to take weights")
-        return (weight.shape[1], *self.input_shape[1:]), {"W": weight, "b": bias}
+        return (weight.shape[1] * self.groups, *self.input_shape[1:]), values
+
+    def _weight_alone(self, tensors: dict[str, np.ndarray], fits, shape_text: str) -> np.ndarray:
+        """A file's weight for a layer without biases, or ValueError."""
+        if set(tensors) != {"weight"}:
+            raise ValueError(f"{self!r} expects tensors ['weight'] (it has no biases). Received: {sorted(tensors)}")
+        weight = tensors["weight"]
+        if not fits(weight):
+            raise ValueError(f"{self!r} expects weight of shape {shape_text}. Received: weight {weight.shape}")
+        return weight
 
     def get_config(self) -> dict[str, Any]:
+        # the keys a file of an older version holds keep their names and
+        # forms; the newer options appear only when they are not the default
         config: dict[str, Any] = {"filters": self.filters, "kernel_size": list(self.kernel_size)}
         if self.stride != (1, 1):
             config["stride"] = list(self.stride)
-        if self.padding != (0, 0):
+        if self.padding == "same":
+            config["padding"] = "same"
+        elif self.padding != (0, 0):
             config["padding"] = list(self.padding)
+        if self.dilation_rate != (1, 1):
+            config["dilation_rate"] = list(self.dilation_rate)
+        if self.groups != 1:
+            config["groups"] = self.groups
+        if not self.use_bias:
+            config["use_bias"] = False
         if self.input_shape is not None:
             config["input_shape"] = list(self.input_shape)
         return {**config, **self._initializer_config()}
 
     def __repr__(self) -> str:
-        geometry = _geometry_text(self.kernel_size, self.stride, self.padding, (1, 1))
+        geometry = geometry_text(self.kernel_size, self.stride, self.padding, (1, 1), self.dilation_rate)
+        if self.groups != 1:
+            geometry += f", groups {self.groups}"
+        if not self.use_bias:
+            geometry += ", no bias"
         if self.input_shape is None:
             return f"Conv2D({self.filters}, {geometry})"
         return f"Conv2D({self.input_shape[0]}→{self.filters}, {geometry})"
 
-
-class MaxPool2D(Layer):
-    """The maximum of each ``pool_size`` window, at ``stride`` (the pool size
-    by default), over zero-or-more ``padding`` that counts as -inf. The
-    gradient goes to the first maximum of each window, as PyTorch's.
-
-    Shapes: x (n, c, h, w) -> y (n, c, oh, ow), oh = (h + 2p - k) // s + 1.
-    """
-
-    def __init__(
-        self,
-        pool_size: int | tuple[int, int],
-        stride: int | tuple[int, int] | None = None,
-        padding: int | tuple[int, int] = 0,
-        name: str | None = None,
-    ):
-        super().__init__(name)
-        self.pool_size = _pair(pool_size, "pool_size")
-        self.stride = self.pool_size if stride is None else _pair(stride, "stride")
-        self.padding = _pair(padding, "padding", minimum=0)
-        if self.padding[0] > self.pool_size[0] // 2 or self.padding[1] > self.pool_size[1] // 2:
-            raise ValueError(
-                f"expected padding at most half the pool size, as PyTorch requires. "
-                f"Received: padding={padding!r} with pool_size={pool_size!r}"
-            )
-
-    def output_shape_for(self, input_shape: Shape) -> Shape:
-        c, h, w = _image_shape(input_shape)
-        return (c, *_window_output((h, w), self.pool_size, self.stride, self.padding, "pool"))
-
-    def call(self, ctx: Context, x: Array) -> Array:
-        n = x.shape[0]
-        y = ctx.buffer("y", n, self.output_shape)
-        ctx.argmax = ctx.buffer("argmax", n, self.output_shape, np.int32)
-        self.backend.maxpool2d(x, y, ctx.argmax, self.pool_size, self.stride, self.padding)
-        return y
-
-    def backward(self, ctx: Context, grad: Array) -> Array:
-        dx = ctx.buffer("dx", grad.shape[0], self.input_shape)
-        self.backend.maxpool2d_grad(grad, ctx.argmax, dx, self.pool_size, self.stride, self.padding)
-        return dx
-
-    def get_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"pool_size": list(self.pool_size)}
-        if self.stride != self.pool_size:
-            config["stride"] = list(self.stride)
-        if self.padding != (0, 0):
-            config["padding"] = list(self.padding)
-        return config
-
-    def __repr__(self) -> str:
-        return f"MaxPool2D({_geometry_text(self.pool_size, self.stride, self.padding, self.pool_size)})"

@@ -166,7 +166,7 @@ def _layer_index(name: str) -> int | None:
 
 
 def _holds_tensors(layer: "Layer") -> bool:
-    return bool(layer.params or type(layer).file_tensors)
+    return bool(layer.params or layer.file_tensors)
 
 
 def fill_layers(layers: list, per_layer: list[dict], path: Path, backend=None) -> None:
@@ -185,7 +185,7 @@ def fill_layers(layers: list, per_layer: list[dict], path: Path, backend=None) -
 
 
 def _missing(i: int, layer: "Layer") -> str:
-    names = sorted(layer.file_shapes()) if layer.params else sorted(type(layer).file_tensors)
+    names = sorted(layer.file_shapes()) if layer.params else sorted(layer.file_tensors)
     return f"layer {i} {layer!r} holds parameters, but the file has no tensors for it " \
            f"(expected {', '.join(f'{i}.{n}' for n in names)})"
 
