@@ -418,7 +418,7 @@ def _with_statistics(model: Model, seed: int) -> Model:
     """Random gamma, beta and moving statistics in every normalization, and biases."""
     rng = rng_of(seed)
     for layer in model.layers:
-        if isinstance(layer, (Dense, Conv2D)):
+        if isinstance(layer, (Dense, Conv2D)) and "b" in layer.params:
             layer.biases = rng.normal(0, 0.5, layer.biases.shape)
         if isinstance(layer, (BatchNormalization, LayerNormalization)):
             built(layer, layer.input_shape, layer.backend, seed=int(rng.integers(100)))
