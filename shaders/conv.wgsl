@@ -2,19 +2,26 @@
 // (im2col): patches to rows and back, and channel-first / channel-last
 // reordering. The products themselves are matmul.wgsl's.
 //
+// includes: activation_functions.wgsl
+//
 // Entry points (x is NCHW: n × c × h × w; a patch row is c × kh × kw):
 //   im2col             out[(n, i, j), (c, ki, kj)] = x[n, c, i·sh + ki - ph, j·sw + kj - pw]
 //                      (0 in the padding); out is (n·oh·ow) × (c·kh·kw)
 //   col2im             out[n, c, y, x] = Σ over the patch entries read from (y, x)
 //                      of src, laid out (c·kh·kw) × (n·oh·ow) (im2col's layout
 //                      transposed): the adjoint of im2col, gathered (no atomics)
-//   to_channels_first  out[n, f, q] = src[(n·p + q), f] (+ bias[f]), p = oh·ow
-//   to_channels_last   out[(n·p + q), f] = src[n, f, q]
+//   to_channels_first  out[n, f, q] = src[(n·p + q), f] (+ bias[f]), p = oh·ow; with
+//                      activation = 1 + kind (an ACTIVATION_* constant, param its
+//                      scalar), f of that (activation_functions.wgsl's activate)
+//   to_channels_last   out[(n·p + q), f] = src[n, f, q]; with grad_kind = 1 + kind,
+//                      src[n, f, q] · f'(z) from the saved output aux[n, f, q] = f(z)
+//                      (gradient_from_output)
 // Bindings (group 0):
 //   0 params  uniform Params, one slot per dispatch (dynamic offset)
 //   1 src     storage, read        from element src_off
 //   2 bias    storage, read        f values from bias_off, read when has_bias = 1
 //   3 out     storage, read_write  from element out_off
+//   4 aux     storage, read        laid out as src, from aux_off, read when grad_kind > 0
 // Dispatch: one invocation per output element, 256 a workgroup, (x, y) layout.
 
 struct Params {
@@ -22,13 +29,15 @@ struct Params {
   w: u32, kh: u32, kw: u32, sh: u32,
   sw: u32, ph: u32, pw: u32, oh: u32,
   ow: u32, src_off: u32, out_off: u32, bias_off: u32,
-  has_bias: u32, f: u32, p: u32, _pad: u32,
+  has_bias: u32, f: u32, p: u32, activation: u32,
+  grad_kind: u32, aux_off: u32, param: f32, _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> aux: array<f32>;
 
 fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
   return (wid.y * groups.x + wid.x) * 256u + lid.x;
@@ -96,6 +105,7 @@ fn to_channels_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
   let n = e / (params.p * params.f);
   var v = src[params.src_off + (n * params.p + q) * params.f + f];
   if (params.has_bias == 1u) { v = v + bias[params.bias_off + f]; }
+  if (params.activation != 0u) { v = activate(params.activation - 1u, v, params.param); }
   out[params.out_off + e] = v;
 }
 
@@ -107,5 +117,8 @@ fn to_channels_last(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
   let f = e % params.f;
   let q = (e / params.f) % params.p;
   let n = e / (params.f * params.p);
-  out[params.out_off + e] = src[params.src_off + (n * params.f + f) * params.p + q];
+  let at = (n * params.f + f) * params.p + q;
+  var v = src[params.src_off + at];
+  if (params.grad_kind != 0u) { v = gradient_from_output(params.grad_kind - 1u, aux[params.aux_off + at], v, params.param); }
+  out[params.out_off + e] = v;
 }
