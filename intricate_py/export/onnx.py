@@ -13,7 +13,12 @@ Gemm's B), Conv2D -> Conv and MaxPool2D -> MaxPool (PyTorch's and ONNX's
 conventions agree: cross-correlation, padding that MaxPool ignores, floor
 mode), Flatten -> Flatten(axis=1), Reshape -> Reshape to (0, *shape) (0
 keeps the batch dimension), Dropout -> Identity, the activations to their
-operators; Add -> Add (Sum for more than two), Subtract -> Sub, Multiply ->
+operators (LeakyReLU -> LeakyRelu, ELU -> Elu, Softplus -> Softplus), or,
+where opset 17 has none, to their formulas: GELU -> x · (1 + Erf(x / √2)) / 2
+(Gelu is opset 20's), its tanh form -> x · Sigmoid(2 √(2/π) (x + 0.044715 x³))
+(as intricate computes it: the same as x (1 + tanh(...)) / 2 without its
+cancellation), SiLU -> x · Sigmoid(x); a Dense's or Conv2D's activation=
+follows its Gemm or Conv as the same nodes. Add -> Add (Sum for more than two), Subtract -> Sub, Multiply ->
 Mul (a chain of them for more than two), Average -> Add or Sum, then Mul by
 1/k (as intricate computes it: the sum times the float 1/k),
 Concatenate -> Concat on the layer's axis (which, as ONNX's, counts the
@@ -32,8 +37,8 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..layers import (Add, Average, Concatenate, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Multiply, ReLU, Reshape,
-                      Sigmoid, Softmax, Subtract, TanH)
+from ..layers import (ELU, GELU, ActivationFunction, Add, Average, Concatenate, Conv2D, Dense, Dropout, Flatten,
+                      LeakyReLU, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, SiLU, Softmax, Softplus, Subtract, TanH)
 from ..saving import atomic_write
 from .common import Site, architecture_lines, exported_layers, exported_nodes, io_names
 
@@ -99,14 +104,72 @@ class _Graph:
 def _dense(g: _Graph, site: Site, layer: Dense, xs: list[str]) -> str:
     i = site.index
     w, b = g.weight(f"{i}.weight", layer.weights), g.weight(f"{i}.bias", layer.biases)
-    return g.node("Gemm", [xs[0], w, b], _output(site, "dense"))
+    y = g.node("Gemm", [xs[0], w, b], _output(site, "dense"))
+    return _own_activation(g, site, layer, y, "dense")
 
 
 def _conv(g: _Graph, site: Site, layer: Conv2D, xs: list[str]) -> str:
     i = site.index
     w, b = g.weight(f"{i}.weight", layer.weights), g.weight(f"{i}.bias", layer.biases)
-    return g.node("Conv", [xs[0], w, b], _output(site, "conv"), kernel_shape=list(layer.kernel_size),
-                  strides=list(layer.stride), pads=list(layer.padding) * 2)
+    y = g.node("Conv", [xs[0], w, b], _output(site, "conv"), kernel_shape=list(layer.kernel_size),
+               strides=list(layer.stride), pads=list(layer.padding) * 2)
+    return _own_activation(g, site, layer, y, "conv")
+
+
+def _own_activation(g: _Graph, site: Site, layer: Dense | Conv2D, y: str, role: str) -> str:
+    """The nodes of a Dense's or Conv2D's activation= after its product
+    ``y``, named ``{i}.dense.relu`` and so on; ``y`` itself without one."""
+    if layer.function is None:
+        return y
+    return _activation(g, site, layer.function, y, f"{role}.{layer.activation}")
+
+
+#: the activations that are one operator of opset 17: (operator, the attribute taking the param)
+_OPERATORS = {
+    "tanh": ("Tanh", None), "sigmoid": ("Sigmoid", None), "relu": ("Relu", None),
+    "leaky_relu": ("LeakyRelu", "alpha"), "elu": ("Elu", "alpha"), "softplus": ("Softplus", None),
+}
+_FRAC_1_SQRT_2 = 0.7071067811865476
+_TWO_SQRT_2_OVER_PI = 1.5957691216057308
+
+
+def _activation(g: _Graph, site: Site, function: ActivationFunction, x: str, role: str) -> str:
+    """The nodes computing ``function`` of ``x``, the last (its output)
+    named ``{i}.{role}``, those before it ``{i}.{role}.{part}``, its
+    constants ``{i}.{role}.{name}``."""
+    kind, param = function
+    out = _output(site, role)
+    if kind == "softmax":
+        return g.node("Softmax", [x], out, axis=-1)
+    if kind in _OPERATORS:
+        op, attribute = _OPERATORS[kind]
+        return g.node(op, [x], out, **({attribute: param} if attribute else {}))
+
+    def part(name: str) -> str:
+        return _output(site, f"{role}.{name}")
+
+    def constant(name: str, value: float) -> str:
+        return g.weight(f"{site.index}.{role}.{name}", np.array(value, np.float32))
+
+    if kind == "silu":
+        return g.node("Mul", [x, g.node("Sigmoid", [x], part("sigmoid"))], out)
+    if kind == "gelu_tanh":  # x σ(c (x + k x³)), c = 2 √(2/π)
+        cube = g.node("Mul", [g.node("Mul", [x, x], part("square")), x], part("cube"))
+        inner = g.node("Add", [x, g.node("Mul", [cube, constant("k", 0.044715)], part("kcube"))], part("inner"))
+        s = g.node("Sigmoid", [g.node("Mul", [inner, constant("c", _TWO_SQRT_2_OVER_PI)], part("arg"))], part("sigmoid"))
+        return g.node("Mul", [x, s], out)
+    # gelu: x (1 + erf(x / √2)) / 2
+    erf = g.node("Erf", [g.node("Mul", [x, constant("scale", _FRAC_1_SQRT_2)], part("scaled"))], part("erf"))
+    cdf = g.node("Mul", [g.node("Add", [erf, constant("one", 1.0)], part("sum")), constant("half", 0.5)], part("cdf"))
+    return g.node("Mul", [x, cdf], out)
+
+
+def _function_of_layer(role: str) -> Callable:
+    """A writer of an activation layer through :func:`_activation`."""
+    def write(g: _Graph, site: Site, layer, xs: list[str]) -> str:
+        return _activation(g, site, layer.function, xs[0], role)
+
+    return write
 
 
 def _maxpool(g: _Graph, site: Site, layer: MaxPool2D, xs: list[str]) -> str:
@@ -177,6 +240,11 @@ NODES: dict[type, Callable] = {
     Sigmoid: _operator("Sigmoid"),
     ReLU: _operator("Relu"),
     Softmax: _operator("Softmax", axis=-1),
+    LeakyReLU: _function_of_layer("leakyrelu"),
+    ELU: _function_of_layer("elu"),
+    GELU: _function_of_layer("gelu"),
+    SiLU: _function_of_layer("silu"),
+    Softplus: _function_of_layer("softplus"),
     Conv2D: _conv,
     MaxPool2D: _maxpool,
     Flatten: _operator("Flatten", axis=1),

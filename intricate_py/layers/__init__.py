@@ -2,7 +2,8 @@
 the image layers Conv2D and MaxPool2D, Flatten and Reshape, Dropout, and the
 merge layers Add, Subtract, Multiply, Average and Concatenate."""
 
-from .activations import Activation, ReLU, Sigmoid, Softmax, TanH
+from .activations import (ELU, GELU, Activation, ActivationFunction, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Softplus,
+                          Swish, TanH)
 from .base import Context, Layer, Parameter
 from .registry import LAYER_TYPES
 from .conv import Conv2D, MaxPool2D
@@ -21,6 +22,13 @@ __all__ = [
     "Sigmoid",
     "ReLU",
     "Softmax",
+    "LeakyReLU",
+    "ELU",
+    "GELU",
+    "SiLU",
+    "Swish",
+    "Softplus",
+    "ActivationFunction",
     "Conv2D",
     "MaxPool2D",
     "Flatten",

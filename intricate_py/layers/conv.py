@@ -13,7 +13,11 @@ from .. import _checks
 from ..backends import Array
 from ..backends.base import window_positions
 from ..naming import shape_text
+from .activations import KERAS_ACTIVATIONS, ActivationFunction, keras_activation
 from .base import Context, Layer, Shape, WeightedLayer
+
+#: Conv2D's activation= names: Keras's, but softmax (a Dense's, over a row of features)
+_CONV_ACTIVATIONS = tuple(name for name in KERAS_ACTIVATIONS if name != "softmax")
 
 
 def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
@@ -66,6 +70,10 @@ class Conv2D(WeightedLayer):
     ``biases`` (filters,). Computed as a matrix product of image patches
     (im2col), so it runs on the same matmul as Dense.
 
+    ``activation`` (Keras's names, as Dense's, but for "softmax") makes it
+    f of that, applied where the bias is added (where f's gradient comes
+    from its output or the model predicts; else after it, keeping its input).
+
     Shapes: x (n, c, h, w) -> y (n, filters, oh, ow), oh = (h + 2p - k) // s + 1.
     """
 
@@ -79,6 +87,7 @@ class Conv2D(WeightedLayer):
         weight_init: str = "glorot_uniform",
         bias_init: str = "zeros",
         name: str | None = None,
+        activation: str | None = None,
     ):
         super().__init__(name)
         self.filters = _checks.positive_int(filters, "filters")
@@ -88,6 +97,12 @@ class Conv2D(WeightedLayer):
         if input_shape is not None:
             self.input_shape = tuple(_checks.positive_int(s, "input_shape") for s in input_shape)
         self._use_initializers(weight_init, bias_init)
+        self.activation = keras_activation(activation, _CONV_ACTIVATIONS)
+
+    @property
+    def function(self) -> ActivationFunction | None:
+        """Its own activation (``activation=``), as the backends compute it."""
+        return None if self.activation is None else KERAS_ACTIVATIONS[self.activation]
 
     def output_shape_for(self, input_shape: Shape) -> Shape:
         _, h, w = _image_shape(input_shape)
@@ -113,16 +128,34 @@ class Conv2D(WeightedLayer):
         backend.im2col(x, cols, self.kernel_size, self.stride, self.padding)
         rows = ctx.buffer("rows", n * pixels, (self.filters,))
         backend.matmul(cols, self._matrix(params["W"].value), rows, transpose_b=True)  # patches · Wᵀ
-        y = ctx.buffer("y", n, self.output_shape)
-        backend.to_channels_first(rows, y, bias=params["b"].value)
+        y = ctx.y = ctx.buffer("y", n, self.output_shape)
+        function = self.function
+        if function is None or function.from_output or not ctx.training:
+            kind, param = (None, 0.0) if function is None else function
+            backend.to_channels_first(rows, y, bias=params["b"].value, activation=kind, activation_param=param)
+            return y
+        # the activation after the reordering, which keeps its input z for the gradient
+        z = ctx.z = ctx.buffer("z", n, self.output_shape)
+        backend.to_channels_first(rows, z, bias=params["b"].value)
+        function.apply(backend, z, y)
         return y
 
     def parameter_gradients(self, ctx: Context, grad: Array) -> None:
         n, pixels = grad.shape[0], math.prod(self.output_shape[1:])
         W, b = self.params["W"], self.params["b"]
-        # the forward's rows buffer is free once y is written: it takes dY by pixel
+        # the forward's rows buffer is free once y is written: it takes dZ by
+        # pixel, dZ = dY taken back through the activation (in the same pass
+        # where its gradient comes from its output)
         dy = ctx.dy_rows = ctx.buffer("rows", n * pixels, (self.filters,))
-        self.backend.to_channels_last(grad, dy)
+        function = self.function
+        if function is None:
+            self.backend.to_channels_last(grad, dy)
+        elif function.from_output:
+            self.backend.to_channels_last(grad, dy, grad_of=(function.kind, ctx.y), activation_param=function.param)
+        else:
+            dz = ctx.buffer("dz", n, self.output_shape)
+            function.gradient(self.backend, ctx.z, grad, dz)
+            self.backend.to_channels_last(dz, dy)
         self.backend.matmul(dy, ctx.cols, self._matrix(W.grad), transpose_a=True)  # dW = dYᵀ · patches
         self.backend.sum_rows(dy, b.grad)  # db = Σ dY over samples and pixels
 
@@ -164,10 +197,15 @@ class Conv2D(WeightedLayer):
             config["padding"] = list(self.padding)
         if self.input_shape is not None:
             config["input_shape"] = list(self.input_shape)
-        return {**config, **self._initializer_config()}
+        config.update(self._initializer_config())
+        if self.activation is not None:
+            config["activation"] = self.activation
+        return config
 
     def __repr__(self) -> str:
         geometry = _geometry_text(self.kernel_size, self.stride, self.padding, (1, 1))
+        if self.activation is not None:
+            geometry += f", {self.activation}"
         if self.input_shape is None:
             return f"Conv2D({self.filters}, {geometry})"
         return f"Conv2D({self.input_shape[0]}→{self.filters}, {geometry})"
