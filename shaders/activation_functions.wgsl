@@ -66,7 +66,7 @@ fn tanh_(x: f32) -> f32 {
     let x2 = x * x;
     return x + x * x2 * (-0.33333334 + x2 * (0.13333334 + x2 * (-0.053968254 + x2 * 0.021869488)));
   }
-  let e = exp(-2.0 * min(ax, 10.0));
+  let e = exp(-2.0 * select(ax, 10.0, ax > 10.0));  // not min(): NaN stays NaN
   return sign(x) * ((1.0 - e) / (1.0 + e));
 }
 
@@ -119,13 +119,13 @@ fn activate(kind: u32, x: f32, param: f32) -> f32 {
   switch kind {
     case ACTIVATION_TANH: { return tanh_(x); }
     case ACTIVATION_SIGMOID: { return sigmoid(x); }
-    case ACTIVATION_RELU: { return max(x, 0.0); }
+    case ACTIVATION_RELU: { return select(x, 0.0, x < 0.0); }  // not max(): NaN stays NaN
     case ACTIVATION_LEAKY_RELU: { return select(param * x, x, x > 0.0); }
     case ACTIVATION_ELU: { return select(param * expm1_(x), x, x > 0.0); }
     case ACTIVATION_GELU: { return x * normal_cdf(x); }
     case ACTIVATION_GELU_TANH: { return x * sigmoid(gelu_tanh_argument(x)); }
     case ACTIVATION_SILU: { return x * sigmoid(x); }
-    case ACTIVATION_SOFTPLUS: { return max(x, 0.0) + log1p_(exp_(-abs(x))); }
+    case ACTIVATION_SOFTPLUS: { return select(x, 0.0, x < 0.0) + log1p_(exp_(-abs(x))); }
     default: { return unknown_kind(); }
   }
 }
@@ -150,14 +150,11 @@ fn gradient_from_output(kind: u32, y: f32, dy: f32, param: f32) -> f32 {
   }
 }
 
-// gelu Φ(x) + x φ(x); gelu_tanh σ(v) + x v' σ'(v); silu σ(x) + x σ'(x); the
-// others their derivatives
+// tanh 4 σ'(2x); gelu Φ(x) + x φ(x); gelu_tanh σ(v) + x v' σ'(v); silu σ(x) + x σ'(x);
+// the others their derivatives
 fn gradient_from_input(kind: u32, x: f32, dy: f32, param: f32) -> f32 {
   switch kind {
-    case ACTIVATION_TANH: {
-      let t = tanh_(x);
-      return ((1.0 - t) * (1.0 + t)) * dy;
-    }
+    case ACTIVATION_TANH: { return 4.0 * sigmoid_slope(2.0 * x) * dy; }  // 1 - tanh² x, without 1 - t
     case ACTIVATION_SIGMOID: { return sigmoid_slope(x) * dy; }
     case ACTIVATION_RELU: { return select(0.0, dy, x > 0.0); }
     case ACTIVATION_LEAKY_RELU: { return select(param * dy, dy, x > 0.0); }

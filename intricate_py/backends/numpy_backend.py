@@ -61,7 +61,8 @@ def _elu(x, out, alpha) -> None:
 
 
 def _gelu(x, out, param) -> None:
-    np.copyto(out, x * special.normal_cdf(x), casting="same_kind")
+    with np.errstate(invalid="ignore"):  # -inf · 0 is NaN, as in PyTorch
+        np.copyto(out, x * special.normal_cdf(x), casting="same_kind")
 
 
 def _gelu_tanh_arguments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,13 +77,15 @@ def _gelu_tanh(x, out, param) -> None:
     v, _ = _gelu_tanh_arguments(x)
     s = np.empty_like(v)
     _sigmoid(v, s)
-    np.copyto(out, x * s, casting="same_kind")
+    with np.errstate(invalid="ignore"):
+        np.copyto(out, x * s, casting="same_kind")
 
 
 def _silu(x, out, param) -> None:
     s = np.empty_like(x)
     _sigmoid(x, s)
-    np.multiply(x, s, out=out)
+    with np.errstate(invalid="ignore"):
+        np.multiply(x, s, out=out)
 
 
 def _softplus(x, out, param) -> None:
@@ -126,7 +129,7 @@ def _softplus_grad(y, dy, out, param) -> None:
 
 
 def _tanh_grad_x(x, dy, out, param) -> None:
-    _tanh_grad(np.tanh(x), dy, out, param)
+    np.multiply(dy, 4 * _sigmoid_slope(2 * x), out)  # 1 - tanh² x = 4 σ'(2x): no 1 - t that cancels
 
 
 def _sigmoid_grad_x(x, dy, out, param) -> None:
