@@ -17,8 +17,9 @@ Fusion, where the graph allows it:
   (``ActivationFunction.from_output``: not GELU or SiLU, whose input the
   backward needs);
 * on the way back, such an activation (in the epilogue's kinds, its
-  gradient from its output) whose only consumer is a Dense is skipped,
-  its gradient folded into that Dense's dY·Wᵀ product;
+  gradient from its output) whose only consumer is a layer that
+  ``folds_activation_grad`` (a Dense, with an activation= of its own or
+  not) is skipped, its gradient folded into that Dense's dY·Wᵀ product;
 * a Softmax or Sigmoid that makes a model output read by nothing else is
   skipped in training when its loss takes its input instead (the loss's
   fused kind: the loss and the layer in one kernel).
@@ -270,10 +271,11 @@ class Plan:
 
     def _fold(self, node: Node) -> int | None:
         """The activation node whose gradient ``node``'s product can take
-        over: ``node`` fuses activations and is that activation's only
-        consumer, and the activation's output is no model output."""
+        over: ``node`` folds activations' gradients and is that
+        activation's only consumer, and the activation's output is no
+        model output."""
         source = node.inputs[0].node
-        if not node.layer.fuses_activation or source is None or not _foldable_activation(source.layer):
+        if not node.layer.folds_activation_grad or source is None or not _foldable_activation(source.layer):
             return None
         if self.consumers[id(source.output)] != [self.position[id(node)]] or \
                 any(s is source.output for s in self.outputs):

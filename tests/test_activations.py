@@ -422,12 +422,12 @@ def test_conv2d_activation_equals_pytorch(name, cpu64):
 
 
 # ---------------------------------------------------------------- the plan
-def step_dispatches(gpu, middle: list) -> int:
-    """Dispatches of a training step (SGD, squared error) of Dense(16),
-    ``middle``, Dense(3)."""
+def step_dispatches(gpu, middle: list, first: Dense | None = None) -> int:
+    """Dispatches of a training step (SGD, squared error) of ``first``
+    (Dense(16)), ``middle``, Dense(3)."""
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 7)).astype(np.float32), rng.normal(size=(32, 3)).astype(np.float32)
-    model = Model([Dense(16), *middle, Dense(3)], input_size=7, device="gpu", seed=0)
+    model = Model([first or Dense(16), *middle, Dense(3)], input_size=7, device="gpu", seed=0)
     model.fit(x, y, loss=MeanSquared(), optimizer=SGD(0.01), epochs=1, batch_size=16)
     before = model.device.stats()
     model.fit(x, y, epochs=2, batch_size=16)  # 4 steps
@@ -448,6 +448,11 @@ def test_the_plan_fuses_and_folds_where_a_kind_allows(gpu):
         assert step_dispatches(gpu, [layer]) == relu, layer
     for layer in (GELU(), GELU(approximate=True), SiLU(), ELU(alpha=-0.5)):
         assert step_dispatches(gpu, [layer]) == relu + 2, layer
+    # a Dense's own activation: in its product forward, its own dispatch back
+    # (nothing folds it), while the ReLU before that Dense folds into its dY·Wᵀ
+    assert step_dispatches(gpu, [], Dense(16, activation="elu")) == relu + 1
+    apart = step_dispatches(gpu, [ReLU(), Dense(8), ReLU()])
+    assert step_dispatches(gpu, [ReLU(), Dense(8, activation="relu")]) == apart + 1
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 7)).astype(np.float32), rng.normal(size=(32, 3)).astype(np.float32)
     own = Model([Dense(16, activation="leaky_relu"), Dense(3)], input_size=7, device="gpu", seed=0)

@@ -82,8 +82,8 @@ def _conv_with(activation: str):
 
 
 def _dense_then_dense(activation: str):
-    """Dense(activation=) between two Dense layers: its own activation, and
-    the fold of nothing before the last (it has its own)."""
+    """Dense(activation=) between two Dense layers, after a TanH: its own
+    activation, and TanH's gradient folded into its dY·Wᵀ product."""
     def build():
         x = Input(5, name="x")
         h = Dense(6, name="before")(x)

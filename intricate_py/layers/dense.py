@@ -58,6 +58,8 @@ class Dense(WeightedLayer):
         return self._initial_values(rng, (inputs, self.units), self.units, inputs, self.units)
 
     # -------------------------------------------------------------- computing
+    folds_activation_grad = True
+
     @property
     def fuses_activation(self) -> bool:
         """An activation layer after it can run in its product (not when it has its own)."""
@@ -73,6 +75,8 @@ class Dense(WeightedLayer):
         the activation layer that follows, which the plan fuses),
         y = f(x W + b) in the same product."""
         ctx.x = x
+        if activation is not None and self.activation is not None:
+            raise ValueError(f"{self!r} applies its own activation: it fuses no other (fuses_activation is False)")
         function = activation if activation is not None else self.function
         y = ctx.y = ctx.buffer("y", x.shape[0], self.output_shape)
         params = self.params
