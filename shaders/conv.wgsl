@@ -119,6 +119,8 @@ fn to_channels_last(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
   let n = e / (params.f * params.p);
   let at = (n * params.f + f) * params.p + q;
   var v = src[params.src_off + at];
-  if (params.grad_kind != 0u) { v = gradient_from_output(params.grad_kind - 1u, aux[params.aux_off + at], v, params.param); }
+  if (params.grad_kind != 0u) {
+    v = gradient_from_output(params.grad_kind - 1u, aux[params.aux_off + at], v, params.param);
+  }
   out[params.out_off + e] = v;
 }

@@ -32,17 +32,18 @@ It is laid out for the compiler to vectorise: every loop has constant
 bounds; Dense outputs are padded with zero weights to a multiple of 8
 floats (one 256-bit register) and accumulated row by row of W
 (``y[j] += x[i] * W[i][j]``), in up to 4 independent partial sums so that
-the multiply-adds need not wait for each other; TanH and ReLU run over the
-padding too, whole registers at a time, and so do the elementwise merge
-layers when all their inputs hold it. TanH is a rational function
-without library calls (within 7 ulp of tanh), Sigmoid uses expf on
--|v| (exact for both signs, never overflows), Softmax is shifted by its
-maximum; every other activation is a function of its own (``leaky_relu``,
-``elu`` with expm1f, ``gelu`` with erfcf, ``gelu_tanh`` and ``silu`` with
-``sigmoid``, ``softplus`` with log1pf), and a Dense's or Conv2D's
-activation= runs over its output in place. Add, Subtract and Multiply combine their inputs left to right
-and Average multiplies their sum by the float 1/k, as the numpy backend
-computes them. Concatenate copies blocks.
+the multiply-adds need not wait for each other; TanH, ReLU and LeakyReLU
+run over the padding too, whole registers at a time, and so do the
+elementwise merge layers when all their inputs hold it. TanH is a
+rational function without library calls (within 7 ulp of tanh), Sigmoid
+uses expf on -|v| (exact for both signs, never overflows), Softmax is
+shifted by its maximum; every other activation is a function of its own
+(``leaky_relu``, ``elu`` with expm1f, ``gelu`` with erfcf, ``gelu_tanh``
+and ``silu`` with ``sigmoid``, ``softplus`` with log1pf), and a Dense's or
+Conv2D's activation= runs over its output in place. Add, Subtract and
+Multiply combine their inputs left to right and Average multiplies their
+sum by the float 1/k, as the numpy backend computes them. Concatenate
+copies blocks.
 
 Images are row-major (channels, height, width) per sample, as NCHW batches
 are.

@@ -156,8 +156,8 @@ def _activation(g: _Graph, site: Site, function: ActivationFunction, x: str, rol
     if kind == "gelu_tanh":  # x σ(c (x + k x³)), c = 2 √(2/π)
         cube = g.node("Mul", [g.node("Mul", [x, x], part("square")), x], part("cube"))
         inner = g.node("Add", [x, g.node("Mul", [cube, constant("k", 0.044715)], part("kcube"))], part("inner"))
-        s = g.node("Sigmoid", [g.node("Mul", [inner, constant("c", _TWO_SQRT_2_OVER_PI)], part("arg"))], part("sigmoid"))
-        return g.node("Mul", [x, s], out)
+        argument = g.node("Mul", [inner, constant("c", _TWO_SQRT_2_OVER_PI)], part("arg"))
+        return g.node("Mul", [x, g.node("Sigmoid", [argument], part("sigmoid"))], out)
     # gelu: x (1 + erf(x / √2)) / 2
     erf = g.node("Erf", [g.node("Mul", [x, constant("scale", _FRAC_1_SQRT_2)], part("scaled"))], part("erf"))
     cdf = g.node("Mul", [g.node("Add", [erf, constant("one", 1.0)], part("sum")), constant("half", 0.5)], part("cdf"))
