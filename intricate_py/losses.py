@@ -33,8 +33,9 @@ from . import _checks
 from .backends import Array, Backend, NumpyBackend
 from .layers import Layer, Sigmoid, Softmax
 
-#: layers whose outputs are probabilities
+#: layers whose outputs are probabilities, and the activation= names that make them
 _PROBABILITY_LAYERS = (Softmax, Sigmoid)
+_PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 
 
 class Loss:
@@ -171,11 +172,13 @@ class _CrossEntropy(Loss):
 
     def check_last_layer(self, last_layer: Layer) -> str | None:
         name = type(self).__name__
-        makes_probabilities = isinstance(last_layer, _PROBABILITY_LAYERS)
+        own = last_layer.activation in _PROBABILITY_ACTIVATIONS
+        makes_probabilities = isinstance(last_layer, _PROBABILITY_LAYERS) or own
         if self.from_logits and makes_probabilities:
+            remove = "remove its activation" if own else "remove it"
             return (
                 f"{name}(from_logits=True) expects logits, but the model's last layer is "
-                f"{last_layer!r}, which makes probabilities: remove it (the loss applies "
+                f"{last_layer!r}, which makes probabilities: {remove} (the loss applies "
                 f"{self.expected_layer.__name__} itself), or use {name}() without from_logits"
             )
         if not self.from_logits and not makes_probabilities:

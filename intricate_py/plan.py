@@ -9,11 +9,17 @@ them), so the same seed gives the same bits on each device.
 
 Fusion, where the graph allows it:
 
-* a layer that ``fuses_activation`` (Dense) and the TanH, Sigmoid or ReLU
-  that is the only consumer of its output (and the output is not a model
-  output) are one product, the activation in its epilogue;
-* on the way back, such an activation whose only consumer is a Dense is
-  skipped, its gradient folded into that Dense's dY·Wᵀ product;
+* a layer that ``fuses_activation`` (Dense) and the activation layer that
+  is the only consumer of its output (and the output is not a model
+  output) are one product, the activation in its epilogue: one of the
+  epilogue's kinds (``ActivationFunction.in_epilogue``: not Softmax) and,
+  in training, one whose gradient comes from its output
+  (``ActivationFunction.from_output``: not GELU or SiLU, whose input the
+  backward needs);
+* on the way back, such an activation (in the epilogue's kinds, its
+  gradient from its output) whose only consumer is a layer that
+  ``folds_activation_grad`` (a Dense, with an activation= of its own or
+  not) is skipped, its gradient folded into that Dense's dY·Wᵀ product;
 * a Softmax or Sigmoid that makes a model output read by nothing else is
   skipped in training when its loss takes its input instead (the loss's
   fused kind: the loss and the layer in one kernel).
@@ -27,16 +33,24 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .backends import Array, Backend
-from .backends.base import ACTIVATIONS
 from .graph import Node, Symbol, graph_nodes
-from .layers import Activation, Context, Layer
+from .layers import Activation, ActivationFunction, Context, Layer
 from .layers.base import Workspace
 from .store import packed_arrays
 
 
-def _epilogue_activation(layer: Layer) -> bool:
-    """An activation a product's epilogue computes."""
-    return isinstance(layer, Activation) and layer.kind in ACTIVATIONS
+def _epilogue_activation(layer: Layer, training: bool) -> bool:
+    """An activation a product's epilogue computes: in training, only one
+    whose backward needs its output alone (the product keeps no input)."""
+    if not isinstance(layer, Activation):
+        return False
+    function = layer.function
+    return function.in_epilogue and (function.from_output or not training)
+
+
+def _foldable_activation(layer: Layer) -> bool:
+    """An activation whose gradient a product's epilogue computes from its output."""
+    return isinstance(layer, Activation) and layer.function.in_epilogue and layer.function.from_output
 
 
 def _trains(layer: Layer) -> bool:
@@ -59,7 +73,7 @@ class Back(NamedTuple):
 class BackStep(NamedTuple):
     """A :class:`Back` with what it needs at hand: the layer and its
     context, the ``id`` of the tensor whose gradient it takes, its input
-    tensors, and for a fold the activation's kind, context and input."""
+    tensors, and for a fold the activation's function, context and input."""
 
     back: Back
     layer: Layer
@@ -69,7 +83,7 @@ class BackStep(NamedTuple):
     needed: list[bool]
     #: the layer's input gradients: 0 none, 1 that of its one input, 2 one per input (backward_inputs)
     inputs_kind: int
-    fold_kind: str | None
+    fold_function: ActivationFunction | None
     fold_ctx: Context | None
     fold_input: Symbol | None
 
@@ -181,7 +195,7 @@ class Plan:
             if i in skipped or not node.layer.fuses_activation or len(users) != 1 or id(node.output) in outputs:
                 continue
             j = users[0]
-            if j not in skipped and _epilogue_activation(nodes[j].layer):
+            if j not in skipped and _epilogue_activation(nodes[j].layer, training):
                 absorbed[j] = i
         products = {i: j for j, i in absorbed.items()}
         forward = [(i, products.get(i)) for i in range(len(nodes)) if i not in skipped and i not in absorbed]
@@ -213,7 +227,7 @@ class Plan:
         if entry.fold is None:
             return BackStep(*common, None, None, None)
         activation = self.nodes[entry.fold]
-        return BackStep(*common, activation.layer.kind, self.contexts[entry.fold], activation.inputs[0])
+        return BackStep(*common, activation.layer.function, self.contexts[entry.fold], activation.inputs[0])
 
     def untouched(self, p: Pass) -> list:
         """The trainable parameters ``p``'s backward pass never reaches (layers
@@ -257,10 +271,11 @@ class Plan:
 
     def _fold(self, node: Node) -> int | None:
         """The activation node whose gradient ``node``'s product can take
-        over: ``node`` fuses activations and is that activation's only
-        consumer, and the activation's output is no model output."""
+        over: ``node`` folds activations' gradients and is that
+        activation's only consumer, and the activation's output is no
+        model output."""
         source = node.inputs[0].node
-        if not node.layer.fuses_activation or source is None or not _epilogue_activation(source.layer):
+        if not node.layer.folds_activation_grad or source is None or not _foldable_activation(source.layer):
             return None
         if self.consumers[id(source.output)] != [self.position[id(node)]] or \
                 any(s is source.output for s in self.outputs):
@@ -275,7 +290,7 @@ class Plan:
             ctx.training = training
             if activation is not None:
                 activation_ctx.training = training
-                y = layer.call(ctx, values[inputs[0]], activation=activation.kind)
+                y = layer.call(ctx, values[inputs[0]], activation=activation.function)
                 values[output] = activation.take(activation_ctx, y)
             elif len(inputs) == 1:
                 values[output] = layer.call(ctx, values[inputs[0]])
@@ -292,11 +307,11 @@ class Plan:
             if g is not None:
                 hand(symbol, g)
         for step in p.back_steps:
-            back, layer, ctx, output, inputs, needed, kind, fold_kind, fold_ctx, fold_input = step
+            back, layer, ctx, output, inputs, needed, kind, fold_function, fold_ctx, fold_input = step
             if back.adds:
                 self._shared_back(step, sums)
-            elif fold_kind is not None:
-                hand(fold_input, layer.backward(ctx, held[output], activation_grad=(fold_kind, fold_ctx.y)))
+            elif fold_function is not None:
+                hand(fold_input, layer.backward(ctx, held[output], activation_grad=(fold_function, fold_ctx.y)))
             elif kind == 1:
                 hand(inputs[0], layer.backward(ctx, held[output]))
             elif kind == 0:
@@ -315,8 +330,8 @@ class Plan:
             q.grad = scratch
         try:
             g = sums.held[step.output]
-            if step.fold_kind is not None:
-                dx = step.layer.backward(step.ctx, g, activation_grad=(step.fold_kind, step.fold_ctx.y))
+            if step.fold_function is not None:
+                dx = step.layer.backward(step.ctx, g, activation_grad=(step.fold_function, step.fold_ctx.y))
                 sums.add(step.fold_input, dx)
             else:
                 for symbol, d in zip(step.inputs, step.layer.backward_inputs(step.ctx, g, step.needed)):

@@ -1,10 +1,15 @@
 // activations.wgsl — activation functions, their gradients, and softmax.
 //
+// includes: activation_functions.wgsl
+//
 // Entry points:
-//   activation_forward   out[i] = f(a[i])       kind: ACTIVATION_TANH, _SIGMOID or _RELU
-//                        (constants the host prepends; any other kind gives NaN)
-//   activation_backward  out[i] = b[i] · f'(x), from the saved output a = f(x):
-//                        tanh (1 - a)(1 + a), sigmoid a (1 - a), relu [a > 0]
+//   activation_forward   out[i] = f(a[i]), f = activate(kind, ·, param) (kind: an
+//                        ACTIVATION_* constant the host prepends; any other gives NaN)
+//   activation_backward  out[i] = b[i] · f'(x) from the saved output a = f(x)
+//                        (gradient_from_output: tanh (1 - a)(1 + a), sigmoid a (1 - a),
+//                        relu [a > 0], ...; NaN for a kind whose output does not tell)
+//   activation_input_backward  out[i] = b[i] · f'(a[i]) from the input a = x
+//                        (gradient_from_input, every kind)
 //   softmax_forward      out = softmax(a) row by row (rows × cols), max-shifted
 //   softmax_backward     out = a ⊙ (b - Σ_cols b ⊙ a), a the saved softmax output
 // Bindings (group 0):
@@ -17,7 +22,7 @@
 
 struct Params {
   count: u32, rows: u32, cols: u32, kind: u32,
-  a_off: u32, b_off: u32, out_off: u32, _pad: u32,
+  a_off: u32, b_off: u32, out_off: u32, param: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -29,40 +34,12 @@ fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
   return (wid.y * groups.x + wid.x) * 256u + lid.x;
 }
 
-// Drivers' tanh can lose relative precision near 0 (lavapipe's is 3% off at
-// 1e-6) or overflow for large |x|: an odd series below 0.125 (truncation
-// error under 1e-10 relative), exp(-2|x|) above, exactly ±1 beyond |x| = 9.1.
-fn tanh_(x: f32) -> f32 {
-  let ax = abs(x);
-  if (ax < 0.125) {
-    let x2 = x * x;
-    return x + x * x2 * (-0.33333334 + x2 * (0.13333334 + x2 * (-0.053968254 + x2 * 0.021869488)));
-  }
-  let e = exp(-2.0 * min(ax, 10.0));
-  return sign(x) * ((1.0 - e) / (1.0 + e));
-}
-
-// exp(-|x|) never overflows; each sign takes the exact branch.
-fn sigmoid(x: f32) -> f32 {
-  let e = exp(-abs(x));
-  let s = 1.0 / (1.0 + e);
-  return select(s, e * s, x < 0.0);
-}
-
 @compute @workgroup_size(256)
 fn activation_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                       @builtin(local_invocation_id) lid: vec3<u32>) {
   let i = flat_index(wid, groups, lid);
   if (i >= params.count) { return; }
-  let x = a[params.a_off + i];
-  var y: f32;
-  switch params.kind {
-    case ACTIVATION_TANH: { y = tanh_(x); }
-    case ACTIVATION_SIGMOID: { y = sigmoid(x); }
-    case ACTIVATION_RELU: { y = max(x, 0.0); }
-    default: { y = unknown_kind(); }
-  }
-  out[params.out_off + i] = y;
+  out[params.out_off + i] = activate(params.kind, a[params.a_off + i], params.param);
 }
 
 @compute @workgroup_size(256)
@@ -70,16 +47,15 @@ fn activation_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
                        @builtin(local_invocation_id) lid: vec3<u32>) {
   let i = flat_index(wid, groups, lid);
   if (i >= params.count) { return; }
-  let y = a[params.a_off + i];
-  let dy = b[params.b_off + i];
-  var d: f32;
-  switch params.kind {
-    case ACTIVATION_TANH: { d = ((1.0 - y) * (1.0 + y)) * dy; }
-    case ACTIVATION_SIGMOID: { d = ((1.0 - y) * y) * dy; }
-    case ACTIVATION_RELU: { d = select(0.0, dy, y > 0.0); }
-    default: { d = unknown_kind(); }
-  }
-  out[params.out_off + i] = d;
+  out[params.out_off + i] = gradient_from_output(params.kind, a[params.a_off + i], b[params.b_off + i], params.param);
+}
+
+@compute @workgroup_size(256)
+fn activation_input_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                             @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = flat_index(wid, groups, lid);
+  if (i >= params.count) { return; }
+  out[params.out_off + i] = gradient_from_input(params.kind, a[params.a_off + i], b[params.b_off + i], params.param);
 }
 
 @compute @workgroup_size(256)

@@ -2,6 +2,8 @@
 // (im2col): patches to rows and back, and channel-first / channel-last
 // reordering. The products themselves are matmul.wgsl's.
 //
+// includes: activation_functions.wgsl
+//
 // Entry points (x is NCHW: n × c × h × w; ph and pw are the padding above and
 // to the left, the padding below and to the right only sets oh and ow; taps
 // are dh and dw apart; g = group_count, cg = c / g, fg = f / g):
@@ -12,13 +14,18 @@
 //                      of src, laid out (c·kh·kw) × (n·oh·ow) (im2col's layout
 //                      transposed): the adjoint of im2col, gathered (no atomics)
 //   to_channels_first  out[n, k·fg + e, q] = src[(k·n_all + n)·p + q, e] (+ bias[f]),
-//                      p = oh·ow: g stacked matrices (n·p) × fg into channels
-//   to_channels_last   the inverse of to_channels_first
+//                      p = oh·ow: g stacked matrices (n·p) × fg into channels; with
+//                      activation = 1 + kind (an ACTIVATION_* constant, param its
+//                      scalar), f of that (activation_functions.wgsl's activate)
+//   to_channels_last   the inverse of to_channels_first; with grad_kind = 1 + kind,
+//                      src[n, f, q] · f'(z) from the saved output aux[n, f, q] = f(z)
+//                      (gradient_from_output)
 // Bindings (group 0):
 //   0 params  uniform Params, one slot per dispatch (dynamic offset)
 //   1 src     storage, read        from element src_off
 //   2 bias    storage, read        f values from bias_off, read when has_bias = 1
 //   3 out     storage, read_write  from element out_off
+//   4 aux     storage, read        laid out as src, from aux_off, read when grad_kind > 0
 // Dispatch: one invocation per output element, 256 a workgroup, (x, y) layout.
 
 struct Params {
@@ -27,13 +34,15 @@ struct Params {
   sw: u32, ph: u32, pw: u32, oh: u32,
   ow: u32, src_off: u32, out_off: u32, bias_off: u32,
   has_bias: u32, f: u32, p: u32, dh: u32,
-  dw: u32, group_count: u32, _pad0: u32, _pad1: u32,
+  dw: u32, group_count: u32, activation: u32, grad_kind: u32,
+  aux_off: u32, param: f32, _pad0: u32, _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> aux: array<f32>;
 
 fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
   return (wid.y * groups.x + wid.x) * 256u + lid.x;
@@ -106,6 +115,7 @@ fn to_channels_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
   let k = f / fg;
   var v = src[params.src_off + ((k * params.n + n) * params.p + q) * fg + f % fg];
   if (params.has_bias == 1u) { v = v + bias[params.bias_off + f]; }
+  if (params.activation != 0u) { v = activate(params.activation - 1u, v, params.param); }
   out[params.out_off + e] = v;
 }
 
@@ -119,5 +129,10 @@ fn to_channels_last(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
   let q = (e / fg) % params.p;
   let n = (e / (fg * params.p)) % params.n;
   let k = e / (fg * params.p * params.n);
-  out[params.out_off + e] = src[params.src_off + (n * params.f + k * fg + f) * params.p + q];
+  let at = (n * params.f + k * fg + f) * params.p + q;
+  var v = src[params.src_off + at];
+  if (params.grad_kind != 0u) {
+    v = gradient_from_output(params.grad_kind - 1u, aux[params.aux_off + at], v, params.param);
+  }
+  out[params.out_off + e] = v;
 }

@@ -1,5 +1,8 @@
 // losses.wgsl — a batch's loss, correct-prediction count and gradient, in one pass.
 //
+// includes: activation_functions.wgsl (its sigmoid: a fused kind's probabilities are
+// the Sigmoid layer's, bit for bit)
+//
 // Entry point:
 //   loss  for p, t of rows × cols:
 //         acc[index]     += scale · Σ l(p, t), or NaN if any p or any l is not finite
@@ -55,13 +58,6 @@ var<workgroup> bad_part: array<u32, 256>;
 fn finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
 
 fn clipped(x: f32) -> f32 { return clamp(x, EPS, 1.0 - EPS); }
-
-// exp(-|x|) never overflows; each sign takes the exact branch.
-fn sigmoid(x: f32) -> f32 {
-  let e = exp(-abs(x));
-  let s = 1.0 / (1.0 + e);
-  return select(s, e * s, x < 0.0);
-}
 
 // what accuracy is counted on: p, or the probabilities of a fused kind
 fn predicted(x: f32, m: f32, s: f32) -> f32 {

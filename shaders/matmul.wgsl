@@ -5,6 +5,8 @@
 // (matmul_subgroup.wgsl extends this file with subgroup variants of the large
 // and small tiles.)
 //
+// includes: activation_functions.wgsl
+//
 // Entry points:
 //   matmul          out = op(a) · op(b) (+ bias broadcast over rows), 64 × 128 tiles
 //   matmul_small    the same with 32 × 32 tiles, for products too small to fill
@@ -18,9 +20,10 @@
 //   op(a) is (m, k): a stored as (m, k), or as (k, m) when transpose_a = 1;
 //   op(b) is (k, n): b stored as (k, n), or as (n, k) when transpose_b = 1; so
 //   x·W, xᵀ·dY and dY·Wᵀ all read their operands where they lie.
-//   Epilogues: activation = 1 + kind (ACTIVATION_TANH, _SIGMOID, _RELU): out = f(op(a) ·
-//   op(b) + bias); grad_kind = 1 + kind: out = f'(y) · (op(a) · op(b)) from the
-//   saved output y = aux (activations.wgsl's formulas); has_bias_grad = 1: also
+//   Epilogues: activation = 1 + kind (an ACTIVATION_* constant), param its scalar:
+//   out = f(op(a) · op(b) + bias); grad_kind = 1 + kind: out = f'(y) · (op(a) · op(b))
+//   from the saved output y = aux (activation_functions.wgsl's gradient_from_output;
+//   NaN for a kind whose output does not determine its gradient); has_bias_grad = 1: also
 //   bias_grad[j] = Σ_p op(b)[p, j], as row m of the product of op(a) with a row of
 //   ones appended (bias_grad in out's buffer: a model packs dW and db together).
 //   Split-K (splits > 1): workgroup z takes k from z · k_chunk (a multiple of 16)
@@ -56,6 +59,7 @@ struct Params {
   bias_off: u32, out_off: u32, a_vec4: u32, b_vec4: u32,
   activation: u32, grad_kind: u32, aux_off: u32, has_bias_grad: u32,
   bias_grad_off: u32, k_chunk: u32, split_stride: u32, splits: u32,
+  param: f32, _pad1: u32, _pad2: u32, _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -107,40 +111,12 @@ fn b_cols(p: u32, j: u32) -> vec4<f32> {
   return vec4<f32>(op_b(p, j), op_b(p, j + 1u), op_b(p, j + 2u), op_b(p, j + 3u));
 }
 
-// activations.wgsl's tanh_ and sigmoid (WGSL has no includes)
-fn tanh_(x: f32) -> f32 {
-  let ax = abs(x);
-  if (ax < 0.125) {
-    let x2 = x * x;
-    return x + x * x2 * (-0.33333334 + x2 * (0.13333334 + x2 * (-0.053968254 + x2 * 0.021869488)));
-  }
-  let e = exp(-2.0 * min(ax, 10.0));
-  return sign(x) * ((1.0 - e) / (1.0 + e));
-}
-
-fn sigmoid(x: f32) -> f32 {
-  let e = exp(-abs(x));
-  let s = 1.0 / (1.0 + e);
-  return select(s, e * s, x < 0.0);
-}
-
+// f(x) for an activation, f'(y) · x for an activation's gradient (the
+// functions of activation_functions.wgsl), else x
 fn epilogue(x: f32, at: u32) -> f32 {
-  if (params.activation != 0u) {
-    switch params.activation - 1u {
-      case ACTIVATION_TANH: { return tanh_(x); }
-      case ACTIVATION_SIGMOID: { return sigmoid(x); }
-      case ACTIVATION_RELU: { return max(x, 0.0); }
-      default: { return unknown_kind(); }
-    }
-  }
+  if (params.activation != 0u) { return activate(params.activation - 1u, x, params.param); }
   if (params.grad_kind == 0u) { return x; }
-  let y = aux[params.aux_off + at];
-  switch params.grad_kind - 1u {
-    case ACTIVATION_TANH: { return ((1.0 - y) * (1.0 + y)) * x; }
-    case ACTIVATION_SIGMOID: { return ((1.0 - y) * y) * x; }
-    case ACTIVATION_RELU: { return select(0.0, x, y > 0.0); }
-    default: { return unknown_kind(); }
-  }
+  return gradient_from_output(params.grad_kind - 1u, aux[params.aux_off + at], x, params.param);
 }
 
 // Where row i of the product goes: out's row i, bias_grad for row m, or, when

@@ -60,18 +60,21 @@ def test_every_strategy_runs_the_epilogues(gpu, cpu, rng, monkeypatch, kernel, s
     force(gpu, monkeypatch, kernel, splits)
     a, b, bias = f32(rng, m, k), f32(rng, k, n), f32(rng, n)
     scale = np.abs(a).astype(np.float64) @ np.abs(b) + np.abs(bias)
-    for kind in ("tanh", "relu"):
+    for kind, param in (("tanh", 0.0), ("relu", 0.0), ("elu", 0.7), ("gelu", 0.0)):  # param: the epilogue's scalar
         want = np.empty((m, n), np.float32)
-        cpu.matmul(a, b, want, bias=bias, activation=kind)
+        cpu.matmul(a, b, want, bias=bias, activation=kind, activation_param=param)
         out = gpu.empty((m, n))
-        gpu.matmul(gpu.from_numpy(a), gpu.from_numpy(b), out, bias=gpu.from_numpy(bias), activation=kind)
+        gpu.matmul(gpu.from_numpy(a), gpu.from_numpy(b), out, bias=gpu.from_numpy(bias), activation=kind,
+                   activation_param=param)
         check(gpu.to_numpy(out), want, scale)
-    y = rng.uniform(0, 1, (m, n)).astype(np.float32)
-    want = np.empty((m, n), np.float32)
-    cpu.matmul(a, b, want, grad_of=("sigmoid", y))
-    out = gpu.empty((m, n))
-    gpu.matmul(gpu.from_numpy(a), gpu.from_numpy(b), out, grad_of=("sigmoid", gpu.from_numpy(y)))
-    check(gpu.to_numpy(out), want, scale)
+    for kind, param in (("sigmoid", 0.0), ("leaky_relu", 0.25)):
+        y = rng.uniform(-0.5, 1, (m, n)).astype(np.float32) if kind == "leaky_relu" else \
+            rng.uniform(0, 1, (m, n)).astype(np.float32)
+        want = np.empty((m, n), np.float32)
+        cpu.matmul(a, b, want, grad_of=(kind, y), activation_param=param)
+        out = gpu.empty((m, n))
+        gpu.matmul(gpu.from_numpy(a), gpu.from_numpy(b), out, grad_of=(kind, gpu.from_numpy(y)), activation_param=param)
+        check(gpu.to_numpy(out), want, scale)
     # dW = xᵀ dY with db, both in one buffer
     x, dy = f32(rng, k, m), f32(rng, k, n)
     packed = gpu.zeros((m * n + n,))

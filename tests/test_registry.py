@@ -23,9 +23,10 @@ from graph_models import numeric_gradients, plan_gradients
 from intricate_py import Input, Model
 from intricate_py.export import c as c_export
 from intricate_py.export import onnx as onnx_export
-from intricate_py.layers import (Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout,
-                                 Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Layer, LayerNormalization, MaxPool2D,
-                                 Multiply, ReLU, Reshape, Sigmoid, Softmax, Subtract, TanH, UpSampling2D, ZeroPadding2D)
+from intricate_py.layers import (ELU, GELU, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
+                                 Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Layer, LayerNormalization,
+                                 LeakyReLU, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, SiLU, Softmax, Softplus, Subtract,
+                                 TanH, UpSampling2D, ZeroPadding2D)
 
 
 def _dense_then(layer_factory: Callable[[], Layer], width: int = 6):
@@ -83,26 +84,56 @@ def _conv():
     return [x], [Conv2D(3, (3, 2), stride=(2, 1), padding=1)(x)]
 
 
-def _dense():
-    x = Input(7, name="x")
-    return [x], [Dense(5)(x)]
+def _dense(activation: str | None = None):
+    def build():
+        x = Input(7, name="x")
+        return [x], [Dense(5, activation=activation)(x)]
+    return build
+
+
+def _conv_with(activation: str):
+    """A Conv2D with its own activation, then a Dense (which folds nothing: the
+    activation is the convolution's own)."""
+    def build():
+        x = Input((2, 5, 4), name="x")
+        h = Conv2D(3, 2, padding=1, activation=activation)(x)
+        return [x], [Dense(3, name="after")(Flatten()(h))]
+    return build
+
+
+def _dense_then_dense(activation: str):
+    """Dense(activation=) between two Dense layers, after a TanH: its own
+    activation, and TanH's gradient folded into its dY·Wᵀ product."""
+    def build():
+        x = Input(5, name="x")
+        h = Dense(6, name="before")(x)
+        return [x], [Dense(4, name="after")(Dense(7, activation=activation)(TanH()(h)))]
+    return build
 
 
 #: layer type -> (builds (inputs, outputs) around it, the shapes are odd on purpose)
 CASES: dict[type, list[Callable]] = {
-    Dense: [_dense],
+    Dense: [_dense(), _dense("leaky_relu"), _dense("softmax"), _dense_then_dense("gelu"),
+            _dense_then_dense("elu"), _dense_then_dense("swish")],
     TanH: [_dense_then(TanH)],
     Sigmoid: [_dense_then(Sigmoid)],
     ReLU: [_dense_then(ReLU)],
     Softmax: [_dense_then(Softmax)],
+    LeakyReLU: [_dense_then(LeakyReLU), _dense_then(lambda: LeakyReLU(negative_slope=0.0))],
+    ELU: [_dense_then(ELU), _dense_then(lambda: ELU(alpha=-0.7)), _image_then(lambda: ELU(alpha=0.5))],
+    GELU: [_dense_then(GELU), _dense_then(lambda: GELU(approximate=True)), _image_then(GELU)],
+    SiLU: [_dense_then(SiLU), _image_then(SiLU)],
+    Softplus: [_dense_then(Softplus)],
     Conv2D: [
         _conv,
+        _conv_with("relu"), _conv_with("gelu"), _conv_with("softplus"), _conv_with("sigmoid"),
         _image_then(lambda: Conv2D(4, (2, 4), strides=(3, 2), padding="same")),  # even kernel: more padding after
         _image_then(lambda: Conv2D(3, (3, 2), dilation_rate=(2, 3), padding=1, strides=(1, 2))),
         _image_then(lambda: Conv2D(6, 3, groups=2, strides=2, padding="same"), channels=4),
         _image_then(lambda: Conv2D(3, (2, 3), groups=3, dilation_rate=2, padding="same")),  # depthwise
         _image_then(lambda: Conv2D(6, (3, 1), groups=3, strides=(2, 3), use_bias=False)),  # depthwise, 2 a channel
         _image_then(lambda: Conv2D(2, 2, use_bias=False, padding="same")),
+        _image_then(lambda: Conv2D(6, 3, groups=2, padding="same", activation="elu"), channels=4),
     ],
     MaxPool2D: [_image_then(lambda: MaxPool2D(3, stride=2, padding=1)), _image_then(lambda: MaxPool2D((2, 1))),
                 _image_then(lambda: MaxPool2D((2, 4), strides=(3, 2), padding="same"))],

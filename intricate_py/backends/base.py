@@ -26,8 +26,8 @@ memory                     ``empty``, ``zeros``, ``from_numpy``, ``asarray``, ``
 dense algebra              ``matmul`` (transpose flags, optional bias),
                            ``sum_rows``, ``flag_nonfinite``
 elementwise                ``add``, ``multiply``, ``scale``, ``copy_slice``
-activations                ``activation``, ``activation_grad``, ``softmax``,
-                           ``softmax_grad``
+activations                ``activation``, ``activation_grad``,
+                           ``activation_grad_from_input``, ``softmax``, ``softmax_grad``
 losses                     ``loss`` (value, correct count and gradient in one pass)
 optimizers                 ``sgd_step``, ``adagrad_step``, ``adam_step``
 regularisation             ``dropout``, ``dropout_grad``
@@ -60,8 +60,11 @@ Sides = tuple[int, int, int, int]
 
 #: Activations a product's epilogue and ``activation`` apply, numbered by
 #: position here and nowhere else: the GPU's shaders receive these numbers as
-#: constants named ``ACTIVATION_TANH`` and so on (backends/shaders.py).
-ACTIVATIONS = ("tanh", "sigmoid", "relu")
+#: constants named ``ACTIVATION_TANH`` and so on (backends/shaders.py). Two
+#: take a scalar ``param``: leaky_relu its negative slope, elu its alpha.
+ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "silu", "softplus")
+#: The kinds whose gradient their output determines (see :func:`gradient_from_output`).
+OUTPUT_GRADIENTS = frozenset({"tanh", "sigmoid", "relu", "leaky_relu", "elu", "softplus"})
 LOSSES = (
     "squared", "absolute", "cross_entropy", "binary_cross_entropy",
     "softmax_cross_entropy", "sigmoid_cross_entropy",
@@ -71,6 +74,20 @@ ACCURACIES = ("binary", "binary_logits", "categorical")
 
 #: Probabilities are clipped to [CLIP_EPSILON, 1 - CLIP_EPSILON] before a log.
 CLIP_EPSILON = 1e-7
+
+
+def gradient_from_output(kind: str, param: float = 0.0) -> bool:
+    """Whether f'(x) of activation ``kind`` follows from its output y = f(x)
+    alone, so that :meth:`Backend.activation_grad` (and a product's
+    ``grad_of``) can write the gradient without keeping x: tanh, sigmoid,
+    relu and softplus always; leaky_relu and elu when ``param >= 0`` (a
+    negative slope or alpha gives positive outputs for negative inputs,
+    so y no longer tells the two sides apart); gelu, gelu_tanh and silu
+    never (they are not one-to-one). The others need
+    :meth:`Backend.activation_grad_from_input`."""
+    if kind in ("leaky_relu", "elu"):
+        return param >= 0
+    return kind in OUTPUT_GRADIENTS
 
 
 class Backend(abc.ABC):
@@ -160,15 +177,19 @@ class Backend(abc.ABC):
         activation: str | None = None,
         grad_of: tuple[str, Array] | None = None,
         bias_grad: Array | None = None,
+        activation_param: float = 0.0,
     ) -> None:
         """``out = op(a) @ op(b) (+ bias)``, ``op`` transposing where asked,
         with an optional epilogue in the same pass:
 
-        * ``activation`` (one of :data:`ACTIVATIONS`): ``out = f(op(a) op(b) + bias)``,
-          a Dense and the activation after it in one product;
-        * ``grad_of=(kind, y)``, y shaped like out: ``out = f'(x) · (op(a) op(b))``
-          from the saved output y = f(x), with activation_grad's formulas: the
-          gradient dY·Wᵀ of a Dense folded with that of the activation before it;
+        * ``activation`` (one of :data:`ACTIVATIONS`, its scalar
+          ``activation_param``): ``out = f(op(a) op(b) + bias)``, a Dense and
+          the activation after it in one product;
+        * ``grad_of=(kind, y)``, y shaped like out, kind one whose gradient
+          comes from its output (:func:`gradient_from_output` of kind and
+          ``activation_param``): ``out = f'(x) · (op(a) op(b))`` from the saved
+          output y = f(x), with activation_grad's formulas: the gradient dY·Wᵀ
+          of a Dense folded with that of the activation before it;
         * ``bias_grad`` (n,): also the column sums of op(b), ``Σ_p op(b)[p, j]``:
           a Dense's bias gradient out of its dW = xᵀ·dY product.
 
@@ -209,15 +230,47 @@ class Backend(abc.ABC):
 
     # ------------------------------------------------------------- activations
     @abc.abstractmethod
-    def activation(self, kind: str, x: Array, out: Array) -> None:
-        """``out = f(x)`` elementwise, ``kind`` one of :data:`ACTIVATIONS`."""
+    def activation(self, kind: str, x: Array, out: Array, param: float = 0.0) -> None:
+        """``out = f(x)`` elementwise, ``kind`` one of :data:`ACTIVATIONS`:
+
+        ==========  ==============================================================
+        tanh        tanh x
+        sigmoid     1 / (1 + e^-x)
+        relu        max(x, 0)
+        leaky_relu  x where x > 0, else param · x (param: the negative slope)
+        elu         x where x > 0, else param · (e^x - 1) (param: alpha)
+        gelu        x Φ(x), Φ(x) = (1 + erf(x / √2)) / 2 the normal distribution
+        gelu_tanh   x σ(2u) = x (1 + tanh u) / 2, u = √(2/π) (x + 0.044715 x³)
+        silu        x σ(x) (Swish)
+        softplus    log(1 + e^x), as max(x, 0) + log1p(e^-|x|)
+        ==========  ==============================================================
+        """
 
     @abc.abstractmethod
-    def activation_grad(self, kind: str, y: Array, dy: Array, out: Array) -> None:
-        """``out = dy * f'(x)`` written from the saved output ``y = f(x)``.
+    def activation_grad(self, kind: str, y: Array, dy: Array, out: Array, param: float = 0.0) -> None:
+        """``out = dy * f'(x)`` written from the saved output ``y = f(x)``,
+        for the kinds where y determines f'(x) (:func:`gradient_from_output`):
 
-        tanh: (1 - y)(1 + y), sigmoid: y(1 - y), relu: 1 where y > 0 else 0.
+        ==========  ==============================================================
+        tanh        (1 - y)(1 + y)
+        sigmoid     y (1 - y)
+        relu        1 where y > 0, else 0
+        leaky_relu  1 where y > 0, else param (param >= 0)
+        elu         1 where y > 0, else y + param (param >= 0; = param · e^x)
+        softplus    1 - e^-y (= σ(x)), as -expm1(-y)
+        ==========  ==============================================================
+
+        Another kind, or leaky_relu or elu with param < 0, is refused
+        (ValueError on the CPU, NaN on the GPU, never another formula).
         """
+
+    @abc.abstractmethod
+    def activation_grad_from_input(self, kind: str, x: Array, dy: Array, out: Array, param: float = 0.0) -> None:
+        """``out = dy * f'(x)`` from the input ``x``, for every kind: what the
+        kinds whose output does not determine f'(x) use (gelu: Φ(x) + x φ(x),
+        φ the normal density; gelu_tanh: σ(2u) + 2 x u' σ(2u)(1 - σ(2u));
+        silu: σ(x) (1 + x (1 - σ(x))); leaky_relu and elu with a negative
+        param: 1 where x > 0, else param and param · e^x)."""
 
     @abc.abstractmethod
     def softmax(self, x: Array, out: Array) -> None:
@@ -352,17 +405,26 @@ class Backend(abc.ABC):
         entry, of ``cols_t`` at the pixel it was read from (overwrites out)."""
 
     @abc.abstractmethod
-    def to_channels_first(self, rows: Array, out: Array, bias: Array | None = None, groups: int = 1) -> None:
+    def to_channels_first(self, rows: Array, out: Array, bias: Array | None = None, groups: int = 1,
+                          activation: str | None = None, activation_param: float = 0.0) -> None:
         """rows (n·p, f) -> out (n, f, *spatial) of p = prod(spatial) pixels,
         ``out[n, f, q] = rows[n·p + q, f] (+ bias[f])``. With ``groups`` g,
         rows holds g matrices (n·p, f/g) one after the other, group k's
         for the channels k·f/g + (0 .. f/g): ``out[n, k·f/g + e, q] =
-        rows[k·n·p + n·p + q, e]`` (what per-group products write)."""
+        rows[k·n·p + n·p + q, e]`` (what per-group products write). With
+        ``activation`` (one of :data:`ACTIVATIONS`, its scalar
+        ``activation_param``), f of that in the same pass (a Conv2D's own
+        activation)."""
 
     @abc.abstractmethod
-    def to_channels_last(self, x: Array, rows: Array, groups: int = 1) -> None:
+    def to_channels_last(self, x: Array, rows: Array, groups: int = 1, grad_of: tuple[str, Array] | None = None,
+                         activation_param: float = 0.0) -> None:
         """x (n, f, *spatial) -> rows (n·p, f): the inverse of
-        to_channels_first (with ``groups``, its grouped layout)."""
+        to_channels_first (with ``groups``, its grouped layout); with
+        ``grad_of=(kind, y)``, y shaped like x, the values are first
+        multiplied by f'(z) from the saved output y = f(z), as
+        :meth:`activation_grad` computes it (a Conv2D's dY reordered and
+        taken back through its own activation in one pass)."""
 
     @abc.abstractmethod
     def maxpool2d(self, x: Array, out: Array, argmax: Array, pool: Pair, stride: Pair,

@@ -15,7 +15,9 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .base import CLIP_EPSILON, Backend, dropout_threshold, pcg, sides, window_counts, window_positions
+from . import special
+from .base import (CLIP_EPSILON, OUTPUT_GRADIENTS, Backend, dropout_threshold, gradient_from_output, pcg, sides,
+                   window_counts, window_positions)
 
 
 def _sigmoid(x: np.ndarray, out: np.ndarray) -> None:
@@ -34,11 +36,69 @@ def _softmax(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _relu(x: np.ndarray, out: np.ndarray) -> None:
+# Each activation: f(x, out, param), out possibly x; each gradient from the
+# output: (y, dy, out, param); from the input: (x, dy, out, param). GELU's
+# are computed in float64 (Φ comes from special.py) and rounded once.
+def _tanh(x, out, param) -> None:
+    np.tanh(x, out=out)
+
+
+def _sigmoid_of(x, out, param) -> None:
+    _sigmoid(x, out)
+
+
+def _relu(x, out, param) -> None:
     np.maximum(x, x.dtype.type(0), out=out)
 
 
-def _tanh_grad(y: np.ndarray, dy: np.ndarray, out: np.ndarray) -> None:
+def _leaky_relu(x, out, slope) -> None:
+    np.copyto(out, np.where(x > 0, x, x * x.dtype.type(slope)))
+
+
+def _elu(x, out, alpha) -> None:
+    negative = np.expm1(np.minimum(x, x.dtype.type(0))) * x.dtype.type(alpha)
+    np.copyto(out, np.where(x > 0, x, negative))
+
+
+def _gelu(x, out, param) -> None:
+    with np.errstate(invalid="ignore"):  # -inf · 0 is NaN, as in PyTorch
+        np.copyto(out, x * special.normal_cdf(x), casting="same_kind")
+
+
+def _gelu_tanh_arguments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(2u, 2u') in float64, u = √(2/π) (x + 0.044715 x³)."""
+    x = x.astype(np.float64)
+    x2 = x * x
+    with np.errstate(over="ignore"):
+        return 2 * _SQRT_2_OVER_PI * (x + _GELU_CUBIC * x2 * x), 2 * _SQRT_2_OVER_PI * (1 + 3 * _GELU_CUBIC * x2)
+
+
+def _gelu_tanh(x, out, param) -> None:
+    v, _ = _gelu_tanh_arguments(x)
+    s = np.empty_like(v)
+    _sigmoid(v, s)
+    with np.errstate(invalid="ignore"):
+        np.copyto(out, x * s, casting="same_kind")
+
+
+def _silu(x, out, param) -> None:
+    s = np.empty_like(x)
+    _sigmoid(x, s)
+    with np.errstate(invalid="ignore"):
+        np.multiply(x, s, out=out)
+
+
+def _softplus(x, out, param) -> None:
+    np.copyto(out, np.maximum(x, x.dtype.type(0)) + np.log1p(np.exp(-np.abs(x))))
+
+
+def _sigmoid_slope(x: np.ndarray) -> np.ndarray:
+    """σ(x)(1 - σ(x)) = e / (1 + e)², e = e^-|x|: no 1 - σ that cancels."""
+    e = np.exp(-np.abs(x))
+    return e / ((1 + e) * (1 + e))
+
+
+def _tanh_grad(y, dy, out, param) -> None:
     # (1 - y)(1 + y) rather than 1 - y², which cancels when y is near ±1
     one = y.dtype.type(1)  # a numpy scalar: cheaper in a ufunc call than an int
     np.subtract(one, y, out)
@@ -46,18 +106,105 @@ def _tanh_grad(y: np.ndarray, dy: np.ndarray, out: np.ndarray) -> None:
     np.multiply(out, dy, out)
 
 
-def _sigmoid_grad(y: np.ndarray, dy: np.ndarray, out: np.ndarray) -> None:
+def _sigmoid_grad(y, dy, out, param) -> None:
     np.subtract(y.dtype.type(1), y, out)
     np.multiply(out, y, out)
     np.multiply(out, dy, out)
 
 
-def _relu_grad(y: np.ndarray, dy: np.ndarray, out: np.ndarray) -> None:
+def _relu_grad(y, dy, out, param) -> None:
     np.multiply(dy, y > 0, out)
 
 
-_ACTIVATION = {"tanh": np.tanh, "sigmoid": _sigmoid, "relu": _relu}  # each f(x, out)
-_ACTIVATION_GRAD = {"tanh": _tanh_grad, "sigmoid": _sigmoid_grad, "relu": _relu_grad}
+def _leaky_relu_grad(y, dy, out, slope) -> None:
+    np.multiply(dy, np.where(y > 0, y.dtype.type(1), y.dtype.type(slope)), out)
+
+
+def _elu_grad(y, dy, out, alpha) -> None:
+    np.multiply(dy, np.where(y > 0, y.dtype.type(1), y + y.dtype.type(alpha)), out)
+
+
+def _softplus_grad(y, dy, out, param) -> None:
+    np.multiply(dy, -np.expm1(-y), out)
+
+
+def _tanh_grad_x(x, dy, out, param) -> None:
+    np.multiply(dy, 4 * _sigmoid_slope(2 * x), out)  # 1 - tanh² x = 4 σ'(2x): no 1 - t that cancels
+
+
+def _sigmoid_grad_x(x, dy, out, param) -> None:
+    np.multiply(dy, _sigmoid_slope(x), out)
+
+
+def _relu_grad_x(x, dy, out, param) -> None:
+    np.multiply(dy, x > 0, out)
+
+
+def _leaky_relu_grad_x(x, dy, out, slope) -> None:
+    np.multiply(dy, np.where(x > 0, x.dtype.type(1), x.dtype.type(slope)), out)
+
+
+def _elu_grad_x(x, dy, out, alpha) -> None:
+    slope = np.exp(np.minimum(x, x.dtype.type(0))) * x.dtype.type(alpha)
+    np.multiply(dy, np.where(x > 0, x.dtype.type(1), slope), out)
+
+
+def _gelu_grad_x(x, dy, out, param) -> None:
+    slope = special.normal_cdf(x) + x * special.normal_pdf(x)
+    np.multiply(dy, slope, out=out, casting="same_kind")
+
+
+def _gelu_tanh_grad_x(x, dy, out, param) -> None:
+    v, dv = _gelu_tanh_arguments(x)
+    s = np.empty_like(v)
+    _sigmoid(v, s)
+    ds = _sigmoid_slope(v)
+    # x dv σ'(v) is 0 where σ'(v) is (beyond x³'s float range dv is inf)
+    with np.errstate(invalid="ignore", over="ignore"):
+        slope = s + np.where(ds > 0, x * dv * ds, 0.0)
+    np.multiply(dy, slope, out=out, casting="same_kind")
+
+
+def _silu_grad_x(x, dy, out, param) -> None:
+    s = np.empty_like(x)
+    _sigmoid(x, s)
+    np.multiply(dy, s + x * _sigmoid_slope(x), out)
+
+
+def _softplus_grad_x(x, dy, out, param) -> None:
+    s = np.empty_like(x)
+    _sigmoid(x, s)
+    np.multiply(dy, s, out)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_GELU_CUBIC = 0.044715
+
+_ACTIVATION = {
+    "tanh": _tanh, "sigmoid": _sigmoid_of, "relu": _relu, "leaky_relu": _leaky_relu, "elu": _elu,
+    "gelu": _gelu, "gelu_tanh": _gelu_tanh, "silu": _silu, "softplus": _softplus,
+}
+_ACTIVATION_GRAD = {  # from the output, for the kinds in OUTPUT_GRADIENTS
+    "tanh": _tanh_grad, "sigmoid": _sigmoid_grad, "relu": _relu_grad, "leaky_relu": _leaky_relu_grad,
+    "elu": _elu_grad, "softplus": _softplus_grad,
+}
+_ACTIVATION_GRAD_X = {  # from the input, every kind
+    "tanh": _tanh_grad_x, "sigmoid": _sigmoid_grad_x, "relu": _relu_grad_x, "leaky_relu": _leaky_relu_grad_x,
+    "elu": _elu_grad_x, "gelu": _gelu_grad_x, "gelu_tanh": _gelu_tanh_grad_x, "silu": _silu_grad_x,
+    "softplus": _softplus_grad_x,
+}
+
+
+def _output_gradient(kind: str, param: float):
+    """The gradient-from-output function of ``kind``; ValueError where the
+    output does not determine the gradient."""
+    if not gradient_from_output(kind, param):
+        raise ValueError(
+            f"expected an activation whose output determines its gradient ({sorted(OUTPUT_GRADIENTS)}, "
+            f"leaky_relu and elu with a parameter >= 0). Received: kind={kind!r}, param={param!r}: "
+            "use activation_grad_from_input"
+        )
+    return _ACTIVATION_GRAD[kind]
 
 
 def _clip(p: np.ndarray) -> np.ndarray:
@@ -307,7 +454,7 @@ class NumpyBackend(Backend):
 
     # ----------------------------------------------------------- dense algebra
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation=None,
-               grad_of=None, bias_grad=None) -> None:
+               grad_of=None, bias_grad=None, activation_param=0.0) -> None:
         op_b = b.T if transpose_b else b
         # the product goes to a scratch buffer when an activation's gradient follows
         product = out if grad_of is None else self._tmp(out, 3)
@@ -320,10 +467,10 @@ class NumpyBackend(Backend):
         if bias is not None:
             np.add(out, bias, out)
         if activation is not None:
-            _ACTIVATION[activation](out, out)
+            _ACTIVATION[activation](out, out, activation_param)
         if grad_of is not None:
             kind, y = grad_of
-            _ACTIVATION_GRAD[kind](y, product, out)
+            _output_gradient(kind, activation_param)(y, product, out, activation_param)
         if bias_grad is not None:
             np.add.reduce(op_b, axis=0, out=bias_grad)
 
@@ -350,11 +497,14 @@ class NumpyBackend(Backend):
         np.copyto(dst[:, dst_start : dst_start + width], src[:, src_start : src_start + width])
 
     # ------------------------------------------------------------- activations
-    def activation(self, kind: str, x: np.ndarray, out: np.ndarray) -> None:
-        _ACTIVATION[kind](x, out)
+    def activation(self, kind: str, x: np.ndarray, out: np.ndarray, param: float = 0.0) -> None:
+        _ACTIVATION[kind](x, out, param)
 
-    def activation_grad(self, kind: str, y, dy, out) -> None:
-        _ACTIVATION_GRAD[kind](y, dy, out)
+    def activation_grad(self, kind: str, y, dy, out, param: float = 0.0) -> None:
+        _output_gradient(kind, param)(y, dy, out, param)
+
+    def activation_grad_from_input(self, kind: str, x, dy, out, param: float = 0.0) -> None:
+        _ACTIVATION_GRAD_X[kind](x, dy, out, param)
 
     def softmax(self, x: np.ndarray, out: np.ndarray) -> None:
         _softmax(x, out)
@@ -474,7 +624,7 @@ class NumpyBackend(Backend):
                 by_channel[:, :, _span(ki * dh, sh, oh), _span(kj * dw, sw, ow)] += slabs[:, ki, kj]
         np.copyto(out, padded[:, :, top : top + h, left : left + w])
 
-    def to_channels_first(self, rows, out, bias=None, groups=1) -> None:
+    def to_channels_first(self, rows, out, bias=None, groups=1, activation=None, activation_param=0.0) -> None:
         n, f = out.shape[:2]
         planes = out.reshape(n, f, -1)
         if groups == 1:
@@ -484,9 +634,16 @@ class NumpyBackend(Backend):
             np.copyto(planes.reshape(n, groups, f // groups, -1), per_group.transpose(1, 0, 3, 2))
         if bias is not None:
             planes += bias.reshape(f, 1)
+        if activation is not None:
+            _ACTIVATION[activation](out, out, activation_param)
 
-    def to_channels_last(self, x, rows, groups=1) -> None:
+    def to_channels_last(self, x, rows, groups=1, grad_of=None, activation_param=0.0) -> None:
         n, f = x.shape[:2]
+        if grad_of is not None:
+            kind, y = grad_of
+            dz = self._tmp(x, 4)
+            _output_gradient(kind, activation_param)(y, x, dz, activation_param)
+            x = dz
         if groups == 1:
             np.copyto(rows.reshape(n, -1, f), x.reshape(n, f, -1).transpose(0, 2, 1))
             return

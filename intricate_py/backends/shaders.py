@@ -6,10 +6,13 @@ is always ``params``, a uniform struct read at a dynamic offset), and its
 ``struct Params`` gives the fields a dispatch packs, in order. Nothing about a
 kernel is written down twice.
 
-Two header lines extend that: ``// extends: other.wgsl`` compiles the file
+Header lines extend that: ``// extends: other.wgsl`` compiles the file
 after that one's source (its declarations and helpers, since WGSL has no
-includes; the entry points are this file's own), and ``// requires: feature``
-compiles it only on a device with that wgpu feature.
+includes; the entry points are this file's own); ``// includes: lib.wgsl``
+compiles it after a library, a file marked ``// library`` that holds
+functions only (no bindings, no Params, no entry points: it is no kernel
+file of its own, and each file that names it gets it once); and
+``// requires: feature`` compiles it only on a device with that wgpu feature.
 
 Every file is compiled after a short generated preamble (:func:`preamble`):
 the activation kinds as constants numbered by ``base.ACTIVATIONS``, the one
@@ -35,6 +38,8 @@ _ENTRY = re.compile(r"@compute\s*@workgroup_size\(([^)]*)\)\s*fn\s+(\w+)")
 _FORMAT = {"u32": "I", "i32": "i", "f32": "f"}
 _EXTENDS = re.compile(r"^//\s*extends:\s*(\S+\.wgsl)\s*$", re.M)
 _REQUIRES = re.compile(r"^//\s*requires:\s*(\S+)\s*$", re.M)
+_INCLUDES = re.compile(r"^//\s*includes:\s*(\S+\.wgsl)", re.M)
+_LIBRARY = re.compile(r"^//\s*library\s*$", re.M)
 
 
 def preamble() -> str:
@@ -79,10 +84,11 @@ class KernelFile:
     @classmethod
     def read(cls, path: Path) -> "KernelFile":
         own = path.read_text(encoding="utf-8")
-        source = own
-        for base in _EXTENDS.findall(own):
-            source = (path.parent / base).read_text(encoding="utf-8") + "\n" + source
-        source = preamble() + source
+        files = [path.parent / base for base in _EXTENDS.findall(own)] + [path]
+        texts = [f.read_text(encoding="utf-8") if f != path else own for f in files]
+        libraries = list(dict.fromkeys(lib for text in texts for lib in _INCLUDES.findall(text)))
+        parts = [preamble()] + [_library(path.parent / lib) for lib in libraries] + texts
+        source = "\n".join(parts)
         bindings = [
             (int(i), "uniform" if space == "uniform" else access or "read", name)
             for i, space, access, name in _BINDING.findall(source)
@@ -102,6 +108,18 @@ class KernelFile:
                    tuple(_REQUIRES.findall(own)))
 
 
+def is_library(path: Path) -> bool:
+    """Whether the .wgsl file at ``path`` is a library (``// library``)."""
+    return _LIBRARY.search(path.read_text(encoding="utf-8")) is not None
+
+
+def _library(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    if not _LIBRARY.search(text):
+        raise ValueError(f"{path.name} is included but not marked '// library'")
+    return text
+
+
 class Kernels:
     """Every kernel file compiled for one device (those it has the features
     for): a bind group layout per file and a pipeline per entry point, made once."""
@@ -114,6 +132,8 @@ class Kernels:
         self.pipelines: dict[str, object] = {}
         self.entry_file: dict[str, KernelFile] = {}
         for path in sorted((folder or shader_dir()).glob("*.wgsl")):
+            if is_library(path):
+                continue
             kernel = KernelFile.read(path)
             if not set(kernel.requires) <= set(device.features):
                 continue

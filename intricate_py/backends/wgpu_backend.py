@@ -221,7 +221,11 @@ class WgpuBackend(Backend):
         return self._encoder
 
     def _bind_group(self, entry: str, arrays: Sequence[GPUArray | None]):
+        """The bind group of ``arrays`` in the order of the kernel file's
+        storage bindings; None, or none given at the end, for those the
+        entry point leaves unused."""
         kernel = self.kernels.entry_file[entry]
+        arrays = list(arrays) + [None] * (len(kernel.bindings) - 1 - len(arrays))
         buffers = [a.alloc if a is not None else None for a in arrays]
         key = (kernel.name, *(b.serial if b is not None else -1 - i for i, b in enumerate(buffers)))
         group = self._bind_groups.get(key)
@@ -476,7 +480,7 @@ class WgpuBackend(Backend):
 
     # ----------------------------------------------------------- dense algebra
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation=None,
-               grad_of=None, bias_grad=None) -> None:
+               grad_of=None, bias_grad=None, activation_param=0.0) -> None:
         m, k = a.shape[::-1] if transpose_a else a.shape
         k2, n = b.shape[::-1] if transpose_b else b.shape
         if k != k2 or out.shape != (m, n) or (bias is not None and bias.size != n):
@@ -488,7 +492,8 @@ class WgpuBackend(Backend):
             # the kernels write bias_grad into out's buffer (where a model packs it)
             if transpose_b:
                 raise ValueError("bias_grad outside out's buffer needs b untransposed")
-            self.matmul(a, b, out, transpose_a, transpose_b, bias, activation, grad_of)
+            self.matmul(a, b, out, transpose_a, transpose_b, bias, activation, grad_of,
+                        activation_param=activation_param)
             self.sum_rows(b, bias_grad)
             return
         plan = self.matmul_plan(m, n, k)
@@ -509,7 +514,7 @@ class WgpuBackend(Backend):
             has_bias=int(bias is not None), bias_off=bias.offset if bias is not None else 0,
             activation=0 if activation is None else 1 + ACTIVATION_KIND[activation],
             grad_kind=0 if grad_kind is None else 1 + ACTIVATION_KIND[grad_kind],
-            aux_off=y.offset if y is not None else 0,
+            aux_off=y.offset if y is not None else 0, param=activation_param,
         )
         entry = ENTRY_POINTS[plan.kernel]
         if plan.splits == 1:
@@ -585,17 +590,23 @@ class WgpuBackend(Backend):
         )
 
     # ------------------------------------------------------------- activations
-    def activation(self, kind: str, x, out) -> None:
+    def activation(self, kind: str, x, out, param: float = 0.0) -> None:
         self._dispatch(
             "activation_forward", self._grid(x.size), (x, None, out),
-            count=x.size, kind=ACTIVATION_KIND[kind], a_off=x.offset, out_off=out.offset,
+            count=x.size, kind=ACTIVATION_KIND[kind], a_off=x.offset, out_off=out.offset, param=param,
         )
 
-    def activation_grad(self, kind: str, y, dy, out) -> None:
+    def activation_grad(self, kind: str, y, dy, out, param: float = 0.0) -> None:
+        self._activation_backward("activation_backward", kind, y, dy, out, param)
+
+    def activation_grad_from_input(self, kind: str, x, dy, out, param: float = 0.0) -> None:
+        self._activation_backward("activation_input_backward", kind, x, dy, out, param)
+
+    def _activation_backward(self, entry: str, kind: str, a, dy, out, param: float) -> None:
         self._dispatch(
-            "activation_backward", self._grid(y.size), (y, dy, out),
-            count=y.size, kind=ACTIVATION_KIND[kind], a_off=y.offset, b_off=dy.offset,
-            out_off=out.offset,
+            entry, self._grid(a.size), (a, dy, out),
+            count=a.size, kind=ACTIVATION_KIND[kind], a_off=a.offset, b_off=dy.offset,
+            out_off=out.offset, param=param,
         )
 
     def softmax(self, x, out) -> None:
@@ -663,19 +674,23 @@ class WgpuBackend(Backend):
             **self._image_params(out.shape, kernel, stride, padding, dilation),
         )
 
-    def to_channels_first(self, rows, out, bias=None, groups=1) -> None:
+    def to_channels_first(self, rows, out, bias=None, groups=1, activation=None, activation_param=0.0) -> None:
         n, f = out.shape[:2]
         self._dispatch(
             "to_channels_first", self._grid(out.size), (rows, bias, out), count=out.size, n=n, f=f,
             p=out.size // (n * f), src_off=rows.offset, out_off=out.offset, group_count=groups,
             has_bias=int(bias is not None), bias_off=bias.offset if bias is not None else 0,
+            activation=0 if activation is None else 1 + ACTIVATION_KIND[activation], param=activation_param,
         )
 
-    def to_channels_last(self, x, rows, groups=1) -> None:
+    def to_channels_last(self, x, rows, groups=1, grad_of=None, activation_param=0.0) -> None:
         n, f = x.shape[:2]
+        kind, y = grad_of if grad_of is not None else (None, None)
         self._dispatch(
-            "to_channels_last", self._grid(rows.size), (x, None, rows), count=rows.size, n=n, f=f,
+            "to_channels_last", self._grid(rows.size), (x, None, rows, y), count=rows.size, n=n, f=f,
             p=x.size // (n * f), src_off=x.offset, out_off=rows.offset, group_count=groups,
+            grad_kind=0 if kind is None else 1 + ACTIVATION_KIND[kind], aux_off=y.offset if y is not None else 0,
+            param=activation_param,
         )
 
     def maxpool2d(self, x, out, argmax, pool, stride, padding) -> None:

@@ -32,18 +32,22 @@ It is laid out for the compiler to vectorise: every loop has constant
 bounds; Dense outputs are padded with zero weights to a multiple of 8
 floats (one 256-bit register) and accumulated row by row of W
 (``y[j] += x[i] * W[i][j]``), in up to 4 independent partial sums so that
-the multiply-adds need not wait for each other; TanH and ReLU run over the
-padding too, whole registers at a time, and so do the elementwise merge
-layers when all their inputs hold it. TanH is a rational function
-without library calls (within 7 ulp of tanh), Sigmoid uses expf on
--|v| (exact for both signs, never overflows), Softmax is shifted by its
-maximum, Add, Subtract and Multiply combine their inputs left to right
-and Average multiplies their sum by the float 1/k, as the numpy backend
-computes them. Concatenate copies blocks. BatchNormalization computes
-((x - mean) · r) · gamma + beta from its moving statistics, r = 1 /
-sqrt(variance + epsilon) rounded as the numpy backend rounds it (so,
-operation for operation, predict's); one that reads a Dense or a
-Conv2D's output channels is folded into that product instead
+the multiply-adds need not wait for each other; TanH, ReLU and LeakyReLU
+run over the padding too, whole registers at a time, and so do the
+elementwise merge layers when all their inputs hold it. TanH is a
+rational function without library calls (within 7 ulp of tanh), Sigmoid
+uses expf on -|v| (exact for both signs, never overflows), Softmax is
+shifted by its maximum; every other activation is a function of its own
+(``leaky_relu``, ``elu`` with expm1f, ``gelu`` with erfcf, ``gelu_tanh``
+and ``silu`` with ``sigmoid``, ``softplus`` with log1pf), and a Dense's or
+Conv2D's activation= runs over its output in place. Add, Subtract and
+Multiply combine their inputs left to right and Average multiplies their
+sum by the float 1/k, as the numpy backend computes them. Concatenate
+copies blocks. BatchNormalization computes ((x - mean) · r) · gamma +
+beta from its moving statistics, r = 1 / sqrt(variance + epsilon) rounded
+as the numpy backend rounds it (so, operation for operation, predict's);
+one that reads the output channels of a Dense or Conv2D without an
+activation of its own is folded into that product instead
 (:func:`common.batch_norm_folds`: the product's arrays hold the folded
 weights). LayerNormalization sums each row's values in order for its
 mean and variance.
@@ -64,9 +68,10 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from ..layers import (Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
-                      GlobalAveragePooling2D, GlobalMaxPooling2D, LayerNormalization, MaxPool2D, Multiply, ReLU, Reshape,
-                      Sigmoid, Softmax, Subtract, TanH, UpSampling2D, ZeroPadding2D)
+from ..layers import (ELU, GELU, ActivationFunction, Add, Average, AveragePooling2D, BatchNormalization, Concatenate,
+                      Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, LayerNormalization,
+                      LeakyReLU, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, SiLU, Softmax, Softplus, Subtract, TanH,
+                      UpSampling2D, ZeroPadding2D)
 from ..saving import atomic_write
 from .common import (Site, architecture_lines, batch_norm_folds, batch_norm_terms, exported_layers, exported_nodes,
                      layer_text as _text, product_arrays, sample_size, shape_text)
@@ -109,7 +114,8 @@ STANDARD_NAMES = frozenset(
 #: Names that the generated .c file uses where the model's function is
 #: visible (its file-scope arrays and helpers, the batch function's
 #: variables, the library functions it calls), which a model's name must not take.
-INTERNAL = re.compile(r"(weight|bias)\d+|sigmoid|fast_tanh|expf|fabsf|[xyns]|size_t|main")
+INTERNAL = re.compile(r"(weight|bias)\d+|sigmoid|fast_tanh|leaky_relu|elu|gelu|gelu_tanh|silu|softplus|expf|fabsf|"
+                      r"[xyns]|size_t|main")
 #: C++'s keywords beyond C's, which a parameter must not take either: C++
 #: reads the header's prototypes too (they are in ``extern "C"``).
 CPP_KEYWORDS = frozenset(
@@ -123,7 +129,8 @@ CPP_KEYWORDS = frozenset(
 #: reach at file scope, which a parameter must not take: the stack
 #: buffers, the variables of the loops and sums, the batch function's n and
 #: s, the weight arrays and the helpers.
-LOCALS = re.compile(r"[ab]|t\d+|acc|[cfijkmnrsuv]|oi|oj|ki|kj|ii|jj|(weight|bias)\d+|sigmoid|fast_tanh|expf|fabsf|main")
+LOCALS = re.compile(r"[ab]|t\d+|acc|[cfijkmnrsuv]|oi|oj|ki|kj|ii|jj|(weight|bias)\d+|sigmoid|fast_tanh|leaky_relu|elu|"
+                    r"gelu|gelu_tanh|silu|softplus|expf|fabsf|main")
 
 SIGMOID = """\
 /* 1 / (1 + e^-v) from e^-|v|, which never overflows: exact for both signs */
@@ -158,6 +165,73 @@ static float fast_tanh(float v)
     return x * (p / q);
 }
 """
+
+
+LEAKY_RELU_HELPER = """\
+/* v where v > 0, else slope * v */
+static float leaky_relu(float v, float slope)
+{
+    return v > 0.0f ? v : slope * v;
+}
+"""
+
+ELU_HELPER = """\
+/* v where v > 0, else alpha (e^v - 1), without the cancellation of expf(v) - 1 */
+static float elu(float v, float alpha)
+{
+    return v > 0.0f ? v : alpha * expm1f(v);
+}
+"""
+
+GELU_HELPER = """\
+/* v Phi(v), Phi(v) = erfc(-v / sqrt 2) / 2 the normal distribution (no 1 + erf that cancels for v < 0) */
+static float gelu(float v)
+{
+    return 0.5f * v * erfcf(-0.70710677f * v);
+}
+"""
+
+GELU_TANH_HELPER = """\
+/* v (1 + tanh u) / 2 = v sigmoid(2u), u = sqrt(2/pi) (v + 0.044715 v^3): no 1 + tanh that cancels */
+static float gelu_tanh(float v)
+{
+    return v * sigmoid(1.5957692f * (v + 0.044715f * v * v * v));
+}
+"""
+
+SILU_HELPER = """\
+/* v sigmoid(v) (Swish) */
+static float silu(float v)
+{
+    return v * sigmoid(v);
+}
+"""
+
+SOFTPLUS_HELPER = """\
+/* log(1 + e^v) as max(v, 0) + log1p(e^-|v|), which never overflows */
+static float softplus(float v)
+{
+    return (v > 0.0f ? v : 0.0f) + log1pf(expf(-fabsf(v)));
+}
+"""
+
+
+def _c_activation(function: ActivationFunction) -> tuple[str, tuple[str, ...], bool]:
+    """The C expression of ``function`` (not softmax) of a float ``v``, the
+    helpers it calls, and whether it may run over a Dense's padding too
+    (cheap, and 0 stays finite)."""
+    kind, param = function
+    if kind == "tanh":
+        return "fast_tanh(v)", (FAST_TANH,), True
+    if kind == "relu":
+        return "v > 0.0f ? v : 0.0f", (), True
+    if kind == "leaky_relu":
+        return f"leaky_relu(v, {_float(np.float32(param))})", (LEAKY_RELU_HELPER,), True
+    if kind == "elu":
+        return f"elu(v, {_float(np.float32(param))})", (ELU_HELPER,), False
+    calls = {"sigmoid": (SIGMOID,), "gelu": (GELU_HELPER,), "gelu_tanh": (SIGMOID, GELU_TANH_HELPER),
+             "silu": (SIGMOID, SILU_HELPER), "softplus": (SOFTPLUS_HELPER,)}
+    return f"{kind}(v)", calls[kind], False
 
 
 def _c_name(name: str) -> str:
@@ -374,7 +448,9 @@ def _dense(p: _Program, site: Site, layer: Dense, xs: list[_Tensor]) -> _Tensor:
                f"    for (int j = 0; j < {width}; j++)",
                f"        {dst}[j] = {bias}[j] + {_pairwise([f'acc[{k}][j]' for k in range(u)])};",
                "}")
-    return _Tensor(dst, width, buffer)
+    out = _Tensor(dst, width, buffer)
+    _own_activation(p, site, layer, out, units)
+    return out
 
 
 def _pairwise(terms: list[str]) -> str:
@@ -385,27 +461,45 @@ def _pairwise(terms: list[str]) -> str:
     return f"({_pairwise(terms[:half])} + {_pairwise(terms[half:])})"
 
 
-def _elementwise(expression: str, helper: str | None = None, padded: bool = False) -> Callable:
-    """A writer for ``v -> expression`` applied to every value, in place
-    where no later node reads the input; ``padded``: to a Dense layer's
-    padding as well, so that the loop spans whole registers (for a cheap
-    expression that keeps 0 finite)."""
-    def write(p: _Program, site: Site, layer, xs: list[_Tensor]) -> _Tensor:
-        if helper:
-            p.helper(helper)
-        n = int(np.prod(layer.input_shape))
-        count = xs[0].valid if padded else n
-        src, buffer = xs[0].array, p.place(count, xs)
-        dst = buffer.name
-        what = _count(n, "value") + (f" (and the padding, to {count})" if count != n else "")
-        p.emit(f"{site.label}: {_text(layer)} of {what}",
-               f"for (int k = 0; k < {count}; k++) {{",
-               f"    float v = {src}[k];",
-               f"    {dst}[k] = {expression};",
-               "}")
-        return _Tensor(dst, count, buffer)
+def _activation_layer(p: _Program, site: Site, layer, xs: list[_Tensor]) -> _Tensor:
+    """An activation layer (but Softmax) over every value, in place where
+    no later node reads the input, and over a Dense layer's padding as
+    well where :func:`_c_activation` allows, so that the loop spans whole
+    registers."""
+    expression, helpers, padded = _c_activation(layer.function)
+    n = int(np.prod(layer.input_shape))
+    count = xs[0].valid if padded else n
+    src, buffer = xs[0].array, p.place(count, xs)
+    dst = buffer.name
+    what = _count(n, "value") + (f" (and the padding, to {count})" if count != n else "")
+    p.emit(f"{site.label}: {_text(layer)} of {what}", *_apply_lines(p, expression, helpers, src, dst, count))
+    return _Tensor(dst, count, buffer)
 
-    return write
+
+def _apply_lines(p: _Program, expression: str, helpers: tuple[str, ...], src: str, dst: str, count: int) -> list[str]:
+    """A loop setting ``dst[k]`` to ``expression`` of ``v = src[k]`` for the
+    first ``count`` values (the helpers it calls added to the program)."""
+    for helper in helpers:
+        p.helper(helper)
+    return [f"for (int k = 0; k < {count}; k++) {{",
+            f"    float v = {src}[k];",
+            f"    {dst}[k] = {expression};",
+            "}"]
+
+
+def _softmax_lines(src: str, dst: str, n: int) -> list[str]:
+    """``dst`` = the softmax of ``src``'s first ``n`` values, shifted by their maximum."""
+    return ["{",
+            f"    float m = {src}[0], s = 0.0f;",
+            f"    for (int k = 1; k < {n}; k++)",
+            f"        m = {src}[k] > m ? {src}[k] : m;",
+            f"    for (int k = 0; k < {n}; k++) {{",
+            f"        {dst}[k] = expf({src}[k] - m);",
+            f"        s += {dst}[k];",
+            "    }",
+            f"    for (int k = 0; k < {n}; k++)",
+            f"        {dst}[k] /= s;",
+            "}"]
 
 
 def _softmax(p: _Program, site: Site, layer: Softmax, xs: list[_Tensor]) -> _Tensor:
@@ -413,18 +507,24 @@ def _softmax(p: _Program, site: Site, layer: Softmax, xs: list[_Tensor]) -> _Ten
     src, buffer = xs[0].array, p.place(n, xs)
     dst = buffer.name
     p.emit(f"{site.label}: {_text(layer)} of {_count(n, 'value')}, shifted by their maximum",
-           "{",
-           f"    float m = {src}[0], s = 0.0f;",
-           f"    for (int k = 1; k < {n}; k++)",
-           f"        m = {src}[k] > m ? {src}[k] : m;",
-           f"    for (int k = 0; k < {n}; k++) {{",
-           f"        {dst}[k] = expf({src}[k] - m);",
-           f"        s += {dst}[k];",
-           "    }",
-           f"    for (int k = 0; k < {n}; k++)",
-           f"        {dst}[k] /= s;",
-           "}")
+           *_softmax_lines(src, dst, n))
     return _Tensor(dst, n, buffer)
+
+
+def _own_activation(p: _Program, site: Site, layer: Dense | Conv2D, out: _Tensor, values: int) -> None:
+    """A Dense's or Conv2D's activation= over its ``values`` outputs (and
+    the padding where it may), in place."""
+    function = layer.function
+    if function is None:
+        return
+    comment = f"{site.label}: its activation {layer.activation}"
+    if function.kind == "softmax":
+        p.emit(comment + ", shifted by the maximum", *_softmax_lines(out.array, out.array, values))
+        return
+    expression, helpers, padded = _c_activation(function)
+    count = out.valid if padded else values
+    what = _count(values, "value") + (f" (and the padding, to {count})" if count != values else "")
+    p.emit(f"{comment} of {what}", *_apply_lines(p, expression, helpers, out.array, out.array, count))
 
 
 def _position(out: str, stride: int, k: str, pad: int, dilation: int = 1) -> str:
@@ -498,7 +598,9 @@ def _conv(p: _Program, site: Site, layer: Conv2D, xs: list[_Tensor]) -> _Tensor:
                           f"float acc = {bias}[f];" if bias else "float acc = 0.0f;",
                           (f"acc += {weight}[f][c][ki][kj] * {src}[({channel} * {h} + ii) * {w} + jj];",),
                           f"{dst}[(f * {oh} + oi) * {ow} + oj] = acc;"))
-    return _Tensor(dst, out, buffer)
+    result = _Tensor(dst, out, buffer)
+    _own_activation(p, site, layer, result, out)
+    return result
 
 
 def _maxpool(p: _Program, site: Site, layer: MaxPool2D, xs: list[_Tensor]) -> _Tensor:
@@ -713,9 +815,14 @@ def _copy_rows(src: str, dst: str, rows: int, width: int, total: int, start: int
 
 WRITERS: dict[type, Callable] = {
     Dense: _dense,
-    TanH: _elementwise("fast_tanh(v)", FAST_TANH, padded=True),
-    Sigmoid: _elementwise("sigmoid(v)", SIGMOID),
-    ReLU: _elementwise("v > 0.0f ? v : 0.0f", padded=True),
+    TanH: _activation_layer,
+    Sigmoid: _activation_layer,
+    ReLU: _activation_layer,
+    LeakyReLU: _activation_layer,
+    ELU: _activation_layer,
+    GELU: _activation_layer,
+    SiLU: _activation_layer,
+    Softplus: _activation_layer,
     Softmax: _softmax,
     Conv2D: _conv,
     MaxPool2D: _maxpool,

@@ -149,7 +149,8 @@ def batch_norm_folds(model: "Model") -> Folds:
     folded = set()
     for j, node in enumerate(plan.nodes):
         source = node.inputs[0].node if type(node.layer) is BatchNormalization else None
-        if source is None or type(source.layer) not in (Dense, Conv2D) or calls[id(source.layer)] != 1:
+        if source is None or type(source.layer) not in (Dense, Conv2D) or calls[id(source.layer)] != 1 \
+                or source.layer.activation is not None:  # its own activation comes between
             continue
         alone = plan.consumers[id(source.output)] == [j] and all(s is not source.output for s in model.outputs)
         if alone and node.layer.batch_axis() == 1:

@@ -20,7 +20,12 @@ keepdims), UpSampling2D -> Resize (nearest, asymmetric coordinates, floor:
 pixel y reads y // s), ZeroPadding2D -> Pad (constant zeros), Flatten ->
 Flatten(axis=1), Reshape -> Reshape to (0, *shape) (0
 keeps the batch dimension), Dropout -> Identity, the activations to their
-operators; Add -> Add (Sum for more than two), Subtract -> Sub, Multiply ->
+operators (LeakyReLU -> LeakyRelu, ELU -> Elu, Softplus -> Softplus), or,
+where opset 17 has none, to their formulas: GELU -> x · (1 + Erf(x / √2)) / 2
+(Gelu is opset 20's), its tanh form -> x · Sigmoid(2 √(2/π) (x + 0.044715 x³))
+(as intricate computes it: the same as x (1 + tanh(...)) / 2 without its
+cancellation), SiLU -> x · Sigmoid(x); a Dense's or Conv2D's activation=
+follows its Gemm or Conv as the same nodes. Add -> Add (Sum for more than two), Subtract -> Sub, Multiply ->
 Mul (a chain of them for more than two), Average -> Add or Sum, then Mul by
 1/k (as intricate computes it: the sum times the float 1/k),
 Concatenate -> Concat on the layer's axis (which, as ONNX's, counts the
@@ -50,9 +55,10 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..layers import (Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
-                      GlobalAveragePooling2D, GlobalMaxPooling2D, LayerNormalization, MaxPool2D, Multiply, ReLU, Reshape,
-                      Sigmoid, Softmax, Subtract, TanH, UpSampling2D, ZeroPadding2D)
+from ..layers import (ELU, GELU, ActivationFunction, Add, Average, AveragePooling2D, BatchNormalization, Concatenate,
+                      Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, LayerNormalization,
+                      LeakyReLU, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, SiLU, Softmax, Softplus, Subtract, TanH,
+                      UpSampling2D, ZeroPadding2D)
 from ..saving import atomic_write
 from .common import (Site, architecture_lines, batch_norm_folds, batch_norm_terms, exported_layers, exported_nodes,
                      io_names, product_arrays)
@@ -128,7 +134,8 @@ class _Graph:
 # the tensors ``xs`` (one a layer input) and returns its output's name.
 def _dense(g: _Graph, site: Site, layer: Dense, xs: list[str]) -> str:
     w, b = g.product_weights(site, layer)
-    return g.node("Gemm", [xs[0], w, b], _output(site, "dense"))
+    y = g.node("Gemm", [xs[0], w, b], _output(site, "dense"))
+    return _own_activation(g, site, layer, y, "dense")
 
 
 def _pads(sides: tuple[int, int, int, int]) -> list[int]:
@@ -146,8 +153,65 @@ def _conv(g: _Graph, site: Site, layer: Conv2D, xs: list[str]) -> str:
         extra["dilations"] = list(layer.dilation_rate)
     if layer.groups != 1:
         extra["group"] = layer.groups
-    return g.node("Conv", inputs, _output(site, "conv"), kernel_shape=list(layer.kernel_size),
-                  strides=list(layer.stride), pads=_pads(layer.sides), **extra)
+    y = g.node("Conv", inputs, _output(site, "conv"), kernel_shape=list(layer.kernel_size),
+               strides=list(layer.stride), pads=_pads(layer.sides), **extra)
+    return _own_activation(g, site, layer, y, "conv")
+
+
+def _own_activation(g: _Graph, site: Site, layer: Dense | Conv2D, y: str, role: str) -> str:
+    """The nodes of a Dense's or Conv2D's activation= after its product
+    ``y``, named ``{i}.dense.relu`` and so on; ``y`` itself without one."""
+    if layer.function is None:
+        return y
+    return _activation(g, site, layer.function, y, f"{role}.{layer.activation}")
+
+
+#: the activations that are one operator of opset 17: (operator, the attribute taking the param)
+_OPERATORS = {
+    "tanh": ("Tanh", None), "sigmoid": ("Sigmoid", None), "relu": ("Relu", None),
+    "leaky_relu": ("LeakyRelu", "alpha"), "elu": ("Elu", "alpha"), "softplus": ("Softplus", None),
+}
+_FRAC_1_SQRT_2 = 0.7071067811865476
+_TWO_SQRT_2_OVER_PI = 1.5957691216057308
+
+
+def _activation(g: _Graph, site: Site, function: ActivationFunction, x: str, role: str) -> str:
+    """The nodes computing ``function`` of ``x``, the last (its output)
+    named ``{i}.{role}``, those before it ``{i}.{role}.{part}``, its
+    constants ``{i}.{role}.{name}``."""
+    kind, param = function
+    out = _output(site, role)
+    if kind == "softmax":
+        return g.node("Softmax", [x], out, axis=-1)
+    if kind in _OPERATORS:
+        op, attribute = _OPERATORS[kind]
+        return g.node(op, [x], out, **({attribute: param} if attribute else {}))
+
+    def part(name: str) -> str:
+        return _output(site, f"{role}.{name}")
+
+    def constant(name: str, value: float) -> str:
+        return g.weight(f"{site.index}.{role}.{name}", np.array(value, np.float32))
+
+    if kind == "silu":
+        return g.node("Mul", [x, g.node("Sigmoid", [x], part("sigmoid"))], out)
+    if kind == "gelu_tanh":  # x σ(c (x + k x³)), c = 2 √(2/π)
+        cube = g.node("Mul", [g.node("Mul", [x, x], part("square")), x], part("cube"))
+        inner = g.node("Add", [x, g.node("Mul", [cube, constant("k", 0.044715)], part("kcube"))], part("inner"))
+        argument = g.node("Mul", [inner, constant("c", _TWO_SQRT_2_OVER_PI)], part("arg"))
+        return g.node("Mul", [x, g.node("Sigmoid", [argument], part("sigmoid"))], out)
+    # gelu: x (1 + erf(x / √2)) / 2
+    erf = g.node("Erf", [g.node("Mul", [x, constant("scale", _FRAC_1_SQRT_2)], part("scaled"))], part("erf"))
+    cdf = g.node("Mul", [g.node("Add", [erf, constant("one", 1.0)], part("sum")), constant("half", 0.5)], part("cdf"))
+    return g.node("Mul", [x, cdf], out)
+
+
+def _function_of_layer(role: str) -> Callable:
+    """A writer of an activation layer through :func:`_activation`."""
+    def write(g: _Graph, site: Site, layer, xs: list[str]) -> str:
+        return _activation(g, site, layer.function, xs[0], role)
+
+    return write
 
 
 def _maxpool(g: _Graph, site: Site, layer: MaxPool2D, xs: list[str]) -> str:
@@ -279,6 +343,11 @@ NODES: dict[type, Callable] = {
     Sigmoid: _operator("Sigmoid"),
     ReLU: _operator("Relu"),
     Softmax: _operator("Softmax", axis=-1),
+    LeakyReLU: _function_of_layer("leakyrelu"),
+    ELU: _function_of_layer("elu"),
+    GELU: _function_of_layer("gelu"),
+    SiLU: _function_of_layer("silu"),
+    Softplus: _function_of_layer("softplus"),
     Conv2D: _conv,
     MaxPool2D: _maxpool,
     AveragePooling2D: _avgpool,

@@ -5,7 +5,8 @@ Reshape, Dropout, the normalizations BatchNormalization and
 LayerNormalization, and the merge layers Add, Subtract, Multiply, Average
 and Concatenate."""
 
-from .activations import Activation, ReLU, Sigmoid, Softmax, TanH
+from .activations import (ELU, GELU, Activation, ActivationFunction, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Softplus,
+                          Swish, TanH)
 from .base import Context, Layer, Parameter
 from .registry import LAYER_TYPES
 from .conv import Conv2D
@@ -27,6 +28,13 @@ __all__ = [
     "Sigmoid",
     "ReLU",
     "Softmax",
+    "LeakyReLU",
+    "ELU",
+    "GELU",
+    "SiLU",
+    "Swish",
+    "Softplus",
+    "ActivationFunction",
     "Conv2D",
     "MaxPool2D",
     "AveragePooling2D",

@@ -163,8 +163,13 @@ class Layer:
     * ``n_inputs``: 1, or None for two or more inputs (merge layers), whose
       ``call`` takes them all and whose ``backward_inputs`` returns one
       gradient each;
-    * ``fuses_activation``: ``call`` takes ``activation=kind`` and
-      ``backward`` ``activation_grad=(kind, y)`` (Dense's epilogues);
+    * ``fuses_activation``: ``call`` takes ``activation=f``, f an
+      ``ActivationFunction``, and computes it in the same pass (Dense's
+      epilogue); ``folds_activation_grad``: ``backward`` takes
+      ``activation_grad=(f, y)`` and returns the gradient of the input of
+      the activation f whose output y is this layer's input (Dense's dY·Wᵀ);
+    * ``activation``: the Keras name of an activation the layer applies to
+      its own output (Dense's and Conv2D's ``activation=``), or None;
     * ``replayable``: False when ``call`` does per-step work that is not a
       backend operation or a step value (it then runs every step).
 
@@ -179,8 +184,12 @@ class Layer:
     n_inputs: ClassVar[int | None] = 1
     #: names of the arrays of create_parameters that are state, not trained
     non_trainable: ClassVar[tuple[str, ...]] = ()
-    #: call(ctx, x, activation=kind) and backward(ctx, g, activation_grad=(kind, y)) work
-    fuses_activation: ClassVar[bool] = False
+    #: call(ctx, x, activation=f) works
+    fuses_activation: bool = False
+    #: backward(ctx, g, activation_grad=(f, y)) works
+    folds_activation_grad: ClassVar[bool] = False
+    #: the Keras name of the activation the layer ends with (Dense's activation=), if any
+    activation: str | None = None
     #: a recorded training step may be replayed without running call again
     replayable: ClassVar[bool] = True
     #: the tensors a file holds for a built layer of this type (a file

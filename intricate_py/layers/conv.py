@@ -14,12 +14,16 @@ import numpy as np
 from .. import _checks
 from ..backends import Array
 from ..backends.base import Sides
+from .activations import KERAS_ACTIVATIONS, ActivationFunction, keras_activation
 from .base import Context, Shape, WeightedLayer
 from .images import Padding, geometry_text, image_shape, pair, padding_argument, padding_sides
 from .images import strides_argument, window_output
 from .pooling import MaxPool2D
 
 __all__ = ["Conv2D", "MaxPool2D"]
+
+#: Conv2D's activation= names: Keras's, but softmax (a Dense's, over a row of features)
+CONV_ACTIVATIONS = tuple(name for name in KERAS_ACTIVATIONS if name != "softmax")
 
 
 class Conv2D(WeightedLayer):
@@ -38,7 +42,10 @@ class Conv2D(WeightedLayer):
     * ``groups``: the channels and filters in that many groups, each filter
       seeing its group's channels only (both must divide by it);
       ``groups == in_channels`` is a depthwise convolution;
-    * ``use_bias=False``: no ``b`` (a file holds ``weight`` alone).
+    * ``use_bias=False``: no ``b`` (a file holds ``weight`` alone);
+    * ``activation`` (Keras's names, as Dense's, but for "softmax"): f of
+      the result, applied where the bias is added (where f's gradient comes
+      from its output or the model predicts; else after it, keeping its input).
 
     ``weights`` has PyTorch's shape (filters, in_channels / groups, kh, kw),
     ``biases`` (filters,). Computed as matrix products of image patches
@@ -64,6 +71,7 @@ class Conv2D(WeightedLayer):
         groups: int = 1,
         use_bias: bool = True,
         stride: int | tuple[int, int] | None = None,
+        activation: str | None = None,
     ):
         super().__init__(name)
         self.filters = _checks.positive_int(filters, "filters")
@@ -82,6 +90,12 @@ class Conv2D(WeightedLayer):
         if input_shape is not None:
             self.input_shape = tuple(_checks.positive_int(s, "input_shape") for s in input_shape)
         self._use_initializers(weight_init, bias_init)
+        self.activation = keras_activation(activation, CONV_ACTIVATIONS)
+
+    @property
+    def function(self) -> ActivationFunction | None:
+        """Its own activation (``activation=``), as the backends compute it."""
+        return None if self.activation is None else KERAS_ACTIVATIONS[self.activation]
 
     @property
     def strides(self) -> tuple[int, int]:
@@ -147,16 +161,35 @@ class Conv2D(WeightedLayer):
                 backend.matmul(self._block(cols, k, n * pixels, self._patch),
                                self._block(weights, k, per_group, self._patch),
                                self._block(rows, k, n * pixels, per_group), transpose_b=True)
-        y = ctx.buffer("y", n, self.output_shape)
-        backend.to_channels_first(rows, y, bias=self._bias(), groups=groups)
+        y = ctx.y = ctx.buffer("y", n, self.output_shape)
+        function = self.function
+        if function is None or function.from_output or not ctx.training:
+            kind, param = (None, 0.0) if function is None else function
+            backend.to_channels_first(rows, y, bias=self._bias(), groups=groups, activation=kind,
+                                      activation_param=param)
+            return y
+        # the activation after the reordering, which keeps its input z for the gradient
+        z = ctx.z = ctx.buffer("z", n, self.output_shape)
+        backend.to_channels_first(rows, z, bias=self._bias(), groups=groups)
+        function.apply(backend, z, y)
         return y
 
     def parameter_gradients(self, ctx: Context, grad: Array) -> None:
         n, pixels = grad.shape[0], math.prod(self.output_shape[1:])
         backend, groups, W = self.backend, self.groups, self.params["W"]
-        # the forward's rows buffer is free once y is written: it takes dY by pixel
+        # the forward's rows buffer is free once y is written: it takes dZ by
+        # pixel, dZ = dY taken back through the activation (in the same pass
+        # where its gradient comes from its output)
         dy = ctx.dy_rows = ctx.buffer("rows", n * pixels, (self.filters,))
-        backend.to_channels_last(grad, dy, groups)
+        function = self.function
+        if function is None:
+            backend.to_channels_last(grad, dy, groups)
+        elif function.from_output:
+            backend.to_channels_last(grad, dy, groups, grad_of=(function.kind, ctx.y), activation_param=function.param)
+        else:
+            dz = ctx.buffer("dz", n, self.output_shape)
+            function.gradient(backend, ctx.z, grad, dz)
+            backend.to_channels_last(dz, dy, groups)
         if groups == 1:
             backend.matmul(dy, ctx.cols, self._matrix(W.grad), transpose_a=True)  # dW = dYᵀ · patches
             if self.use_bias:
@@ -259,7 +292,10 @@ class Conv2D(WeightedLayer):
             config["use_bias"] = False
         if self.input_shape is not None:
             config["input_shape"] = list(self.input_shape)
-        return {**config, **self._initializer_config()}
+        config.update(self._initializer_config())
+        if self.activation is not None:
+            config["activation"] = self.activation
+        return config
 
     def __repr__(self) -> str:
         geometry = geometry_text(self.kernel_size, self.stride, self.padding, (1, 1), self.dilation_rate)
@@ -267,6 +303,8 @@ class Conv2D(WeightedLayer):
             geometry += f", groups {self.groups}"
         if not self.use_bias:
             geometry += ", no bias"
+        if self.activation is not None:
+            geometry += f", {self.activation}"
         if self.input_shape is None:
             return f"Conv2D({self.filters}, {geometry})"
         return f"Conv2D({self.input_shape[0]}→{self.filters}, {geometry})"

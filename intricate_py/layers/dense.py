@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import _checks
 from ..backends import Array
+from .activations import KERAS_ACTIVATIONS, ActivationFunction, keras_activation
 from .base import Context, Shape, WeightedLayer
 
 
@@ -19,6 +20,12 @@ class Dense(WeightedLayer):
     or the model's ``input_size``. ``input_size`` pins it, and a model whose
     chain disagrees raises ValueError at construction.
 
+    ``activation`` (Keras's names: "relu", "tanh", "sigmoid", "softmax",
+    "leaky_relu" (slope 0.2), "elu", "gelu", "silu" or "swish", "softplus";
+    "linear" or None for none) makes it ``y = f(x @ W + b)``, in the
+    product's epilogue where f's gradient comes from its output or the
+    model predicts (else the product, then f, keeping its input).
+
     Shapes: x (n, inputs) -> y (n, units).
     """
 
@@ -29,12 +36,14 @@ class Dense(WeightedLayer):
         weight_init: str = "glorot_uniform",
         bias_init: str = "zeros",
         name: str | None = None,
+        activation: str | None = None,
     ):
         super().__init__(name)
         self.units = _checks.positive_int(units, "units")
         if input_size is not None:
             self.input_shape = (_checks.positive_int(input_size, "input_size"),)
         self._use_initializers(weight_init, bias_init)
+        self.activation = keras_activation(activation)
 
     def output_shape_for(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
@@ -49,29 +58,70 @@ class Dense(WeightedLayer):
         return self._initial_values(rng, (inputs, self.units), self.units, inputs, self.units)
 
     # -------------------------------------------------------------- computing
-    fuses_activation = True
+    folds_activation_grad = True
 
-    def call(self, ctx: Context, x: Array, activation: str | None = None) -> Array:
-        """y = x W + b; with ``activation`` (the kind of the activation layer
-        that follows), y = f(x W + b) in the same product."""
+    @property
+    def fuses_activation(self) -> bool:
+        """An activation layer after it can run in its product (not when it has its own)."""
+        return self.activation is None
+
+    @property
+    def function(self) -> ActivationFunction | None:
+        """Its own activation (``activation=``), as the backends compute it."""
+        return None if self.activation is None else KERAS_ACTIVATIONS[self.activation]
+
+    def call(self, ctx: Context, x: Array, activation: ActivationFunction | None = None) -> Array:
+        """y = x W + b, then its own activation; with ``activation`` (that of
+        the activation layer that follows, which the plan fuses),
+        y = f(x W + b) in the same product."""
         ctx.x = x
-        y = ctx.buffer("y", x.shape[0], self.output_shape)
+        if activation is not None and self.activation is not None:
+            raise ValueError(f"{self!r} applies its own activation: it fuses no other (fuses_activation is False)")
+        function = activation if activation is not None else self.function
+        y = ctx.y = ctx.buffer("y", x.shape[0], self.output_shape)
         params = self.params
-        self.backend.matmul(x, params["W"].value, y, bias=params["b"].value, activation=activation)
+        if function is None or (function.in_epilogue and (function.from_output or not ctx.training)):
+            kind, param = (None, 0.0) if function is None else function
+            self.backend.matmul(x, params["W"].value, y, bias=params["b"].value, activation=kind,
+                                activation_param=param)
+            return y
+        # the activation after the product, which keeps its input z for the gradient
+        z = ctx.z = ctx.buffer("z", x.shape[0], self.output_shape)
+        self.backend.matmul(x, params["W"].value, z, bias=params["b"].value)
+        function.apply(self.backend, z, y)
         return y
 
-    def parameter_gradients(self, ctx: Context, grad: Array) -> None:
-        W, b = self.params["W"], self.params["b"]
-        # dW = xᵀ dy, and db = Σ_rows dy in the same product
-        self.backend.matmul(ctx.x, grad, W.grad, transpose_a=True, bias_grad=b.grad)
+    def _before_activation(self, ctx: Context, grad: Array) -> Array:
+        """dE/dz of z = x W + b from dE/dy: through its own activation, if any."""
+        function = self.function
+        if function is None:
+            return grad
+        dz = ctx.buffer("dz", grad.shape[0], self.output_shape)
+        function.gradient(self.backend, ctx.y if function.from_output else ctx.z, grad, dz)
+        return dz
 
-    def backward(self, ctx: Context, grad: Array, activation_grad: tuple[str, Array] | None = None) -> Array:
-        """dE/dx = dy Wᵀ; with ``activation_grad=(kind, h)`` — the activation
-        before this layer and its output h, this layer's input — the gradient
-        of that activation's input, f'(h) · dy Wᵀ, in the same product."""
-        self.parameter_gradients(ctx, grad)
+    def _weight_gradients(self, ctx: Context, dz: Array) -> None:
+        W, b = self.params["W"], self.params["b"]
+        # dW = xᵀ dz, and db = Σ_rows dz in the same product
+        self.backend.matmul(ctx.x, dz, W.grad, transpose_a=True, bias_grad=b.grad)
+
+    def parameter_gradients(self, ctx: Context, grad: Array) -> None:
+        self._weight_gradients(ctx, self._before_activation(ctx, grad))
+
+    def backward(self, ctx: Context, grad: Array,
+                 activation_grad: tuple[ActivationFunction, Array] | None = None) -> Array:
+        """dE/dx = dz Wᵀ (dz: dy through its own activation); with
+        ``activation_grad=(f, h)`` — the activation before this layer, whose
+        gradient comes from its output h, this layer's input — the gradient
+        of that activation's input, f'(h) · dz Wᵀ, in the same product."""
+        dz = self._before_activation(ctx, grad)
+        self._weight_gradients(ctx, dz)
         dx = ctx.buffer("dx", grad.shape[0], self.input_shape)
-        self.backend.matmul(grad, self.params["W"].value, dx, transpose_b=True, grad_of=activation_grad)
+        grad_of, param = None, 0.0
+        if activation_grad is not None:
+            (kind, param), h = activation_grad
+            grad_of = (kind, h)
+        self.backend.matmul(dz, self.params["W"].value, dx, transpose_b=True, grad_of=grad_of, activation_param=param)
         return dx
 
     # ------------------------------------------------------------ description
@@ -92,9 +142,13 @@ class Dense(WeightedLayer):
         config: dict[str, Any] = {"units": self.units}
         if self.input_shape is not None:
             config["input_size"] = self.input_shape[0]
-        return {**config, **self._initializer_config()}
+        config.update(self._initializer_config())
+        if self.activation is not None:
+            config["activation"] = self.activation
+        return config
 
     def __repr__(self) -> str:
+        activation = "" if self.activation is None else f", {self.activation}"
         if self.input_shape is None:
-            return f"Dense({self.units})"
-        return f"Dense({self.input_shape[0]}→{self.units})"
+            return f"Dense({self.units}{activation})"
+        return f"Dense({self.input_shape[0]}→{self.units}{activation})"
