@@ -532,9 +532,10 @@ class Model:
     load = ClassOrInstanceMethod(_load_new, _load_into)
 
     def get_weights(self) -> list[np.ndarray]:
-        """Every layer's tensors in layer order, in PyTorch's layouts: Dense
-        weight (units, inputs) and bias, Conv2D weight (filters, in, kh, kw)
-        and bias."""
+        """Every layer's parameters in layer order, as ``layer.weights`` and
+        ``layer.biases`` give them (Keras's layout for Dense): Dense W
+        (inputs, units) and b, Conv2D W (filters, in, kh, kw) and b. The
+        files of :meth:`save_weights` keep PyTorch's layouts instead."""
         from .saving import get_weights
 
         return get_weights(self)
