@@ -296,6 +296,60 @@ def test_malformed_headers(tmp_path):
         Model.load(path, device="cpu")
 
 
+def header_with(path, change):
+    """Rewrite the header of the safetensors file ``path`` through
+    ``change(header)`` (a dict), keeping its data; JSON escapes non-ASCII
+    (a lone surrogate as the six characters \\ud800)."""
+    raw = path.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + length])
+    change(header)
+    text = json.dumps(header).encode("ascii")
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + length:])
+
+
+def set_entry(key, value):
+    def change(header):
+        header["__metadata__"][key] = value
+    return change
+
+
+def rename_tensor(header):
+    header["0.w\ud800"] = header.pop("0.weight")
+
+
+@pytest.mark.parametrize("change", [set_entry("library_version", "\ud800"), set_entry("\udfff", "x"), rename_tensor],
+                         ids=["value", "key", "tensor name"])
+def test_a_lone_surrogate_in_a_header_is_a_format_error(saved, change):
+    """Issue 26 item 9: the escape \\ud800 reads as a string that no
+    encoding holds; every reader says FormatError, not UnicodeEncodeError."""
+    path, model = saved
+    header_with(path, change)
+    for load in (lambda: Model.load(path, device="cpu"), lambda: model.load_weights(path)):
+        with pytest.raises(FormatError, match="lone surrogate"):
+            load()
+
+
+def test_a_lone_surrogate_inside_a_json_entry_is_a_format_error(saved):
+    path, _ = saved
+    entry = '[{"type": "Dense", "config": {"units": 3}}, {"type": "TanH\\ud800"}]'  # JSON's escape
+    rewrite(path, architecture=entry)  # its checksum matches
+    with pytest.raises(FormatError, match=r"'architecture' in the metadata is not readable JSON \(a string holds "
+                                          r"\\ud800, a lone surrogate"):
+        Model.load(path, device="cpu")
+
+
+def test_a_lone_surrogate_in_a_layer_file_and_in_what_is_saved(tmp_path):
+    path = tmp_path / "layer.safetensors"
+    Dense(3, input_size=2).save(path)
+    header_with(path, set_entry("layer_type", "Dense\ud800"))
+    with pytest.raises(FormatError, match="lone surrogate"):
+        Layer.load(path)
+    with pytest.raises(ValueError, match="lone surrogate.*nothing was written"):
+        write_file(tmp_path / "new.safetensors", {}, {"kind": "weights", "note": "\ud800"})
+    assert not (tmp_path / "new.safetensors").exists()
+
+
 # ------------------------------------------------------------------ item 11: optimizer state
 @pytest.fixture
 def with_adam(tmp_path):

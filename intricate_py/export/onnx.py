@@ -34,6 +34,7 @@ import numpy as np
 
 from ..layers import (Add, Average, Concatenate, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Multiply, ReLU, Reshape,
                       Sigmoid, Softmax, Subtract, TanH)
+from ..naming import encodes_as_utf8
 from ..saving import atomic_write
 from .common import Site, architecture_lines, exported_layers, exported_nodes, io_names
 
@@ -192,8 +193,9 @@ NODES: dict[type, Callable] = {
 
 def onnx_model(model: "Model", name: str = "model"):
     """The checked ``onnx.ModelProto`` of ``model``."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"expected a non-empty string for the graph's name. Received: name={name!r}")
+    if not isinstance(name, str) or not name or not encodes_as_utf8(name):
+        raise ValueError(f"expected a non-empty string of characters (UTF-8 text, no lone surrogate) for the "
+                         f"graph's name. Received: name={name!r}")
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 

@@ -107,16 +107,30 @@ def _read_exactly(f, count: int, path: Path) -> bytearray:
 
 
 def parse_json(text: bytes | str, what: str) -> Any:
-    """JSON without NaN, infinities or repeated keys; FormatError("``what``
-    ...") for anything unreadable, nested too deep included."""
+    """JSON without NaN, infinities, repeated keys or lone surrogates
+    (``"\\ud800"``, an escape that is no character: no string of it
+    encodes as UTF-8); FormatError("``what`` ...") for anything unreadable,
+    nested too deep included."""
     try:
         if isinstance(text, (bytes, bytearray)):
             text = text.decode("utf-8")
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
-                          object_pairs_hook=_unique_keys)
-    except (ValueError, RecursionError, UnicodeDecodeError) as error:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                           object_pairs_hook=_unique_keys)
+        _refuse_surrogates(value)
+        return value
+    except (ValueError, RecursionError) as error:  # UnicodeError is a ValueError
         reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise FormatError(f"{what} is not readable JSON ({reason})") from None
+
+
+def _refuse_surrogates(value: Any) -> None:
+    """ValueError if a string in ``value`` (a key or a value, at any depth)
+    holds a lone surrogate: written out, every string is UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = error.object[error.start:error.end].encode("unicode_escape").decode("ascii")
+        raise ValueError(f"a string holds {bad}, a lone surrogate, which is not a character") from None
 
 
 def _refuse_constant(name: str):
