@@ -6,10 +6,13 @@ valid checksum: every check must stand without it.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -496,6 +499,92 @@ def test_saving_to_no_name_or_a_folder(tmp_path, monkeypatch):
         with pytest.raises(IsADirectoryError, match="cannot save to a folder"):
             model.save(target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_over_a_symbolic_link_writes_its_target(tmp_path):
+    """Issue 26 item 10: the link stays a link and its target (at the end
+    of a chain of links, in another folder) gets the new model."""
+    (tmp_path / "models").mkdir()
+    target = tmp_path / "models" / "real.safetensors"
+    old, new = xor_model(epochs=1), xor_model(epochs=30)
+    old.save(target)
+    target.chmod(0o640)
+    (tmp_path / "hop.safetensors").symlink_to(target)
+    link = tmp_path / "latest.safetensors"
+    link.symlink_to("hop.safetensors")
+    new.save(link)
+    assert link.is_symlink() and (tmp_path / "hop.safetensors").is_symlink()
+    assert os.readlink(link) == "hop.safetensors"
+    assert target.stat().st_mode & 0o777 == 0o640  # the target's permissions kept
+    np.testing.assert_array_equal(Model.load(target, device="cpu").predict(XOR_X), new.predict(XOR_X))
+    assert temporary_files(tmp_path) == temporary_files(tmp_path / "models") == []
+    dangling = tmp_path / "dangling.safetensors"
+    dangling.symlink_to(tmp_path / "models" / "later.safetensors")
+    new.layers[0].save(dangling)  # a link to nothing yet: its target is created
+    assert dangling.is_symlink() and repr(Layer.load(tmp_path / "models" / "later.safetensors")) == "Dense(2→3)"
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    with pytest.raises(OSError, match="round in a circle"):
+        new.save(tmp_path / "loop1")
+
+
+def as_a_user(call):
+    """What ``call()`` raises, as "TypeName: message" ("" for nothing), for
+    a user who is not root (root may write any file): in a child process
+    that drops to nobody when the tests run as root."""
+    if os.geteuid() != 0:
+        try:
+            call()
+        except Exception as error:
+            return f"{type(error).__name__}: {error}"
+        return ""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.close(read)
+        text = ""
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            call()
+        except BaseException as error:
+            text = f"{type(error).__name__}: {error}"
+        os.write(write, text.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    os.waitpid(child, 0)
+    return text
+
+
+@pytest.fixture
+def open_folder():
+    """A folder that anyone may write in, in a folder anyone may reach (the
+    tests' own tmp_path is root's alone when they run as root)."""
+    folder = tempfile.mkdtemp(prefix="intricate-test-")
+    os.chmod(folder, 0o777)
+    yield Path(folder)
+    shutil.rmtree(folder)
+
+
+def test_saving_over_a_read_only_file_is_refused(open_folder):
+    """Issue 26 item 10: renaming over a read-only file in a writable folder
+    would replace it; save refuses it, as writing into it would be."""
+    path = open_folder / "frozen.safetensors"
+    model = xor_model(epochs=1)
+    model.save(path)
+    path.chmod(0o444)
+    before = path.read_bytes()
+    newer = xor_model(epochs=5)
+    refused = as_a_user(lambda: newer.save(path))
+    assert refused.startswith("PermissionError: [Errno 13] cannot save over a file that you cannot write"), refused
+    assert as_a_user(lambda: newer.save(open_folder / "new.safetensors")) == ""  # the folder is writable
+    assert path.read_bytes() == before and path.stat().st_mode & 0o777 == 0o444
+    link = open_folder / "link.safetensors"
+    link.symlink_to(path)
+    assert as_a_user(lambda: newer.save(link)).startswith("PermissionError")  # through a link too
+    assert link.is_symlink() and path.read_bytes() == before
 
 
 KILLED_SAVER = """

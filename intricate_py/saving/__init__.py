@@ -23,12 +23,15 @@ Guarantees (tested in tests/test_saving.py and tests/test_file_safety.py):
   layers against the tensors present, before anything is built;
 * only regular files are read (a FIFO or a device is refused at once);
 * every malformed file raises FormatError (a ValueError) naming the file and
-  the fault; a missing one FileNotFoundError;
+  the fault (a lone surrogate in its text included); a missing one
+  FileNotFoundError;
 * files hold finite numbers only: save refuses NaN and infinities with a
   ValueError naming the layer and tensor (the previous file stays), and load
   refuses them too, as well as values that do not fit the model's dtype;
 * a save is atomic, and a temporary file left by a killed save is removed
-  by the next save to the same target.
+  by the next save to the same target; it writes a symbolic link's target
+  (the link stays), refuses a file the user could not write
+  (PermissionError) and creates nothing but the file.
 """
 
 from .fileio import FormatError, atomic_write, read_safetensors

@@ -9,7 +9,8 @@ real length has now vouched for.
 
 Writing goes to a locked temporary file in the target's folder, is flushed
 and fsync'd, then renamed over the target, so that the target is always the
-old file or the new one. A save killed midway leaves its temporary file
+old file or the new one. The target of a symbolic link is the file it leads
+to; a file the user could not write is refused. A save killed midway leaves its temporary file
 behind unlocked; the next save to the same target removes it.
 """
 
@@ -201,15 +202,25 @@ def atomic_write(path: PathLike, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that it is always either the old
     file or the new one: a locked temporary file in the same folder, fsync,
     rename. Stale temporary files of earlier saves to ``path`` (their saver
-    killed) are removed first."""
+    killed) are removed first.
+
+    A symbolic link is written through: its target (a link's link's, ...)
+    is replaced, the same way, and the link stays. A file that the user
+    could not write (read-only) is refused with PermissionError, although
+    renaming over it in a writable folder would succeed; the new file keeps
+    the old one's permission bits. Nothing is created but the file: its
+    folder must exist."""
     if os.fspath(path) == "":
         raise ValueError("expected a file path to save to. Received: ''")
-    path = Path(path)
+    path = _target(Path(path))
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "cannot save to a folder; give a file path in it", str(path))
     folder = path.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(errno.EACCES, "cannot save over a file that you cannot write (read-only?); "
+                              "nothing was written", str(path))
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
     prefix = _temp_prefix(path)
     _remove_stale(folder, prefix)
@@ -231,6 +242,18 @@ def atomic_write(path: PathLike, data: bytes) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _target(path: Path) -> Path:
+    """The file that writing to ``path`` writes: ``path`` itself, or where
+    its chain of symbolic links ends (which need not exist yet). OSError
+    (ELOOP) for links that lead round in a circle."""
+    if not path.is_symlink():
+        return path
+    target = Path(os.path.realpath(path))
+    if target.is_symlink():  # realpath stops where the links loop
+        raise OSError(errno.ELOOP, "cannot save through symbolic links that lead round in a circle", str(path))
+    return target
 
 
 def _temp_prefix(path: Path) -> str:
