@@ -146,3 +146,23 @@ def test_export_refuses_weights_that_are_not_finite(tmp_path):
     model.backend.write(model.layers[2].params["W"].value, weights)  # what training gone wrong could leave
     with pytest.raises(ValueError, match=r"layer 2 Dense\(16→13\) to C: its weight holds NaN or inf"):
         model.export(tmp_path, format="c", name="net")
+
+
+@pytest.mark.parametrize("format", ["c", "onnx"])
+def test_export_refuses_float64_weights_beyond_float32(tmp_path, format):
+    """Issue 26 item 7: 1e39 is finite in float64 and inf in float32, the
+    precision of both formats (C wrote `inff`, ONNX an inf initializer)."""
+    if format == "onnx":
+        pytest.importorskip("onnx")
+    model = Model([Dense(2), Sigmoid()], input_size=2, device="cpu", dtype="float64", seed=0)
+    weights = model.layers[0].weights
+    weights[1, 0] = 1e39
+    model.layers[0].weights = weights
+    target = tmp_path / "net.onnx" if format == "onnx" else tmp_path
+    with pytest.raises(ValueError, match=r"layer 0 Dense\(2→2\) to (C|ONNX): its weight holds 1e\+39 at index "
+                                         r"\(0, 1\), which does not fit float32"):
+        model.export(target, format=format, name="net")
+    assert list(tmp_path.iterdir()) == []
+    weights[1, 0] = -3.4e38  # within float32: exports
+    model.layers[0].weights = weights
+    model.export(target, format=format, name="net")
