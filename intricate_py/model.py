@@ -567,10 +567,11 @@ class Model:
     def export(self, path, format: str = "onnx", name: str | None = None) -> list:
         """Write the model for inference outside Python and return the paths
         written: ``format="onnx"`` an ONNX file at ``path`` (the ``export``
-        extra), ``format="c"`` ``{name}.c`` and ``{name}.h`` in the folder
-        ``path``. A path of layers has one input ``x`` and one output ``y``;
-        a graph's inputs and outputs keep the model's names. See
-        :mod:`intricate_py.export`."""
+        extra; its folder must exist), ``format="c"`` ``{name}.c`` and
+        ``{name}.h`` in the folder ``path`` (created, with the folders above
+        it, where missing). A path of layers has one input ``x`` and one
+        output ``y``; a graph's inputs and outputs keep the model's names.
+        See :mod:`intricate_py.export`."""
         from .export import export_model
 
         return export_model(self, path, format, name)

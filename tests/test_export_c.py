@@ -4,7 +4,9 @@ heap, no writable globals, two includes) and computes predict's outputs;
 the XoR example exports it and examples/deploy builds a program from it."""
 
 import ctypes
+import errno
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -113,9 +115,56 @@ def test_c_needs_a_usable_identifier(tmp_path, name):
         mlp().export(tmp_path, format="c", name=name)
 
 
-def test_c_needs_an_existing_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="expected an existing folder"):
-        mlp().export(tmp_path / "nowhere", format="c", name="net")
+def test_c_creates_its_folder_and_the_folders_above_it(tmp_path):
+    """Issue 26 item 22: the C export creates its folder (an ONNX export,
+    like save, creates nothing but its file)."""
+    written = mlp().export(tmp_path / "a" / "b", format="c", name="net")
+    assert written == [tmp_path / "a" / "b" / "net.c", tmp_path / "a" / "b" / "net.h"]
+    assert all(path.is_file() for path in written)
+    (tmp_path / "plain").write_text("a file")
+    with pytest.raises(NotADirectoryError, match="expected a folder for the C files"):
+        mlp().export(tmp_path / "plain", format="c", name="net")
+    with pytest.raises(ValueError, match="the C exporter knows"):  # a refused model creates nothing
+        Model([Dense(3), Doubling()], input_size=2, device="cpu").export(tmp_path / "never", format="c", name="net")
+    assert not (tmp_path / "never").exists()
+
+
+def fail_at_call(n: int, real):
+    """``real``, except that its ``n``-th call raises OSError (ENOSPC)."""
+    calls = []
+
+    def call(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == n:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+        return real(*args, **kwargs)
+
+    return call
+
+
+@pytest.mark.parametrize("fault", ["the .h write", "the .h rename", "a folder named net.h"])
+@pytest.mark.parametrize("before", ["an old pair", "nothing"])
+def test_c_files_are_replaced_together_or_not_at_all(tmp_path, monkeypatch, fault, before):
+    """Issue 26 item 8: a failure while the .h is written (or renamed) left a
+    new .c beside the old .h; now it leaves what was there, both files."""
+    if before == "an old pair":
+        MODELS["logits_mlp"]().export(tmp_path, format="c", name="net")
+    old = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+    if fault == "a folder named net.h":
+        if before == "an old pair":
+            (tmp_path / "net.h").unlink()
+            del old["net.h"]
+        (tmp_path / "net.h").mkdir()
+        expected = IsADirectoryError
+    else:
+        call = "fsync" if fault == "the .h write" else "replace"
+        monkeypatch.setattr(os, call, fail_at_call(2, getattr(os, call)))
+        expected = OSError
+    with pytest.raises(expected):
+        mlp().export(tmp_path, format="c", name="net")
+    monkeypatch.undo()
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == old
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no temporary file left
 
 
 def test_xor_example_exports_and_the_deploy_program_runs(tmp_path, capsys):
@@ -137,6 +186,12 @@ def test_xor_example_exports_and_the_deploy_program_runs(tmp_path, capsys):
         np.testing.assert_allclose(float(printed.stdout), model.predict([[a, b]])[0, 0], rtol=RTOL, atol=ATOL)
     usage = subprocess.run([str(out / "xor"), "1"], capture_output=True, text=True)
     assert usage.returncode == 2 and "usage:" in usage.stderr
+    # issue 26 item 22: what is not a finite number is refused, not read as 0
+    for a, b in [("a", "b"), ("1", ""), ("1x", "0"), ("0", "nan"), ("1e99", "0"), ("inf", "1")]:
+        refused = subprocess.run([str(out / "xor"), a, b], capture_output=True, text=True)
+        bad = a if a in ("a", "1x", "1e99", "inf") else b
+        assert refused.returncode == 2 and refused.stdout == "", (a, b)
+        assert f'expected a finite number for x{1 if bad == a else 2}. Received: "{bad}"' in refused.stderr
 
 
 def test_export_refuses_weights_that_are_not_finite(tmp_path):

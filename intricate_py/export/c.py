@@ -47,6 +47,7 @@ are.
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
@@ -55,7 +56,7 @@ import numpy as np
 
 from ..layers import (Add, Average, Concatenate, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Multiply, ReLU, Reshape,
                       Sigmoid, Softmax, Subtract, TanH)
-from ..saving import atomic_write
+from ..saving import atomic_write_all
 from .common import Site, architecture_lines, exported_layers, exported_nodes, layer_text as _text, sample_size, shape_text
 
 if TYPE_CHECKING:
@@ -809,13 +810,14 @@ def _source(model: "Model", name: str, p: _Program, inputs: list[_Port], outputs
 
 
 def export_c(model: "Model", folder: Path, name: str = "model") -> list[Path]:
-    """Write ``{name}.c`` and ``{name}.h`` for ``model`` into ``folder``."""
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"expected an existing folder for the C files. Received: path={str(folder)!r}"
-        )
+    """Write ``{name}.c`` and ``{name}.h`` for ``model`` into ``folder``,
+    creating the folder (and the folders above it) where it is missing.
+    The two files are written as a pair: both are replaced, each
+    atomically, or neither is (a failure leaves the old pair)."""
     source, header = c_source(model, name)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "expected a folder for the C files, not a file", str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.c", folder / f"{name}.h"]
-    for path, text in zip(paths, (source, header)):
-        atomic_write(path, text.encode("ascii"))
+    atomic_write_all([(path, text.encode("ascii")) for path, text in zip(paths, (source, header))])
     return paths

@@ -34,14 +34,15 @@ Guarantees (tested in tests/test_saving.py and tests/test_file_safety.py):
   (PermissionError) and creates nothing but the file.
 """
 
-from .fileio import FormatError, atomic_write, read_safetensors
+from .fileio import FormatError, atomic_write, atomic_write_all, read_safetensors
 from .files import load_model, load_model_into, save_model
 from .layer_files import load_layer, save_layer
 from .spec import FORMAT, FORMAT_VERSION, checksum, read_file, write_file
 from .weights import get_weights, load_weights, save_weights, set_weights
 
 __all__ = [
-    "FormatError", "FORMAT", "FORMAT_VERSION", "atomic_write", "checksum", "read_file", "read_safetensors",
+    "FormatError", "FORMAT", "FORMAT_VERSION", "atomic_write", "atomic_write_all", "checksum", "read_file",
+    "read_safetensors",
     "write_file", "save_layer", "load_layer", "save_model", "load_model", "load_model_into",
     "get_weights", "set_weights", "save_weights", "load_weights",
 ]

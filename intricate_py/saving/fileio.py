@@ -21,10 +21,11 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -210,6 +211,78 @@ def atomic_write(path: PathLike, data: bytes) -> None:
     renaming over it in a writable folder would succeed; the new file keeps
     the old one's permission bits. Nothing is created but the file: its
     folder must exist."""
+    atomic_write_all([(path, data)])
+
+
+def atomic_write_all(files: Sequence[tuple[PathLike, bytes]]) -> None:
+    """Write each ``(path, data)`` of ``files`` as :func:`atomic_write`
+    does, all of them or none: every temporary file is written and every
+    check made before the first rename, and if a rename still fails, the
+    files renamed before it get their old contents back (kept as hard links
+    until then). What an error leaves is the old files, all of them; only
+    a crash between two renames (microseconds) could leave some new."""
+    pending: list[_Pending] = []
+    try:
+        for path, data in files:
+            pending.append(_prepare(path, data))
+        _rename_all(pending)
+    finally:
+        for item in pending:
+            item.close()
+    for folder in dict.fromkeys(item.path.parent for item in pending):
+        _sync_folder(folder)
+
+
+class _Pending:
+    """A file written to its locked temporary file ``tmp``, open as ``file``
+    (closing it releases the lock), to be renamed over ``path``; ``backup``,
+    a hard link to the file it replaces while a rename may need undoing."""
+
+    def __init__(self, path: Path, tmp: str, file):
+        self.path, self.tmp, self.file = path, tmp, file
+        self.backup: str | None = None
+        self.backup_fd: int | None = None
+        self.replaced = False
+
+    def keep_old(self) -> None:
+        """Link the file about to be replaced under a temporary name, locked
+        (so that no other save takes it for stale)."""
+        if not self.path.exists():
+            return
+        name = str(self.path.parent / f"{_temp_prefix(self.path)}{secrets.token_hex(8)}{TEMP_SUFFIX}")
+        os.link(self.path, name)
+        self.backup = name
+        self.backup_fd = os.open(name, os.O_RDONLY)
+        if fcntl is not None:
+            fcntl.flock(self.backup_fd, fcntl.LOCK_EX)
+
+    def replace(self) -> None:
+        os.replace(self.tmp, self.path)
+        self.replaced = True
+
+    def undo(self) -> None:
+        """Put the old file back (or remove the new one where there was none)."""
+        if self.backup is not None:
+            os.replace(self.backup, self.path)
+            self.backup = None
+        else:
+            os.unlink(self.path)
+
+    def close(self) -> None:
+        """Close (and unlock) the temporary file; remove it and the backup
+        if they are still there."""
+        self.file.close()
+        for name in (None if self.replaced else self.tmp, self.backup):
+            if name is not None and os.path.lexists(name):
+                os.unlink(name)
+        if self.backup_fd is not None:
+            os.close(self.backup_fd)
+
+
+def _prepare(path: PathLike, data: bytes) -> _Pending:
+    """``data`` in a locked temporary file beside the file that writing
+    ``path`` replaces, flushed to disk with the permission bits of that file,
+    after the checks of :func:`atomic_write`."""
     if os.fspath(path) == "":
         raise ValueError("expected a file path to save to. Received: ''")
     path = _target(Path(path))
@@ -225,18 +298,38 @@ def atomic_write(path: PathLike, data: bytes) -> None:
     prefix = _temp_prefix(path)
     _remove_stale(folder, prefix)
     fd, tmp = _locked_temp(folder, prefix)
+    item = _Pending(path, tmp, os.fdopen(fd, "wb"))
     try:
-        with os.fdopen(fd, "wb") as f:  # closing it releases the lock: only after the rename
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
+        item.file.write(data)
+        item.file.flush()
+        os.fsync(item.file.fileno())
+        os.chmod(tmp, mode)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        item.close()
         raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+    return item
+
+
+def _rename_all(pending: list[_Pending]) -> None:
+    """Rename each temporary file over its target; if one fails, undo those
+    before it and raise."""
+    if len(pending) > 1:
+        for item in pending:
+            item.keep_old()
+    done: list[_Pending] = []
+    try:
+        for item in pending:
+            item.replace()
+            done.append(item)
+    except BaseException:
+        for item in reversed(done):
+            item.undo()
+        raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (POSIX)."""
+    if hasattr(os, "O_DIRECTORY"):
         dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
