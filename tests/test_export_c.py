@@ -97,9 +97,9 @@ def test_c_files_keep_their_promises(tmp_path):
 def test_c_pads_dense_outputs_for_whole_registers(tmp_path):
     mlp().export(tmp_path, format="c", name="net")
     source = (tmp_path / "net.c").read_text()
-    assert "static const float weight0[7][16]" in source  # 16 outputs: no padding
-    assert "static const float weight2[16][16]" in source and "13 outputs (padded to 16)" in source
-    assert re.search(r"for \(int k = 0; k < 16; k\+\+\) \{\n\s+float v = a\[k\];\n\s+a\[k\] = fast_tanh", source)
+    assert "static const float net_weight0[7][16]" in source  # 16 outputs: no padding
+    assert "static const float net_weight2[16][16]" in source and "13 outputs (padded to 16)" in source
+    assert re.search(r"for \(int k = 0; k < 16; k\+\+\) \{\n\s+float v = a\[k\];\n\s+a\[k\] = net_fast_tanh", source)
 
 
 def test_c_refuses_an_unknown_layer_naming_it(tmp_path):
@@ -109,7 +109,7 @@ def test_c_refuses_an_unknown_layer_naming_it(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["2net", "my-net", "int", "weight0", "x", "", "tanh", "expf", "NAN", "round"])
+@pytest.mark.parametrize("name", ["2net", "my-net", "int", "x", "", "tanh", "expf", "NAN", "round"])
 def test_c_needs_a_usable_identifier(tmp_path, name):
     with pytest.raises(ValueError, match="Received: name="):
         mlp().export(tmp_path, format="c", name=name)
