@@ -152,8 +152,9 @@ def header_names() -> set[str]:
 
 def _from_glibc(path: Path) -> bool:
     """Whether Debian's libc6-dev installed ``path`` (other libraries'
-    headers, zlib.h say, are left out; without dpkg, every header)."""
-    return not _glibc_files() or str(path) in _glibc_files()
+    headers, zlib.h say, are left out; without dpkg, all of them: HEADERS
+    names the C library's own)."""
+    return str(path) in _glibc_files()
 
 
 @functools.lru_cache(maxsize=None)
@@ -169,7 +170,7 @@ def _glibc_files() -> frozenset[str]:
 def versions() -> str:
     gcc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True).stdout.strip()
     libc = subprocess.run(["ldd", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    return f"gcc {gcc}, {libc.split(') ')[-1] if ') ' in libc else libc}"
+    return f"gcc {gcc}, glibc {libc.split()[-1]}"
 
 
 def text() -> str:
