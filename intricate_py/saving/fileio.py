@@ -22,6 +22,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -245,12 +246,16 @@ class _Pending:
         self.replaced = False
 
     def keep_old(self) -> None:
-        """Link the file about to be replaced under a temporary name, locked
-        (so that no other save takes it for stale)."""
+        """Link the file about to be replaced under a temporary name (copy
+        it where the file system has no hard links), locked so that no
+        other save takes it for stale."""
         if not self.path.exists():
             return
         name = str(self.path.parent / f"{_temp_prefix(self.path)}{secrets.token_hex(8)}{TEMP_SUFFIX}")
-        os.link(self.path, name)
+        try:
+            os.link(self.path, name)
+        except OSError:
+            shutil.copy2(self.path, name)  # its permission bits too
         self.backup = name
         self.backup_fd = os.open(name, os.O_RDONLY)
         if fcntl is not None:
