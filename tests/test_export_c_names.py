@@ -54,6 +54,7 @@ def tiny_graph(seed: int = 0) -> Model:
     ("stddef", "whose stddef.h hides no header"), ("Stddef", "whose Stddef.h hides no header"),
     ("features", "whose features.h hides no header"), ("immintrin", "hides no header"),
     ("_net", "neither starts with _ nor holds __"), ("net__x", "neither starts with _ nor holds __"),
+    ("net_", "'net_' makes 'net__batch'"),  # C++ keeps every name with __
     ("x", "other than the batch function's variables x, y, n, s"), ("s", "variables x, y, n, s"),
     ("my-net", "expected a C identifier"), ("2net", "expected a C identifier"), ("", "expected a C identifier"),
 ])

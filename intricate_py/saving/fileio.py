@@ -219,8 +219,8 @@ def atomic_write_all(files: Sequence[tuple[PathLike, bytes]]) -> None:
     """Write each ``(path, data)`` of ``files`` as :func:`atomic_write`
     does, all of them or none: every temporary file is written and every
     check made before the first rename, and if a rename still fails, the
-    files renamed before it get their old contents back (kept as hard links
-    until then). What an error leaves is the old files, all of them; only
+    files renamed before it get their old contents back (kept as hard links,
+    or copies, until then). What an error leaves is the old files, all of them; only
     a crash between two renames (microseconds) could leave some new."""
     pending: list[_Pending] = []
     try:
@@ -237,7 +237,8 @@ def atomic_write_all(files: Sequence[tuple[PathLike, bytes]]) -> None:
 class _Pending:
     """A file written to its locked temporary file ``tmp``, open as ``file``
     (closing it releases the lock), to be renamed over ``path``; ``backup``,
-    a hard link to the file it replaces while a rename may need undoing."""
+    a hard link to (or a copy of) the file it replaces while a rename may
+    need undoing."""
 
     def __init__(self, path: Path, tmp: str, file):
         self.path, self.tmp, self.file = path, tmp, file
