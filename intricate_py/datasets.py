@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -32,39 +34,70 @@ FASHION_CLASSES = (
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+#: Bytes read at a time: a file is read in pieces, never beyond what its
+#: header declares (and one byte more, to see that nothing follows).
+CHUNK = 1 << 20
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """An IDX file (raw or gzip) as an array of its declared shape and type.
 
     The header is two zero bytes, a type code, the number of dimensions and
     one big-endian uint32 size a dimension; the data must fill exactly the
-    declared shape. Anything else raises FormatError naming the file.
+    declared shape. Anything else raises FormatError naming the file. The
+    data is read (a gzip inflated) a piece at a time and no further than the
+    header declares, so that a small file that inflates to gigabytes costs
+    no more memory than its declared shape.
     """
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
+    with open(path, "rb") as raw:
+        if raw.read(2) != b"\x1f\x8b":
+            raw.seek(0)
+            return _read_idx(raw, path)
+        raw.seek(0)
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as error:
+            with gzip.GzipFile(fileobj=raw) as inflated:
+                return _read_idx(inflated, path)
+        except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
             raise FormatError(f"{path}: a damaged gzip file ({error})") from None
-    if len(raw) < 4 or raw[:2] != b"\x00\x00":
+
+
+def _read_idx(f: BinaryIO, path: Path) -> np.ndarray:
+    """The array of the IDX file open as ``f`` (raw or inflated)."""
+    head = _read_up_to(f, 4)
+    if len(head) < 4 or head[:2] != b"\x00\x00":
         raise FormatError(f"{path}: not an IDX file (its magic number does not start with two zero bytes)")
-    code, ndim = raw[2], raw[3]
+    code, ndim = head[2], head[3]
     if code not in _IDX_TYPES:
         raise FormatError(f"{path}: unknown IDX element type 0x{code:02x}")
     if ndim == 0:
         raise FormatError(f"{path}: an IDX file of 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise FormatError(f"{path}: the header declares {ndim} dimensions but the file ends at byte {len(raw)}")
-    shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", ndim, 4))
+    sizes = _read_up_to(f, 4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise FormatError(f"{path}: the header declares {ndim} dimensions but the file ends at byte "
+                          f"{4 + len(sizes)}")
+    shape = tuple(int(s) for s in np.frombuffer(sizes, ">u4", ndim))
     dtype = np.dtype(_IDX_TYPES[code])
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header != expected:
+    data = _read_up_to(f, expected + 1)
+    if len(data) != expected:
+        held = "more" if len(data) > expected else f"{len(data):,}"
         raise FormatError(
-            f"{path}: the header declares shape {shape} ({expected:,} bytes of data) "
-            f"but the file holds {len(raw) - header:,}"
+            f"{path}: the header declares shape {shape} ({expected:,} bytes of data) but the file holds {held}"
         )
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _read_up_to(f: BinaryIO, count: int) -> bytearray:
+    """The next ``count`` bytes of ``f``, fewer where it ends first, read
+    ``CHUNK`` at a time (nothing is allocated for bytes that are not there)."""
+    data = bytearray()
+    while len(data) < count:
+        piece = f.read(min(CHUNK, count - len(data)))
+        if not piece:
+            break
+        data += piece
+    return data
 
 
 def _find(folder: Path, stem: str) -> Path:
@@ -76,7 +109,8 @@ def _find(folder: Path, stem: str) -> Path:
 
 def load_mnist(folder: str | os.PathLike) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """``((x_train, y_train), (x_test, y_test))`` from an MNIST-format folder:
-    images as uint8 (n, rows, cols), labels as uint8 (n,)."""
+    images as uint8 (n, rows, cols), labels as uint8 (n,): FormatError for
+    labels that are not whole numbers from 0 to 255, whatever their type."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no such folder: {folder}")
@@ -91,8 +125,22 @@ def load_mnist(folder: str | os.PathLike) -> tuple[tuple[np.ndarray, np.ndarray]
         if labels.ndim != 1 or len(labels) != len(images):
             raise FormatError(f"{labels_path}: expected {len(images)} labels for {images_path.name}. "
                               f"Received: shape {labels.shape}")
-        parts.append((images, labels.astype(np.uint8)))
+        parts.append((images, _labels(labels, labels_path)))
     return parts[0], parts[1]
+
+
+def _labels(labels: np.ndarray, path: Path) -> np.ndarray:
+    """``labels`` as uint8; FormatError naming the first that is not a whole
+    number from 0 to 255 (a cast would turn 259 into 3, -1 into 255 and 3.7
+    into 3)."""
+    fits = (labels >= 0) & (labels <= 255)
+    if labels.dtype.kind == "f":
+        fits &= labels == np.floor(labels)
+    if not fits.all():
+        k = int(np.argmin(fits))
+        raise FormatError(f"{path}: expected labels that are whole numbers from 0 to 255. Received: "
+                          f"{labels[k]} at index {k}")
+    return labels.astype(np.uint8)
 
 
 def load_fashion_mnist(folder: str | os.PathLike = FASHION_MNIST):

@@ -532,9 +532,10 @@ class Model:
     load = ClassOrInstanceMethod(_load_new, _load_into)
 
     def get_weights(self) -> list[np.ndarray]:
-        """Every layer's tensors in layer order, in PyTorch's layouts: Dense
-        weight (units, inputs) and bias, Conv2D weight (filters, in, kh, kw)
-        and bias."""
+        """Every layer's parameters in layer order, as ``layer.weights`` and
+        ``layer.biases`` give them (Keras's layout for Dense): Dense W
+        (inputs, units) and b, Conv2D W (filters, in, kh, kw) and b. The
+        files of :meth:`save_weights` keep PyTorch's layouts instead."""
         from .saving import get_weights
 
         return get_weights(self)
@@ -566,10 +567,11 @@ class Model:
     def export(self, path, format: str = "onnx", name: str | None = None) -> list:
         """Write the model for inference outside Python and return the paths
         written: ``format="onnx"`` an ONNX file at ``path`` (the ``export``
-        extra), ``format="c"`` ``{name}.c`` and ``{name}.h`` in the folder
-        ``path``. A path of layers has one input ``x`` and one output ``y``;
-        a graph's inputs and outputs keep the model's names. See
-        :mod:`intricate_py.export`."""
+        extra; its folder must exist), ``format="c"`` ``{name}.c`` and
+        ``{name}.h`` in the folder ``path`` (created, with the folders above
+        it, where missing). A path of layers has one input ``x`` and one
+        output ``y``; a graph's inputs and outputs keep the model's names.
+        See :mod:`intricate_py.export`."""
         from .export import export_model
 
         return export_model(self, path, format, name)

@@ -28,6 +28,16 @@ def checked_name(name, what: str = "name") -> str:
     return name
 
 
+def encodes_as_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: no lone surrogate (``"\\ud800"``,
+    which is no character), as what files and protobufs hold must."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def shape_text(shape: tuple[int, ...]) -> str:
     """``(3,)``, ``(1, 28, 28)``: a per-sample shape."""
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"

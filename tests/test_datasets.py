@@ -2,12 +2,15 @@
 
 import gzip
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
 
 from intricate_py import FormatError
 from intricate_py.datasets import load_fashion_mnist, load_mnist, read_idx
+
+IDX_DTYPES = {0x09: ">i1", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
@@ -57,7 +60,7 @@ def test_other_element_types_are_big_endian(tmp_path, code, dtype):
         (b"\x00\x00\x07\x01\x00\x00\x00\x02ab", "unknown IDX element type 0x07"),
         (b"\x00\x00\x08\x03\x00\x00\x00\x02", "declares 3 dimensions but the file ends"),
         (b"\x00\x00\x08\x01\x00\x00\x00\x05abc", r"shape \(5,\) \(5 bytes of data\) but the file holds 3"),
-        (b"\x00\x00\x08\x01\x00\x00\x00\x02abcd", "the file holds 4"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x02abcd", r"\(2 bytes of data\) but the file holds more"),
         (b"\x00\x00\x08\x00", "0 dimensions"),
         (b"\x00\x00", "magic number"),
         (b"\x1f\x8b\x08\x00garbage", "damaged gzip"),
@@ -93,3 +96,45 @@ def test_missing_files_and_folders(tmp_path):
         load_mnist(tmp_path)
     with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
         load_fashion_mnist(tmp_path / "nowhere")
+
+
+def test_a_gzip_that_inflates_far_beyond_its_header_costs_no_memory(tmp_path):
+    """Issue 26 item 12: 256 MiB of zeros after a header declaring 10
+    labels, in a file of a few hundred kilobytes (gzip members, one after
+    the other): refused after reading 11 bytes of data."""
+    member = gzip.compress(bytes(1 << 20), compresslevel=9)
+    path = tmp_path / "bomb-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros(10, np.uint8))) + member * 256)
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match=r"\(10 bytes of data\) but the file holds more"):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+
+
+@pytest.mark.parametrize("labels, code, shown", [
+    (np.array([1, 259, 2, 3, 4]), 0x0C, "259 at index 1"),
+    (np.array([1, 2, -1, 3, 4]), 0x09, "-1 at index 2"),
+    (np.array([1, 2, 3, 3.7, 4]), 0x0E, "3.7 at index 3"),
+    (np.array([1, 2, 3, 4, np.nan]), 0x0D, "nan at index 4"),
+], ids=["259", "-1", "3.7", "nan"])
+def test_labels_that_do_not_fit_a_byte_are_refused(tmp_path, labels, code, shown):
+    """Issue 26 item 12: astype(uint8) would make 259 a 3, -1 a 255, 3.7 a 3."""
+    write_mnist(tmp_path, gz=False)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels.astype(IDX_DTYPES[code]), code))
+    with pytest.raises(FormatError, match=f"t10k-labels-idx1-ubyte: expected labels that are whole numbers from 0 "
+                                          f"to 255. Received: {shown}"):
+        load_mnist(tmp_path)
+
+
+def test_labels_of_other_types_that_fit_a_byte_load(tmp_path):
+    files = write_mnist(tmp_path, gz=False)
+    wide = files["t10k-labels-idx1-ubyte"].astype(np.float64)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(wide, 0x0E))
+    (_, _), (_, y_test) = load_mnist(tmp_path)
+    assert y_test.dtype == np.uint8
+    np.testing.assert_array_equal(y_test, files["t10k-labels-idx1-ubyte"])

@@ -4,7 +4,9 @@ heap, no writable globals, two includes) and computes predict's outputs;
 the XoR example exports it and examples/deploy builds a program from it."""
 
 import ctypes
+import errno
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -95,9 +97,9 @@ def test_c_files_keep_their_promises(tmp_path):
 def test_c_pads_dense_outputs_for_whole_registers(tmp_path):
     mlp().export(tmp_path, format="c", name="net")
     source = (tmp_path / "net.c").read_text()
-    assert "static const float weight0[7][16]" in source  # 16 outputs: no padding
-    assert "static const float weight2[16][16]" in source and "13 outputs (padded to 16)" in source
-    assert re.search(r"for \(int k = 0; k < 16; k\+\+\) \{\n\s+float v = a\[k\];\n\s+a\[k\] = fast_tanh", source)
+    assert "static const float net_weight0[7][16]" in source  # 16 outputs: no padding
+    assert "static const float net_weight2[16][16]" in source and "13 outputs (padded to 16)" in source
+    assert re.search(r"for \(int k = 0; k < 16; k\+\+\) \{\n\s+float v = a\[k\];\n\s+a\[k\] = net_fast_tanh", source)
 
 
 def test_c_refuses_an_unknown_layer_naming_it(tmp_path):
@@ -107,15 +109,65 @@ def test_c_refuses_an_unknown_layer_naming_it(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["2net", "my-net", "int", "weight0", "x", "", "tanh", "expf", "NAN", "round"])
+@pytest.mark.parametrize("name", ["2net", "my-net", "int", "x", "", "tanh", "expf", "NAN", "round"])
 def test_c_needs_a_usable_identifier(tmp_path, name):
     with pytest.raises(ValueError, match="Received: name="):
         mlp().export(tmp_path, format="c", name=name)
 
 
-def test_c_needs_an_existing_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="expected an existing folder"):
-        mlp().export(tmp_path / "nowhere", format="c", name="net")
+def test_c_creates_its_folder_and_the_folders_above_it(tmp_path):
+    """Issue 26 item 22: the C export creates its folder (an ONNX export,
+    like save, creates nothing but its file)."""
+    written = mlp().export(tmp_path / "a" / "b", format="c", name="net")
+    assert written == [tmp_path / "a" / "b" / "net.c", tmp_path / "a" / "b" / "net.h"]
+    assert all(path.is_file() for path in written)
+    (tmp_path / "plain").write_text("a file")
+    with pytest.raises(NotADirectoryError, match="expected a folder for the C files"):
+        mlp().export(tmp_path / "plain", format="c", name="net")
+    with pytest.raises(ValueError, match="the C exporter knows"):  # a refused model creates nothing
+        Model([Dense(3), Doubling()], input_size=2, device="cpu").export(tmp_path / "never", format="c", name="net")
+    assert not (tmp_path / "never").exists()
+
+
+def fail_at_call(n: int, real):
+    """``real``, except that its ``n``-th call raises OSError (ENOSPC)."""
+    calls = []
+
+    def call(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == n:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+        return real(*args, **kwargs)
+
+    return call
+
+
+@pytest.mark.parametrize("fault", ["the .h write", "the .h rename", "the .h rename, without hard links",
+                                   "a folder named net.h"])
+@pytest.mark.parametrize("before", ["an old pair", "nothing"])
+def test_c_files_are_replaced_together_or_not_at_all(tmp_path, monkeypatch, fault, before):
+    """Issue 26 item 8: a failure while the .h is written (or renamed) left a
+    new .c beside the old .h; now it leaves what was there, both files."""
+    if before == "an old pair":
+        MODELS["logits_mlp"]().export(tmp_path, format="c", name="net")
+    old = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+    if fault == "a folder named net.h":
+        if before == "an old pair":
+            (tmp_path / "net.h").unlink()
+            del old["net.h"]
+        (tmp_path / "net.h").mkdir()
+        expected = IsADirectoryError
+    else:
+        call = "fsync" if fault == "the .h write" else "replace"
+        monkeypatch.setattr(os, call, fail_at_call(2, getattr(os, call)))
+        if fault.endswith("without hard links"):  # FAT, say: the old .c is kept as a copy
+            monkeypatch.setattr(os, "link", fail_at_call(1, os.link))
+        expected = OSError
+    with pytest.raises(expected):
+        mlp().export(tmp_path, format="c", name="net")
+    monkeypatch.undo()
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == old
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no temporary file left
 
 
 def test_xor_example_exports_and_the_deploy_program_runs(tmp_path, capsys):
@@ -137,6 +189,12 @@ def test_xor_example_exports_and_the_deploy_program_runs(tmp_path, capsys):
         np.testing.assert_allclose(float(printed.stdout), model.predict([[a, b]])[0, 0], rtol=RTOL, atol=ATOL)
     usage = subprocess.run([str(out / "xor"), "1"], capture_output=True, text=True)
     assert usage.returncode == 2 and "usage:" in usage.stderr
+    # issue 26 item 22: what is not a finite number is refused, not read as 0
+    for a, b in [("a", "b"), ("1", ""), ("1x", "0"), ("0", "nan"), ("1e99", "0"), ("inf", "1")]:
+        refused = subprocess.run([str(out / "xor"), a, b], capture_output=True, text=True)
+        bad = a if a in ("a", "1x", "1e99", "inf") else b
+        assert refused.returncode == 2 and refused.stdout == "", (a, b)
+        assert f'expected a finite number for x{1 if bad == a else 2}. Received: "{bad}"' in refused.stderr
 
 
 def test_export_refuses_weights_that_are_not_finite(tmp_path):
@@ -146,3 +204,23 @@ def test_export_refuses_weights_that_are_not_finite(tmp_path):
     model.backend.write(model.layers[2].params["W"].value, weights)  # what training gone wrong could leave
     with pytest.raises(ValueError, match=r"layer 2 Dense\(16→13\) to C: its weight holds NaN or inf"):
         model.export(tmp_path, format="c", name="net")
+
+
+@pytest.mark.parametrize("format", ["c", "onnx"])
+def test_export_refuses_float64_weights_beyond_float32(tmp_path, format):
+    """Issue 26 item 7: 1e39 is finite in float64 and inf in float32, the
+    precision of both formats (C wrote `inff`, ONNX an inf initializer)."""
+    if format == "onnx":
+        pytest.importorskip("onnx")
+    model = Model([Dense(2), Sigmoid()], input_size=2, device="cpu", dtype="float64", seed=0)
+    weights = model.layers[0].weights
+    weights[1, 0] = 1e39
+    model.layers[0].weights = weights
+    target = tmp_path / "net.onnx" if format == "onnx" else tmp_path
+    with pytest.raises(ValueError, match=r"layer 0 Dense\(2→2\) to (C|ONNX): its weight holds 1e\+39 at index "
+                                         r"\(0, 1\), which does not fit float32"):
+        model.export(target, format=format, name="net")
+    assert list(tmp_path.iterdir()) == []
+    weights[1, 0] = -3.4e38  # within float32: exports
+    model.layers[0].weights = weights
+    model.export(target, format=format, name="net")

@@ -213,8 +213,8 @@ def test_c_graph_signature_macros_and_promises(tmp_path, gcc):
     assert re.findall(r"#include\s*(\S+)", source) == ["<math.h>", "<stddef.h>", '"vision.h"']
     assert not re.search(r"malloc|calloc|alloca|free\(", source) and source.isascii() and header.isascii()
     assert [layer.name for layer in model.layers].index("shared") == 9
-    assert source.count("static const float weight9[") == 1  # the shared layer's weights, once
-    assert len(re.findall(r"\. weight9 \+ bias9", source)) == 2  # read by its two calls
+    assert source.count("static const float vision_weight9[") == 1  # the shared layer's weights, once
+    assert len(re.findall(r"\. vision_weight9 \+ vision_bias9", source)) == 2  # read by its two calls
     # the liveness pass reuses arrays: fewer than the tensors that need one
     (declaration,) = re.findall(r"^    float (\w+\[\d+\](?:, \w+\[\d+\])*);$", source, re.M)
     assert len(declaration.split(", ")) <= 4
@@ -263,8 +263,11 @@ def test_c_parameters_are_names_made_into_identifiers(tmp_path, gcc):
 def test_parameter_names_rules():
     assert parameter_names(["a-b", "a b", "__x__", "é", "+"], ["a_b", "n", "size_t", "acc"], "m") == (
         ["a_b", "a_b_2", "x", "in", "in_2"], ["a_b_3", "n_2", "size_t_2", "acc_2"])
-    assert parameter_names(["M_x", "m_batch", "m", "M"], ["weight0", "NAN"], "m") == (
-        ["in_M_x", "m_batch_2", "m_2", "M"], ["weight0_2", "NAN_2"])
+    assert parameter_names(["M_x", "m_batch", "m", "M"], ["weight0", "NAN", "m_weight0", "m_sigmoid"], "m") == (
+        ["in_M_x", "m_batch_2", "m_2", "M"], ["weight0", "NAN_2", "m_weight0_2", "m_sigmoid_2"])
+    # a name with capitals: its macros keep its case (Net_...), and only they move a parameter
+    assert parameter_names(["Net_x", "NET_x", "EOF", "time"], ["printf", "tm_sec"], "Net") == (
+        ["in_Net_x", "NET_x", "EOF_2", "time_2"], ["printf_2", "tm_sec"])
 
 
 def test_input_that_no_output_reads_and_names_in_comments(tmp_path, gcc, onnx):

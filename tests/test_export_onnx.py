@@ -82,3 +82,12 @@ def test_export_rejects_unknown_formats_and_unbuilt_models(tmp_path):
         mlp().export(tmp_path / "missing" / "m.onnx")
     with pytest.raises(ValueError, match="Received: name=''"):
         mlp().export(tmp_path / "m.onnx", name="")
+
+
+def test_a_graph_name_that_is_not_text_is_refused(tmp_path):
+    """Issue 26 item 9: a lone surrogate is no character; protobuf cannot
+    hold it, and the export says so as a ValueError, writing nothing."""
+    pytest.importorskip("onnx")
+    with pytest.raises(ValueError, match=r"no lone surrogate\) for the graph's name. Received: name='\\ud800'"):
+        mlp().export(tmp_path / "net.onnx", name="\ud800")
+    assert list(tmp_path.iterdir()) == []

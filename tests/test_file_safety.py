@@ -6,10 +6,13 @@ valid checksum: every check must stand without it.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -296,6 +299,60 @@ def test_malformed_headers(tmp_path):
         Model.load(path, device="cpu")
 
 
+def header_with(path, change):
+    """Rewrite the header of the safetensors file ``path`` through
+    ``change(header)`` (a dict), keeping its data; JSON escapes non-ASCII
+    (a lone surrogate as the six characters \\ud800)."""
+    raw = path.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + length])
+    change(header)
+    text = json.dumps(header).encode("ascii")
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + length:])
+
+
+def set_entry(key, value):
+    def change(header):
+        header["__metadata__"][key] = value
+    return change
+
+
+def rename_tensor(header):
+    header["0.w\ud800"] = header.pop("0.weight")
+
+
+@pytest.mark.parametrize("change", [set_entry("library_version", "\ud800"), set_entry("\udfff", "x"), rename_tensor],
+                         ids=["value", "key", "tensor name"])
+def test_a_lone_surrogate_in_a_header_is_a_format_error(saved, change):
+    """Issue 26 item 9: the escape \\ud800 reads as a string that no
+    encoding holds; every reader says FormatError, not UnicodeEncodeError."""
+    path, model = saved
+    header_with(path, change)
+    for load in (lambda: Model.load(path, device="cpu"), lambda: model.load_weights(path)):
+        with pytest.raises(FormatError, match="lone surrogate"):
+            load()
+
+
+def test_a_lone_surrogate_inside_a_json_entry_is_a_format_error(saved):
+    path, _ = saved
+    entry = '[{"type": "Dense", "config": {"units": 3}}, {"type": "TanH\\ud800"}]'  # JSON's escape
+    rewrite(path, architecture=entry)  # its checksum matches
+    with pytest.raises(FormatError, match=r"'architecture' in the metadata is not readable JSON \(a string holds "
+                                          r"\\ud800, a lone surrogate"):
+        Model.load(path, device="cpu")
+
+
+def test_a_lone_surrogate_in_a_layer_file_and_in_what_is_saved(tmp_path):
+    path = tmp_path / "layer.safetensors"
+    Dense(3, input_size=2).save(path)
+    header_with(path, set_entry("layer_type", "Dense\ud800"))
+    with pytest.raises(FormatError, match="lone surrogate"):
+        Layer.load(path)
+    with pytest.raises(ValueError, match="lone surrogate.*nothing was written"):
+        write_file(tmp_path / "new.safetensors", {}, {"kind": "weights", "note": "\ud800"})
+    assert not (tmp_path / "new.safetensors").exists()
+
+
 # ------------------------------------------------------------------ item 11: optimizer state
 @pytest.fixture
 def with_adam(tmp_path):
@@ -442,6 +499,92 @@ def test_saving_to_no_name_or_a_folder(tmp_path, monkeypatch):
         with pytest.raises(IsADirectoryError, match="cannot save to a folder"):
             model.save(target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_over_a_symbolic_link_writes_its_target(tmp_path):
+    """Issue 26 item 10: the link stays a link and its target (at the end
+    of a chain of links, in another folder) gets the new model."""
+    (tmp_path / "models").mkdir()
+    target = tmp_path / "models" / "real.safetensors"
+    old, new = xor_model(epochs=1), xor_model(epochs=30)
+    old.save(target)
+    target.chmod(0o640)
+    (tmp_path / "hop.safetensors").symlink_to(target)
+    link = tmp_path / "latest.safetensors"
+    link.symlink_to("hop.safetensors")
+    new.save(link)
+    assert link.is_symlink() and (tmp_path / "hop.safetensors").is_symlink()
+    assert os.readlink(link) == "hop.safetensors"
+    assert target.stat().st_mode & 0o777 == 0o640  # the target's permissions kept
+    np.testing.assert_array_equal(Model.load(target, device="cpu").predict(XOR_X), new.predict(XOR_X))
+    assert temporary_files(tmp_path) == temporary_files(tmp_path / "models") == []
+    dangling = tmp_path / "dangling.safetensors"
+    dangling.symlink_to(tmp_path / "models" / "later.safetensors")
+    new.layers[0].save(dangling)  # a link to nothing yet: its target is created
+    assert dangling.is_symlink() and repr(Layer.load(tmp_path / "models" / "later.safetensors")) == "Dense(2→3)"
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    with pytest.raises(OSError, match="round in a circle"):
+        new.save(tmp_path / "loop1")
+
+
+def as_a_user(call):
+    """What ``call()`` raises, as "TypeName: message" ("" for nothing), for
+    a user who is not root (root may write any file): in a child process
+    that drops to nobody when the tests run as root."""
+    if os.geteuid() != 0:
+        try:
+            call()
+        except Exception as error:
+            return f"{type(error).__name__}: {error}"
+        return ""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.close(read)
+        text = ""
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            call()
+        except BaseException as error:
+            text = f"{type(error).__name__}: {error}"
+        os.write(write, text.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    os.waitpid(child, 0)
+    return text
+
+
+@pytest.fixture
+def open_folder():
+    """A folder that anyone may write in, in a folder anyone may reach (the
+    tests' own tmp_path is root's alone when they run as root)."""
+    folder = tempfile.mkdtemp(prefix="intricate-test-")
+    os.chmod(folder, 0o777)
+    yield Path(folder)
+    shutil.rmtree(folder)
+
+
+def test_saving_over_a_read_only_file_is_refused(open_folder):
+    """Issue 26 item 10: renaming over a read-only file in a writable folder
+    would replace it; save refuses it, as writing into it would be."""
+    path = open_folder / "frozen.safetensors"
+    model = xor_model(epochs=1)
+    model.save(path)
+    path.chmod(0o444)
+    before = path.read_bytes()
+    newer = xor_model(epochs=5)
+    refused = as_a_user(lambda: newer.save(path))
+    assert refused.startswith("PermissionError: [Errno 13] cannot save over a file that you cannot write"), refused
+    assert as_a_user(lambda: newer.save(open_folder / "new.safetensors")) == ""  # the folder is writable
+    assert path.read_bytes() == before and path.stat().st_mode & 0o777 == 0o444
+    link = open_folder / "link.safetensors"
+    link.symlink_to(path)
+    assert as_a_user(lambda: newer.save(link)).startswith("PermissionError")  # through a link too
+    assert link.is_symlink() and path.read_bytes() == before
 
 
 KILLED_SAVER = """

@@ -78,7 +78,7 @@ def test_state_is_saved_and_loaded(tmp_path):
     model.save(tmp_path / "m.safetensors", include_optimizer=True)
     loaded = Model.load(tmp_path / "m.safetensors", device="cpu")
     np.testing.assert_array_equal(loaded.layers[0].seen, model.layers[0].seen)
-    assert [w.shape for w in model.get_weights()] == [(3, 5), (3,), (5,)]
+    assert [w.shape for w in model.get_weights()] == [(5, 3), (3,), (5,)]  # W as layer.weights has it
 
 
 def test_early_stopping_puts_back_the_state_of_the_best_epoch(device):

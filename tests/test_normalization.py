@@ -322,7 +322,7 @@ def test_files_keep_the_moving_statistics(tmp_path):
     x, y = _data()
     model.fit(x, y, loss=CategoricalCrossEntropy(), optimizer=SGD(0.1), epochs=1, batch_size=16)
     layer = model.layers[0]
-    assert [w.shape for w in model.get_weights()] == [(5,)] * 4 + [(3, 5), (3,)]
+    assert [w.shape for w in model.get_weights()] == [(5,)] * 4 + [(5, 3), (3,)]  # layer.weights layouts
     assert list(layer.state_dict()) == ["weight", "bias", "running_mean", "running_var"]
     model.save(tmp_path / "m.safetensors")
     loaded = Model.load(tmp_path / "m.safetensors", device="cpu")

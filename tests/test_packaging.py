@@ -32,6 +32,10 @@ def test_wheel_marks_the_package_typed(wheel):
     assert "intricate_py/py.typed" in zipfile.ZipFile(wheel).namelist()
 
 
+def test_wheel_carries_the_names_c_export_refuses(wheel):
+    assert "intricate_py/export/c_reserved.txt" in zipfile.ZipFile(wheel).namelist()
+
+
 def test_installed_wheel_finds_its_shaders(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],

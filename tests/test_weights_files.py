@@ -35,16 +35,30 @@ def assert_same(a, b):
 
 
 # ------------------------------------------------------------------ get_weights / set_weights
-def test_get_weights_in_pytorch_layouts_and_layer_order():
+def test_get_weights_in_the_layers_own_layout_and_layer_order():
     model = cnn()
     weights = model.get_weights()
-    assert [w.shape for w in weights] == [(4, 2, 3, 3), (4,), (5, 4, 3, 3), (5,), (3, 20), (3,)]
-    np.testing.assert_array_equal(weights[0], model.layers[0].weights)  # Conv2D: PyTorch's layout already
-    np.testing.assert_array_equal(weights[4], model.layers[7].weights.T)  # Dense: (units, inputs)
+    assert [w.shape for w in weights] == [(4, 2, 3, 3), (4,), (5, 4, 3, 3), (5,), (20, 3), (3,)]
+    np.testing.assert_array_equal(weights[0], model.layers[0].weights)  # Conv2D: (filters, in, kh, kw)
+    np.testing.assert_array_equal(weights[4], model.layers[7].weights)  # Dense: (inputs, units), as Keras
     np.testing.assert_array_equal(weights[5], model.layers[7].biases)
     weights[0][...] = 7  # copies: the model is untouched
     assert not (model.layers[0].weights == 7).any()
     assert Model([Dense(3), ReLU()], device="cpu").get_weights() == []  # unbuilt: nothing yet, as in Keras
+
+
+def test_set_weights_takes_layer_weights_of_a_square_dense_as_they_are():
+    """A square W fits either layout: set_weights must not transpose it."""
+    model = Model([Dense(4), TanH(), Dense(4)], input_size=4, device="cpu", seed=0)
+    other = Model([Dense(4), TanH(), Dense(4)], input_size=4, device="cpu", seed=1)
+    square = np.arange(16.0).reshape(4, 4) / 16
+    model.set_weights([square, model.layers[0].biases, *other.get_weights()[2:]])
+    np.testing.assert_array_equal(model.layers[0].weights, square.astype(np.float32))
+    model.set_weights(other.get_weights())
+    np.testing.assert_array_equal(model.predict(X[:, :4]), other.predict(X[:, :4]))
+    np.testing.assert_array_equal(model.get_weights()[0], other.layers[0].weights)
+    # the files keep PyTorch's layout: a Linear's weight is (units, inputs)
+    np.testing.assert_array_equal(model.layers[0].state_dict()["weight"], other.layers[0].weights.T)
 
 
 def test_set_weights_round_trip(device):
@@ -60,12 +74,12 @@ def test_set_weights_round_trip(device):
 @pytest.mark.parametrize("change, message", [
     (lambda w: w[:3], r"expected 4 arrays, as get_weights\(\) gives .*Received: 3"),
     (lambda w: w + [w[0]], r"Received: 5"),
-    (lambda w: [w[0].T, *w[1:]], r"layer 0 Dense\(6→8\) expects weight \(weights\[0\]\) of shape \(8, 6\). "
-                                 r"Received: shape=\(6, 8\)"),
-    (lambda w: [*w[:3], np.array([np.nan, 0, 0])], r"layer 3 Dense\(8→3\) expects finite values for bias "
+    (lambda w: [w[0].T, *w[1:]], r"layer 0 Dense\(6→8\) expects W \(weights\[0\]\) of shape \(6, 8\). "
+                                 r"Received: shape=\(8, 6\)"),
+    (lambda w: [*w[:3], np.array([np.nan, 0, 0])], r"layer 3 Dense\(8→3\) expects finite values for b "
                                                     r"\(weights\[3\]\). Received: nan at index \(0,\)"),
-    (lambda w: [*w[:3], np.array([1e39, 0, 0])], r"bias \(weights\[3\]\) that fit float32"),
-    (lambda w: [*w[:3], ["a", "b", "c"]], r"expects real numbers for bias \(weights\[3\]\)"),
+    (lambda w: [*w[:3], np.array([1e39, 0, 0])], r"b \(weights\[3\]\) that fit float32"),
+    (lambda w: [*w[:3], ["a", "b", "c"]], r"expects real numbers for b \(weights\[3\]\)"),
     (lambda w: np.zeros(4), r"expected a list of arrays"),
 ])
 def test_set_weights_checks_everything_before_changing_anything(change, message):
@@ -130,7 +144,8 @@ def test_load_weights_refuses_other_shapes_and_changes_nothing(tmp_path):
 def test_load_weights_is_all_or_nothing(tmp_path):
     """The first layer fits, the last does not: neither changes."""
     path = tmp_path / "w.safetensors"
-    tensors = {f"{k}": v for k, v in zip(["0.weight", "0.bias", "3.weight", "3.bias"], mlp(seed=3).get_weights())}
+    source = mlp(seed=3)
+    tensors = {f"{i}.{name}": t for i in (0, 3) for name, t in source.layers[i].state_dict().items()}
     tensors["3.bias"] = np.array([0, np.inf, 0], np.float32)
     safetensors.numpy.save_file(tensors, str(path))
     model = mlp()
@@ -196,7 +211,8 @@ def test_half_precision_torch_weights(tmp_path):
         save_torch(torch, net, tmp_path / "half.safetensors")
         model = mlp()
         model.load_weights(tmp_path / "half.safetensors")
-        for ours, theirs in zip(model.get_weights(), net.state_dict().values()):
+        files = [t for layer in model.layers for t in layer.state_dict().values()]
+        for ours, theirs in zip(files, net.state_dict().values()):
             np.testing.assert_array_equal(ours, theirs.float().numpy())
 
 

@@ -36,9 +36,12 @@ def export_model(model: "Model", path, format: str = "onnx", name: str | None = 
     paths written.
 
     ``format="onnx"``: ``path`` is the ``.onnx`` file (opset 17, a dynamic
-    batch dimension ``n``); ``name`` names the graph. ``format="c"``:
-    ``path`` is an existing folder that receives ``{name}.c`` and
-    ``{name}.h`` (``name`` is a C identifier, "model" by default).
+    batch dimension ``n``); ``name`` names the graph. It creates nothing but
+    the file: its folder must exist, as for ``save``. ``format="c"``:
+    ``path`` is a folder that receives ``{name}.c`` and ``{name}.h``
+    (``name`` is a C identifier, "model" by default), created with the
+    folders above it where they are missing; the two files are replaced
+    together or not at all.
     """
     if format == "onnx":
         from .onnx import export_onnx

@@ -14,7 +14,24 @@ The header defines the floats a sample of each: ``NAME_INPUTS`` and
 ``NAME_OUTPUTS`` (``NAME`` the name in capitals) for a path, and for a
 graph ``NAME_IMAGE_INPUTS`` for each input and ``NAME_LABEL_OUTPUTS`` for
 each output (its parameter's name in capitals), with ``NAME_INPUTS`` as
-well when there is one input and ``NAME_OUTPUTS`` when there is one output.
+well when there is one input and ``NAME_OUTPUTS`` when there is one output;
+its include guard is ``NAME_H``. A name with capitals keeps its case in
+them, and their suffix is in lower case (``Net_inputs``, ``Net_h``), so
+that two names that differ in case (``net``, ``NET``) share no macro.
+
+Names. The functions take the name as it is given, and every other
+file-scope name starts with it (``net_weight0``, ``net_sigmoid``: static,
+so two models' files never clash). A name is refused (ValueError) only
+where it cannot work: a name that C, C++ or the C library takes (a
+keyword of either language, a function, variable, type or macro of the
+standard or POSIX headers in C99, GNU C17, C2x with _GNU_SOURCE or C++, a
+compiler's built-in: ``printf``, ``abs``, ``isinff``, ``roundeven``,
+``iszero``, ``class``), one that starts with ``_`` or holds ``__``, one
+whose ``{name}.h`` would hide a header of the C library or the compiler
+under ``-I`` (``stddef``, compared without case), and the batch function's
+own variables. ``c_reserved.txt`` holds these names, made by asking gcc and
+g++ (tests/c_names.py). Two models in one program need names of which
+neither is the other's followed by ``_`` (``net`` and ``net_batch`` clash).
 
 The weights are ``static const float`` arrays, written so that they read
 back bit for bit (once for a layer however many nodes call it); the
@@ -62,6 +79,8 @@ ZeroPadding2D copy.
 
 from __future__ import annotations
 
+import errno
+import functools
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
@@ -72,7 +91,7 @@ from ..layers import (ELU, GELU, ActivationFunction, Add, Average, AveragePoolin
                       Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, LayerNormalization,
                       LeakyReLU, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, SiLU, Softmax, Softplus, Subtract, TanH,
                       UpSampling2D, ZeroPadding2D)
-from ..saving import atomic_write
+from ..saving import atomic_write_all
 from .common import (Site, architecture_lines, batch_norm_folds, batch_norm_terms, exported_layers, exported_nodes,
                      layer_text as _text, product_arrays, sample_size, shape_text)
 
@@ -85,56 +104,40 @@ PAD = 8
 #: About how many floats of partial sums a Dense layer accumulates at once.
 ACCUMULATORS = 128
 
-C_KEYWORDS = frozenset(
-    "auto break case char const continue default do double else enum extern float for goto if inline int "
-    "long register restrict return short signed sizeof static struct switch typedef union unsigned void "
-    "volatile while _Bool _Complex _Imaginary".split()
-)
-#: What the generated files' headers, <math.h> and <stddef.h>, declare
-#: (C99, and the names glibc adds by default): a model named like one of
-#: them would not compile.
-_MATH_FUNCTIONS = (
-    "acos asin atan atan2 cos sin tan acosh asinh atanh cosh sinh tanh exp exp2 expm1 exp10 frexp "
-    "ilogb ldexp log log10 log1p log2 logb modf scalbn scalbln cbrt fabs hypot pow sqrt erf erfc "
-    "lgamma tgamma gamma ceil floor nearbyint rint lrint llrint round lround llround trunc fmod "
-    "remainder remquo copysign nan nextafter nexttoward fdim fmax fmin fma drem finite significand "
-    "j0 j1 jn y0 y1 yn sincos pow10"
-).split()
-STANDARD_NAMES = frozenset(
-    [f + suffix for f in _MATH_FUNCTIONS for suffix in ("", "f", "l")]
-    + (
-        "NAN INFINITY HUGE_VAL HUGE_VALF HUGE_VALL FP_INFINITE FP_NAN FP_NORMAL FP_SUBNORMAL FP_ZERO "
-        "FP_FAST_FMA FP_FAST_FMAF FP_FAST_FMAL FP_ILOGB0 FP_ILOGBNAN MATH_ERRNO MATH_ERREXCEPT "
-        "math_errhandling fpclassify isfinite isinf isnan isnormal signbit isgreater isgreaterequal "
-        "isless islessequal islessgreater isunordered float_t double_t signgam M_E M_LOG2E M_LOG10E "
-        "M_LN2 M_LN10 M_PI M_PI_2 M_PI_4 M_1_PI M_2_PI M_2_SQRTPI M_SQRT2 M_SQRT1_2 "
-        "NULL offsetof ptrdiff_t size_t wchar_t max_align_t"
-    ).split()
-)
-#: Names that the generated .c file uses where the model's function is
-#: visible (its file-scope arrays and helpers, the batch function's
-#: variables, the library functions it calls), which a model's name must not take.
-INTERNAL = re.compile(r"(weight|bias)\d+|sigmoid|fast_tanh|leaky_relu|elu|gelu|gelu_tanh|silu|softplus|expf|fabsf|"
-                      r"[xyns]|size_t|main")
-#: C++'s keywords beyond C's, which a parameter must not take either: C++
-#: reads the header's prototypes too (they are in ``extern "C"``).
-CPP_KEYWORDS = frozenset(
-    "alignas alignof and and_eq asm bitand bitor bool catch char16_t char32_t class compl concept consteval "
-    "constexpr constinit const_cast co_await co_return co_yield decltype delete dynamic_cast explicit export "
-    "false friend mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public "
-    "reinterpret_cast requires static_assert static_cast template this thread_local throw true try typeid "
-    "typename using virtual wchar_t xor xor_eq".split()
-)
-#: Names that the generated functions use for their own variables, or
-#: reach at file scope, which a parameter must not take: the stack
-#: buffers, the variables of the loops and sums, the batch function's n and
-#: s, the weight arrays and the helpers.
-LOCALS = re.compile(r"[ab]|t\d+|acc|[cfijkmnrsuv]|oi|oj|ki|kj|ii|jj|(weight|bias)\d+|sigmoid|fast_tanh|leaky_relu|elu|"
-                    r"gelu|gelu_tanh|silu|softplus|expf|fabsf|main")
+#: The names that C, C++, the compilers and the C library take (keywords,
+#: the macros, functions, variables and types of the standard and POSIX
+#: headers, the compilers' built-ins), and the names of the C library's and
+#: the compiler's headers: made by tests/c_names.py, which asks gcc and g++.
+RESERVED_FILE = Path(__file__).with_name("c_reserved.txt")
+#: Names that the generated code gives its own variables, or a parameter
+#: must not take: the stack buffers, the variables of the loops and sums,
+#: the batch function's n and s.
+LOCALS = re.compile(r"[ab]|t\d+|acc|[cfijkmnrsuv]|oi|oj|ki|kj|ii|jj")
+#: The helper functions a .c file may define, after its prefix ``{name}_``.
+HELPERS = ("sigmoid", "fast_tanh", "leaky_relu", "elu", "gelu", "gelu_tanh", "silu", "softplus")
+#: The file-scope names of the .c file after its prefix ``{name}_``: the
+#: weight arrays and the helper functions.
+INTERNAL = re.compile(r"(weight|bias)\d+|" + "|".join(HELPERS))
+
+
+@functools.lru_cache(maxsize=None)
+def reserved_names() -> tuple[frozenset[str], frozenset[str]]:
+    """(the identifiers that the generated files cannot declare or define,
+    the names in lower case that ``{name}.h`` cannot take) from
+    ``RESERVED_FILE``."""
+    sections: dict[str, set[str]] = {}
+    current: set[str] = set()
+    for line in RESERVED_FILE.read_text(encoding="ascii").splitlines():
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), set())
+        elif line and not line.startswith("#"):
+            current.add(line)
+    return frozenset(sections["identifiers"]), frozenset(sections["headers"])
+
 
 SIGMOID = """\
 /* 1 / (1 + e^-v) from e^-|v|, which never overflows: exact for both signs */
-static float sigmoid(float v)
+static float $sigmoid(float v)
 {
     float e = expf(-fabsf(v));
     float s = 1.0f / (1.0f + e);
@@ -147,7 +150,7 @@ FAST_TANH = """\
  * ONNX Runtime use, on v clamped to [-9, 9] (beyond, tanh is +-1 in float):
  * within 7 ulp (4e-7 relative) of tanh for every float, and made of
  * multiply-adds and one division, which the compiler vectorises. */
-static float fast_tanh(float v)
+static float $fast_tanh(float v)
 {
     float x = v < -9.0f ? -9.0f : v > 9.0f ? 9.0f : v;
     float x2 = x * x;
@@ -169,7 +172,7 @@ static float fast_tanh(float v)
 
 LEAKY_RELU_HELPER = """\
 /* v where v > 0, else slope * v */
-static float leaky_relu(float v, float slope)
+static float $leaky_relu(float v, float slope)
 {
     return v > 0.0f ? v : slope * v;
 }
@@ -177,7 +180,7 @@ static float leaky_relu(float v, float slope)
 
 ELU_HELPER = """\
 /* v where v > 0, else alpha (e^v - 1), without the cancellation of expf(v) - 1 */
-static float elu(float v, float alpha)
+static float $elu(float v, float alpha)
 {
     return v > 0.0f ? v : alpha * expm1f(v);
 }
@@ -185,7 +188,7 @@ static float elu(float v, float alpha)
 
 GELU_HELPER = """\
 /* v Phi(v), Phi(v) = erfc(-v / sqrt 2) / 2 the normal distribution (no 1 + erf that cancels for v < 0) */
-static float gelu(float v)
+static float $gelu(float v)
 {
     return 0.5f * v * erfcf(-0.70710677f * v);
 }
@@ -193,23 +196,23 @@ static float gelu(float v)
 
 GELU_TANH_HELPER = """\
 /* v (1 + tanh u) / 2 = v sigmoid(2u), u = sqrt(2/pi) (v + 0.044715 v^3): no 1 + tanh that cancels */
-static float gelu_tanh(float v)
+static float $gelu_tanh(float v)
 {
-    return v * sigmoid(1.5957692f * (v + 0.044715f * v * v * v));
+    return v * $sigmoid(1.5957692f * (v + 0.044715f * v * v * v));
 }
 """
 
 SILU_HELPER = """\
 /* v sigmoid(v) (Swish) */
-static float silu(float v)
+static float $silu(float v)
 {
-    return v * sigmoid(v);
+    return v * $sigmoid(v);
 }
 """
 
 SOFTPLUS_HELPER = """\
 /* log(1 + e^v) as max(v, 0) + log1p(e^-|v|), which never overflows */
-static float softplus(float v)
+static float $softplus(float v)
 {
     return (v > 0.0f ? v : 0.0f) + log1pf(expf(-fabsf(v)));
 }
@@ -217,34 +220,75 @@ static float softplus(float v)
 
 
 def _c_activation(function: ActivationFunction) -> tuple[str, tuple[str, ...], bool]:
-    """The C expression of ``function`` (not softmax) of a float ``v``, the
-    helpers it calls, and whether it may run over a Dense's padding too
+    """The C expression of ``function`` (not softmax) of a float ``v`` (its
+    ``$`` the prefix of the file's names, as in the helpers), the helpers it calls, and whether it may run over a Dense's padding too
     (cheap, and 0 stays finite)."""
     kind, param = function
     if kind == "tanh":
-        return "fast_tanh(v)", (FAST_TANH,), True
+        return "$fast_tanh(v)", (FAST_TANH,), True
     if kind == "relu":
         return "v > 0.0f ? v : 0.0f", (), True
     if kind == "leaky_relu":
-        return f"leaky_relu(v, {_float(np.float32(param))})", (LEAKY_RELU_HELPER,), True
+        return f"$leaky_relu(v, {_float(np.float32(param))})", (LEAKY_RELU_HELPER,), True
     if kind == "elu":
-        return f"elu(v, {_float(np.float32(param))})", (ELU_HELPER,), False
+        return f"$elu(v, {_float(np.float32(param))})", (ELU_HELPER,), False
     calls = {"sigmoid": (SIGMOID,), "gelu": (GELU_HELPER,), "gelu_tanh": (SIGMOID, GELU_TANH_HELPER),
              "silu": (SIGMOID, SILU_HELPER), "softplus": (SOFTPLUS_HELPER,)}
-    return f"{kind}(v)", calls[kind], False
+    return f"${kind}(v)", calls[kind], False
 
 
-def _c_name(name: str) -> str:
+def _c_name(name: str, path: bool) -> str:
+    """``name`` if the functions and files of a model can take it (a path
+    of layers if ``path``), else ValueError saying why."""
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"expected a C identifier (letters, digits, _) for name. Received: name={name!r}")
-    if name in C_KEYWORDS or INTERNAL.fullmatch(name) or re.match(r"_[A-Z_]", name):
-        raise ValueError(f"expected a name that is not a C keyword or reserved. Received: name={name!r}")
-    if name in STANDARD_NAMES:
-        raise ValueError(
-            f"expected a name that <math.h> and <stddef.h> do not declare (the generated C includes "
-            f"them). Received: name={name!r}"
-        )
+    if name.startswith("_") or "__" in name:
+        raise ValueError(f"expected a name that neither starts with _ nor holds __ (C and C++ keep those for the "
+                         f"compiler and the library). Received: name={name!r}")
+    identifiers, headers = reserved_names()
+    if name in identifiers:
+        raise ValueError(f"expected a name that C, C++ and the C library leave free: not a keyword, nor a "
+                         f"function, variable, type or macro of the standard or POSIX headers, nor a compiler's "
+                         f"built-in (printf, abs, size_t, EOF, class). Received: name={name!r}")
+    if name.lower() in headers:
+        raise ValueError(f"expected a name whose {name}.h hides no header of the C library or the compiler "
+                         f"(under -I its folder would be searched first, for <{name.lower()}.h> too). "
+                         f"Received: name={name!r}")
+    variables = ("x", "y", "n", "s") if path else ("n", "s")
+    if name in variables:
+        raise ValueError(f"expected a name other than the batch function's variables {', '.join(variables)}, "
+                         f"which would hide the function it calls. Received: name={name!r}")
     return name
+
+
+def _check_identifiers(name: str, identifiers: list[str]) -> None:
+    """ValueError unless every identifier the files of ``name`` declare
+    (``identifiers``: the functions, macros and arrays) is free as the name
+    itself must be: a name that is free can still make a macro that the C
+    library defines."""
+    reserved = reserved_names()[0]
+    for identifier in identifiers:
+        if identifier in reserved or "__" in identifier:
+            raise ValueError(f"expected a name whose files declare nothing that C, C++ or the C library keep: "
+                             f"{name!r} makes {identifier!r}. Received: name={name!r}")
+
+
+def _macro(name: str, *parts: str) -> str:
+    """A macro of the header of ``name``: ``NAME_PARTS`` in capitals for a
+    name without capitals (``xor_net``, ``"INPUTS"`` -> ``XOR_NET_INPUTS``),
+    else the name and the parts as they are, the last in lower case
+    (``Net``, ``"image"``, ``"INPUTS"`` -> ``Net_image_inputs``), so that
+    names that differ in case never share a macro."""
+    if name == name.lower():
+        return _macro_prefix(name) + "_".join(parts).upper()
+    *words, kind = parts
+    return _macro_prefix(name) + "_".join([*words, kind.lower()])
+
+
+def _macro_prefix(name: str) -> str:
+    """What every macro of the header of ``name`` starts with: ``NAME_``,
+    in capitals for a name without capitals, else as it is."""
+    return (name.upper() if name == name.lower() else name) + "_"
 
 
 def _float(v: np.float32) -> str:
@@ -308,7 +352,9 @@ class _Program:
     Flatten, Reshape and Dropout make) and is free again once no later node
     reads any of them."""
 
-    def __init__(self, last_use: dict[int, int], products: dict[int, tuple[np.ndarray, np.ndarray]] | None = None):
+    def __init__(self, prefix: str, last_use: dict[int, int],
+                 products: dict[int, tuple[np.ndarray, np.ndarray]] | None = None):
+        self.prefix = prefix
         #: folded (weights, biases) of Dense and Conv2D layers, by id (common.batch_norm_folds)
         self.products = products or {}
         self.arrays: list[str] = []
@@ -323,8 +369,10 @@ class _Program:
         self.scratch = 0  # the largest array of partial sums, in floats
 
     def array(self, name: str, values: np.ndarray) -> str:
-        """The file-scope array ``name`` of ``values``, written the first
-        time (the nodes of a shared layer read one copy)."""
+        """The file-scope array ``{prefix}{name}`` of ``values`` (its name
+        returned), written the first time (the nodes of a shared layer read
+        one copy)."""
+        name = self.prefix + name
         if name not in self.array_names:
             self.array_names.add(name)
             dims = "".join(f"[{d}]" for d in values.shape)
@@ -338,6 +386,8 @@ class _Program:
         return self.products[id(layer)] if id(layer) in self.products else product_arrays(layer)
 
     def helper(self, code: str) -> None:
+        """Add the helper function ``code`` (its ``$`` the prefix), once."""
+        code = code.replace("$", self.prefix)
         if code not in self.helpers:
             self.helpers.append(code)
 
@@ -477,13 +527,14 @@ def _activation_layer(p: _Program, site: Site, layer, xs: list[_Tensor]) -> _Ten
 
 
 def _apply_lines(p: _Program, expression: str, helpers: tuple[str, ...], src: str, dst: str, count: int) -> list[str]:
-    """A loop setting ``dst[k]`` to ``expression`` of ``v = src[k]`` for the
-    first ``count`` values (the helpers it calls added to the program)."""
+    """A loop setting ``dst[k]`` to ``expression`` of ``v = src[k]`` (its
+    ``$`` the prefix of the file's names) for the first ``count`` values
+    (the helpers it calls added to the program)."""
     for helper in helpers:
         p.helper(helper)
     return [f"for (int k = 0; k < {count}; k++) {{",
             f"    float v = {src}[k];",
-            f"    {dst}[k] = {expression};",
+            f"    {dst}[k] = {expression.replace('$', p.prefix)};",
             "}"]
 
 
@@ -856,12 +907,16 @@ class _Port(NamedTuple):
 
 def c_source(model: "Model", name: str = "model") -> tuple[str, str]:
     """The text of ``{name}.c`` and ``{name}.h`` for ``model``."""
-    name = _c_name(name)
+    name = _c_name(name, model.is_path)
     exported_layers(model, WRITERS, "C")
     inputs, outputs = _ports(model, name)
-    p, results = _program(model, inputs)
+    p, results = _program(model, inputs, name + "_")
+    macros = _macro_values(name, inputs, outputs, model.is_path)
+    _check_identifiers(name, [name, f"{name}_batch", _macro(name, "H"), *(m for m, _ in macros),
+                              *sorted(p.array_names), *(p.prefix + helper for helper in HELPERS)])
     stack = 4 * (sum(b.size for b in p.buffers) + p.scratch)
-    return _source(model, name, p, inputs, outputs, results), _header(model, name, inputs, outputs, stack)
+    return (_source(model, name, p, inputs, outputs, results),
+            _header(model, name, inputs, outputs, macros, stack))
 
 
 def _ports(model: "Model", name: str) -> tuple[list[_Port], list[_Port]]:
@@ -883,15 +938,17 @@ def parameter_names(inputs: list[str], outputs: list[str], name: str) -> tuple[l
        one ``_``, and a ``_`` at either end is dropped (``my image`` ->
        ``my_image``);
     2. a name that is then empty, starts with a digit or starts with the
-       header's macros' ``NAME_`` (``name`` in capitals) gets ``in_`` or
-       ``out_`` before it (``2d`` -> ``in_2d``);
-    3. a name that C or C++ keeps (a keyword, or a name that <math.h> or
-       <stddef.h> declares), that the generated code uses itself
-       (``LOCALS``, ``name``, ``name_batch``) or that a parameter before it
-       took, compared without case (the macros are in capitals), gets
-       ``_2``, ``_3``, ... after it (``k`` -> ``k_2``).
+       header's macros' ``NAME_`` (``name`` in capitals, or as it is if it
+       has capitals: :func:`_macro`) gets ``in_`` or ``out_`` before it
+       (``2d`` -> ``in_2d``);
+    3. a name that C, C++ or the C library takes (``reserved_names``: a
+       keyword, a macro, a library function), that the generated code uses
+       itself (``LOCALS``, ``name``, ``name_batch``, the file's arrays and
+       helpers) or that a parameter before it took, compared without case
+       (the macros may be in capitals), gets ``_2``, ``_3``, ... after it
+       (``k`` -> ``k_2``).
     """
-    prefix = name.upper() + "_"
+    prefix = _macro_prefix(name)
     taken: set[str] = set()
     chosen: tuple[list[str], list[str]] = ([], [])
     for names, role, parameters in ((inputs, "in", chosen[0]), (outputs, "out", chosen[1])):
@@ -928,8 +985,9 @@ def _unused(base: str, name: str, taken: set[str]) -> str:
 def _reserved(candidate: str, name: str) -> bool:
     """Whether a parameter of the functions ``name`` and ``name_batch``
     cannot be called ``candidate``."""
-    return (candidate in C_KEYWORDS or candidate in CPP_KEYWORDS or candidate in STANDARD_NAMES
-            or LOCALS.fullmatch(candidate) is not None or candidate in (name, f"{name}_batch"))
+    internal = candidate.startswith(f"{name}_") and INTERNAL.fullmatch(candidate[len(name) + 1:]) is not None
+    return (candidate in reserved_names()[0] or LOCALS.fullmatch(candidate) is not None or internal
+            or candidate in (name, f"{name}_batch"))
 
 
 def _last_uses(model: "Model") -> dict[int, int]:
@@ -946,11 +1004,11 @@ def _last_uses(model: "Model") -> dict[int, int]:
     return last
 
 
-def _program(model: "Model", inputs: list[_Port]) -> tuple[_Program, list[_Tensor]]:
-    """The program of ``model``'s nodes, in order, and where it leaves each
-    model output."""
+def _program(model: "Model", inputs: list[_Port], prefix: str) -> tuple[_Program, list[_Tensor]]:
+    """The program of ``model``'s nodes, in order, its file-scope names
+    after ``prefix``, and where it leaves each model output."""
     folds = batch_norm_folds(model)
-    p = _Program(_last_uses(model), folds.products)
+    p = _Program(prefix, _last_uses(model), folds.products)
     tensors = {id(port.symbol): _Tensor(port.parameter, sample_size(port.symbol), None) for port in inputs}
     for step, (site, node) in enumerate(exported_nodes(model)):
         p.step = step
@@ -976,11 +1034,12 @@ def _comment_text(text: str) -> str:
     return text
 
 
-def _header(model: "Model", name: str, inputs: list[_Port], outputs: list[_Port], stack: int) -> str:
-    """The text of ``{name}.h``."""
+def _header(model: "Model", name: str, inputs: list[_Port], outputs: list[_Port],
+            macros: list[tuple[str, int]], stack: int) -> str:
+    """The text of ``{name}.h``, ``macros`` its ``#define`` lines."""
     from .._version import __version__
 
-    upper = name.upper()
+    guard = _macro(name, "H")
     path = model.is_path
     io_lines = [_io_line(kind, port, path) for kind, ports in (("input", inputs), ("output", outputs))
                 for port in ports]
@@ -989,15 +1048,15 @@ def _header(model: "Model", name: str, inputs: list[_Port], outputs: list[_Port]
          *(" *   " + _comment_text(line) for line in architecture_lines(model)), " *",
          *(" * " + _comment_text(line) for line in io_lines),
          f" * {name}() keeps {stack} bytes of arrays on the stack; no heap, no global that changes.", " */"])
-    macros = "\n".join(_macros(upper, inputs, outputs, path))
+    defines = "\n".join(f"#define {macro} {value}" for macro, value in macros)
     prototypes = "\n".join(_prototypes(name, inputs, outputs, path))
     return f"""{comment}
-#ifndef {upper}_H
-#define {upper}_H
+#ifndef {guard}
+#define {guard}
 
 #include <stddef.h>
 
-{macros}
+{defines}
 
 #ifdef __cplusplus
 extern "C" {{
@@ -1009,7 +1068,7 @@ extern "C" {{
 }}
 #endif
 
-#endif /* {upper}_H */
+#endif /* {guard} */
 """
 
 
@@ -1026,17 +1085,18 @@ def _io_line(kind: str, port: _Port, path: bool) -> str:
     return f"{label}: {sample_size(port.symbol)} floats a sample, shape {shape_text(shape)}{layout}"
 
 
-def _macros(upper: str, inputs: list[_Port], outputs: list[_Port], path: bool) -> list[str]:
-    """``#define`` lines of the floats a sample: ``NAME_INPUTS`` and
-    ``NAME_OUTPUTS`` for one input and one output, and for a graph
-    ``NAME_{PARAMETER}_INPUTS`` and ``NAME_{PARAMETER}_OUTPUTS`` for each."""
-    lines = []
+def _macro_values(name: str, inputs: list[_Port], outputs: list[_Port], path: bool) -> list[tuple[str, int]]:
+    """The header's macros of the floats a sample, with their values:
+    ``NAME_INPUTS`` and ``NAME_OUTPUTS`` for one input and one output, and
+    for a graph ``NAME_{PARAMETER}_INPUTS`` and ``NAME_{PARAMETER}_OUTPUTS``
+    for each (as :func:`_macro` spells them)."""
+    macros = []
     for kind, ports in (("INPUTS", inputs), ("OUTPUTS", outputs)):
         if len(ports) == 1:
-            lines.append(f"#define {upper}_{kind} {sample_size(ports[0].symbol)}")
+            macros.append((_macro(name, kind), sample_size(ports[0].symbol)))
         if not path:
-            lines += [f"#define {upper}_{port.parameter.upper()}_{kind} {sample_size(port.symbol)}" for port in ports]
-    return lines
+            macros += [(_macro(name, port.parameter, kind), sample_size(port.symbol)) for port in ports]
+    return macros
 
 
 def _prototypes(name: str, inputs: list[_Port], outputs: list[_Port], path: bool) -> list[str]:
@@ -1098,13 +1158,14 @@ def _source(model: "Model", name: str, p: _Program, inputs: list[_Port], outputs
 
 
 def export_c(model: "Model", folder: Path, name: str = "model") -> list[Path]:
-    """Write ``{name}.c`` and ``{name}.h`` for ``model`` into ``folder``."""
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"expected an existing folder for the C files. Received: path={str(folder)!r}"
-        )
+    """Write ``{name}.c`` and ``{name}.h`` for ``model`` into ``folder``,
+    creating the folder (and the folders above it) where it is missing.
+    The two files are written as a pair: both are replaced, each
+    atomically, or neither is (a failure leaves the old pair)."""
     source, header = c_source(model, name)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "expected a folder for the C files, not a file", str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.c", folder / f"{name}.h"]
-    for path, text in zip(paths, (source, header)):
-        atomic_write(path, text.encode("ascii"))
+    atomic_write_all([(path, text.encode("ascii")) for path, text in zip(paths, (source, header))])
     return paths

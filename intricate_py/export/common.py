@@ -35,9 +35,22 @@ def exported_layers(model: "Model", table: dict[type, Callable], what: str) -> l
                 f"Received: a {type(layer).__name__} layer"
             )
         for tensor, value in layer.state_dict().items():
-            if not np.isfinite(value).all():
-                raise ValueError(f"cannot export layer {i} {layer!r} to {what}: its {tensor} holds NaN or inf")
+            _check_float32(value, f"cannot export layer {i} {layer!r} to {what}: its {tensor}")
     return list(model.layers)
+
+
+def _check_float32(value: np.ndarray, what: str) -> None:
+    """ValueError ("``what`` holds ...") unless every value is finite once
+    cast to float32, which both formats hold: a float64 model's 1e39 is
+    finite, its float32 is inf (as loading checks values after the cast)."""
+    if not np.isfinite(value).all():
+        raise ValueError(f"{what} holds NaN or inf")
+    with np.errstate(over="ignore"):
+        cast = value.astype(np.float32)
+    if not np.isfinite(cast).all():
+        k = tuple(int(j) for j in np.argwhere(~np.isfinite(cast))[0])
+        raise ValueError(f"{what} holds {value[k]} at index {k}, which does not fit float32 (magnitudes up to "
+                         f"{np.finfo(np.float32).max:.4g}), the exported files' precision")
 
 
 class Site(NamedTuple):

@@ -59,6 +59,7 @@ from ..layers import (ELU, GELU, ActivationFunction, Add, Average, AveragePoolin
                       Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, LayerNormalization,
                       LeakyReLU, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, SiLU, Softmax, Softplus, Subtract, TanH,
                       UpSampling2D, ZeroPadding2D)
+from ..naming import encodes_as_utf8
 from ..saving import atomic_write
 from .common import (Site, architecture_lines, batch_norm_folds, batch_norm_terms, exported_layers, exported_nodes,
                      io_names, product_arrays)
@@ -370,8 +371,9 @@ NODES: dict[type, Callable] = {
 
 def onnx_model(model: "Model", name: str = "model"):
     """The checked ``onnx.ModelProto`` of ``model``."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"expected a non-empty string for the graph's name. Received: name={name!r}")
+    if not isinstance(name, str) or not name or not encodes_as_utf8(name):
+        raise ValueError(f"expected a non-empty string of characters (UTF-8 text, no lone surrogate) for the "
+                         f"graph's name. Received: name={name!r}")
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 

@@ -9,7 +9,8 @@ real length has now vouched for.
 
 Writing goes to a locked temporary file in the target's folder, is flushed
 and fsync'd, then renamed over the target, so that the target is always the
-old file or the new one. A save killed midway leaves its temporary file
+old file or the new one. The target of a symbolic link is the file it leads
+to; a file the user could not write is refused. A save killed midway leaves its temporary file
 behind unlocked; the next save to the same target removes it.
 """
 
@@ -20,10 +21,12 @@ import hashlib
 import json
 import math
 import os
+import secrets
+import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -111,16 +114,30 @@ def _read_exactly(f, count: int, path: Path) -> bytearray:
 
 
 def parse_json(text: bytes | str, what: str) -> Any:
-    """JSON without NaN, infinities or repeated keys; FormatError("``what``
-    ...") for anything unreadable, nested too deep included."""
+    """JSON without NaN, infinities, repeated keys or lone surrogates
+    (``"\\ud800"``, an escape that is no character: no string of it
+    encodes as UTF-8); FormatError("``what`` ...") for anything unreadable,
+    nested too deep included."""
     try:
         if isinstance(text, (bytes, bytearray)):
             text = text.decode("utf-8")
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
-                          object_pairs_hook=_unique_keys)
-    except (ValueError, RecursionError, UnicodeDecodeError) as error:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                           object_pairs_hook=_unique_keys)
+        _refuse_surrogates(value)
+        return value
+    except (ValueError, RecursionError) as error:  # UnicodeError is a ValueError
         reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise FormatError(f"{what} is not readable JSON ({reason})") from None
+
+
+def _refuse_surrogates(value: Any) -> None:
+    """ValueError if a string in ``value`` (a key or a value, at any depth)
+    holds a lone surrogate: written out, every string is UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = error.object[error.start:error.end].encode("unicode_escape").decode("ascii")
+        raise ValueError(f"a string holds {bad}, a lone surrogate, which is not a character") from None
 
 
 def _refuse_constant(name: str):
@@ -202,36 +219,155 @@ def atomic_write(path: PathLike, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that it is always either the old
     file or the new one: a locked temporary file in the same folder, fsync,
     rename. Stale temporary files of earlier saves to ``path`` (their saver
-    killed) are removed first."""
+    killed) are removed first.
+
+    A symbolic link is written through: its target (a link's link's, ...)
+    is replaced, the same way, and the link stays. A file that the user
+    could not write (read-only) is refused with PermissionError, although
+    renaming over it in a writable folder would succeed; the new file keeps
+    the old one's permission bits. Nothing is created but the file: its
+    folder must exist."""
+    atomic_write_all([(path, data)])
+
+
+def atomic_write_all(files: Sequence[tuple[PathLike, bytes]]) -> None:
+    """Write each ``(path, data)`` of ``files`` as :func:`atomic_write`
+    does, all of them or none: every temporary file is written and every
+    check made before the first rename, and if a rename still fails, the
+    files renamed before it get their old contents back (kept as hard links,
+    or copies, until then). What an error leaves is the old files, all of them; only
+    a crash between two renames (microseconds) could leave some new."""
+    pending: list[_Pending] = []
+    try:
+        for path, data in files:
+            pending.append(_prepare(path, data))
+        _rename_all(pending)
+    finally:
+        for item in pending:
+            item.close()
+    for folder in dict.fromkeys(item.path.parent for item in pending):
+        _sync_folder(folder)
+
+
+class _Pending:
+    """A file written to its locked temporary file ``tmp``, open as ``file``
+    (closing it releases the lock), to be renamed over ``path``; ``backup``,
+    a hard link to (or a copy of) the file it replaces while a rename may
+    need undoing."""
+
+    def __init__(self, path: Path, tmp: str, file):
+        self.path, self.tmp, self.file = path, tmp, file
+        self.backup: str | None = None
+        self.backup_fd: int | None = None
+        self.replaced = False
+
+    def keep_old(self) -> None:
+        """Link the file about to be replaced under a temporary name (copy
+        it where the file system has no hard links), locked so that no
+        other save takes it for stale."""
+        if not self.path.exists():
+            return
+        name = str(self.path.parent / f"{_temp_prefix(self.path)}{secrets.token_hex(8)}{TEMP_SUFFIX}")
+        try:
+            os.link(self.path, name)
+        except OSError:
+            shutil.copy2(self.path, name)  # its permission bits too
+        self.backup = name
+        self.backup_fd = os.open(name, os.O_RDONLY)
+        if fcntl is not None:
+            fcntl.flock(self.backup_fd, fcntl.LOCK_EX)
+
+    def replace(self) -> None:
+        os.replace(self.tmp, self.path)
+        self.replaced = True
+
+    def undo(self) -> None:
+        """Put the old file back (or remove the new one where there was none)."""
+        if self.backup is not None:
+            os.replace(self.backup, self.path)
+            self.backup = None
+        else:
+            os.unlink(self.path)
+
+    def close(self) -> None:
+        """Close (and unlock) the temporary file; remove it and the backup
+        if they are still there."""
+        self.file.close()
+        for name in (None if self.replaced else self.tmp, self.backup):
+            if name is not None and os.path.lexists(name):
+                os.unlink(name)
+        if self.backup_fd is not None:
+            os.close(self.backup_fd)
+
+
+def _prepare(path: PathLike, data: bytes) -> _Pending:
+    """``data`` in a locked temporary file beside the file that writing
+    ``path`` replaces, flushed to disk with the permission bits of that file,
+    after the checks of :func:`atomic_write`."""
     if os.fspath(path) == "":
         raise ValueError("expected a file path to save to. Received: ''")
-    path = Path(path)
+    path = _target(Path(path))
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "cannot save to a folder; give a file path in it", str(path))
     folder = path.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(errno.EACCES, "cannot save over a file that you cannot write (read-only?); "
+                              "nothing was written", str(path))
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
     prefix = _temp_prefix(path)
     _remove_stale(folder, prefix)
     fd, tmp = _locked_temp(folder, prefix)
+    item = _Pending(path, tmp, os.fdopen(fd, "wb"))
     try:
-        with os.fdopen(fd, "wb") as f:  # closing it releases the lock: only after the rename
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
+        item.file.write(data)
+        item.file.flush()
+        os.fsync(item.file.fileno())
+        os.chmod(tmp, mode)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        item.close()
         raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+    return item
+
+
+def _rename_all(pending: list[_Pending]) -> None:
+    """Rename each temporary file over its target; if one fails, undo those
+    before it and raise."""
+    if len(pending) > 1:
+        for item in pending:
+            item.keep_old()
+    done: list[_Pending] = []
+    try:
+        for item in pending:
+            item.replace()
+            done.append(item)
+    except BaseException:
+        for item in reversed(done):
+            item.undo()
+        raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (POSIX)."""
+    if hasattr(os, "O_DIRECTORY"):
         dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _target(path: Path) -> Path:
+    """The file that writing to ``path`` writes: ``path`` itself, or where
+    its chain of symbolic links ends (which need not exist yet). OSError
+    (ELOOP) for links that lead round in a circle."""
+    if not path.is_symlink():
+        return path
+    target = Path(os.path.realpath(path))
+    if target.is_symlink():  # realpath stops where the links loop
+        raise OSError(errno.ELOOP, "cannot save through symbolic links that lead round in a circle", str(path))
+    return target
 
 
 def _temp_prefix(path: Path) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import safetensors.numpy
 
+from ..naming import encodes_as_utf8
 from .fileio import FormatError, PathLike, atomic_write, parse_json, read_safetensors
 
 if TYPE_CHECKING:
@@ -61,6 +62,10 @@ def write_file(path: PathLike, tensors: dict[str, np.ndarray], metadata: dict[st
     from .._version import __version__
 
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    for text in [*tensors, *metadata, *metadata.values()]:
+        if not encodes_as_utf8(text):
+            raise ValueError(f"cannot save {clip(text)!r}: it holds a lone surrogate, which is not a character "
+                             "(files hold UTF-8 text; nothing was written)")
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
                 "library_version": __version__, **metadata}
     metadata["checksum"] = checksum(tensors, metadata)

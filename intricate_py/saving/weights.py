@@ -1,8 +1,12 @@
 """A model's weights as a list of arrays or a file, Keras's
-get_weights / set_weights / save_weights / load_weights, in PyTorch's
-layouts and names: the file of ``save_weights`` is the state_dict of the
-equivalent ``torch.nn.Sequential``, and ``load_weights`` reads such a
-state_dict saved by ``safetensors.torch.save_file``."""
+get_weights / set_weights / save_weights / load_weights.
+
+The list is in the layers' own layout, the one ``layer.weights`` and
+``layer.biases`` have (Keras's for Dense: W is (inputs, units)); the files
+are in PyTorch's layouts and names: the file of ``save_weights`` is the
+state_dict of the equivalent ``torch.nn.Sequential`` (a Dense's ``weight``
+is (units, inputs)), and ``load_weights`` reads such a state_dict saved by
+``safetensors.torch.save_file``."""
 
 from __future__ import annotations
 
@@ -21,10 +25,11 @@ if TYPE_CHECKING:
 
 
 def get_weights(model: "Model") -> list[np.ndarray]:
-    """Every layer's tensors in layer order, PyTorch's layouts: a Dense
-    gives weight (units, inputs) then bias (units,); a Conv2D weight
-    (filters, in_channels, kh, kw) then bias. Copies, not views."""
-    return [np.ascontiguousarray(t) for layer in model.layers for t in layer.state_dict().values()]
+    """Every layer's parameters (its non-trainable state included) in layer
+    order, each as ``layer.weights`` and ``layer.biases`` give it: a Dense
+    gives W (inputs, units) then b (units,); a Conv2D W (filters,
+    in_channels, kh, kw) then b. Copies, not views."""
+    return [np.array(layer.backend.to_numpy(p.value)) for layer in model.layers for p in layer.params.values()]
 
 
 def set_weights(model: "Model", weights: Sequence) -> None:
@@ -33,8 +38,8 @@ def set_weights(model: "Model", weights: Sequence) -> None:
     layer when a length, a shape or a value does not fit."""
     if not model.built:
         raise ValueError("the model has no weights yet: give input_size (or call build) before set_weights")
-    slots = [(i, layer, name, shape) for i, layer in enumerate(model.layers)
-             for name, shape in layer.file_shapes().items()]
+    slots = [(i, layer, name, tuple(p.value.shape)) for i, layer in enumerate(model.layers)
+             for name, p in layer.params.items()]
     if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
         raise ValueError(f"expected a list of arrays, as get_weights() gives. Received: {type(weights).__name__}")
     if len(weights) != len(slots):
@@ -44,9 +49,8 @@ def set_weights(model: "Model", weights: Sequence) -> None:
     for k, ((i, layer, name, shape), value) in enumerate(zip(slots, weights)):
         per_layer[i][name] = checked_values(value, shape, model.dtype, f"layer {i} {layer!r} expects",
                                             f"{name} (weights[{k}])")
-    staged = [layer.check_state(own) for layer, own in zip(model.layers, per_layer)]
-    for layer, (shape, values) in zip(model.layers, staged):
-        layer.write_state(shape, values)
+    for layer, values in zip(model.layers, per_layer):
+        layer.write_state(layer.input_shape, values)
 
 
 def save_weights(model: "Model", path: PathLike) -> None:
