@@ -508,7 +508,7 @@ def test_a_path_of_conv_batch_norm_relu_exports_to_predict(tmp_path):
     (lambda: BatchNormalization(axis=0), r"non-zero integer \(axis 0 is the batch's\). Received: axis=0"),
     (lambda: BatchNormalization(axis=1.0), "Received: axis=1.0"),
     (lambda: BatchNormalization(momentum=1.5), r"a number in \[0, 1\]. Received: momentum=1.5"),
-    (lambda: BatchNormalization(epsilon=0), "positive finite number. Received: epsilon=0"),
+    (lambda: BatchNormalization(epsilon=float("nan")), "non-negative finite number. Received: epsilon=nan"),
     (lambda: BatchNormalization(center=1), "True or False. Received: center=1"),
     (lambda: LayerNormalization(scale="yes"), "True or False. Received: scale='yes'"),
     (lambda: LayerNormalization(epsilon=-1.0), "Received: epsilon=-1.0"),

@@ -36,16 +36,19 @@ def _input_shape(value) -> tuple[int, ...] | None:
 
 
 class Normalization(Layer, abstract=True):
-    """What both normalizations share: ``epsilon``, the optional scale
-    ``gamma`` (``scale=True``) and offset ``beta`` (``center=True``) of one
-    axis, their files (PyTorch's ``weight`` and ``bias``) and attributes."""
+    """What both normalizations share: ``epsilon`` (any finite value >= 0,
+    as PyTorch takes it; 0 divides by zero where a variance is 0, so only
+    for statistics known not to be, as Darknet's loaded ones), the optional
+    scale ``gamma`` (``scale=True``) and offset ``beta`` (``center=True``)
+    of one axis, their files (PyTorch's ``weight`` and ``bias``) and
+    attributes."""
 
     #: file tensor name -> parameter name, in file order
     FILE_NAMES: dict[str, str] = {"weight": "gamma", "bias": "beta"}
 
     def __init__(self, epsilon: float, center: bool, scale: bool, input_shape, name: str | None):
         super().__init__(name)
-        self.epsilon = _checks.positive_float(epsilon, "epsilon")
+        self.epsilon = _checks.non_negative_float(epsilon, "epsilon")
         self.center = _flag(center, "center")
         self.scale = _flag(scale, "scale")
         if input_shape is not None:
