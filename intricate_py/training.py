@@ -25,7 +25,13 @@ class History:
     def append(self, epoch: int, logs: Logs) -> None:
         self.epoch.append(epoch)
         for key, value in logs.items():
-            self.history[key].append(value)
+            self.history.setdefault(key, []).append(value)
+
+    def add(self, logs: Logs) -> None:
+        """Values for the last epoch under keys its metrics do not have:
+        what callbacks put in the logs (``learning_rate``)."""
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
 
     def extend(self, epochs: range, columns: Mapping) -> None:
         """Several epochs at once: ``columns[key]`` holds one value an epoch."""

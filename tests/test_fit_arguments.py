@@ -189,10 +189,12 @@ def test_divergence_in_the_first_epoch_is_in_the_history(device):
     model = xor_model(device)
     before = weights(model)
     ends = []
-    with pytest.warns(RuntimeWarning, match="the loss became nan in epoch 1.*weights from before training"):
+    with pytest.warns(RuntimeWarning, match="became (nan|NaN or inf) in epoch 1.*weights from before training"):
         history = model.fit(XOR_X, XOR_Y, loss="mse", optimizer=SGD(0.1), epochs=3, batch_size=2,
                             callbacks=[Poison(), lambda epoch, logs: ends.append(epoch)])
-    assert history.epoch == [0] and np.isnan(history.history["loss"][0]) and len(history.history["accuracy"]) == 1
+    assert history.epoch == [0] and len(history.history["loss"]) == len(history.history["accuracy"]) == 1
+    if device == "cpu":  # (on the GPU, TanH may turn NaN into ±1 and the loss stay finite: the weights tell)
+        assert np.isnan(history.history["loss"][0])
     assert ends == []  # callbacks do not see an epoch whose weights were thrown away
     for got, want in zip(weights(model), before):
         np.testing.assert_array_equal(got, want)
