@@ -108,6 +108,36 @@ class Run:
         self._restore(self.saves[-1])
         self.backend.flush()
 
+    def _first_broken(self, start: int, stop: int) -> int | None:
+        """The first of epochs start..stop-1 (read back with finite losses)
+        that left a weight NaN or inf, found by replaying them from the
+        newest save and checking the weights after each (only after a
+        divergence). A network can hide a NaN weight from its loss (on the
+        GPU, TanH may make ±1 of NaN), so finite losses alone do not show
+        that the weights were. None if every one left finite weights."""
+        save = next(s for s in reversed(self.saves) if s.upto <= start)
+        self._restore(save)
+        verbose, self.verbose = self.verbose, 0
+        try:
+            for epoch in range(save.upto, stop):
+                self.run_epoch(epoch, self)
+                if epoch >= start and self._weights_broken(epoch):
+                    return epoch
+        finally:
+            self.verbose = verbose
+        return None
+
+    def _weights_broken(self, epoch: int) -> bool:
+        """Whether a weight is NaN or inf now, at the end of ``epoch`` (its
+        accumulators, which this reads, are cleared)."""
+        backend, block = self.backend, self.block(epoch)
+        for a in self.model.store.arrays():
+            backend.flag_nonfinite(a, self.metrics, block + Slots.BAD)
+        rows = backend.rows(self.metrics, block, block + self.slots.size)
+        flag = backend.to_numpy(rows)[Slots.BAD]
+        backend.clear(rows)
+        return bool(flag)
+
     def _restore_upto(self, upto: int) -> None:
         """Back to the state after ``upto`` epochs: restore the newest save
         at or before it, then replay (training is deterministic) the epochs
@@ -198,6 +228,11 @@ class Run:
         good = len(good_epochs) if good_epochs.all() else int(np.argmin(good_epochs))
         if good < len(good_epochs):
             candidate = None
+            if good:  # the weights were checked at the last epoch read only: find the first that broke them
+                broke = self._first_broken(start, start + good)
+                if broke is not None:
+                    good = broke - start
+                    good_epochs[good] = False
         if halting is None and not callbacks:  # nothing looks at single epochs: record them at once
             self.history.extend(range(start, start + good), {k: v[:good] for k, v in table.items()})
             self.read_upto = start + good
@@ -281,10 +316,13 @@ class Run:
         optimizer = self.model.optimizer
         lr = optimizer.current_learning_rate()
         decay = optimizer.weight_decay
+        rate = f"{lr:g}"
+        if not isinstance(optimizer.learning_rate, float):
+            rate += f", from {optimizer.learning_rate!r} at step {optimizer.iterations}"
         if decay and lr * decay > 1:
-            return (f"The weight decay ({decay:g}) is probably too large for the learning rate ({lr:g}): "
+            return (f"The weight decay ({decay:g}) is probably too large for the learning rate ({rate}): "
                     "try a much smaller one (rate × decay well below 1).")
-        return (f"The learning rate ({lr:g}) is probably too large: try a smaller one "
+        return (f"The learning rate ({rate}) is probably too large: try a smaller one "
                 "(for example a tenth of it), or scale the inputs to small values.")
 
     def close(self) -> None:
