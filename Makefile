@@ -24,9 +24,9 @@ bench: system $(VENV)/.installed
 	$(PY) benchmarks/compare.py
 	$(PY) benchmarks/gpu.py
 
-# PyTorch's CPU build, for the parity tests and `make bench`. Not the CUDA build
-# (a plain `pip install torch` on Linux): its triton crashes the process once
-# Mesa's Vulkan driver has loaded its LLVM (README, "On the GPU").
+# PyTorch's CPU build, for the parity tests and `make bench`: the build the tests
+# run with (a plain `pip install torch` on Linux gets the CUDA build, whose
+# triton once crashed beside Mesa's LLVM: README, "On the GPU").
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 torch-cpu: $(VENV)/.installed
 	$(PY) -m pip install "torch==2.13.0+cpu" --index-url $(TORCH_INDEX)

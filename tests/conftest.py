@@ -1,18 +1,7 @@
-import importlib.util
 import os
 
 import numpy as np
 import pytest
-
-# PyTorch's CUDA build brings triton, whose library exports the symbols of the
-# LLVM it carries. Once a wgpu device exists on Mesa's Vulkan drivers, Mesa's
-# libLLVM-15 is in the process's global symbol table, and a triton loaded after
-# that (the first torch.optim.Adam(...) loads it) binds its LLVM calls to Mesa's
-# copy and crashes. The tests want torch's CPU build (.ci/run, make torch-cpu);
-# with the CUDA build, triton is loaded here, before any device, to bind to its
-# own LLVM (README, "On the GPU").
-if importlib.util.find_spec("triton") is not None:
-    import triton  # noqa: F401
 
 from intricate_py.backends import NumpyBackend, select_backend
 from intricate_py.device_choice import adapters

@@ -50,9 +50,9 @@ def test_source_tree_finds_the_top_level_shaders():
 
 
 def test_the_test_set_up_installs_pytorchs_cpu_build():
-    """PyTorch's CUDA build (a plain `pip install torch` on Linux) brings
-    triton, which crashes the process once Mesa's Vulkan driver has loaded
-    its LLVM: CI and `make torch-cpu` pin the CPU build by its local version."""
+    """The build the parity tests run with: CI and `make torch-cpu` pin it by
+    its local version (a plain `pip install torch` on Linux gets the CUDA
+    build, whose triton once crashed beside Mesa's LLVM)."""
     assert 'pip install -q "torch==2.13.0+cpu"' in (ROOT / ".ci" / "run").read_text()
     makefile = (ROOT / "Makefile").read_text()
     assert "torch-cpu:" in makefile and '"torch==2.13.0+cpu" --index-url $(TORCH_INDEX)' in makefile
