@@ -10,7 +10,9 @@ stops training after the current epoch.
 ``on_epoch_end`` sees the model as it is at the end of that epoch (its
 weights, its optimizer state): a fit with callbacks reads each epoch's
 metrics back as it ends. ``logs`` holds that epoch's ``loss`` and
-``accuracy`` (and ``val_loss``, ``val_accuracy`` with validation data).
+``accuracy`` (and ``val_loss``, ``val_accuracy`` with validation data);
+``params["metrics"]`` names them before the first epoch. Epochs are counted
+over the whole training: from ``initial_epoch`` in a resumed fit.
 
 A plain function ``callback(epoch, logs)`` works as a callback too: it runs
 as ``on_epoch_end`` and stops training by returning True.
