@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist graphviz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench deploy deploy-build system clean
+.PHONY: demo test bench torch-cpu deploy deploy-build system clean
 
 demo: system $(VENV)/.installed
 	$(PY) examples/xor/main.py
@@ -18,11 +18,18 @@ demo: system $(VENV)/.installed
 test: system $(VENV)/.installed
 	INTRICATE_REQUIRE_GPU=1 INTRICATE_REQUIRE_DATA=1 $(PY) -m pytest
 
-# PyTorch is optional: without it (pip install the CPU build into .venv) its
+# PyTorch is optional: without it (`make torch-cpu` installs it into .venv) its
 # column stays empty.
 bench: system $(VENV)/.installed
 	$(PY) benchmarks/compare.py
 	$(PY) benchmarks/gpu.py
+
+# PyTorch's CPU build, for the parity tests and `make bench`: the build the tests
+# run with (a plain `pip install torch` on Linux gets the CUDA build, whose
+# triton once crashed beside Mesa's LLVM: README, "On the GPU").
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+torch-cpu: $(VENV)/.installed
+	$(PY) -m pip install "torch==2.13.0+cpu" --index-url $(TORCH_INDEX)
 
 # The trained XoR network in a C program: `make deploy`, then
 # examples/deploy/out/xor 1 0. deploy-build compiles what --export wrote to DEPLOY.

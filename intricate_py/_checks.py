@@ -53,23 +53,61 @@ def fraction(value, name: str, upper_inclusive: bool = False) -> float:
     return float(value)
 
 
-def numeric_array(x, name: str) -> np.ndarray:
-    """``x`` (array or nested lists) as a non-empty numeric array of finite values."""
+def as_array(x, name: str) -> np.ndarray:
+    """``x`` as a numpy array: an array as it is; else what numpy reads of
+    it (nested lists, a pandas object, a torch CPU tensor — one that
+    requires grad through its ``detach()``). An array of Python objects
+    that are all real numbers (pandas's nullable Float64 columns, a frame
+    mixing floats and bools) becomes float64; ValueError naming the first
+    object that is not a number, or saying why numpy could not read ``x``."""
     if type(x) is np.ndarray:
         a = x
     else:
+        a = _read(x, name)
+    if a.dtype.kind == "O":
+        a = _object_numbers(a, name)
+    return a
+
+
+def _read(x, name: str) -> np.ndarray:
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError, RuntimeError) as error:
+        detach = getattr(x, "detach", None)
+        if isinstance(error, RuntimeError) and callable(detach):  # a tensor that requires grad: its values
+            return _read(detach(), name)
+        raise ValueError(
+            f"expected {name} as an array or nested lists of equal lengths. "
+            f"Received: {type(x).__name__} that numpy cannot read ({type(error).__name__}: {error})"
+        ) from None
+
+
+def _object_numbers(a: np.ndarray, name: str) -> np.ndarray:
+    """An object array of real numbers as float64; ValueError otherwise."""
+    types = set(map(type, a.ravel()))
+    if all(issubclass(t, (numbers.Real, np.bool_)) for t in types):
         try:
-            a = np.asarray(x)
-        except (ValueError, TypeError) as error:
-            raise ValueError(
-                f"expected {name} as an array or nested lists of equal lengths. "
-                f"Received: {type(x).__name__} that numpy cannot read ({error})"
-            ) from None
+            return a.astype(np.float64)
+        except (OverflowError, ValueError, TypeError) as error:
+            raise ValueError(f"expected numbers that fit float64 in {name}. Received: {error}") from None
+    flat = a.ravel()
+    first = next(i for i, v in enumerate(flat) if not isinstance(v, (numbers.Real, np.bool_)))
+    where = tuple(int(i) for i in np.unravel_index(first, a.shape))
+    value = flat[first]
+    raise ValueError(f"expected numbers in {name}. Received: {value!r} ({type(value).__name__}) at index {where}")
+
+
+def numeric_array(x, name: str) -> np.ndarray:
+    """``x`` (array or nested lists, see :func:`as_array`) as a non-empty
+    numeric array of finite values."""
+    a = as_array(x, name)
     kind = a.dtype.kind
     if kind not in "biuf":
         raise ValueError(f"expected numbers in {name}. Received: dtype={a.dtype}")
     if a.ndim == 0 or a.shape[0] == 0:
         raise ValueError(f"expected at least one sample in {name}. Received: {name}.shape={a.shape}")
+    if a.size == 0:
+        raise ValueError(f"expected at least one value in each sample of {name}. Received: {name}.shape={a.shape}")
     if kind == "f" and not _sum_is_finite(a):
         finite = np.isfinite(a)
         if np.count_nonzero(finite) != a.size:

@@ -10,7 +10,9 @@ stops training after the current epoch.
 ``on_epoch_end`` sees the model as it is at the end of that epoch (its
 weights, its optimizer state): a fit with callbacks reads each epoch's
 metrics back as it ends. ``logs`` holds that epoch's ``loss`` and
-``accuracy`` (and ``val_loss``, ``val_accuracy`` with validation data).
+``accuracy`` (and ``val_loss``, ``val_accuracy`` with validation data);
+``params["metrics"]`` names them before the first epoch. Epochs are counted
+over the whole training: from ``initial_epoch`` in a resumed fit.
 
 A plain function ``callback(epoch, logs)`` works as a callback too: it runs
 as ``on_epoch_end`` and stops training by returning True.
@@ -19,8 +21,11 @@ as ``on_epoch_end`` and stops training by returning True.
 from __future__ import annotations
 
 import csv
+import inspect
 import math
+import numbers
 import os
+import string
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
@@ -189,7 +194,13 @@ class EarlyStopping(Callback):
 
 class ModelCheckpoint(Callback):
     """Save the model after each epoch, as Keras's: ``filepath`` may hold
-    ``{epoch}`` (counted from 1) and any metric, ``"model-{epoch:02d}-{val_loss:.3f}.safetensors"``.
+    ``{epoch}`` (counted from 1, over the whole training: a fit with
+    ``initial_epoch=3`` writes epoch 4 on) and any metric of the logs, with
+    a format spec: ``"model-{epoch:02d}-{val_loss:.3f}.safetensors"``.
+
+    The filepath is checked when the checkpoint is made (a format string of
+    plain field names whose specs format numbers) and its metrics when the
+    fit starts, so that a mistake costs no epoch.
 
     ``save_best_only``: save only when ``monitor`` improves (a fixed
     filepath then always holds the best model). ``save_weights_only``: the
@@ -208,11 +219,29 @@ class ModelCheckpoint(Callback):
         verbose: int = 0,
     ):
         self.filepath = os.fspath(filepath)
+        self.fields = filepath_fields(self.filepath)
         self._monitor = _Monitor(monitor, mode)
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
         self.verbose = verbose
         self.best: float | None = None
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """The fit's settings; ValueError, before any epoch runs, for a
+        field of the filepath that is neither ``epoch`` nor one of its
+        metrics (or ``learning_rate``, which LearningRateScheduler logs)."""
+        super().set_params(params)
+        if "metrics" in params:
+            self._check_fields(["epoch", "learning_rate", *params["metrics"]])
+
+    def _check_fields(self, known: Iterable[str]) -> None:
+        unknown = [field for field in self.fields if field not in known]
+        if unknown:
+            names = sorted(k for k in known if k != "learning_rate")
+            raise ValueError(
+                f"expected a filepath whose fields are 'epoch' or metrics in {names}. "
+                f"Received: filepath={self.filepath!r}, whose field {unknown[0]!r} is not one"
+            )
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if self.save_best_only:
@@ -220,13 +249,9 @@ class ModelCheckpoint(Callback):
             if current is None or not self._monitor.improves(current, self.best):
                 return
             self.best = current
-        try:
-            path = self.filepath.format(epoch=epoch + 1, **(logs or {}))
-        except (KeyError, IndexError, ValueError) as error:
-            raise ValueError(
-                f"expected a filepath whose fields are 'epoch' or metrics in {sorted(logs or {})}. "
-                f"Received: filepath={self.filepath!r} ({error})"
-            ) from None
+        logs = dict(logs or {})
+        self._check_fields(["epoch", *logs])
+        path = self.filepath.format(**{**logs, "epoch": epoch + 1})
         if self.save_weights_only:
             self.model.save_weights(path)
         else:
@@ -240,33 +265,38 @@ class ModelCheckpoint(Callback):
 
 class CSVLogger(Callback):
     """Write each epoch's logs as a row of a CSV file (columns ``epoch``,
-    counted from 0 as Keras does, then the metrics in name order), flushed
-    every epoch; ``append`` continues an existing file."""
+    counted from 0 as Keras does, then the metrics in name order);
+    ``append`` continues an existing file. ``separator``: one character.
+
+    The file is open only while a row is written, so nothing is left open
+    whatever ends a fit (an error, Ctrl-C), and every finished epoch's row
+    is on disk.
+    """
 
     def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
         self.filename = os.fspath(filename)
-        self.separator = separator
+        self.separator = csv_separator(separator)
         self.append = bool(append)
-        self._file = self._writer = None
+        self._columns: list[str] | None = None
+        self._header_due = True
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         continuing = self.append and os.path.isfile(self.filename) and os.path.getsize(self.filename) > 0
-        self._file = open(self.filename, "a" if self.append else "w", newline="", encoding="utf-8")
-        self._writer, self._header_due = None, not continuing
+        if not continuing:
+            with open(self.filename, "w", newline="", encoding="utf-8"):
+                pass  # a new, empty log
+        self._columns, self._header_due = None, not continuing
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = dict(logs or {})
-        if self._writer is None:
-            self._writer = csv.DictWriter(self._file, fieldnames=["epoch", *sorted(logs)], delimiter=self.separator)
+        if self._columns is None:
+            self._columns = ["epoch", *sorted(logs)]
+        with open(self.filename, "a", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, fieldnames=self._columns, delimiter=self.separator)
             if self._header_due:
-                self._writer.writeheader()
-        self._writer.writerow({"epoch": epoch, **logs})
-        self._file.flush()
-
-    def on_train_end(self, logs: Logs | None = None) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = self._writer = None
+                writer.writeheader()
+                self._header_due = False
+            writer.writerow({"epoch": epoch, **logs})
 
     def __repr__(self) -> str:
         return f"CSVLogger({self.filename!r})"
@@ -274,15 +304,20 @@ class CSVLogger(Callback):
 
 class LearningRateScheduler(Callback):
     """Set the optimizer's learning rate at the start of each epoch to
-    ``schedule(epoch, rate)`` (or ``schedule(epoch)``), as Keras's.
+    ``schedule(epoch, rate)`` (or ``schedule(epoch)``), as Keras's, and put
+    it in the epoch's logs as ``learning_rate`` (so in the History too).
+
+    Which of the two the function takes is read from its signature when
+    the callback is made; an error the function raises is its own and
+    reaches the caller as it is. A rate that is not a positive finite
+    number is refused with the function's name and the epoch.
 
     For a rate that changes with every step, give the optimizer a schedule
     from :mod:`intricate_py.schedules` instead.
     """
 
     def __init__(self, schedule: Callable[..., float], verbose: int = 0):
-        if not callable(schedule):
-            raise ValueError(f"expected a function schedule(epoch, rate). Received: schedule={schedule!r}")
+        self.takes_rate = _takes_rate(schedule)
         self.schedule = schedule
         self.verbose = verbose
 
@@ -293,16 +328,89 @@ class LearningRateScheduler(Callback):
                 "expected an optimizer with a float learning_rate for LearningRateScheduler. "
                 f"Received: {optimizer!r}, whose rate is a schedule already"
             )
-        try:
-            rate = self.schedule(epoch, optimizer.learning_rate)
-        except TypeError:  # a function of the epoch alone
-            rate = self.schedule(epoch)
-        optimizer.learning_rate = rate  # a positive finite number, or ValueError saying so
+        rate = self.schedule(epoch, optimizer.learning_rate) if self.takes_rate else self.schedule(epoch)
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not (math.isfinite(rate) and rate > 0):
+            raise ValueError(
+                f"expected the schedule {_name(self.schedule)} to return a positive finite number at epoch "
+                f"{epoch}. Received: {rate!r}"
+            )
+        optimizer.learning_rate = float(rate)
         if self.verbose:
             print(f"Epoch {epoch + 1}: learning rate {optimizer.learning_rate:g}")
 
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        if isinstance(logs, dict):
+            logs["learning_rate"] = self.model.optimizer.current_learning_rate()
+
     def __repr__(self) -> str:
         return f"LearningRateScheduler({getattr(self.schedule, '__name__', self.schedule)!r})"
+
+
+def _name(function) -> str:
+    return getattr(function, "__name__", repr(function))
+
+
+def _takes_rate(schedule) -> bool:
+    """Whether ``schedule`` is called (epoch, rate) rather than (epoch), from
+    its signature; ValueError for something that takes neither."""
+    expected = "expected a function schedule(epoch, rate) or schedule(epoch)"
+    if not callable(schedule):
+        raise ValueError(f"{expected}. Received: schedule={schedule!r}")
+    try:
+        signature = inspect.signature(schedule)
+    except (TypeError, ValueError):  # no signature to read (some built-ins): Keras's call
+        return True
+    for arguments, takes_rate in (((0, 0.1), True), ((0,), False)):
+        try:
+            signature.bind(*arguments)
+        except TypeError:
+            continue
+        return takes_rate
+    raise ValueError(f"{expected}. Received: {_name(schedule)}{signature}")
+
+
+_FORMAT_PROBES = {"epoch": 1, "metric": 0.5}
+
+
+def filepath_fields(filepath: str) -> list[str]:
+    """The field names of a checkpoint's ``filepath``; ValueError unless it
+    is a format string of plain names (no attributes, indexes or positions)
+    whose format specs format the epoch (an int) and metrics (floats)."""
+    try:
+        parts = list(string.Formatter().parse(filepath))
+    except ValueError as error:
+        raise ValueError(f"expected filepath as a format string such as 'ck-{{epoch:02d}}.safetensors'. "
+                         f"Received: {filepath!r} ({error})") from None
+    fields = []
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise ValueError(
+                "expected plain field names in filepath, such as {epoch} or {val_loss:.3f}. Received: "
+                f"{filepath!r}, whose field {field!r} is not one (no attributes, indexes or positions)"
+            )
+        if "{" in spec:
+            raise ValueError(f"expected no nested fields in filepath's format specs. Received: {filepath!r}")
+        text = "{" + field + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+        what = "the epoch" if field == "epoch" else "a metric"
+        try:
+            text.format(**{field: _FORMAT_PROBES["epoch" if field == "epoch" else "metric"]})
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"expected filepath fields that format numbers. Received: {filepath!r}, whose "
+                             f"{text!r} cannot format {what} ({error})") from None
+        fields.append(field)
+    return fields
+
+
+def csv_separator(separator) -> str:
+    """CSVLogger's ``separator``: one character, not a line break or the quote."""
+    if not (isinstance(separator, str) and len(separator) == 1 and separator not in '\r\n"'):
+        raise ValueError(
+            "expected separator as a single character such as ',' or ';' (not a line break or '\"'). "
+            f"Received: separator={separator!r}"
+        )
+    return separator
 
 
 def as_callbacks(callbacks: Iterable | None) -> list[Callback]:

@@ -51,6 +51,7 @@ def adapters() -> tuple[Adapter, ...]:
     try:
         import wgpu
 
+        _primary_backends_only()
         found = wgpu.gpu.enumerate_adapters_sync()
     except Exception:  # no wgpu-native library, no loader: no GPU
         return ()
@@ -64,6 +65,26 @@ def adapters() -> tuple[Adapter, ...]:
                     info.get("adapter_type", "Unknown"), info.get("backend_type"), handle)
         )
     return tuple(usable)
+
+
+def _primary_backends_only() -> None:
+    """Make wgpu's instance enumerate Vulkan, Metal and DX12 alone, before
+    it exists. Its OpenGL probe, whose adapters are skipped anyway, opens
+    Mesa's EGL driver, which Mesa loads with RTLD_GLOBAL: the libLLVM it
+    links then sits in the process's global symbol table, and a library
+    loaded later that exports its own LLVM's symbols (triton, which
+    PyTorch's CUDA build loads in its first optimizer) binds its calls to
+    Mesa's copy and crashes. Lavapipe, a Vulkan driver, keeps its libLLVM
+    to itself. An instance made already (a program that used wgpu first)
+    stays as it is."""
+    try:
+        from wgpu.backends.wgpu_native.extras import set_instance_extras
+    except ImportError:  # another wgpu backend: nothing to set
+        return
+    try:
+        set_instance_extras(backends=["Primary"])
+    except RuntimeError:  # "Instance already exists"
+        pass
 
 
 def _ranked() -> list[Adapter]:

@@ -54,26 +54,31 @@ class Run:
     finite. When epoch b is not, the weights kept are those of the end of
     epoch b - 1 if b's first step (which used them) gave a finite loss, else
     those of the end of epoch b - 2: weights kept have given a finite loss.
+    The History gets epoch b's metrics (a NaN or inf loss), its callbacks do
+    not (its weights are gone).
+
+    Epochs are numbered over the whole training, as Keras's: ``epochs``
+    runs from the fit's initial epoch to the number of the last.
     """
 
     def __init__(self, model: "Model", losses: list[Loss | None], weights: list[float], slots: Slots,
-                 n: int, n_val: int, steps: int, batch: int, epochs: int, keys: list[str], verbose: int,
+                 n: int, n_val: int, steps: int, batch: int, epochs: range, keys: list[str], verbose: int,
                  run_epoch: Callable[[int, "Run"], None]):
         self.model, self.backend = model, model.backend
         self.losses, self.weights, self.slots = losses, weights, slots
         self.n, self.n_val, self.steps, self.batch = n, n_val, steps, batch
-        self.epochs, self.run_epoch = epochs, run_epoch
+        self.initial_epoch, self.epochs, self.run_epoch = epochs.start, epochs.stop, run_epoch
         self.metrics = self.backend.zeros((RING * slots.size,))
         self.history = History(keys)
-        self.read_upto = 0  # epochs [0, read_upto) are in the history
+        self.read_upto = self.initial_epoch  # epochs [initial_epoch, read_upto) are in the history
         self.last_read = time.perf_counter()
         self.verbose = int(verbose)
         self.bar = None
         if self.verbose == 2:
-            self.bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
+            self.bar = tqdm(total=self.epochs, initial=self.initial_epoch, unit="epoch", dynamic_ncols=True)
         self.live = model.store.arrays() + model.optimizer.state_arrays()
         self._sets = [[self.backend.empty(a.shape) for a in self.live] for _ in range(3)]
-        self.saves = [self._save_into(self._sets[0], 0)]  # the newest last
+        self.saves = [self._save_into(self._sets[0], self.initial_epoch)]  # the newest last
 
     # ------------------------------------------------------------- saving
     def _save_into(self, arrays: list, upto: int) -> _Save:
@@ -102,6 +107,36 @@ class Run:
             self.backend.discard()
         self._restore(self.saves[-1])
         self.backend.flush()
+
+    def _first_broken(self, start: int, stop: int) -> int | None:
+        """The first of epochs start..stop-1 (read back with finite losses)
+        that left a weight NaN or inf, found by replaying them from the
+        newest save and checking the weights after each (only after a
+        divergence). A network can hide a NaN weight from its loss (on the
+        GPU, TanH may make ±1 of NaN), so finite losses alone do not show
+        that the weights were. None if every one left finite weights."""
+        save = next(s for s in reversed(self.saves) if s.upto <= start)
+        self._restore(save)
+        verbose, self.verbose = self.verbose, 0
+        try:
+            for epoch in range(save.upto, stop):
+                self.run_epoch(epoch, self)
+                if epoch >= start and self._weights_broken(epoch):
+                    return epoch
+        finally:
+            self.verbose = verbose
+        return None
+
+    def _weights_broken(self, epoch: int) -> bool:
+        """Whether a weight is NaN or inf now, at the end of ``epoch`` (its
+        accumulators, which this reads, are cleared)."""
+        backend, block = self.backend, self.block(epoch)
+        for a in self.model.store.arrays():
+            backend.flag_nonfinite(a, self.metrics, block + Slots.BAD)
+        rows = backend.rows(self.metrics, block, block + self.slots.size)
+        flag = backend.to_numpy(rows)[Slots.BAD]
+        backend.clear(rows)
+        return bool(flag)
 
     def _restore_upto(self, upto: int) -> None:
         """Back to the state after ``upto`` epochs: restore the newest save
@@ -193,6 +228,11 @@ class Run:
         good = len(good_epochs) if good_epochs.all() else int(np.argmin(good_epochs))
         if good < len(good_epochs):
             candidate = None
+            if good:  # the weights were checked at the last epoch read only: find the first that broke them
+                broke = self._first_broken(start, start + good)
+                if broke is not None:
+                    good = broke - start
+                    good_epochs[good] = False
         if halting is None and not callbacks:  # nothing looks at single epochs: record them at once
             self.history.extend(range(start, start + good), {k: v[:good] for k, v in table.items()})
             self.read_upto = start + good
@@ -201,28 +241,44 @@ class Run:
         else:
             for i in range(good):
                 e, logs = start + i, {k: float(v[i]) for k, v in table.items()}
-                self.history.append(e, logs)
-                self.read_upto = e + 1
-                if candidate is not None and e == epoch:
-                    self._keep(candidate)
-                self._show(e, logs)
-                if halting is not None and halting.reached(logs):
-                    return self._stop(e, f"{halting!r} reached at epoch {e + 1}")
-                stopper = None
-                for callback in callbacks:  # every callback sees the epoch, as in Keras
-                    callback.on_epoch_end(e, logs)
-                    if self.model.stop_training and stopper is None:
-                        stopper = callback
-                if self.model.stop_training:
-                    who = repr(stopper) if stopper is not None else "model.stop_training = True"
-                    return self._stop(e, f"{who} stopped training at epoch {e + 1}")
+                if self._epoch_end(e, logs, candidate if e == epoch else None, halting, callbacks):
+                    return True
         if good < len(good_epochs):
             first_step_ok = all(np.isfinite(values[good, self.slots.of(k, Slots.FIRST_LOSS)])
                                 for k, loss in enumerate(self.losses) if loss is not None)
+            # the History ends with the epoch that diverged, as Keras records the NaN
+            self.history.append(start + good, {k: float(v[good]) for k, v in table.items()})
             self._diverged(start + good, float(table["loss"][good]), first_step_ok)
             return True
         if candidate is not None:
             self._keep(candidate)
+        return False
+
+    def _epoch_end(self, e: int, logs: dict[str, float], save: _Save | None, halting: HaltingCondition | None,
+                   callbacks: "list[Callback]") -> bool:
+        """Epoch ``e`` read back and good: its state kept (``save``, when it
+        is the state at its end), the History, the bar, every callback (as
+        in Keras, each sees the epoch, also the one a halting condition stops
+        at), then the stopping rules; True stops training."""
+        self.history.append(e, logs)
+        self.read_upto = e + 1
+        if save is not None:
+            self._keep(save)
+        self._show(e, logs)
+        reported = set(logs)
+        stopper = None
+        for callback in callbacks:
+            callback.on_epoch_end(e, logs)
+            if self.model.stop_training and stopper is None:
+                stopper = callback
+        added = {k: v for k, v in logs.items() if k not in reported}
+        if added:  # what callbacks put in the logs (LearningRateScheduler's learning_rate), as Keras's History
+            self.history.add(added)
+        if halting is not None and halting.reached(logs):
+            return self._stop(e, f"{halting!r} reached at epoch {e + 1}")
+        if self.model.stop_training:
+            who = repr(stopper) if stopper is not None else "model.stop_training = True"
+            return self._stop(e, f"{who} stopped training at epoch {e + 1}")
         return False
 
     def _keep(self, save: _Save) -> None:
@@ -245,18 +301,29 @@ class Run:
     def _diverged(self, epoch: int, loss: float, first_step_ok: bool) -> None:
         """Warn that epoch ``epoch`` (counted from 0) diverged, and go back
         to the last state that gave a finite loss."""
-        upto = epoch if first_step_ok else max(epoch - 1, 0)
+        upto = epoch if first_step_ok else max(epoch - 1, self.initial_epoch)
+        advice = self._advice()  # the rates of the steps that diverged, before going back
         self._restore_upto(upto)
         kept = f"the weights from the end of epoch {upto}" if upto else "the weights from before training"
         what = f"the loss became {loss}" if not np.isfinite(loss) else "the weights became NaN or inf"
-        lr = self.model.optimizer.current_learning_rate()
-        message = (
-            f"{what} in epoch {epoch + 1}, so training stopped and {kept} "
-            f"were kept. The learning rate ({lr:g}) is probably too large: try a smaller one "
-            "(for example a tenth of it), or scale the inputs to small values."
-        )
+        message = f"{what} in epoch {epoch + 1}, so training stopped and {kept} were kept. {advice}"
         self.history.stop_reason = message
         warnings.warn(message, RuntimeWarning, stacklevel=5)  # at the fit call
+
+    def _advice(self) -> str:
+        """What probably made training diverge: the learning rate, or the
+        weight decay when a step's decay (rate × decay) alone is above 1."""
+        optimizer = self.model.optimizer
+        lr = optimizer.current_learning_rate()
+        decay = optimizer.weight_decay
+        rate = f"{lr:g}"
+        if not isinstance(optimizer.learning_rate, float):
+            rate += f", from {optimizer.learning_rate!r} at step {optimizer.iterations}"
+        if decay and lr * decay > 1:
+            return (f"The weight decay ({decay:g}) is probably too large for the learning rate ({rate}): "
+                    "try a much smaller one (rate × decay well below 1).")
+        return (f"The learning rate ({rate}) is probably too large: try a smaller one "
+                "(for example a tenth of it), or scale the inputs to small values.")
 
     def close(self) -> None:
         if self.bar is not None:

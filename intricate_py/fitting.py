@@ -123,11 +123,19 @@ class Trainer:
     with their callbacks, halting condition and readbacks, and the History.
     Made by ``Model.fit`` with its arguments; :meth:`run` trains."""
 
-    def __init__(self, model: "Model", x, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
-                 validation_data=None, validation_split: float = 0.0, verbose=False,
-                 halting_condition: HaltingCondition | None = None, callbacks: Iterable[Callback] | None = None):
+    def __init__(self, model: "Model", x, y, loss, loss_weights=None, epochs: int = 1, batch_size: int = 32,
+                 shuffle: bool = True, validation_data=None, validation_split: float = 0.0, verbose=False,
+                 halting_condition: HaltingCondition | None = None, callbacks: Iterable[Callback] | None = None,
+                 initial_epoch: int = 0):
         self.model = model
         self.epochs = _checks.non_negative_int(epochs, "epochs")
+        self.initial_epoch = _checks.non_negative_int(initial_epoch, "initial_epoch")
+        if self.initial_epoch > self.epochs:
+            raise ValueError(
+                "expected initial_epoch at most epochs, the number of the last epoch (as in Keras: "
+                "fit(epochs=10, initial_epoch=3) runs epochs 4 to 10). "
+                f"Received: initial_epoch={initial_epoch}, epochs={epochs}"
+            )
         batch_size = _checks.positive_int(batch_size, "batch_size")
         self.verbose = _checks.verbosity(verbose)
         self.callbacks = as_callbacks(callbacks)
@@ -137,9 +145,10 @@ class Trainer:
                 f"Received: halting_condition={halting_condition!r}"
             )
         self.halting = halting_condition
+        validation_split = _checks.fraction(validation_split, "validation_split")
         xs = model.input_arrays(x)
-        self.losses = model.output_losses()
-        self.weights = model.output_weights(self.losses)
+        self.losses = model.output_losses(loss)
+        self.weights = model.output_weights(self.losses, loss_weights)
         ts = model.target_arrays(y, self.losses)
         same_length([("x", xs[0])] + [("y", t) for t in ts if t is not None])
         train, validation = self._validation(xs, ts, validation_data, validation_split)
@@ -158,11 +167,14 @@ class Trainer:
         self.validation = None
         if validation is not None:  # placed once for the whole fit
             self.validation = Evaluation(model, "val", *validation, self.losses, min(batch, len(validation[0][0])))
+        params = {"epochs": self.epochs, "steps": self.data.steps, "verbose": self.verbose, "metrics": list(self.keys)}
+        for callback in self.callbacks:  # as Keras's, before training; a callback may refuse the fit here
+            callback.set_model(model)
+            callback.set_params(dict(params))
 
     def _validation(self, xs: list, ts: list, validation_data, validation_split) -> tuple[list, tuple | None]:
         """(the training arrays: inputs, then targets with a loss; the
         validation's (inputs, targets by output) or None)."""
-        validation_split = _checks.fraction(validation_split, "validation_split")
         graded = [k for k, t in enumerate(ts) if t is not None]
         arrays = xs + [ts[k] for k in graded]
         if validation_split:
@@ -206,19 +218,18 @@ class Trainer:
                 val.into(run.metrics, block, slots, validation=True)
 
         n_val = val.data.n if val is not None else 0
-        run = Run(model, self.losses, self.weights, slots, data.n, n_val, data.steps, data.batch, self.epochs,
-                  self.keys, self.verbose, run_epoch)
+        run = Run(model, self.losses, self.weights, slots, data.n, n_val, data.steps, data.batch,
+                  range(self.initial_epoch, self.epochs), self.keys, self.verbose, run_epoch)
+        model.history = run.history
         # per-epoch readbacks where an epoch's end must be seen; else a few a second
         watch_every_epoch = self.halting is not None or bool(callbacks) or self.verbose == 1
         model.stop_training = False
         for callback in callbacks:
-            callback.set_model(model)
-            callback.set_params({"epochs": self.epochs, "steps": data.steps, "verbose": self.verbose})
             callback.on_train_begin({})
         # divergence is reported once, by the NaN check, not by numpy on the way
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), contextlib.closing(run):
             try:
-                for epoch in range(self.epochs):
+                for epoch in range(self.initial_epoch, self.epochs):
                     for callback in callbacks:
                         callback.on_epoch_begin(epoch, {})
                     run_epoch(epoch, run)

@@ -89,6 +89,9 @@ class Model:
         self.optimizer: Optimizer | None = None
         #: set True (by a callback) to stop fit after the current epoch
         self.stop_training = False
+        #: the History of the last fit (as Keras's): after Ctrl-C or an
+        #: error, the epochs whose weights the model holds
+        self.history: History | None = None
         self._predictions = Recordings()  # of predict's passes, by rows
         self._names: tuple[list[str] | None, list[str] | None] = (None, None)  # the keys of dicts given
         if layers is None:
@@ -398,15 +401,15 @@ class Model:
         ``loss`` and ``loss_weights`` may be lists in output order or dicts
         by output name. ``metrics`` may name "accuracy", which fit and
         evaluate report."""
-        optimizer = self.optimizer if optimizer is None else _as_optimizer(optimizer)
-        self._set_loss(loss, loss_weights)
-        self.optimizer = optimizer
         for metric in metrics or ():
             if metric not in ("accuracy", "acc"):
                 raise ValueError(
                     "expected metrics=['accuracy'] (fit and evaluate report the loss and the accuracy). "
                     f"Received: {metric!r}"
                 )
+        optimizer = self.optimizer if optimizer is None else _as_optimizer(optimizer)
+        loss, loss_weights = self._checked_loss(loss, loss_weights)
+        self.loss, self.loss_weights, self.optimizer = loss, loss_weights, optimizer
 
     def fit(
         self,
@@ -423,6 +426,7 @@ class Model:
         halting_condition: HaltingCondition | None = None,
         callbacks: Iterable[Callback] | None = None,
         loss_weights=None,
+        initial_epoch: int = 0,
     ) -> History:
         """Train with mini-batch gradient descent and return the History.
 
@@ -452,27 +456,43 @@ class Model:
         ``model.stop_training`` (a function callback by returning True), or
         when the loss or the weights become NaN or inf: the weights of the
         last epoch where both were finite are then kept, and a warning says
-        so. An interrupt (Ctrl-C) or an error leaves the weights of the last
-        epoch read back, which are those of a finished step.
+        so; the History then ends with the epoch that diverged (its loss NaN
+        or inf, as Keras records it). An interrupt (Ctrl-C) or an error
+        leaves the weights of the last epoch read back, which are those of
+        a finished step, and ``model.history`` the epochs they had done.
+
+        ``epochs`` is the number of the last epoch, as in Keras:
+        ``initial_epoch`` (the epochs done before) continues a fit, so
+        ``fit(..., epochs=10, initial_epoch=3)`` runs epochs 4 to 10; the
+        History, the logs, the progress bars, the callbacks (their epoch
+        numbers: ``ModelCheckpoint("ck-{epoch}")`` writes ck-4 on) and
+        LearningRateScheduler count on from it. A schedule of the step
+        continues from ``optimizer.iterations``.
+
+        Every argument is checked before anything changes: a fit that
+        raises ValueError keeps the model's loss and optimizer (and its
+        state).
         """
-        self._set_loss(loss, loss_weights)
-        if self.loss is None:
+        loss, loss_weights = self._checked_loss(loss, loss_weights)
+        if loss is None:
             self.output_losses()  # ValueError saying a loss is needed
-        if optimizer is not None:
-            self.optimizer = _as_optimizer(optimizer)
-        if self.optimizer is None:
+        optimizer = self.optimizer if optimizer is None else _as_optimizer(optimizer)
+        if optimizer is None:
             raise ValueError(
                 "expected an optimizer, e.g. optimizer=SGD(0.1) (or model.compile(optimizer=...) first). "
                 "Received: optimizer=None"
             )
-        trainer = Trainer(self, x, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+        trainer = Trainer(self, x, y, loss, loss_weights, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                           validation_data=validation_data, validation_split=validation_split, verbose=verbose,
-                          halting_condition=halting_condition, callbacks=callbacks)
+                          halting_condition=halting_condition, callbacks=callbacks, initial_epoch=initial_epoch)
+        # every argument checked: now the model takes them
+        self.loss, self.loss_weights, self.optimizer = loss, loss_weights, optimizer
         return trainer.run()
 
-    def _set_loss(self, loss, loss_weights) -> None:
-        """compile's and fit's ``loss`` and ``loss_weights``, checked against
-        the outputs (once the model is built) before either is kept."""
+    def _checked_loss(self, loss, loss_weights) -> tuple:
+        """compile's and fit's ``loss`` and ``loss_weights`` (None: the
+        model's), checked against the outputs once the model is built;
+        nothing is kept."""
         if loss is not None and not isinstance(loss, (dict, list, tuple)):
             loss = _as_loss(loss)
         if self.built:
@@ -480,10 +500,7 @@ class Model:
                 self.output_losses(loss)  # ValueError for names that fit no output
             if loss_weights is not None:
                 self.output_weights([None] * len(self.outputs), loss_weights)
-        if loss is not None:
-            self.loss = loss
-        if loss_weights is not None:
-            self.loss_weights = loss_weights
+        return (self.loss if loss is None else loss), (self.loss_weights if loss_weights is None else loss_weights)
 
     def prepare_to_train(self) -> None:
         """Before a fit's first step: the parameters in this model's store,

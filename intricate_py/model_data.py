@@ -59,7 +59,7 @@ def target_array(loss: Loss, y, shape: tuple[int, ...], dtype, name: str) -> np.
     them: (n, values per sample)."""
     width = math.prod(shape)
     if len(shape) > 1:
-        t = np.asarray(y) if not isinstance(y, np.ndarray) else y
+        t = _checks.as_array(y, name)
         if t.ndim == len(shape) + 1 and t.shape[1:] == shape:
             y = t.reshape(len(t), width)
     return _checks.fits_dtype(loss.prepare_targets(y, width), dtype, name)

@@ -13,10 +13,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from . import _checks
 from .backends import Array, Backend
 from .layers import Parameter
-from .schedules import SCHEDULES, LearningRateSchedule
+from .schedules import LearningRateSchedule, checked_rate, schedule_entry, schedule_from_entry
 
 class Optimizer:
     """Base class: holds one dict of state arrays per parameter."""
@@ -28,6 +30,7 @@ class Optimizer:
         self.learning_rate = learning_rate
         self.weight_decay = _checks.non_negative_float(weight_decay, "weight_decay")
         self.iterations = 0
+        self._float32_limit: float | None = None
         self.backend: Backend | None = None
         self.parameters: list[Parameter] = []
         self.state: list[dict[str, Array]] = []
@@ -44,12 +47,20 @@ class Optimizer:
         self._learning_rate = value
 
     def current_learning_rate(self) -> float:
-        """The rate the next update uses."""
+        """The rate the next update uses: a schedule's checked where it is
+        computed, every step (ValueError naming the schedule and the step
+        for anything but a number ≥ 0; infinity stops training by the
+        divergence rule)."""
         rate = self._learning_rate
-        return rate(self.iterations) if isinstance(rate, LearningRateSchedule) else rate
+        if type(rate) is float:
+            return rate
+        return checked_rate(rate, self.iterations)
 
     def bind(self, backend: Backend, parameters: list[Parameter]) -> None:
         """Attach to ``parameters``; fresh state unless already attached to them."""
+        # a backend that packs the step's scalars into float32 parameters (the GPU's recordings) gets
+        # those beyond float32's range as ±inf, as numpy's float32 arithmetic makes them
+        self._float32_limit = float(np.finfo(np.float32).max) if backend.records else None
         if self.backend is backend and len(parameters) == len(self.parameters) and all(
             a is b for a, b in zip(parameters, self.parameters)
         ):
@@ -62,7 +73,19 @@ class Optimizer:
     def step_values(self) -> dict[str, float]:
         """The scalars of the next update, by the names of the backend
         operation's arguments (a schedule's rate, Adam's bias corrections):
-        all a step needs from the optimizer besides its arrays."""
+        all a step needs from the optimizer besides its arrays. On a
+        backend that packs them as float32, a value too large for it is
+        ±inf (and training then stops by the divergence rule)."""
+        values = self.scalars(self.current_learning_rate())
+        if self._float32_limit is not None:
+            limit = self._float32_limit
+            for name, value in values.items():
+                if not -limit <= value <= limit and value == value:
+                    values[name] = math.copysign(math.inf, value)
+        return values
+
+    def scalars(self, lr: float) -> dict[str, float]:
+        """:meth:`step_values` for the rate ``lr``."""
         raise NotImplementedError
 
     def step(self, values: dict[str, float] | None = None) -> None:
@@ -79,14 +102,17 @@ class Optimizer:
     def state_arrays(self) -> list[Array]:
         return [a for s in self.state for a in s.values()]
 
+    def settings(self) -> dict[str, Any]:
+        """The hyperparameters besides the learning rate, as the constructor takes them."""
+        return {"weight_decay": self.weight_decay} if self.weight_decay or type(self) is AdamW else {}
+
     def get_config(self) -> dict[str, Any]:
+        """What rebuilds the optimizer (:meth:`from_config`); ValueError for
+        a learning-rate schedule that a file cannot rebuild."""
         rate = self._learning_rate
         if isinstance(rate, LearningRateSchedule):
-            rate = {"schedule": type(rate).__name__, "config": rate.get_config()}
-        config: dict[str, Any] = {"learning_rate": rate}
-        if self.weight_decay or type(self) is AdamW:
-            config["weight_decay"] = self.weight_decay
-        return config
+            rate = schedule_entry(rate)
+        return {"learning_rate": rate, **self.settings()}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Optimizer":
@@ -94,13 +120,11 @@ class Optimizer:
         config = dict(config)
         rate = config.get("learning_rate")
         if isinstance(rate, dict):
-            if rate.get("schedule") not in SCHEDULES or not isinstance(rate.get("config"), dict):
-                raise ValueError(f"expected a known learning-rate schedule. Received: {rate!r}")
-            config["learning_rate"] = SCHEDULES[rate["schedule"]](**rate["config"])
+            config["learning_rate"] = schedule_from_entry(rate)
         return cls(**config)
 
     def __repr__(self) -> str:
-        config = {**self.get_config(), "learning_rate": self._learning_rate}
+        config = {"learning_rate": self._learning_rate, **self.settings()}
         args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
 
@@ -123,14 +147,14 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.state_names = ("velocity",) if self.momentum else ()
 
-    def step_values(self) -> dict[str, float]:
-        return {"lr": self.current_learning_rate(), "momentum": self.momentum, "weight_decay": self.weight_decay}
+    def scalars(self, lr: float) -> dict[str, float]:
+        return {"lr": lr, "momentum": self.momentum, "weight_decay": self.weight_decay}
 
     def _update(self, p: Parameter, state: dict[str, Array], values: dict[str, float]) -> None:
         self.backend.sgd_step(p.value, p.grad, state.get("velocity"), nesterov=self.nesterov, **values)
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
 class Adagrad(Optimizer):
@@ -147,14 +171,14 @@ class Adagrad(Optimizer):
         super().__init__(learning_rate, weight_decay)
         self.epsilon = _checks.positive_float(epsilon, "epsilon")
 
-    def step_values(self) -> dict[str, float]:
-        return {"lr": self.current_learning_rate(), "eps": self.epsilon, "weight_decay": self.weight_decay}
+    def scalars(self, lr: float) -> dict[str, float]:
+        return {"lr": lr, "eps": self.epsilon, "weight_decay": self.weight_decay}
 
     def _update(self, p: Parameter, state: dict[str, Array], values: dict[str, float]) -> None:
         self.backend.adagrad_step(p.value, p.grad, state["sum_sq"], **values)
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "epsilon": self.epsilon}
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "epsilon": self.epsilon}
 
 
 class Adam(Optimizer):
@@ -179,8 +203,8 @@ class Adam(Optimizer):
         self.beta2 = _checks.fraction(beta2, "beta2")
         self.epsilon = _checks.positive_float(epsilon, "epsilon")
 
-    def step_values(self) -> dict[str, float]:
-        lr, t = self.current_learning_rate(), self.iterations + 1
+    def scalars(self, lr: float) -> dict[str, float]:
+        t = self.iterations + 1
         l2, decay = (0.0, 1 - lr * self.weight_decay) if self.decoupled else (self.weight_decay, 1.0)
         return {
             "step_size": lr / (1 - self.beta1**t), "beta1": self.beta1, "beta2": self.beta2,
@@ -191,8 +215,8 @@ class Adam(Optimizer):
     def _update(self, p: Parameter, state: dict[str, Array], values: dict[str, float]) -> None:
         self.backend.adam_step(p.value, p.grad, state["m"], state["v"], **values)
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}
 
 
 class AdamW(Adam):

@@ -5,30 +5,113 @@ of its step, with Keras 3's formulas.
 the first update), as Keras's ``optimizer.iterations``. A schedule is a
 plain Python function of the step computed on the host, so on the GPU the
 rate reaches the kernel as a parameter of its dispatch: no readback and no
-buffer per step.
+buffer per step. The optimizer checks each rate as it computes it
+(:func:`checked_rate`).
+
+A custom schedule subclasses :class:`LearningRateSchedule`. To be saved
+with an optimizer (``Model.save(..., include_optimizer=True)``, Ray Tune
+checkpoints) it needs ``get_config()``, a dict of plain values that
+rebuilds it as ``cls(**config)``, and its class must be defined (imported)
+before the file is loaded, as a custom layer's.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import numbers
 from typing import Any, Sequence
 
 from . import _checks
 
+#: Every LearningRateSchedule subclass by class name, for rebuilding
+#: optimizers from files (custom ones too, once defined).
+SCHEDULES: dict[str, type] = {}
+
 
 class LearningRateSchedule:
     """Base class: ``schedule(step) -> float``; subclasses implement
-    ``__call__`` and ``get_config``."""
+    ``__call__`` and, to be saved in files, ``get_config``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        SCHEDULES[cls.__name__] = cls
 
     def __call__(self, step: int) -> float:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} has no get_config()")
 
     def __repr__(self) -> str:
+        if not has_config(self):
+            return f"{type(self).__name__}()"
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def has_config(schedule: LearningRateSchedule) -> bool:
+    """Whether the schedule's class defines get_config."""
+    return type(schedule).get_config is not LearningRateSchedule.get_config
+
+
+def checked_rate(schedule: LearningRateSchedule, step: int) -> float:
+    """``schedule(step)`` as a float; ValueError naming the schedule and the
+    step unless it is a real number ≥ 0 (not NaN). Infinity passes: the
+    weights it makes stop training by the divergence rule."""
+    rate = schedule(step)
+    if type(rate) is float and rate >= 0:  # the common case, cheaply
+        return rate
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not rate >= 0:
+        raise ValueError(
+            f"expected the learning-rate schedule {schedule!r} to return a non-negative number at step {step}. "
+            f"Received: {rate!r}"
+        )
+    return float(rate)
+
+
+def schedule_entry(schedule: LearningRateSchedule) -> dict[str, Any]:
+    """What a file holds of ``schedule``: its class name and config.
+    ValueError for a schedule that a file cannot rebuild: no get_config,
+    a config that is not plain values, or one that does not rebuild it."""
+    cls, name = type(schedule), type(schedule).__name__
+    if not has_config(schedule):
+        raise ValueError(
+            "expected a learning-rate schedule with get_config() (a dict that rebuilds it as cls(**config)) "
+            f"to save the optimizer. Received: {name}, which has none: define get_config, or save with "
+            "include_optimizer=False (the model without its training state)"
+        )
+    config = schedule.get_config()
+    try:
+        plain = isinstance(config, dict) and all(isinstance(k, str) for k in config)
+        plain = plain and bool(json.dumps(config, allow_nan=False))
+    except (TypeError, ValueError):
+        plain = False
+    if not plain:
+        raise ValueError(f"expected {name}.get_config() to return a dict of plain values (numbers, strings, "
+                         f"lists) to save the optimizer. Received: {config!r}")
+    if SCHEDULES.get(name) is not cls:
+        raise ValueError(f"expected one learning-rate schedule class named {name} to save the optimizer. "
+                         f"Received: {cls!r}, whose name another class defined later took")
+    try:
+        cls(**config)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"expected {name}.get_config() to rebuild the schedule to save the optimizer. "
+                         f"Received: {name}(**{config!r}) does not rebuild it ({error})") from None
+    return {"schedule": name, "config": config}
+
+
+def schedule_from_entry(entry: Any) -> LearningRateSchedule:
+    """The schedule of a file's entry (:func:`schedule_entry`); ValueError
+    for one that names no schedule defined here."""
+    if not (isinstance(entry, dict) and isinstance(entry.get("config"), dict)
+            and isinstance(entry.get("schedule"), str)):
+        raise ValueError(f"expected a learning-rate schedule as {{'schedule': name, 'config': {{...}}}}. "
+                         f"Received: {entry!r}")
+    if entry["schedule"] not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {entry['schedule'][:80]!r}: expected one of "
+                         f"{sorted(SCHEDULES)} (a custom schedule must be imported before loading)")
+    return SCHEDULES[entry["schedule"]](**entry["config"])
 
 
 class CosineDecay(LearningRateSchedule):
@@ -99,7 +182,11 @@ class ExponentialDecay(LearningRateSchedule):
         exponent = step / self.decay_steps
         if self.staircase:
             exponent = math.floor(exponent)
-        return self.initial_learning_rate * self.decay_rate**exponent
+        try:
+            factor = self.decay_rate**exponent
+        except OverflowError:  # a decay_rate above 1 grows without bound: the divergence rule stops it
+            factor = math.inf
+        return self.initial_learning_rate * factor
 
     def get_config(self) -> dict[str, Any]:
         return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
@@ -135,6 +222,5 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         return {"boundaries": self.boundaries, "values": self.values}
 
 
-SCHEDULES = {cls.__name__: cls for cls in (CosineDecay, ExponentialDecay, PiecewiseConstantDecay)}
-
-__all__ = ["LearningRateSchedule", "CosineDecay", "ExponentialDecay", "PiecewiseConstantDecay", "SCHEDULES"]
+__all__ = ["LearningRateSchedule", "CosineDecay", "ExponentialDecay", "PiecewiseConstantDecay", "SCHEDULES",
+           "checked_rate", "schedule_entry", "schedule_from_entry"]

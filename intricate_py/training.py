@@ -13,7 +13,11 @@ class History:
     """Per-epoch metrics of a fit, as Keras's History.
 
     ``history["loss"]`` holds one float per epoch; ``"accuracy"``,
-    ``"val_loss"`` and ``"val_accuracy"`` too where they apply.
+    ``"val_loss"`` and ``"val_accuracy"`` too where they apply, and what
+    callbacks put in the logs (LearningRateScheduler's ``"learning_rate"``).
+    ``epoch`` numbers the epochs over the whole training (from a fit's
+    ``initial_epoch``). After a divergence the last epoch is the one that
+    diverged, with its NaN or inf loss, as Keras records it.
     ``stop_reason`` says why training ended before its last epoch, if it did.
     """
 
@@ -25,7 +29,13 @@ class History:
     def append(self, epoch: int, logs: Logs) -> None:
         self.epoch.append(epoch)
         for key, value in logs.items():
-            self.history[key].append(value)
+            self.history.setdefault(key, []).append(value)
+
+    def add(self, logs: Logs) -> None:
+        """Values for the last epoch under keys its metrics do not have:
+        what callbacks put in the logs (``learning_rate``)."""
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
 
     def extend(self, epochs: range, columns: Mapping) -> None:
         """Several epochs at once: ``columns[key]`` holds one value an epoch."""

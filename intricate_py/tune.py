@@ -5,13 +5,14 @@ resources, retries of failed trials, result tables, clusters. This module
 only joins a fit to it:
 
 * :class:`ReportToTune`, a callback that reports each epoch's logs to Ray
-  Tune and, every ``checkpoint_every`` epochs, a checkpoint: the model saved
-  with its optimizer, loss and shuffling state (``Model.save(...,
-  include_optimizer=True)``), so a trial that dies resumes exactly where it
-  stopped;
+  Tune and, every ``checkpoint_every`` epochs and at the last, a checkpoint:
+  the model saved with its optimizer, loss and shuffling state
+  (``Model.save(..., include_optimizer=True)``), so a trial that dies
+  resumes exactly where it stopped;
 * :func:`resume`, for the start of a trainable: the model of the trial's
   latest checkpoint and the epochs it had done, or a new model;
-* :func:`load_best`, the model of a sweep's best checkpoint.
+* :func:`load_best`, the model of a sweep's best checkpoint: of the best
+  epoch with a checkpoint over all trials.
 
 A trainable in full::
 
@@ -23,8 +24,8 @@ A trainable in full::
             return model
 
         model, done = resume(build)
-        model.fit(x, y, epochs=config["epochs"] - done, validation_data=(xv, yv),
-                  callbacks=[ReportToTune(start_epoch=done)])
+        model.fit(x, y, epochs=config["epochs"], initial_epoch=done, validation_data=(xv, yv),
+                  callbacks=[ReportToTune()])
 
 The loss and optimizer come from ``compile`` (or the checkpoint), not from
 ``fit``'s arguments: a resumed model keeps its optimizer's state.
@@ -47,6 +48,7 @@ except ImportError as error:  # the optional extra
 from . import _checks
 from .callbacks import Callback, Logs
 from .model import Model
+from .saving import FormatError
 
 #: The files of a checkpoint: the model, and the epochs it had done.
 MODEL_FILE = "model.safetensors"
@@ -56,30 +58,53 @@ STATE_FILE = "progress.json"
 class ReportToTune(Callback):
     """Report each epoch's logs (loss, accuracy, and val_loss, val_accuracy
     with validation data) to Ray Tune, with ``epoch`` (counted from 1, over
-    the whole trial); every ``checkpoint_every`` epochs, and at the last
-    one, attach a checkpoint of the model with its training state.
+    the whole trial); every ``checkpoint_every`` epochs of the trial, and
+    at the last epoch of the fit, attach a checkpoint of the model with its
+    training state.
 
-    ``start_epoch``: the epochs the trial had done before this fit (from
-    :func:`resume`), so a resumed trial counts on.
+    Epochs count over the whole trial: resume with ``fit(...,
+    initial_epoch=done)`` (``done`` from :func:`resume`). ``start_epoch``,
+    for fits that count from 0 each time, adds the epochs done before.
 
-    Callbacks run in the order given, so list one that stops training
-    (EarlyStopping) before this one: then the epoch it stops at is known
-    as the last here and gets its checkpoint.
+    Where it stands among the callbacks does not matter: when an epoch gets
+    no checkpoint of its own, its report waits for the next epoch's start,
+    where the fit has gone on; if the fit stopped there instead (a callback
+    after this one set ``model.stop_training``, a halting condition, a
+    divergence), it is reported at the end of training with a checkpoint of
+    the model as fit leaves it. (A subclass that overrides
+    ``on_epoch_begin`` or ``on_train_end`` calls ``super()``.)
     """
 
     def __init__(self, checkpoint_every: int = 1, start_epoch: int = 0):
         self.checkpoint_every = _checks.positive_int(checkpoint_every, "checkpoint_every")
         self.start_epoch = _checks.non_negative_int(start_epoch, "start_epoch")
+        self._pending: dict | None = None
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self._pending = None
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        if self._pending is not None:  # the last epoch went on: it needs no checkpoint
+            metrics, self._pending = self._pending, None
+            tune.report(metrics)
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         done = self.start_epoch + epoch + 1
         metrics = {**(logs or {}), "epoch": done}
         last = epoch + 1 == self.params.get("epochs") or self.model.stop_training
-        if (epoch + 1) % self.checkpoint_every and not last:
-            tune.report(metrics)
-            return
+        if done % self.checkpoint_every == 0 or last:
+            self._report_with_checkpoint(metrics)
+        else:
+            self._pending = metrics
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        if self._pending is not None:  # training stopped after an epoch without a checkpoint
+            metrics, self._pending = self._pending, None
+            self._report_with_checkpoint(metrics)
+
+    def _report_with_checkpoint(self, metrics: dict) -> None:
         with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(self.model, done, Path(folder))
+            save_checkpoint(self.model, metrics["epoch"], Path(folder))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     def __repr__(self) -> str:
@@ -87,17 +112,46 @@ class ReportToTune(Callback):
 
 
 def save_checkpoint(model: Model, epochs_done: int, folder: Path) -> None:
-    """Write a checkpoint's files into ``folder``."""
+    """Write a checkpoint's files into ``folder``: the model with its
+    optimizer, and ``progress.json`` with the epochs it had done."""
     model.save(folder / MODEL_FILE, include_optimizer=True)
     (folder / STATE_FILE).write_text(json.dumps({"epoch": epochs_done}))
 
 
 def load_checkpoint(checkpoint: "tune.Checkpoint", device: str = "auto") -> tuple[Model, int]:
-    """The model of a checkpoint of :class:`ReportToTune` and the epochs it had done."""
+    """The model of a checkpoint of :class:`ReportToTune` and the epochs it
+    had done; FormatError, naming the file, for a progress file that is not
+    ``{"epoch": n}`` with n from 1 to the optimizer's step count (each
+    epoch takes a step at least)."""
+    shown = f"{str(checkpoint.path).rstrip('/')}/{STATE_FILE}"
     with checkpoint.as_directory() as folder:
         model = Model.load(Path(folder) / MODEL_FILE, device=device)
-        epochs_done = json.loads((Path(folder) / STATE_FILE).read_text())["epoch"]
+        epochs_done = read_progress(Path(folder) / STATE_FILE, shown, model)
     return model, epochs_done
+
+
+def read_progress(path: Path, shown: str, model: Model) -> int:
+    """The epochs done that the progress file at ``path`` (named ``shown``
+    in errors) holds, checked against ``model``'s optimizer."""
+    expected = "expected {'epoch': the epochs done}"
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise FormatError(f"{shown}: cannot read it ({error})") from None
+    except ValueError as error:  # JSON, or the encoding
+        raise FormatError(f"{shown}: not JSON ({error}); {expected}") from None
+    if not isinstance(state, dict):
+        raise FormatError(f"{shown}: {expected}. Received: {type(state).__name__}")
+    if "epoch" not in state:
+        raise FormatError(f"{shown}: {expected}. Received: no 'epoch' (keys {sorted(map(str, state))[:5]})")
+    done = state["epoch"]
+    steps = model.optimizer.iterations if model.optimizer is not None else None
+    ok = isinstance(done, int) and not isinstance(done, bool) and 1 <= done and (steps is None or done <= steps)
+    if not ok:
+        bound = f"from 1 to {steps} (the optimizer's steps: each epoch takes one at least)" if steps is not None \
+            else "of at least 1"
+        raise FormatError(f"{shown}: expected 'epoch' as an integer {bound}. Received: {done!r}")
+    return done
 
 
 def resume(build: Callable[[], Model], device: str = "auto") -> tuple[Model, int]:
@@ -117,14 +171,23 @@ def load_best(
     device: str = "auto",
 ) -> Model:
     """The model of the best checkpoint by ``metric`` (``mode`` "max" or
-    "min"): of the best trial of a ResultGrid, or of one trial's Result."""
+    "min") among every checkpoint the sweep kept, over all trials (or of
+    one trial's Result): the best epoch that has a checkpoint. With
+    ReportToTune's ``checkpoint_every=1`` every epoch has one, so this is
+    the best epoch of the sweep, as the example's table ranks each trial by
+    its best epoch. (Ray's ``get_best_result`` ranks trials by their last
+    result unless told ``scope="all"``.)"""
     if mode not in ("max", "min"):
         raise ValueError(f"expected mode 'max' or 'min'. Received: mode={mode!r}")
-    result = results.get_best_result(metric, mode) if isinstance(results, tune.ResultGrid) else results
-    checkpoint = result.get_best_checkpoint(metric, mode)
-    if checkpoint is None:
-        raise ValueError(f"expected a trial with checkpoints reporting {metric!r}. Received: none in {result.path}")
-    return load_checkpoint(checkpoint, device)[0]
+    trials = list(results) if isinstance(results, tune.ResultGrid) else [results]
+    scored = [(metrics[metric], checkpoint) for result in trials for checkpoint, metrics in result.best_checkpoints
+              if isinstance(metrics.get(metric), (int, float)) and metrics[metric] == metrics[metric]]
+    if not scored:
+        where = trials[0].path if len(trials) == 1 else "the sweep"
+        raise ValueError(f"expected a trial with checkpoints reporting {metric!r}. Received: none in {where}")
+    pick = max if mode == "max" else min
+    best = pick(range(len(scored)), key=lambda i: scored[i][0])  # the first of equals
+    return load_checkpoint(scored[best][1], device)[0]
 
 
-__all__ = ["ReportToTune", "resume", "load_best", "load_checkpoint", "save_checkpoint"]
+__all__ = ["ReportToTune", "resume", "load_best", "load_checkpoint", "save_checkpoint", "read_progress"]

@@ -224,7 +224,7 @@ def test_learning_rate_scheduler_sets_the_rate_each_epoch():
               callbacks=[LearningRateScheduler(lambda epoch: 0.3 + epoch),
                          lambda epoch, logs: rates.append(model.optimizer.learning_rate)])
     assert rates[-2:] == [0.3, 1.3]
-    with pytest.raises(ValueError, match="positive finite number. Received: learning_rate=-1"):
+    with pytest.raises(ValueError, match="schedule <lambda> to return a positive finite number at epoch 0. Received: -1"):
         model.fit(XOR_X, XOR_Y, epochs=1, callbacks=[LearningRateScheduler(lambda epoch: -1)])
 
 
@@ -237,3 +237,128 @@ def test_model_checkpoint_can_save_the_weights_alone(tmp_path):
     twin = xor_model(seed=9)
     twin.load_weights(tmp_path / "w.safetensors")
     np.testing.assert_array_equal(twin.predict(XOR_X), model.predict(XOR_X))
+
+
+# --------------------------------------------- checked at construction, files closed
+@pytest.mark.parametrize("filepath, match", [
+    ("ck-{epoch.bogus}", r"plain field names.*'epoch.bogus'"),
+    ("ck-{epoch[0]}", r"plain field names.*'epoch\[0\]'"),
+    ("ck-{epoch.__class__}", r"plain field names.*'epoch.__class__'"),
+    ("ck-{}", "plain field names"),
+    ("ck-{0}", "plain field names"),
+    ("ck-{epoch", "a format string"),
+    ("ck-}", "a format string"),
+    ("ck-{loss:d}", r"'\{loss:d\}' cannot format a metric"),
+    ("ck-{epoch:x<>}", r"'\{epoch:x<>\}' cannot format the epoch"),
+    ("ck-{epoch:{width}}", "nested"),
+])
+def test_model_checkpoint_filepaths_are_checked_when_made(filepath, match):
+    from intricate_py.callbacks import ModelCheckpoint
+
+    with pytest.raises(ValueError, match=match):
+        ModelCheckpoint(filepath)
+
+
+def test_model_checkpoint_fields_are_checked_before_training(tmp_path):
+    from intricate_py.callbacks import ModelCheckpoint
+
+    model = xor_model()
+    with pytest.raises(ValueError, match=r"metrics in \['accuracy', 'epoch', 'loss'\].*'val_loss'"):
+        model.fit(XOR_X, XOR_Y, loss="mse", optimizer="sgd", epochs=2,
+                  callbacks=[ModelCheckpoint(tmp_path / "ck-{epoch}-{val_loss:.3f}")])
+    assert model.optimizer is None and not list(tmp_path.iterdir())  # nothing trained, nothing written
+    model.fit(XOR_X, XOR_Y, loss="mse", optimizer="sgd", epochs=2, validation_data=(XOR_X, XOR_Y),
+              callbacks=[ModelCheckpoint(tmp_path / "ck-{epoch!r}-{val_loss:.3f}.safetensors")])
+    assert sorted(p.name[:5] for p in tmp_path.iterdir()) == ["ck-1-", "ck-2-"]
+
+
+@pytest.mark.parametrize("separator", [", ", "", 1, "\n", '"', None])
+def test_csv_logger_separators_are_checked_when_made(tmp_path, separator):
+    from intricate_py.callbacks import CSVLogger
+
+    with pytest.raises(ValueError, match="a single character.*Received: separator="):
+        CSVLogger(tmp_path / "log.csv", separator=separator)
+
+
+def test_csv_logger_closes_its_file_whatever_happens(tmp_path):
+    """Checked by the descriptors this process holds (Linux)."""
+    import os
+
+    from intricate_py.callbacks import CSVLogger
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("no /proc/self/fd")
+    path = tmp_path / "log.csv"
+
+    def open_here():
+        return [fd for fd in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{fd}") == str(path)]
+
+    def fail(epoch, logs):
+        assert not open_here()  # not even during training
+        if epoch == 1:
+            raise RuntimeError("a callback failed")
+
+    with pytest.raises(RuntimeError, match="a callback failed"):
+        xor_model().fit(XOR_X, XOR_Y, loss="mse", optimizer="sgd", epochs=3, callbacks=[CSVLogger(path, separator=";"), fail])
+    assert not open_here()
+    assert path.read_text().splitlines()[0] == "epoch;accuracy;loss"
+    assert [row.split(";")[0] for row in path.read_text().splitlines()] == ["epoch", "0", "1"]
+
+
+def test_learning_rate_scheduler_never_hides_the_schedules_own_errors():
+    from intricate_py.callbacks import LearningRateScheduler
+
+    def buggy(epoch, rate):
+        return rate * "0.5"  # the user's own TypeError
+
+    with pytest.raises(TypeError, match="can't multiply sequence"):
+        xor_model().fit(XOR_X, XOR_Y, loss="mse", optimizer=SGD(0.1), callbacks=[LearningRateScheduler(buggy)])
+
+    def buggy_one(epoch):
+        return len(epoch)
+
+    with pytest.raises(TypeError, match="has no len"):
+        xor_model().fit(XOR_X, XOR_Y, loss="mse", optimizer=SGD(0.1), callbacks=[LearningRateScheduler(buggy_one)])
+
+
+@pytest.mark.parametrize("schedule", [lambda: 0.1, lambda a, b, c: 0.1, 0.1])
+def test_learning_rate_scheduler_takes_a_function_of_the_epoch(schedule):
+    from intricate_py.callbacks import LearningRateScheduler
+
+    with pytest.raises(ValueError, match=r"expected a function schedule\(epoch, rate\) or schedule\(epoch\)"):
+        LearningRateScheduler(schedule)
+
+
+@pytest.mark.parametrize("value, shown", [(-1, "-1"), (None, "None"), ("0.1", "'0.1'"), (float("nan"), "nan"),
+                                          (np.array([0.1]), r"array\(\[0.1\]\)")])
+def test_learning_rate_scheduler_names_the_schedule_and_epoch_of_a_bad_rate(value, shown):
+    from intricate_py.callbacks import LearningRateScheduler
+
+    def halve(epoch):
+        return 0.1 if epoch < 2 else value
+
+    model = xor_model()
+    with pytest.raises(ValueError, match=rf"schedule halve to return a positive finite number at epoch 2. Received: {shown}"):
+        model.fit(XOR_X, XOR_Y, loss="mse", optimizer=SGD(0.1), epochs=4, callbacks=[LearningRateScheduler(halve)])
+    assert model.optimizer.learning_rate == 0.1
+
+
+def test_learning_rate_scheduler_puts_the_rate_in_the_logs():
+    from intricate_py.callbacks import LearningRateScheduler
+
+    seen = []
+    history = xor_model().fit(XOR_X, XOR_Y, loss="mse", optimizer=SGD(0.1), epochs=3, batch_size=4,
+                              callbacks=[LearningRateScheduler(lambda epoch, rate: rate / 2),
+                                         lambda epoch, logs: seen.append(logs["learning_rate"])])
+    assert seen == history.history["learning_rate"] == [0.05, 0.025, 0.0125]
+
+
+def test_callbacks_see_the_epoch_a_halting_condition_stops_at(device):
+    from intricate_py import MinLossReached
+
+    seen = []
+    history = xor_model(device).fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=10,
+                                    halting_condition=MinLossReached(100.0),
+                                    callbacks=[lambda epoch, logs: seen.append(epoch)])
+    assert history.epoch == seen == [0]
+    assert history.stop_reason.startswith("MinLossReached(100")

@@ -84,3 +84,43 @@ def test_float64_with_auto_runs_on_the_cpu_and_says_why(adapters):
     assert "float64 runs on the CPU" in model.device.name
     with pytest.raises(ValueError, match="float32.*WGSL has no float64"):
         Model([Dense(2)], device="gpu", dtype="float64")
+
+
+STAND_IN = r"""
+/* a stand-in for triton's library: it carries its own copy of an LLVM
+   function, exported (as libtriton exports its LLVM's symbols), and calls it */
+void *LLVMContextCreate(void) { return (void *)0x1234; }
+void *own_context(void) { return LLVMContextCreate(); }
+"""
+
+AFTER_A_GPU_MODEL = """
+import ctypes, sys
+from intricate_py import Model
+from intricate_py.layers import Dense
+Model([Dense(2)], input_size=2, device="gpu")
+own = ctypes.CDLL(sys.argv[1])
+own.own_context.restype = ctypes.c_void_p
+print(own.own_context(), hasattr(ctypes.CDLL(None), "LLVMContextCreate"))
+"""
+
+
+def test_a_library_with_its_own_llvm_loaded_after_a_gpu_model_keeps_it(gpu, tmp_path):
+    """PyTorch's CUDA build crashed in the first torch.optim.Adam(...) after
+    a GPU model: triton's library, loaded then, bound its LLVM calls to the
+    libLLVM that Mesa's EGL driver (opened with RTLD_GLOBAL when wgpu probed
+    its OpenGL backend, whose adapters the project skips) had put in the
+    global symbol table. The instance now enumerates Vulkan, Metal and DX12
+    only, so a library loaded later calls its own copy."""
+    import shutil
+    import subprocess
+    import sys
+
+    if sys.platform != "linux" or shutil.which("gcc") is None:
+        pytest.skip("needs Linux and gcc")
+    (tmp_path / "own.c").write_text(STAND_IN)
+    library = tmp_path / "libown.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O0", "-o", str(library), str(tmp_path / "own.c")], check=True)
+    run = subprocess.run([sys.executable, "-c", AFTER_A_GPU_MODEL, str(library)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == [str(0x1234), "False"]  # its own function; no LLVM in the global table

@@ -80,3 +80,25 @@ def test_sweep_example_runs_on_local_ray(tmp_path, fashion_mnist):
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert rows[0].startswith("config/lr,config/width,config/seed,epoch,val_accuracy") and len(rows) == 3
+
+
+def test_sweep_example_sweeps_the_cnn(tmp_path, fashion_mnist):
+    """--model cnn: the trials train the CNN, whose checkpoints hold it."""
+    pytest.importorskip("ray")
+    import subprocess
+    import sys
+
+    from intricate_py import Model
+    from intricate_py.layers import Conv2D
+
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sweep" / "main.py"), "--model", "cnn", "--samples", "1",
+         "--epochs", "1", "--limit", "300", "--device", "cpu", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert re.search(r"the best checkpoint reloaded: test accuracy [\d.]+", run.stdout)
+    checkpoints = sorted((tmp_path / "ray" / "fashion-mnist-cnn").rglob("model.safetensors"))
+    assert checkpoints
+    model = Model.load(checkpoints[0], device="cpu")
+    assert isinstance(model.layers[0], Conv2D) and model.input_shape == (1, 28, 28)

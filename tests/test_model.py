@@ -129,9 +129,10 @@ def test_nan_loss_stops_training_and_keeps_last_good_weights(watch_every_epoch, 
     with pytest.warns(RuntimeWarning, match=r"learning rate \(0.08\) is probably too large"):
         history = a.fit(x, y * 50, loss=MeanSquared(), optimizer=SGD(0.08), epochs=60,
                         batch_size=64, callbacks=callbacks)
-    good = len(history.history["loss"])
-    assert 0 < good < 60 and history.epoch == list(range(good))
-    assert all(np.isfinite(v) for v in history.history["loss"])
+    good = len(history.history["loss"]) - 1  # the History ends with the epoch that diverged, as in Keras
+    assert 0 < good < 59 and history.epoch == list(range(good + 1))
+    assert all(np.isfinite(v) for v in history.history["loss"][:good])
+    assert not np.isfinite(history.history["loss"][good])
     assert f"weights from the end of epoch {good - 1}" in history.stop_reason
     b.fit(x, y * 50, loss=MeanSquared(), optimizer=SGD(0.08), epochs=good - 1, batch_size=64)
     for pa, pb in zip(a.parameters, b.parameters):

@@ -51,3 +51,13 @@ def test_source_tree_finds_the_top_level_shaders():
     from intricate_py.backends.shaders import shader_dir
 
     assert shader_dir() == ROOT / "shaders"
+
+
+def test_the_test_set_up_installs_pytorchs_cpu_build():
+    """The build the parity tests run with: CI and `make torch-cpu` pin it by
+    its local version (a plain `pip install torch` on Linux gets the CUDA
+    build, whose triton once crashed beside Mesa's LLVM)."""
+    assert 'pip install -q "torch==2.13.0+cpu"' in (ROOT / ".ci" / "run").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "torch-cpu:" in makefile and '"torch==2.13.0+cpu" --index-url $(TORCH_INDEX)' in makefile
+    assert "TORCH_INDEX ?= https://download.pytorch.org/whl/cpu" in makefile

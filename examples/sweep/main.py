@@ -79,8 +79,8 @@ def trainable(config: dict, data: dict) -> None:
         return model
 
     model, done = resume(build, device=config["device"])
-    model.fit(x, y, epochs=config["epochs"] - done, batch_size=config["batch_size"],
-              validation_data=(xv, yv), callbacks=[ReportToTune(start_epoch=done)])
+    model.fit(x, y, epochs=config["epochs"], initial_epoch=done, batch_size=config["batch_size"],
+              validation_data=(xv, yv), callbacks=[ReportToTune()])
 
 
 def prepare(images: np.ndarray, model: str) -> np.ndarray:
@@ -157,6 +157,7 @@ def report(args, results, x_test: np.ndarray, test_labels: np.ndarray) -> None:
     table.to_csv(args.out / "results.csv", index=False)
     plot(frame, args.out / "sweep.png")
 
+    # the best epoch of the sweep (every epoch has a checkpoint): the first row of the table
     best = load_best(results, "val_accuracy", "max", device=args.device)
     accuracy = best.evaluate(x_test, test_labels, loss=best.loss)["accuracy"]
     print(f"\nthe best checkpoint reloaded: test accuracy {accuracy:.4f}")
