@@ -65,6 +65,17 @@ ACCURACIES = ("binary", "binary_logits", "categorical")
 CLIP_EPSILON = 1e-7
 
 
+class BindingTooLarge(ValueError):
+    """An array larger than the device lets one binding (one buffer) hold:
+    ``nbytes`` asked for, ``limit`` the most. predict and evaluate retry
+    with fewer rows; elsewhere the message says what to do."""
+
+    def __init__(self, nbytes: int, limit: int):
+        super().__init__(f"an array of {nbytes:,} bytes is larger than the device's largest storage "
+                         f"binding ({limit:,} bytes): use a smaller batch_size")
+        self.nbytes, self.limit = nbytes, limit
+
+
 class Backend(abc.ABC):
     """A device and the array operations that run on it."""
 

@@ -1,6 +1,7 @@
 """What the GPU backend records and measures, beside its operations:
 recordings of dispatches to replay, timestamps of dispatches, and a guard
-that keeps Ctrl-C out of a submission or a readback."""
+that keeps Ctrl-C (and any other signal handler's exception) out of a
+submission or a readback."""
 
 from __future__ import annotations
 
@@ -16,23 +17,84 @@ if TYPE_CHECKING:
     from .wgpu_backend import WgpuBackend
 
 
+#: the signals whose Python handlers may be held (all but those no handler can take)
+_SIGNALS = tuple(sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}))
+_depth = 0  # blocks of uninterrupted() open on the main thread
+try:  # signal's own functions: signal.getsignal and signal.signal give handler numbers as enums, at many times the cost
+    from _signal import getsignal as _getsignal, signal as _setsignal
+except ImportError:
+    _getsignal, _setsignal = signal.getsignal, signal.signal
+
+
+class _Hold:
+    """A stand-in signal handler: while the block is open it notes each
+    signal; afterwards (should it still be installed) it passes the signal
+    straight on to the handler it stood in for."""
+
+    def __init__(self):
+        self.open = True
+        self.previous: dict[int, object] = {}
+        self.caught: list[tuple[int, object]] = []
+
+    def __call__(self, signum: int, frame) -> None:
+        if self.open:
+            self.caught.append((signum, frame))
+            return
+        handler = self.previous.get(signum)
+        if callable(handler):
+            handler(signum, frame)
+
+    def install(self) -> None:
+        """Stand in for every Python-level handler (Ctrl-C's, a test
+        runner's SIGALRM timeout, the user's own)."""
+        for signum in _SIGNALS:
+            handler = _getsignal(signum)
+            if not callable(handler):  # none, or the system's default, or ignored
+                continue
+            if isinstance(handler, _Hold):
+                # left by a block whose restore a signal cut short (no block
+                # is open here): it stands for the real handler
+                handler = handler.previous[signum]
+            self.previous[signum] = handler  # noted first: restore() puts it back whatever happens next
+            _setsignal(signum, self)
+
+    def restore(self) -> None:
+        """Put the handlers back, then run them for the signals caught. (A
+        handler put back may run, and raise, before the others are: those
+        left behind pass their signals on, and the next block puts back
+        what they stand for.)"""
+        self.open = False
+        try:
+            for signum, handler in self.previous.items():
+                _setsignal(signum, handler)
+        finally:
+            for signum, frame in self.caught:
+                self.previous[signum](signum, frame)
+
+
 @contextlib.contextmanager
 def uninterrupted():
-    """Hold Ctrl-C (SIGINT) until the block ends, so that a submission or a
-    readback is never cut in half; the interrupt is raised right after it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only
+    """Hold the Python-level signal handlers (Ctrl-C's KeyboardInterrupt,
+    a SIGALRM timeout's, any other) until the block ends, so that a
+    submission or a readback is never cut in half: whatever a handler
+    raises is raised right after the block. Python runs handlers on the
+    main thread only, so elsewhere there is nothing to hold; blocks nest."""
+    global _depth
+    if _depth or threading.current_thread() is not threading.main_thread():
+        yield
         return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    # Where a handler may still raise: before install() has stood in for
+    # it, and once restore() has closed the hold. In between (this
+    # generator's resumption included) every Python-level handler is the
+    # hold, which raises nothing.
+    hold = _Hold()
+    _depth += 1
     try:
+        hold.install()
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught and callable(previous):
-            previous(signal.SIGINT, caught[0])
-        elif caught and previous == signal.SIG_DFL:
-            signal.raise_signal(signal.SIGINT)
+        _depth -= 1
+        hold.restore()
 
 
 class Dispatch(NamedTuple):

@@ -20,8 +20,8 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any, Union
 
@@ -196,7 +196,11 @@ def atomic_write(path: PathLike, data: bytes) -> None:
     folder = path.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+    # an existing file keeps its mode; a new one gets what the umask leaves
+    # of 0o666, applied by the system when the temporary file is created
+    # (the umask is process-wide: reading it means setting it, which
+    # another thread creating a file meanwhile would see)
+    mode = path.stat().st_mode & 0o777 if path.exists() else None
     prefix = _temp_prefix(path)
     _remove_stale(folder, prefix)
     fd, tmp = _locked_temp(folder, prefix)
@@ -205,7 +209,8 @@ def atomic_write(path: PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-            os.chmod(tmp, mode)
+            if mode is not None:
+                os.chmod(tmp, mode)
             os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -230,7 +235,7 @@ def _locked_temp(folder: Path, prefix: str) -> tuple[int, str]:
     """A new temporary file, locked for as long as it is open: a saver that
     dies releases the lock, which marks the file stale."""
     while True:
-        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
+        fd, tmp = _new_file(folder, prefix)
         if fcntl is None:
             return fd, tmp
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -264,7 +269,13 @@ def _remove_stale(folder: Path, prefix: str) -> None:
             os.close(fd)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _new_file(folder: Path, prefix: str) -> tuple[int, str]:
+    """A new file of a random name in ``folder``, open for writing, made as
+    ``open`` makes files: mode 0o666 less the umask."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    while True:
+        name = os.path.join(folder, f"{prefix}{secrets.token_hex(8)}{TEMP_SUFFIX}")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
