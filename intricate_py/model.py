@@ -325,7 +325,6 @@ class Model:
         return [1.0 if w is None else _checks.non_negative_float(w, "loss_weights") for w in entries]
 
     # --------------------------------------------------------------- running
-    @_one_call_at_a_time
     def predict(self, x, batch_size: int | None = None) -> np.ndarray | list[np.ndarray]:
         """Outputs for inputs ``x`` as a numpy array (n, *output shape) — a
         list, one per output, for several outputs — computed ``batch_size``
@@ -334,29 +333,31 @@ class Model:
         its input through), even when called from a callback during fit.
         ``x``: an array, or for several inputs a list in order or a dict by
         Input name."""
-        xs = self.input_arrays(x)
-        self._layers_here()
-        outs = self._in_passes(batch_size, len(xs[0]), lambda rows: self._predict_all(xs, rows))
+        with self._lock:  # as _one_call_at_a_time does, written out in the call served most often
+            xs = self.input_arrays(x)
+            self._layers_here()
+            outs = self._in_passes(batch_size, len(xs[0]), self._predict_all, xs)
         return outs[0] if len(outs) == 1 else outs
 
-    def _in_passes(self, batch_size: int | None, n: int, work: Callable[[int], object]):
-        """``work(rows)``, whose passes take ``rows`` rows: ``batch_size``,
-        or by default up to PREDICT_BATCH, fewer where an array of a pass
-        would be larger than the device lets one binding hold (tried again
-        with fewer rows; the model keeps the number that fits)."""
+    def _in_passes(self, batch_size: int | None, n: int, work: Callable, *args):
+        """``work(rows, *args)``, whose passes take ``rows`` rows:
+        ``batch_size``, or by default up to PREDICT_BATCH, fewer where an
+        array of a pass would be larger than the device lets one binding
+        hold (tried again with fewer rows; the model keeps the number that
+        fits)."""
         if batch_size is not None:
-            return work(_checks.positive_int(batch_size, "batch_size"))
+            return work(_checks.positive_int(batch_size, "batch_size"), *args)
         while True:
             rows = min(self._rows_per_pass, n)
             try:
-                return work(rows)
+                return work(rows, *args)
             except BindingTooLarge as error:
                 fewer = min(rows - 1, rows * error.limit // error.nbytes)
                 if fewer < 1:
                     raise
                 self._rows_per_pass = fewer
 
-    def _predict_all(self, xs: list[np.ndarray], rows: int) -> list[np.ndarray]:
+    def _predict_all(self, rows: int, xs: list[np.ndarray]) -> list[np.ndarray]:
         """Each output for inputs ``xs``, in passes of ``rows`` rows."""
         n = len(xs[0])
         if n <= rows:  # the common, lean path: one pass
@@ -426,15 +427,15 @@ class Model:
         weights = self.output_weights(losses)
         slots = metric_slots(len(self.outputs))
         n = len(xs[0])
-        values = self._in_passes(batch_size, n, lambda rows: self._metric_sums(xs, ts, losses, slots, min(rows, n)))
+        values = self._in_passes(batch_size, n, self._metric_sums, xs, ts, losses, slots)
         table = metric_table(self, values, losses, weights, slots, n)
         return {k: float(v[0]) for k, v in table.items()}
 
-    def _metric_sums(self, xs: list[np.ndarray], ts: list, losses: list[Loss | None], slots, rows: int) -> np.ndarray:
+    def _metric_sums(self, rows: int, xs: list[np.ndarray], ts: list, losses: list[Loss | None], slots) -> np.ndarray:
         """evaluate's loss sums and correct counts (one row of ``slots``),
         added up in passes of ``rows`` rows."""
         acc = self.backend.zeros((slots.size,))
-        Evaluation(self, "eval", xs, ts, losses, rows).into(acc, 0, slots, validation=False)
+        Evaluation(self, "eval", xs, ts, losses, min(rows, len(xs[0]))).into(acc, 0, slots, validation=False)
         return self.backend.to_numpy(acc).astype(np.float64)[None]
 
     # --------------------------------------------------------------- training

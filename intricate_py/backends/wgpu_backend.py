@@ -387,11 +387,15 @@ class WgpuBackend(Backend):
         if self._encoder is None:
             return
         with uninterrupted():
-            self._end_pass()
-            # forget the encoder before finishing it: whatever fails in the
-            # submission, the next operation starts a fresh one
-            encoder, used = self._encoder, self._arena_used
-            self._encoder, self._arena_used, self._pending = None, 0, 0
+            # forget the encoder, its pass and the arena's slots before
+            # anything that may fail: whatever fails in the submission, the
+            # next operation starts afresh (nothing is left to discard, so
+            # work other threads record after this is never dropped)
+            encoder, compute, used = self._encoder, self._pass, self._arena_used
+            self._encoder = self._pass = None
+            self._arena_used = self._pending = 0
+            if compute is not None:
+                compute.end()
             if used:
                 self.queue.write_buffer(self._arena_buffer, 0, self._arena, 0, used)
             self.queue.submit([encoder.finish()])
