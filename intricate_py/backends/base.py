@@ -77,7 +77,11 @@ class BindingTooLarge(ValueError):
 
 
 class Backend(abc.ABC):
-    """A device and the array operations that run on it."""
+    """A device and the array operations that run on it.
+
+    One backend may serve several models, each trained or called on its own
+    thread: what its operations keep between calls is kept per thread (the
+    numpy backend's scratch buffers) or guarded by a lock (the GPU's)."""
 
     #: "cpu" or "gpu"
     kind: str
