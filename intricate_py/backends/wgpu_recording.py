@@ -19,17 +19,28 @@ if TYPE_CHECKING:
 
 #: the signals whose Python handlers may be held (all but those no handler can take)
 _SIGNALS = tuple(sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}))
-_depth = 0  # blocks of uninterrupted() open on the main thread
 try:  # signal's own functions: signal.getsignal and signal.signal give handler numbers as enums, at many times the cost
     from _signal import getsignal as _getsignal, signal as _setsignal
 except ImportError:
     _getsignal, _setsignal = signal.getsignal, signal.signal
 
 
+class _Blocks:
+    """How many blocks of :func:`uninterrupted` are open on the main thread."""
+
+    depth = 0
+
+
 class _Hold:
-    """A stand-in signal handler: while the block is open it notes each
-    signal; afterwards (should it still be installed) it passes the signal
-    straight on to the handler it stood in for."""
+    """A block of :func:`uninterrupted` on the main thread, and the
+    stand-in signal handler it installs: while the block is open the hold
+    notes each signal; afterwards (should it still be installed) it passes
+    the signal straight on to the handler it stood in for.
+
+    Where a handler may still raise: before ``__enter__`` has stood in for
+    it, and once ``__exit__`` has closed the hold. In between (the calls
+    into ``__exit__`` included) every Python-level handler is the hold,
+    which raises nothing."""
 
     def __init__(self):
         self.open = True
@@ -43,6 +54,18 @@ class _Hold:
         handler = self.previous.get(signum)
         if callable(handler):
             handler(signum, frame)
+
+    def __enter__(self) -> None:
+        _Blocks.depth += 1
+        try:
+            self.install()
+        except BaseException:  # a handler not yet stood in for raised: put back those that were
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc_info) -> None:
+        _Blocks.depth -= 1
+        self.restore()
 
     def install(self) -> None:
         """Stand in for every Python-level handler (Ctrl-C's, a test
@@ -72,29 +95,19 @@ class _Hold:
                 self.previous[signum](signum, frame)
 
 
-@contextlib.contextmanager
-def uninterrupted():
-    """Hold the Python-level signal handlers (Ctrl-C's KeyboardInterrupt,
-    a SIGALRM timeout's, any other) until the block ends, so that a
-    submission or a readback is never cut in half: whatever a handler
-    raises is raised right after the block. Python runs handlers on the
-    main thread only, so elsewhere there is nothing to hold; blocks nest."""
-    global _depth
-    if _depth or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    # Where a handler may still raise: before install() has stood in for
-    # it, and once restore() has closed the hold. In between (this
-    # generator's resumption included) every Python-level handler is the
-    # hold, which raises nothing.
-    hold = _Hold()
-    _depth += 1
-    try:
-        hold.install()
-        yield
-    finally:
-        _depth -= 1
-        hold.restore()
+_NOTHING_TO_HOLD = contextlib.nullcontext()
+
+
+def uninterrupted() -> contextlib.AbstractContextManager:
+    """A block that holds the Python-level signal handlers (Ctrl-C's
+    KeyboardInterrupt, a SIGALRM timeout's, any other) until it ends, so
+    that a submission or a readback is never cut in half: whatever a
+    handler raises is raised right after the block. Python runs handlers
+    on the main thread only, so elsewhere there is nothing to hold; blocks
+    nest (the outermost holds)."""
+    if _Blocks.depth or threading.get_ident() != threading.main_thread().ident:
+        return _NOTHING_TO_HOLD
+    return _Hold()
 
 
 class Dispatch(NamedTuple):
