@@ -340,22 +340,31 @@ class Model:
         return outs[0] if len(outs) == 1 else outs
 
     def _in_passes(self, batch_size: int | None, n: int, work: Callable, *args):
-        """``work(rows, *args)``, whose passes take ``rows`` rows:
-        ``batch_size``, or by default up to PREDICT_BATCH, fewer where an
-        array of a pass would be larger than the device lets one binding
-        hold (tried again with fewer rows; the model keeps the number that
-        fits)."""
-        if batch_size is not None:
-            return work(_checks.positive_int(batch_size, "batch_size"), *args)
+        """``work(rows, *args)`` on ``n`` samples, whose passes take up to
+        ``rows`` rows: ``batch_size``, or by default PREDICT_BATCH, fewer
+        where an array of a pass would be larger than the device lets one
+        binding hold (see :meth:`_in_fewer_rows`)."""
+        rows = self._rows_per_pass if batch_size is None else _checks.positive_int(batch_size, "batch_size")
+        try:
+            return work(rows, *args)
+        except BindingTooLarge as error:
+            if batch_size is not None:
+                raise
+            return self._in_fewer_rows(error, min(rows, n), work, *args)
+
+    def _in_fewer_rows(self, error: BindingTooLarge, rows: int, work: Callable, *args):
+        """``work`` again after a pass of ``rows`` rows needed an array
+        larger than a binding: with fewer rows (in proportion, and at least
+        one fewer each time) until it fits; the model keeps the number."""
         while True:
-            rows = min(self._rows_per_pass, n)
+            fewer = min(rows - 1, rows * error.limit // error.nbytes)
+            if fewer < 1:
+                raise error
+            self._rows_per_pass = rows = fewer
             try:
                 return work(rows, *args)
-            except BindingTooLarge as error:
-                fewer = min(rows - 1, rows * error.limit // error.nbytes)
-                if fewer < 1:
-                    raise
-                self._rows_per_pass = fewer
+            except BindingTooLarge as again:
+                error = again
 
     def _predict_all(self, rows: int, xs: list[np.ndarray]) -> list[np.ndarray]:
         """Each output for inputs ``xs``, in passes of ``rows`` rows."""
