@@ -54,7 +54,8 @@ def in_threads(functions: list) -> list:
 
 def isolated(call: str, timeout: float = 240) -> str:
     """Run ``call`` (an expression on this module, ``t``) in a fresh Python
-    process; its stdout. A crash or a non-zero exit fails the test."""
+    process, which prints it; the last line printed. A crash or a non-zero
+    exit fails the test."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS), os.environ.get("PYTHONPATH", "")])}
     source = f"import test_threads as t\nprint({call})"
     done = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=timeout, env=env,
@@ -63,11 +64,12 @@ def isolated(call: str, timeout: float = 240) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def need_gpu(device):
-    if device == "gpu":
-        from conftest import _need_gpu
-
-        _need_gpu()
+def scenario(device: str, function, *args) -> str:
+    """``function(device, *args)`` as text: here on the CPU, in a fresh
+    process (see :func:`isolated`) on the GPU."""
+    if device == "cpu":
+        return str(function("cpu", *args))
+    return isolated(f"t.{function.__name__}('gpu', {', '.join(map(repr, args))})")
 
 
 # --------------------------------------------------------------- scenarios
@@ -204,40 +206,25 @@ def alarms_during_gpu_fits(seconds: float) -> str:
 
 
 # ------------------------------------------------------------------- tests
-def test_one_model_predicts_from_two_threads_on_the_cpu():
-    assert predict_in_threads("cpu", 150) == 0
-
-
-def test_the_first_gpu_models_made_in_threads_share_one_device():
-    need_gpu("gpu")
+def test_the_first_gpu_models_made_in_threads_share_one_device(gpu):
     assert isolated("t.first_gpu_models_in_threads(4)") == "1"
 
 
-def test_one_model_predicts_from_two_threads_on_the_gpu():
-    need_gpu("gpu")
-    assert isolated("t.predict_in_threads('gpu', 15)") == "0"
+def test_one_model_predicts_from_two_threads(device):
+    assert scenario(device, predict_in_threads, 150 if device == "cpu" else 15) == "0"
 
 
-@pytest.mark.parametrize("device", ["cpu", "gpu"])
 def test_two_models_predict_in_two_threads(device):
-    need_gpu(device)
-    if device == "cpu":
-        assert two_models_predict_in_threads("cpu", 200) == 0
-    else:
-        assert isolated("t.two_models_predict_in_threads('gpu', 20)") == "0"
+    assert scenario(device, two_models_predict_in_threads, 200 if device == "cpu" else 20) == "0"
 
 
-@pytest.mark.parametrize("device", ["cpu", "gpu"])
 def test_one_model_evaluates_from_two_threads(device):
-    need_gpu(device)
-    if device == "cpu":
-        assert evaluate_in_threads("cpu", 60) == 0
-    else:
-        assert isolated("t.evaluate_in_threads('gpu', 8)") == "0"
+    assert scenario(device, evaluate_in_threads, 60 if device == "cpu" else 8) == "0"
 
 
-def test_fits_in_a_thread_pool_match_sequential_fits_on_the_cpu():
-    assert fits_in_threads_match_sequential_fits("cpu", 4, 20) == "same"
+def test_fits_in_a_thread_pool_match_sequential_fits(device):
+    """Four fits in four threads on the CPU; two, of fewer epochs, on the GPU."""
+    assert scenario(device, fits_in_threads_match_sequential_fits, *((4, 20) if device == "cpu" else (2, 3))) == "same"
 
 
 def test_fits_sharing_one_cpu_backend_in_threads_match_sequential_fits():
@@ -245,22 +232,11 @@ def test_fits_sharing_one_cpu_backend_in_threads_match_sequential_fits():
     assert fits_in_threads_match_sequential_fits(NumpyBackend("float32"), 4, 20) == "same"
 
 
-def test_fits_in_two_threads_match_sequential_fits_on_the_gpu():
-    need_gpu("gpu")
-    assert isolated("t.fits_in_threads_match_sequential_fits('gpu', 2, 3)") == "same"
-
-
-@pytest.mark.parametrize("device", ["cpu", "gpu"])
 def test_a_predict_during_a_fit_on_another_thread_waits_for_it(device):
-    need_gpu(device)
-    if device == "cpu":
-        assert predict_during_a_fit_waits("cpu") == "waited"
-    else:
-        assert isolated("t.predict_during_a_fit_waits('gpu')") == "waited"
+    assert scenario(device, predict_during_a_fit_waits) == "waited"
 
 
 def test_a_predict_from_a_callback_of_the_same_fit_still_works(device):
-    need_gpu(device)
     x = np.random.default_rng(0).normal(size=(16, 3))
     model = Model([Dense(4), TanH(), Dense(1)], input_size=3, device=device, seed=0)
     seen = []
@@ -295,9 +271,8 @@ def test_a_block_of_gpu_work_holds_every_python_signal_handler():
         signal.signal(signal.SIGALRM, previous)
 
 
-def test_a_sigalrm_keyboard_interrupt_during_gpu_fits_leaves_the_backend_usable():
+def test_a_sigalrm_keyboard_interrupt_during_gpu_fits_leaves_the_backend_usable(gpu):
     """The issue's abort: "Buffer with '' label is still mapped", then SIGABRT."""
-    need_gpu("gpu")
     assert isolated("t.alarms_during_gpu_fits(6)").startswith("usable after")
 
 
