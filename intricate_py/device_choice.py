@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from dataclasses import dataclass
 
 ENV_VAR = "INTRICATE_DEVICE"
@@ -45,9 +46,18 @@ class Adapter:
         return f"{self.name} ({self.adapter_type}, {self.backend})"
 
 
-@functools.lru_cache(maxsize=1)
+_FINDING = threading.Lock()  # the first models may be made on several threads at once
+
+
 def adapters() -> tuple[Adapter, ...]:
-    """The usable wgpu adapters, in the order found (enumerated once per process)."""
+    """The usable wgpu adapters, in the order found (enumerated once per
+    process, so that every model's adapter is the same object)."""
+    with _FINDING:
+        return _found()
+
+
+@functools.lru_cache(maxsize=1)
+def _found() -> tuple[Adapter, ...]:
     try:
         import wgpu
 

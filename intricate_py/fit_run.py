@@ -100,11 +100,13 @@ class Run:
         """After an interrupt or an error: go back to the last save (the
         end of a finished step). Work recorded and not yet started runs
         first (a part of a step changes nothing the save does not restore);
-        work that cannot be submitted is dropped."""
+        work that cannot be submitted is dropped by the failed submission
+        itself (never by discard(), which would drop what other threads'
+        models have recorded since)."""
         try:
             self.backend.flush()
-        except Exception:
-            self.backend.discard()
+        except Exception:  # noqa: BLE001 - the error that stopped the fit is the one raised
+            pass
         self._restore(self.saves[-1])
         self.backend.flush()
 

@@ -3,12 +3,15 @@ that trains with mini-batch gradient descent."""
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import functools
+import threading
+from typing import Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 
 from . import _checks
 from .backends import Backend, select_backend
+from .backends.base import BindingTooLarge
 from .callbacks import Callback
 from .fit_data import Evaluation, metric_slots, metric_table
 from .fitting import Trainer
@@ -36,6 +39,22 @@ LOSS_NAMES = {
 }
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad"}
 
+_Method = TypeVar("_Method", bound=Callable)
+
+
+def _one_call_at_a_time(method: _Method) -> _Method:
+    """``method`` run holding the model's lock. A model's buffers (its
+    plan's) serve every call on it, so calls from several threads take
+    turns: a predict on one thread while another fits waits for the fit.
+    The lock is re-entrant: a callback of a fit may predict or save."""
+
+    @functools.wraps(method)
+    def held(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return held
+
 
 class Model:
     """A network: a path of layers, or a graph of layer calls (Keras's
@@ -55,6 +74,12 @@ class Model:
     ``device`` is "auto", "cpu" or "gpu"; ``seed`` fixes the initial
     weights, Dropout's masks and the shuffling, so that the same seed and
     data give bit-identical weights.
+
+    Threads: predict and evaluate may be called from any number of
+    threads; calls on one model take turns (a predict while another
+    thread fits that model waits for the fit to end), and fits of
+    different models in different threads give the bits of the same fits
+    run one after the other, on either device.
     """
 
     def __init__(
@@ -74,6 +99,7 @@ class Model:
         if seed is not None:
             seed = _checks.non_negative_int(seed, "seed")
         self.name = unique_name("model") if name is None else checked_name(name)
+        self._lock = threading.RLock()  # see _one_call_at_a_time
         self.backend = select_backend(device, _checks.float_dtype(dtype))
         self.seed = seed
         init_seed, shuffle_seed = np.random.SeedSequence(seed).spawn(2)
@@ -93,6 +119,7 @@ class Model:
         #: error, the epochs whose weights the model holds
         self.history: History | None = None
         self._predictions = Recordings()  # of predict's passes, by rows
+        self._rows_per_pass = PREDICT_BATCH  # predict's and evaluate's, unless given; fewer where the device needs
         self._names: tuple[list[str] | None, list[str] | None] = (None, None)  # the keys of dicts given
         if layers is None:
             if inputs is None or outputs is None:
@@ -304,22 +331,54 @@ class Model:
     def predict(self, x, batch_size: int | None = None) -> np.ndarray | list[np.ndarray]:
         """Outputs for inputs ``x`` as a numpy array (n, *output shape) — a
         list, one per output, for several outputs — computed ``batch_size``
-        rows at a time (1024 by default), always in inference mode (Dropout
-        passes its input through), even when called from a callback during
-        fit. ``x``: an array, or for several inputs a list in order or a
-        dict by Input name."""
-        xs = self.input_arrays(x)
-        self._layers_here()
-        chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
-        n = len(xs[0])
-        if n <= chunk:  # the common, lean path: one pass
-            outs = self._predict_chunk(xs)
-        else:
-            outs = [np.empty((n, *s.shape), self.dtype) for s in self.outputs]
-            for start in range(0, n, chunk):
-                for out, part in zip(outs, self._predict_chunk([x[start : start + chunk] for x in xs])):
-                    out[start : start + chunk] = part
+        rows at a time (by default 1024, or as many as the device's
+        largest binding holds), always in inference mode (Dropout passes
+        its input through), even when called from a callback during fit.
+        ``x``: an array, or for several inputs a list in order or a dict by
+        Input name."""
+        with self._lock:  # as _one_call_at_a_time does, written out in the call served most often
+            xs = self.input_arrays(x)
+            self._layers_here()
+            outs = self._in_passes(batch_size, len(xs[0]), self._predict_all, xs)
         return outs[0] if len(outs) == 1 else outs
+
+    def _in_passes(self, batch_size: int | None, n: int, work: Callable, *args):
+        """``work(rows, *args)`` on ``n`` samples, whose passes take up to
+        ``rows`` rows: ``batch_size``, or by default PREDICT_BATCH, fewer
+        where an array of a pass would be larger than the device lets one
+        binding hold (see :meth:`_in_fewer_rows`)."""
+        rows = self._rows_per_pass if batch_size is None else _checks.positive_int(batch_size, "batch_size")
+        try:
+            return work(rows, *args)
+        except BindingTooLarge as error:
+            if batch_size is not None:
+                raise
+            return self._in_fewer_rows(error, min(rows, n), work, *args)
+
+    def _in_fewer_rows(self, error: BindingTooLarge, rows: int, work: Callable, *args):
+        """``work`` again after a pass of ``rows`` rows needed an array
+        larger than a binding: with fewer rows (in proportion, and at least
+        one fewer each time) until it fits; the model keeps the number."""
+        while True:
+            fewer = min(rows - 1, rows * error.limit // error.nbytes)
+            if fewer < 1:
+                raise error
+            self._rows_per_pass = rows = fewer
+            try:
+                return work(rows, *args)
+            except BindingTooLarge as again:
+                error = again
+
+    def _predict_all(self, rows: int, xs: list[np.ndarray]) -> list[np.ndarray]:
+        """Each output for inputs ``xs``, in passes of ``rows`` rows."""
+        n = len(xs[0])
+        if n <= rows:  # the common, lean path: one pass
+            return self._predict_chunk(xs)
+        outs = [np.empty((n, *s.shape), self.dtype) for s in self.outputs]
+        for start in range(0, n, rows):
+            for out, part in zip(outs, self._predict_chunk([x[start : start + rows] for x in xs])):
+                out[start : start + rows] = part
+        return outs
 
     def _predict_chunk(self, xs: list[np.ndarray]) -> list[np.ndarray]:
         """One forward pass. On a backend that records (the GPU), the pass
@@ -369,6 +428,7 @@ class Model:
         outs = [mapping[id(s)] for s in self.outputs]
         return outs[0] if len(outs) == 1 else outs
 
+    @_one_call_at_a_time
     def evaluate(self, x, y, loss=None, batch_size: int | None = None) -> dict:
         """The loss and accuracy over ``x`` and targets ``y``:
         ``{"loss": float, "accuracy": float}``, and for several outputs the
@@ -376,16 +436,22 @@ class Model:
         losses = self.output_losses(loss)
         xs, ts = self.data(x, y, losses)
         self._layers_here()
-        chunk = PREDICT_BATCH if batch_size is None else _checks.positive_int(batch_size, "batch_size")
         weights = self.output_weights(losses)
         slots = metric_slots(len(self.outputs))
-        acc = self.backend.zeros((slots.size,))
-        Evaluation(self, "eval", xs, ts, losses, min(chunk, len(xs[0]))).into(acc, 0, slots, validation=False)
-        values = self.backend.to_numpy(acc).astype(np.float64)[None]
-        table = metric_table(self, values, losses, weights, slots, len(xs[0]))
+        n = len(xs[0])
+        values = self._in_passes(batch_size, n, self._metric_sums, xs, ts, losses, slots)
+        table = metric_table(self, values, losses, weights, slots, n)
         return {k: float(v[0]) for k, v in table.items()}
 
+    def _metric_sums(self, rows: int, xs: list[np.ndarray], ts: list, losses: list[Loss | None], slots) -> np.ndarray:
+        """evaluate's loss sums and correct counts (one row of ``slots``),
+        added up in passes of ``rows`` rows."""
+        acc = self.backend.zeros((slots.size,))
+        Evaluation(self, "eval", xs, ts, losses, min(rows, len(xs[0]))).into(acc, 0, slots, validation=False)
+        return self.backend.to_numpy(acc).astype(np.float64)[None]
+
     # --------------------------------------------------------------- training
+    @_one_call_at_a_time
     def compile(
         self,
         optimizer: Optimizer | str | None = None,
@@ -411,6 +477,7 @@ class Model:
         loss, loss_weights = self._checked_loss(loss, loss_weights)
         self.loss, self.loss_weights, self.optimizer = loss, loss_weights, optimizer
 
+    @_one_call_at_a_time
     def fit(
         self,
         x,
@@ -508,6 +575,7 @@ class Model:
         self.sync_weights()
         self.optimizer.bind(self.backend, [self.store.flat] if self.store.flat is not None else [])
 
+    @_one_call_at_a_time
     def snapshot_weights(self, into: Snapshot | None = None) -> Snapshot:
         """A copy, on the model's device, of every parameter and state (into
         ``into``, an earlier snapshot of this model, when it fits): what
@@ -515,12 +583,14 @@ class Model:
         self.sync_weights()
         return self.store.snapshot(into if self.store.fits(into) else None)
 
+    @_one_call_at_a_time
     def restore_weights(self, snapshot: Snapshot) -> None:
         """Put back the parameters and state of :meth:`snapshot_weights`, bit for bit."""
         self.sync_weights()
         self.store.restore(snapshot)
 
     # ------------------------------------------------------------------ files
+    @_one_call_at_a_time
     def save(self, path, include_optimizer: bool = False) -> None:
         """Write every layer's tensors and the architecture to one safetensors
         file; ``include_optimizer`` adds the optimizer state, the loss and
@@ -537,6 +607,7 @@ class Model:
 
         return load_model(path, device, dtype, cls)
 
+    @_one_call_at_a_time
     def _load_into(self, path) -> "Model":
         """Fill this model from a model file, checking that the architecture
         (layer types, configurations, input shapes, connections) is the
@@ -548,6 +619,7 @@ class Model:
 
     load = ClassOrInstanceMethod(_load_new, _load_into)
 
+    @_one_call_at_a_time
     def get_weights(self) -> list[np.ndarray]:
         """Every layer's parameters in layer order, as ``layer.weights`` and
         ``layer.biases`` give them (Keras's layout for Dense): Dense W
@@ -557,6 +629,7 @@ class Model:
 
         return get_weights(self)
 
+    @_one_call_at_a_time
     def set_weights(self, weights: Sequence) -> None:
         """Set every parameter from a list laid out as :meth:`get_weights`
         gives it; ValueError naming the entry and layer that do not fit."""
@@ -564,6 +637,7 @@ class Model:
 
         set_weights(self, weights)
 
+    @_one_call_at_a_time
     def save_weights(self, path) -> None:
         """Write the weights alone to a safetensors file: for a path of
         layers, the state_dict of the equivalent ``torch.nn.Sequential``."""
@@ -571,6 +645,7 @@ class Model:
 
         save_weights(self, path)
 
+    @_one_call_at_a_time
     def load_weights(self, path) -> None:
         """Set every parameter from a file of :meth:`save_weights` or
         :meth:`save`, or from a PyTorch ``nn.Sequential`` state_dict saved
@@ -581,6 +656,7 @@ class Model:
 
         load_weights(self, path)
 
+    @_one_call_at_a_time
     def export(self, path, format: str = "onnx", name: str | None = None) -> list:
         """Write the model for inference outside Python and return the paths
         written: ``format="onnx"`` an ONNX file at ``path`` (the ``export``

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from intricate_py import Model, fit_data, fitting
-from intricate_py.layers import Dense, ReLU, Softmax, TanH
+from intricate_py.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax, TanH
 from intricate_py.losses import CategoricalCrossEntropy, MeanSquared
 from intricate_py.optimizers import SGD, Adam
 
@@ -124,6 +124,43 @@ def test_predict_and_evaluate_match_numpy(gpu):
     ea, eb = a.evaluate(x, y, CategoricalCrossEntropy()), b.evaluate(x, y, CategoricalCrossEntropy())
     assert eb["loss"] == pytest.approx(ea["loss"], rel=1e-5)
     assert eb["accuracy"] == ea["accuracy"]
+
+
+def test_the_device_asks_the_adapter_for_its_largest_bindings(gpu):
+    """Not wgpu's defaults (bindings of 128 MiB, buffers of 256 MiB): the
+    adapter's own limits, which a hardware GPU puts at gigabytes."""
+    offered = gpu.adapter.handle.limits
+    for name in ("max-storage-buffer-binding-size", "max-buffer-size"):
+        assert gpu.device.limits[name] == offered[name]
+    assert gpu.max_binding_bytes == min(offered["max-storage-buffer-binding-size"], offered["max-buffer-size"])
+
+
+def small_cnn(device):
+    return Model([Conv2D(4, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(5)], input_size=(1, 10, 10), device=device,
+                 seed=0)
+
+
+def wide_mlp(device):
+    return Model([Dense(64), ReLU(), Dense(5)], input_size=3, device=device, seed=0)
+
+
+@pytest.mark.parametrize("make, shape", [(wide_mlp, (3,)), (small_cnn, (1, 10, 10))])
+def test_predict_and_evaluate_fit_their_passes_to_the_device(gpu, monkeypatch, make, shape):
+    """The README's CNN trained on a GPU, then its final evaluate asked for
+    a 200 MB array (1024 rows a pass) where a binding holds 128 MB. Here a
+    binding pretended to hold 16 KiB: predict and evaluate take fewer rows
+    a pass (a pass of 1024 rows of either model needs 256 KiB)."""
+    rng = np.random.default_rng(0)
+    x, labels = rng.normal(size=(1100, *shape)), rng.integers(0, 5, 1100)
+    cpu_model, gpu_model = make("cpu"), make("gpu")
+    monkeypatch.setattr(gpu, "max_binding_bytes", 16 * 1024)
+    np.testing.assert_allclose(gpu_model.predict(x), cpu_model.predict(x), rtol=1e-5, atol=1e-6)
+    loss = CategoricalCrossEntropy(from_logits=True)
+    got, want = gpu_model.evaluate(x, labels, loss), cpu_model.evaluate(x, labels, loss)
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+    assert got["accuracy"] == want["accuracy"]
+    with pytest.raises(ValueError, match="smaller batch_size"):  # a batch_size given is kept
+        gpu_model.predict(x, batch_size=1024)
 
 
 def test_float64_on_the_gpu_is_refused():

@@ -106,7 +106,7 @@ def torch_darknet(model):
     """The same network in PyTorch, with the model's weights, for the timing."""
     import torch
 
-    modules, sources = {}, {}
+    modules = {}
     for node in model.plan.nodes:
         layer = node.layer
         kind = type(layer).__name__

@@ -88,10 +88,23 @@ def gradient_from_output(kind: str, param: float = 0.0) -> bool:
     if kind in ("leaky_relu", "elu"):
         return param >= 0
     return kind in OUTPUT_GRADIENTS
+class BindingTooLarge(ValueError):
+    """An array larger than the device lets one binding (one buffer) hold:
+    ``nbytes`` asked for, ``limit`` the most. predict and evaluate retry
+    with fewer rows; elsewhere the message says what to do."""
+
+    def __init__(self, nbytes: int, limit: int):
+        super().__init__(f"an array of {nbytes:,} bytes is larger than the device's largest storage "
+                         f"binding ({limit:,} bytes): use a smaller batch_size")
+        self.nbytes, self.limit = nbytes, limit
 
 
 class Backend(abc.ABC):
-    """A device and the array operations that run on it."""
+    """A device and the array operations that run on it.
+
+    One backend may serve several models, each trained or called on its own
+    thread: what its operations keep between calls is kept per thread (the
+    numpy backend's scratch buffers) or guarded by a lock (the GPU's)."""
 
     #: "cpu" or "gpu"
     kind: str

@@ -2,7 +2,8 @@
 
 Arrays are C-contiguous ``numpy.ndarray``s of the backend's dtype (int32 for
 gather indices). Operations write into the caller's ``out`` arrays. The
-optimizer updates work in scratch buffers kept per parameter shape, so they
+optimizer updates work in scratch buffers kept per parameter shape (and per
+thread: models sharing a backend may train in several threads), so they
 allocate nothing; other operations may allocate temporaries the size of
 their batch (a loss's terms, a comparison mask, a padded image).
 """
@@ -10,6 +11,7 @@ their batch (a loss's terms, a comparison mask, a padded image).
 from __future__ import annotations
 
 import math
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -376,6 +378,11 @@ def _affine(out: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None) 
         np.multiply(out, gamma, out=out)
     if beta is not None:
         np.add(out, beta, out=out)
+class _Scratch(threading.local):
+    """Scratch buffers by (shape, slot), each thread its own."""
+
+    def __init__(self):
+        self.buffers: dict[tuple, np.ndarray] = {}
 
 
 class NumpyBackend(Backend):
@@ -389,7 +396,7 @@ class NumpyBackend(Backend):
             raise ValueError(f"expected dtype 'float32' or 'float64'. Received: dtype={dtype!r}")
         #: why this backend was chosen over the one asked for, if it was
         self.reason = reason
-        self._scratch: dict[tuple, np.ndarray] = {}
+        self._scratch = _Scratch()
         self._buffers_created = 0
 
     def __repr__(self) -> str:
@@ -401,11 +408,12 @@ class NumpyBackend(Backend):
         return f"{name}: {self.reason}" if self.reason else name
 
     def _tmp(self, like: np.ndarray, slot: int = 0) -> np.ndarray:
-        """A scratch buffer shaped like ``like``, one per (shape, slot)."""
+        """A scratch buffer shaped like ``like``, one per (shape, slot) and thread."""
         key = (like.shape, slot)
-        buf = self._scratch.get(key)
+        scratch = self._scratch.buffers
+        buf = scratch.get(key)
         if buf is None:
-            buf = self._scratch[key] = np.empty(like.shape, self.dtype)
+            buf = scratch[key] = np.empty(like.shape, self.dtype)
         return buf
 
     # ------------------------------------------------------------------ memory

@@ -20,23 +20,39 @@ How work reaches the device:
   step to step written in. ``profile`` times dispatches with timestamp
   queries (wgpu_recording.py).
 * Products pick their kernel from matmul_plan.py's table.
+
+Threads: one backend serves every model on its adapter, so each operation
+holds the backend's lock (``lock``, re-entrant), a recording holds it from
+start to end (no other thread's dispatches land in it), and so do a replay
+and a product's split-K pair. Buffers freed by the garbage collector, on
+whatever thread, are queued and pooled by the next allocation. Work of
+several threads shares the open encoder: it runs in the order it was
+recorded, each thread's operations in its own order.
+
+Asynchronous exceptions (a signal handler's KeyboardInterrupt): the
+submission and the readback hold Python's signal handlers until they end
+(``uninterrupted``), and the rest of the state is written in an order that
+an exception between any two statements leaves consistent.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import itertools
 import math
 import struct
+import threading
 import weakref
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 import wgpu
 
 from ..device_choice import Adapter
-from .base import (ACCURACIES, ACTIVATIONS, LOSSES, Backend, StepFloat, StepInt, dropout_threshold, sides,
-                   window_positions)
+from .base import (ACCURACIES, ACTIVATIONS, LOSSES, Backend, BindingTooLarge, StepFloat, StepInt, dropout_threshold,
+                   sides, window_positions)
 from .matmul_plan import ENTRY_POINTS, TILES, MatmulPlan, device_shape, plan_matmul
 from .shaders import Kernels
 from .wgpu_recording import Dispatch, Profile, Recording, uninterrupted
@@ -48,6 +64,21 @@ _MAX_GROUPS = 65535  # workgroups per dispatch dimension
 ACTIVATION_KIND = {kind: i for i, kind in enumerate(ACTIVATIONS)}  # the shaders' ACTIVATION_* constants
 LOSS_KIND = {kind: i for i, kind in enumerate(LOSSES)}  # the order losses.wgsl numbers them
 ACCURACY_KIND = {kind: i for i, kind in enumerate(ACCURACIES)}
+#: the adapter's limits a device asks for (the defaults cap bindings at 128 MiB, buffers at 256 MiB)
+REQUESTED_LIMITS = ("max-storage-buffer-binding-size", "max-buffer-size")
+
+_Method = TypeVar("_Method", bound=Callable)
+
+
+def _serialised(method: _Method) -> _Method:
+    """``method`` run holding the backend's lock: one thread's operation at a time."""
+
+    @functools.wraps(method)
+    def held(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return held
 
 
 class _Allocation:
@@ -95,24 +126,31 @@ class WgpuBackend(Backend):
     POOL_BYTES = 1 << 30
 
     _instances: dict[int, "WgpuBackend"] = {}
+    _opening = threading.Lock()  # two threads making the first GPU models open one device
 
     @classmethod
     def for_adapter(cls, adapter: Adapter) -> "WgpuBackend":
         key = id(adapter.handle)
-        if key not in cls._instances:
-            cls._instances[key] = cls(adapter)
-        return cls._instances[key]
+        with cls._opening:
+            if key not in cls._instances:
+                cls._instances[key] = cls(adapter)
+            return cls._instances[key]
 
     def __init__(self, adapter: Adapter):
         self.adapter = adapter
         self.dtype = np.dtype(np.float32)
-        # the adapter's own limits; timestamps where offered, for profiling;
-        # subgroups where offered, for matmul_subgroup.wgsl
+        #: held by each operation, by a recording from start to end, and by a replay
+        self.lock = threading.RLock()
+        # the adapter's own largest bindings and buffers (not the defaults);
+        # timestamps where offered, for profiling; subgroups where offered,
+        # for matmul_subgroup.wgsl
         features = [f for f in ("timestamp-query", "subgroup") if f in adapter.handle.features]
-        self.device = adapter.handle.request_device_sync(required_features=features)
+        wanted = {name: adapter.handle.limits[name] for name in REQUESTED_LIMITS}
+        self.device = adapter.handle.request_device_sync(required_features=features, required_limits=wanted)
         self.queue = self.device.queue
         limits = self.device.limits
-        self.max_binding_bytes = int(limits["max-storage-buffer-binding-size"])
+        #: the most bytes one array may take: a storage binding, and a buffer
+        self.max_binding_bytes = min(int(limits["max-storage-buffer-binding-size"]), int(limits["max-buffer-size"]))
         self.kernels = Kernels(self.device)
         align = int(limits["min-uniform-buffer-offset-alignment"])
         biggest = max(k.packer.size for k in self.kernels.files.values())
@@ -131,6 +169,7 @@ class WgpuBackend(Backend):
         self._serials = itertools.count()
         self._pool: dict[int, list[tuple[object, int]]] = {}
         self._pool_bytes = 0
+        self._released: collections.deque = collections.deque()  # (buffer, size, serial) freed, not yet pooled
         self._bind_groups: dict[tuple, object] = {}
         self._bind_groups_of: dict[int, list[tuple]] = {}  # serial -> cache keys using it
         self._staging = None
@@ -168,12 +207,11 @@ class WgpuBackend(Backend):
         self._counters["buffers_created"] += 1
         return self.device.create_buffer(size=nbytes, usage=_USAGE)
 
+    @_serialised
     def _allocate(self, nbytes: int) -> _Allocation:
         if nbytes > self.max_binding_bytes:
-            raise ValueError(
-                f"an array of {nbytes:,} bytes is larger than the device's largest storage "
-                f"binding ({self.max_binding_bytes:,} bytes): use a smaller batch_size"
-            )
+            raise BindingTooLarge(nbytes, self.max_binding_bytes)
+        self._pool_released()
         size = max(_ROUND, -(-nbytes // _ROUND) * _ROUND)
         free = self._pool.get(size)
         if free:
@@ -182,43 +220,56 @@ class WgpuBackend(Backend):
         else:
             buffer, serial = self._create(size), next(self._serials)
         alloc = _Allocation(buffer, size, serial)
-        weakref.finalize(alloc, self._release, buffer, size, serial)
+        weakref.finalize(alloc, self._released.append, (buffer, size, serial))
         return alloc
 
-    def _release(self, buffer, size: int, serial: int) -> None:
-        if self._pool_bytes + size > self.POOL_BYTES:
-            for key in self._bind_groups_of.pop(serial, ()):
-                self._bind_groups.pop(key, None)
-            buffer.destroy()
-            return
-        self._pool.setdefault(size, []).append((buffer, serial))
-        self._pool_bytes += size
+    def _pool_released(self) -> None:
+        """Pool the buffers freed since the last allocation (the garbage
+        collector frees them on any thread, at any moment: it only queues
+        them), destroying those beyond ``POOL_BYTES``."""
+        while self._released:
+            buffer, size, serial = self._released.popleft()
+            if self._pool_bytes + size > self.POOL_BYTES:
+                for key in self._bind_groups_of.pop(serial, ()):
+                    self._bind_groups.pop(key, None)
+                buffer.destroy()
+                continue
+            self._pool.setdefault(size, []).append((buffer, serial))
+            self._pool_bytes += size
 
     def _new(self, shape: Sequence[int], dtype=np.float32) -> GPUArray:
         shape = tuple(int(s) for s in shape)
         return GPUArray(self._allocate(4 * math.prod(shape)), 0, shape, np.dtype(dtype))
 
     # ------------------------------------------------------------ recording
-    def _open_pass(self):
-        if self._encoder is None:
-            self._encoder = self.device.create_command_encoder()
+    # An encoder or a pass begun and not known to the backend, or a pass
+    # known and not ended, makes the next submission invalid (wgpu then
+    # aborts the process): they begin and end uninterrupted.
+    def _open_pass(self, timestamps: dict | None = None):
         if self._pass is None:
-            self._pass = self._encoder.begin_compute_pass()
-            self._pass_pipeline = None
+            with uninterrupted():
+                self._open_encoder()
+                self._pass_pipeline = None  # a new pass has no pipeline set
+                self._pass = self._encoder.begin_compute_pass(timestamp_writes=timestamps)
         return self._pass
+
+    def _open_encoder(self):
+        if self._encoder is None:
+            with uninterrupted():
+                self._encoder = self.device.create_command_encoder()
+        return self._encoder
 
     def _end_pass(self) -> None:
         if self._pass is not None:
-            self._pass.end()
-            self._pass = None
+            with uninterrupted():
+                compute, self._pass = self._pass, None  # forgotten first: an ended pass is never used again
+                compute.end()
 
     def _close_pass(self):
         """End the compute pass for a copy or clear; returns the open encoder."""
         self._not_replayable()
         self._end_pass()
-        if self._encoder is None:
-            self._encoder = self.device.create_command_encoder()
-        return self._encoder
+        return self._open_encoder()
 
     def _bind_group(self, entry: str, arrays: Sequence[GPUArray | None]):
         """The bind group of ``arrays`` in the order of the kernel file's
@@ -243,6 +294,7 @@ class WgpuBackend(Backend):
                     self._bind_groups_of.setdefault(b.serial, []).append(key)
         return group
 
+    @_serialised
     def _dispatch(self, entry: str, groups: tuple[int, int], arrays: Sequence[GPUArray | None], **params) -> None:
         kernel = self.kernels.entry_file[entry]
         if self._arena_used + self._slot > len(self._arena):
@@ -265,12 +317,10 @@ class WgpuBackend(Backend):
         self._arena_used += self._slot
         if self._profile is not None and self._profile.room():
             self._end_pass()  # a pass of its own, timed at both ends
-            if self._encoder is None:
-                self._encoder = self.device.create_command_encoder()
-            self._pass = self._encoder.begin_compute_pass(timestamp_writes=self._profile.next(pipeline.label))
-            self._pass_pipeline = None
+            self._open_pass(self._profile.next(pipeline.label))
         compute = self._open_pass()
         if pipeline is not self._pass_pipeline:
+            self._pass_pipeline = None  # unknown until set_pipeline has returned
             compute.set_pipeline(pipeline)
             self._pass_pipeline = pipeline
         compute.set_bind_group(0, group, [offset])
@@ -284,8 +334,9 @@ class WgpuBackend(Backend):
     def profile(self, capacity: int = 2048):
         """A context in which each dispatch (up to ``capacity``) is timed on
         the device with timestamp queries; yields a :class:`Profile` whose
-        ``times()`` gives the seconds of each entry point. RuntimeError on
-        an adapter without timestamp queries."""
+        ``times()`` gives the seconds of each entry point (those of every
+        thread's dispatches meanwhile). RuntimeError on an adapter without
+        timestamp queries."""
         if "timestamp-query" not in self.device.features:
             raise RuntimeError(f"{self.adapter} offers no timestamp queries: no per-kernel times")
         self.flush()
@@ -298,19 +349,23 @@ class WgpuBackend(Backend):
 
     @contextlib.contextmanager
     def record(self):
-        if self._recording is not None:
-            raise RuntimeError("already recording")
-        self._recording = recording = Recording()
-        try:
-            yield recording
-        finally:
-            self._recording = None
+        """The base class's ``record``, holding the backend's lock until the
+        block ends: no other thread's work lands in the recording."""
+        with self.lock:
+            if self._recording is not None:
+                raise RuntimeError("already recording")
+            self._recording = recording = Recording()
+            try:
+                yield recording
+            finally:
+                self._recording = None
 
     def _not_replayable(self) -> None:
         """Work other than dispatches was done: the recording is incomplete."""
         if self._recording is not None:
             self._recording.complete = False
 
+    @_serialised
     def replay(self, recording: Recording, values: dict) -> None:
         if not recording.complete:
             raise ValueError("this recording did more than dispatch work, so it cannot be replayed")
@@ -331,24 +386,31 @@ class WgpuBackend(Backend):
         x = min(groups, _MAX_GROUPS)
         return x, -(-groups // x)
 
+    @_serialised
     def flush(self) -> None:
         if self._encoder is None:
             return
-        self._end_pass()
         with uninterrupted():
-            # forget the encoder before finishing it: whatever fails in the
-            # submission, the next operation starts a fresh one
-            encoder, used = self._encoder, self._arena_used
-            self._encoder, self._arena_used, self._pending = None, 0, 0
+            # forget the encoder, its pass and the arena's slots before
+            # anything that may fail: whatever fails in the submission, the
+            # next operation starts afresh (nothing is left to discard, so
+            # work other threads record after this is never dropped)
+            encoder, compute, used = self._encoder, self._pass, self._arena_used
+            self._encoder = self._pass = None
+            self._arena_used = self._pending = 0
+            if compute is not None:
+                compute.end()
             if used:
                 self.queue.write_buffer(self._arena_buffer, 0, self._arena, 0, used)
             self.queue.submit([encoder.finish()])
             self._counters["submits"] += 1
 
+    @_serialised
     def discard(self) -> None:
         self._pass = self._encoder = None
         self._arena_used = self._pending = 0
 
+    @_serialised
     def end_step(self) -> None:
         if self._pending >= self.DISPATCHES_PER_SUBMIT:
             self.flush()
@@ -364,12 +426,14 @@ class WgpuBackend(Backend):
     def empty(self, shape: Sequence[int], dtype=None) -> GPUArray:
         return self._new(shape, dtype or np.float32)
 
+    @_serialised
     def zeros(self, shape: Sequence[int]) -> GPUArray:
         a = self._new(shape)
         if a.size:
             self._close_pass().clear_buffer(a.alloc.buffer, 0, a.alloc.nbytes)
         return a
 
+    @_serialised
     def _upload(self, dst: GPUArray, host: np.ndarray) -> None:
         self._not_replayable()
         # queue.write_buffer lands before every recorded dispatch: submit those first
@@ -408,27 +472,32 @@ class WgpuBackend(Backend):
         ]
         return GPUDataset(chunks, host.shape)
 
+    @_serialised
     def to_numpy(self, a: GPUArray) -> np.ndarray:
         nbytes = 4 * a.size
         if nbytes == 0:
             return np.empty(a.shape, a.dtype)
-        if self._staging is None or self._staging.size < nbytes:
-            size = 1 << max(12, (nbytes - 1).bit_length())
-            self._staging = self.device.create_buffer(
-                size=size, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
-            )
-            self._counters["buffers_created"] += 1
         with uninterrupted():  # never leave the staging buffer mapped
-            self._close_pass().copy_buffer_to_buffer(a.alloc.buffer, 4 * a.offset, self._staging, 0, nbytes)
+            # taken from the backend while in use: a readback cut short by
+            # an error leaves no mapped buffer for the next one to copy into
+            staging, self._staging = self._staging, None
+            if staging is None or staging.size < nbytes:
+                staging = self._new_staging(nbytes)
+            self._close_pass().copy_buffer_to_buffer(a.alloc.buffer, 4 * a.offset, staging, 0, nbytes)
             self.flush()
-            self._staging.map_sync(wgpu.MapMode.READ, 0, nbytes)
-            try:
-                data = self._staging.read_mapped(0, nbytes)
-            finally:
-                self._staging.unmap()
+            staging.map_sync(wgpu.MapMode.READ, 0, nbytes)
+            data = staging.read_mapped(0, nbytes)
+            staging.unmap()
+            self._staging = staging
         self._counters["readbacks"] += 1
         self._counters["bytes_read_back"] += nbytes
         return np.frombuffer(data, dtype=a.dtype).reshape(a.shape)
+
+    def _new_staging(self, nbytes: int):
+        """A mappable buffer for readbacks of at least ``nbytes``."""
+        self._counters["buffers_created"] += 1
+        size = 1 << max(12, (nbytes - 1).bit_length())
+        return self.device.create_buffer(size=size, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
 
     def write(self, dst: GPUArray, a: np.ndarray) -> None:
         host = np.ascontiguousarray(a, dtype=dst.dtype)
@@ -436,10 +505,12 @@ class WgpuBackend(Backend):
             raise ValueError(f"write needs data of shape {dst.shape}. Received: {host.shape}")
         self._upload(dst, host)
 
+    @_serialised
     def clear(self, a: GPUArray) -> None:
         if a.size:
             self._close_pass().clear_buffer(a.alloc.buffer, 4 * a.offset, 4 * a.size)
 
+    @_serialised
     def copy(self, src: GPUArray, dst: GPUArray) -> None:
         if src.size != dst.size:
             raise ValueError(f"copy needs equal sizes. Received: {src.shape} and {dst.shape}")
@@ -479,6 +550,7 @@ class WgpuBackend(Backend):
                 )
 
     # ----------------------------------------------------------- dense algebra
+    @_serialised  # a split-K product's two dispatches share a scratch array
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation=None,
                grad_of=None, bias_grad=None, activation_param=0.0) -> None:
         m, k = a.shape[::-1] if transpose_a else a.shape

@@ -1,6 +1,7 @@
 """What the GPU backend records and measures, beside its operations:
 recordings of dispatches to replay, timestamps of dispatches, and a guard
-that keeps Ctrl-C out of a submission or a readback."""
+that keeps Ctrl-C (and any other signal handler's exception) out of a
+submission or a readback."""
 
 from __future__ import annotations
 
@@ -16,23 +17,97 @@ if TYPE_CHECKING:
     from .wgpu_backend import WgpuBackend
 
 
-@contextlib.contextmanager
-def uninterrupted():
-    """Hold Ctrl-C (SIGINT) until the block ends, so that a submission or a
-    readback is never cut in half; the interrupt is raised right after it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught and callable(previous):
-            previous(signal.SIGINT, caught[0])
-        elif caught and previous == signal.SIG_DFL:
-            signal.raise_signal(signal.SIGINT)
+#: the signals whose Python handlers may be held (all but those no handler can take)
+_SIGNALS = tuple(sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}))
+try:  # signal's own functions: signal.getsignal and signal.signal give handler numbers as enums, at many times the cost
+    from _signal import getsignal as _getsignal, signal as _setsignal
+except ImportError:
+    _getsignal, _setsignal = signal.getsignal, signal.signal
+
+
+class _Blocks:
+    """How many blocks of :func:`uninterrupted` are open on the main thread."""
+
+    depth = 0
+
+
+class _Hold:
+    """A block of :func:`uninterrupted` on the main thread, and the
+    stand-in signal handler it installs: while the block is open the hold
+    notes each signal; afterwards (should it still be installed) it passes
+    the signal straight on to the handler it stood in for.
+
+    Where a handler may still raise: before ``__enter__`` has stood in for
+    it, and once ``__exit__`` has closed the hold. In between (the calls
+    into ``__exit__`` included) every Python-level handler is the hold,
+    which raises nothing."""
+
+    def __init__(self):
+        self.open = True
+        self.previous: dict[int, object] = {}
+        self.caught: list[tuple[int, object]] = []
+
+    def __call__(self, signum: int, frame) -> None:
+        if self.open:
+            self.caught.append((signum, frame))
+            return
+        handler = self.previous.get(signum)
+        if callable(handler):
+            handler(signum, frame)
+
+    def __enter__(self) -> None:
+        _Blocks.depth += 1
+        try:
+            self.install()
+        except BaseException:  # a handler not yet stood in for raised: put back those that were
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc_info) -> None:
+        _Blocks.depth -= 1
+        self.restore()
+
+    def install(self) -> None:
+        """Stand in for every Python-level handler (Ctrl-C's, a test
+        runner's SIGALRM timeout, the user's own)."""
+        for signum in _SIGNALS:
+            handler = _getsignal(signum)
+            if not callable(handler):  # none, or the system's default, or ignored
+                continue
+            if isinstance(handler, _Hold):
+                # left by a block whose restore a signal cut short (no block
+                # is open here): it stands for the real handler
+                handler = handler.previous[signum]
+            self.previous[signum] = handler  # noted first: restore() puts it back whatever happens next
+            _setsignal(signum, self)
+
+    def restore(self) -> None:
+        """Put the handlers back, then run them for the signals caught. (A
+        handler put back may run, and raise, before the others are: those
+        left behind pass their signals on, and the next block puts back
+        what they stand for.)"""
+        self.open = False
+        try:
+            for signum, handler in self.previous.items():
+                _setsignal(signum, handler)
+        finally:
+            for signum, frame in self.caught:
+                self.previous[signum](signum, frame)
+
+
+_NOTHING_TO_HOLD = contextlib.nullcontext()
+
+
+def uninterrupted() -> contextlib.AbstractContextManager:
+    """A block that holds the Python-level signal handlers (Ctrl-C's
+    KeyboardInterrupt, a SIGALRM timeout's, any other) until it ends, so
+    that a submission or a readback is never cut in half: whatever a
+    handler raises is raised right after the block. Python runs handlers
+    on the main thread only, so elsewhere there is nothing to hold; blocks
+    nest (the outermost holds)."""
+    if _Blocks.depth or threading.get_ident() != threading.main_thread().ident:
+        return _NOTHING_TO_HOLD
+    return _Hold()
 
 
 class Dispatch(NamedTuple):

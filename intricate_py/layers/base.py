@@ -3,6 +3,7 @@ hold what a call of a layer keeps between its forward and its backward."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import types
 from typing import Any, Callable, ClassVar
@@ -17,6 +18,10 @@ from .registry import LAYER_TYPES
 from ..naming import batch_shape_text, checked_name, shape_text, snake_case, unique_name
 
 Shape = tuple[int, ...]
+
+#: the values Workspace.generation takes, each once (so that two threads
+#: growing workspaces at once never leave it at a value a recording saw)
+_GENERATIONS = itertools.count(1)
 
 
 class Parameter:
@@ -71,7 +76,7 @@ class Workspace:
     @staticmethod
     def invalidate() -> None:
         """Buffers that recordings bind were replaced: recordings are made anew."""
-        Workspace.generation += 1
+        Workspace.generation = next(_GENERATIONS)
 
 
 class Recordings:

@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence, Union
 
@@ -315,7 +314,11 @@ def _prepare(path: PathLike, data: bytes) -> _Pending:
     if path.exists() and not os.access(path, os.W_OK):
         raise PermissionError(errno.EACCES, "cannot save over a file that you cannot write (read-only?); "
                               "nothing was written", str(path))
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+    # an existing file keeps its mode; a new one gets what the umask leaves
+    # of 0o666, applied by the system when the temporary file is created
+    # (the umask is process-wide: reading it means setting it, which
+    # another thread creating a file meanwhile would see)
+    mode = path.stat().st_mode & 0o777 if path.exists() else None
     prefix = _temp_prefix(path)
     _remove_stale(folder, prefix)
     fd, tmp = _locked_temp(folder, prefix)
@@ -324,7 +327,8 @@ def _prepare(path: PathLike, data: bytes) -> _Pending:
         item.file.write(data)
         item.file.flush()
         os.fsync(item.file.fileno())
-        os.chmod(tmp, mode)
+        if mode is not None:
+            os.chmod(tmp, mode)
     except BaseException:
         item.close()
         raise
@@ -381,7 +385,7 @@ def _locked_temp(folder: Path, prefix: str) -> tuple[int, str]:
     """A new temporary file, locked for as long as it is open: a saver that
     dies releases the lock, which marks the file stale."""
     while True:
-        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
+        fd, tmp = _new_file(folder, prefix)
         if fcntl is None:
             return fd, tmp
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -415,7 +419,13 @@ def _remove_stale(folder: Path, prefix: str) -> None:
             os.close(fd)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _new_file(folder: Path, prefix: str) -> tuple[int, str]:
+    """A new file of a random name in ``folder``, open for writing, made as
+    ``open`` makes files: mode 0o666 less the umask."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    while True:
+        name = os.path.join(folder, f"{prefix}{secrets.token_hex(8)}{TEMP_SUFFIX}")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
