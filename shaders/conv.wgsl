@@ -1,22 +1,22 @@
 // conv.wgsl — the data movement of a convolution done as a matrix product
-// (im2col): patches to rows and back, and channel-first / channel-last
+// (im2col): patches to columns and back, and channel-first / product-row
 // reordering. The products themselves are matmul.wgsl's.
 //
 // includes: activation_functions.wgsl
 //
 // Entry points (x is NCHW: n × c × h × w; ph and pw are the padding above and
 // to the left, the padding below and to the right only sets oh and ow; taps
-// are dh and dw apart; g = group_count, cg = c / g, fg = f / g):
-//   im2col             out[(k, n, i, j), (c', ki, kj)] = x[n, k·cg + c', i·sh + ki·dh - ph,
-//                      j·sw + kj·dw - pw] (0 in the padding); out is g stacked
-//                      matrices (n·oh·ow) × (cg·kh·kw), one a group k
+// are dh and dw apart; the products' matrices have a column per output
+// pixel (n, i, j), so consecutive invocations touch neighbouring pixels):
+//   im2col             out[(c, ki, kj), (n, i, j)] = x[n, c, i·sh + ki·dh - ph,
+//                      j·sw + kj·dw - pw] (0 in the padding): (c·kh·kw) × (n·oh·ow)
 //   col2im             out[n, c, y, x] = Σ over the patch entries read from (y, x)
-//                      of src, laid out (c·kh·kw) × (n·oh·ow) (im2col's layout
-//                      transposed): the adjoint of im2col, gathered (no atomics)
-//   to_channels_first  out[n, k·fg + e, q] = src[(k·n_all + n)·p + q, e] (+ bias[f]),
-//                      p = oh·ow: g stacked matrices (n·p) × fg into channels; with
-//                      activation = 1 + kind (an ACTIVATION_* constant, param its
-//                      scalar), f of that (activation_functions.wgsl's activate)
+//                      of src, laid out as im2col writes: the adjoint of im2col,
+//                      gathered (no atomics)
+//   to_channels_first  out[n, f, q] = src[f, n·p + q] (+ bias[f]), p = oh·ow: a
+//                      product's f × (n·p) rows into channels; with activation =
+//                      1 + kind (an ACTIVATION_* constant, param its scalar), f of
+//                      that (activation_functions.wgsl's activate)
 //   to_channels_last   the inverse of to_channels_first; with grad_kind = 1 + kind,
 //                      src[n, f, q] · f'(z) from the saved output aux[n, f, q] = f(z)
 //                      (gradient_from_output)
@@ -34,8 +34,8 @@ struct Params {
   sw: u32, ph: u32, pw: u32, oh: u32,
   ow: u32, src_off: u32, out_off: u32, bias_off: u32,
   has_bias: u32, f: u32, p: u32, dh: u32,
-  dw: u32, group_count: u32, activation: u32, grad_kind: u32,
-  aux_off: u32, param: f32, _pad0: u32, _pad1: u32,
+  dw: u32, activation: u32, grad_kind: u32, aux_off: u32,
+  param: f32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -53,18 +53,15 @@ fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
           @builtin(local_invocation_id) lid: vec3<u32>) {
   let e = flat_index(wid, groups, lid);
   if (e >= params.count) { return; }
-  let cg = params.c / params.group_count;
-  let row_len = cg * params.kh * params.kw;
-  let per_group = params.n * params.oh * params.ow * row_len;
-  let k = e / per_group;
-  let r = (e % per_group) / row_len;
-  let col = e % row_len;
+  let pixels = params.n * params.oh * params.ow;
+  let r = e % pixels;
+  let col = e / pixels;
   let j = r % params.ow;
   let i = (r / params.ow) % params.oh;
   let n = r / (params.ow * params.oh);
   let kj = col % params.kw;
   let ki = (col / params.kw) % params.kh;
-  let c = k * cg + col / (params.kw * params.kh);
+  let c = col / (params.kw * params.kh);
   // signed: the padding lies before row and column 0
   let y = i32(i * params.sh + ki * params.dh) - i32(params.ph);
   let x = i32(j * params.sw + kj * params.dw) - i32(params.pw);
@@ -111,9 +108,7 @@ fn to_channels_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
   let q = e % params.p;
   let f = (e / params.p) % params.f;
   let n = e / (params.p * params.f);
-  let fg = params.f / params.group_count;
-  let k = f / fg;
-  var v = src[params.src_off + ((k * params.n + n) * params.p + q) * fg + f % fg];
+  var v = src[params.src_off + (f * params.n + n) * params.p + q];
   if (params.has_bias == 1u) { v = v + bias[params.bias_off + f]; }
   if (params.activation != 0u) { v = activate(params.activation - 1u, v, params.param); }
   out[params.out_off + e] = v;
@@ -124,12 +119,10 @@ fn to_channels_last(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     @builtin(local_invocation_id) lid: vec3<u32>) {
   let e = flat_index(wid, groups, lid);
   if (e >= params.count) { return; }
-  let fg = params.f / params.group_count;
-  let f = e % fg;  // within group k
-  let q = (e / fg) % params.p;
-  let n = (e / (fg * params.p)) % params.n;
-  let k = e / (fg * params.p * params.n);
-  let at = (n * params.f + k * fg + f) * params.p + q;
+  let q = e % params.p;
+  let n = (e / params.p) % params.n;
+  let f = e / (params.p * params.n);
+  let at = (n * params.f + f) * params.p + q;
   var v = src[params.src_off + at];
   if (params.grad_kind != 0u) {
     v = gradient_from_output(params.grad_kind - 1u, aux[params.aux_off + at], v, params.param);

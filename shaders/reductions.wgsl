@@ -1,8 +1,12 @@
-// reductions.wgsl — column sums (the bias gradient Σ_rows dY), and a check
-// that every value is finite.
+// reductions.wgsl — column sums (the bias gradient Σ_rows dY), sums per
+// channel (a convolution's), and a check that every value is finite.
 //
 // Entry points:
 //   sum_rows        out[j] = Σ_i a[i, j] for a of rows × cols
+//   sum_channels    out[ch] = Σ a[o, ch, i] for a of rows × cols × inner (o < rows,
+//                   ch < cols, i < inner); one workgroup of 256 a channel, (x, y)
+//                   layout, each lane striding over the rows · inner values, then
+//                   a fixed-order tree sum of the lanes (deterministic)
 //   flag_nonfinite  out[0] = 1 when any of the rows values of a is NaN or ±inf
 //                   (every writer writes the same 1: the result does not depend
 //                   on their order); one invocation per value, 256 a
@@ -11,12 +15,14 @@
 //   0 params  uniform Params, one slot per dispatch (dynamic offset)
 //   1 a       storage, read        rows × cols from element a_off
 //   2 out     storage, read_write  cols values from out_off
-// Dispatch: ceil(cols / 16) workgroups of 16 × 16 invocations: 16 columns a
-// workgroup, 16 lanes a column striding over the rows, then a fixed-order tree
-// sum of the 16 lanes (deterministic).
+// Dispatch: sum_rows, ceil(cols / 16) workgroups of 16 × 16 invocations: 16
+// columns a workgroup, 16 lanes a column striding over the rows, then a
+// fixed-order tree sum of the 16 lanes (deterministic); sum_channels, one
+// workgroup a channel; flag_nonfinite, one invocation a value.
 
 struct Params {
   rows: u32, cols: u32, a_off: u32, out_off: u32,
+  inner: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -24,6 +30,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 var<workgroup> partial: array<f32, 256>;
+var<workgroup> lanes: array<f32, 256>;
 
 @compute @workgroup_size(16, 16)
 fn sum_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -40,6 +47,26 @@ fn sum_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     }
   }
   if (lid.y == 0u && j < params.cols) { out[params.out_off + j] = partial[lid.x]; }
+}
+
+@compute @workgroup_size(256)
+fn sum_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
+  let ch = wid.y * groups.x + wid.x;
+  let m = params.rows * params.inner;
+  var s = 0.0;
+  if (ch < params.cols) {
+    for (var t = lid.x; t < m; t = t + 256u) {
+      let o = t / params.inner;
+      s = s + a[params.a_off + (o * params.cols + ch) * params.inner + t % params.inner];
+    }
+  }
+  lanes[lid.x] = s;
+  for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+    workgroupBarrier();
+    if (lid.x < stride) { lanes[lid.x] = lanes[lid.x] + lanes[lid.x + stride]; }
+  }
+  if (lid.x == 0u && ch < params.cols) { out[params.out_off + ch] = lanes[0]; }
 }
 
 @compute @workgroup_size(256)

@@ -221,12 +221,13 @@ def test_image_operations_on_the_gpu_equal_numpy(gpu, cpu, rng, shape, kernel, s
         getattr(gpu, op)(*[gpu.from_numpy(a) for a in inputs], *outs, *args)
         return [(a, gpu.to_numpy(b)) for a, b in zip(want, outs)]
 
-    results = both("im2col", [x], [(groups * n * oh * ow, patch)], kernel, stride, sides, dilation, groups)
+    results = both("im2col", [x], [(groups * patch, n * oh * ow)], kernel, stride, sides, dilation)
     cols_t = rng.normal(size=(c * kernel[0] * kernel[1], n * oh * ow)).astype(np.float32)
     results += both("col2im", [cols_t], [shape], kernel, stride, sides, dilation)
-    rows = rng.normal(size=(n * oh * ow, c)).astype(np.float32)
-    results += both("to_channels_first", [rows], [(n, c, oh, ow)], None, groups)
-    results += both("to_channels_last", [rng.normal(size=(n, c, oh, ow)).astype(np.float32)], [rows.shape], groups)
+    rows_t = rng.normal(size=(c, n * oh * ow)).astype(np.float32)
+    results += both("to_channels_first", [rows_t], [(n, c, oh, ow)])
+    results += both("to_channels_last", [rng.normal(size=(n, c, oh, ow)).astype(np.float32)], [rows_t.shape])
+    results += both("sum_channels", [x], [(c,)])
     pool = (min(kernel[0], 2 * sides[0] + 1), min(kernel[1], 2 * sides[2] + 1))  # padding at most half the window
     pool = (max(pool[0], sides[1] + 1), max(pool[1], sides[3] + 1))
     ph, pw = window_positions((h, w), pool, stride, sides)
@@ -248,6 +249,28 @@ def test_image_operations_on_the_gpu_equal_numpy(gpu, cpu, rng, shape, kernel, s
 
 
 # ------------------------------------------------------------ worked by hand
+def test_patches_are_columns_a_pixel_each(cpu):
+    """im2col's layout by hand: a row per (channel, ki, kj), a column per
+    output pixel (n, i, j); the reorderings between product rows and
+    channels; sums per channel."""
+    x = np.arange(2 * 2 * 2 * 3, dtype=np.float64).reshape(2, 2, 2, 3)  # n, c, h, w
+    cols_t = np.empty((2 * 2 * 2, 2 * 1 * 2))
+    cpu.im2col(x, cols_t, (2, 2), (1, 1), (0, 0, 0, 0))
+    # image 0, channel 0 is [[0 1 2] [3 4 5]]: its first tap (0, 0) reads 0 then 1, image 1's 12 then 13
+    np.testing.assert_array_equal(cols_t[0], [0, 1, 12, 13])
+    np.testing.assert_array_equal(cols_t[3], [4, 5, 16, 17])  # channel 0, tap (1, 1)
+    np.testing.assert_array_equal(cols_t[4], [6, 7, 18, 19])  # channel 1, tap (0, 0)
+    planes = np.empty((2, 2, 1, 2))
+    cpu.to_channels_first(cols_t[:2], planes, bias=np.array([10.0, 20.0]))
+    np.testing.assert_array_equal(planes[:, :, 0], [[[10, 11], [21, 22]], [[22, 23], [33, 34]]])
+    back = np.empty((2, 4))
+    cpu.to_channels_last(planes, back)
+    np.testing.assert_array_equal(back, cols_t[:2] + [[10], [20]])
+    sums = np.empty(2)
+    cpu.sum_channels(x, sums)
+    np.testing.assert_array_equal(sums, [sum(range(6)) + sum(range(12, 18)), sum(range(6, 12)) + sum(range(18, 24))])
+
+
 def test_same_padding_sizes_as_keras():
     """ceil(in / stride) outputs; the total padding split with the odd row
     or column below or to the right."""

@@ -24,7 +24,7 @@ memory                     ``empty``, ``zeros``, ``from_numpy``, ``asarray``, ``
                            ``to_numpy``, ``write``, ``copy``, ``clear``, ``rows``,
                            ``view``, ``take_rows``
 dense algebra              ``matmul`` (transpose flags, optional bias),
-                           ``sum_rows``, ``flag_nonfinite``
+                           ``sum_rows``, ``sum_channels``, ``flag_nonfinite``
 elementwise                ``add``, ``multiply``, ``scale``, ``copy_slice``
 activations                ``activation``, ``activation_grad``,
                            ``activation_grad_from_input``, ``softmax``, ``softmax_grad``
@@ -216,6 +216,11 @@ class Backend(abc.ABC):
         """Column sums: ``out[j] = sum_i x[i, j]``; x (m, n), out (n,)."""
 
     @abc.abstractmethod
+    def sum_channels(self, x: Array, out: Array) -> None:
+        """Sums per channel: ``out[c] = sum over n and q of x[n, c, q]``;
+        x (n, c, *spatial), out (c,) (a convolution's bias gradient)."""
+
+    @abc.abstractmethod
     def flag_nonfinite(self, x: Array, acc: Array, index: int) -> None:
         """``acc[index] = 1`` when any element of ``x`` is NaN or ±inf
         (``acc`` is left alone otherwise)."""
@@ -399,44 +404,40 @@ class Backend(abc.ABC):
     # window whose top-left corner is (i·sh - top, j·sw - left), and there
     # are window_positions(...) of them each way.
     @abc.abstractmethod
-    def im2col(self, x: Array, cols: Array, kernel: Pair, stride: Pair, padding: Sides | Pair,
-               dilation: Pair = (1, 1), groups: int = 1) -> None:
-        """Patches as rows: x (n, c, h, w) -> cols (n·oh·ow, c·kh·kw) with
-        ``cols[(n, i, j), (c, ki, kj)] = x[n, c, i·sh + ki·dh - top, j·sw + kj·dw - left]``
-        (0 in the padding). With ``groups`` g (c divisible by g), the patches
-        of each group of c/g channels form a matrix of their own, stacked:
-        cols (g·n·oh·ow, c/g·kh·kw), group k's rows from k·n·oh·ow, its
-        columns the channels k·c/g + (0 .. c/g) (g = 1: the layout above)."""
+    def im2col(self, x: Array, cols_t: Array, kernel: Pair, stride: Pair, padding: Sides | Pair,
+               dilation: Pair = (1, 1)) -> None:
+        """Patches as columns: x (n, c, h, w) -> cols_t (c·kh·kw, n·oh·ow) with
+        ``cols_t[(c, ki, kj), (n, i, j)] = x[n, c, i·sh + ki·dh - top, j·sw + kj·dw - left]``
+        (0 in the padding). The rows of a group of c/g channels are a block
+        of their own (the k-th c/g·kh·kw rows): a grouped product reads its
+        group's block as it is. Consecutive entries of a row read
+        neighbouring pixels, so the copy runs along image rows."""
 
     @abc.abstractmethod
     def col2im(self, cols_t: Array, out: Array, kernel: Pair, stride: Pair, padding: Sides | Pair,
                dilation: Pair = (1, 1)) -> None:
-        """The adjoint of im2col, from patches laid out by column:
-        ``cols_t`` (c·kh·kw, n·oh·ow) is im2col's layout transposed (what
-        Wᵀ·dYᵀ gives directly; the groups' blocks of c/g·kh·kw rows stacked
-        are the same layout); out (n, c, h, w) = the sum, over every patch
-        entry, of ``cols_t`` at the pixel it was read from (overwrites out)."""
+        """The adjoint of im2col: ``cols_t`` (c·kh·kw, n·oh·ow) in im2col's
+        layout (what Wᵀ·dY gives directly); out (n, c, h, w) = the sum, over
+        every patch entry, of ``cols_t`` at the pixel it was read from
+        (overwrites out)."""
 
     @abc.abstractmethod
-    def to_channels_first(self, rows: Array, out: Array, bias: Array | None = None, groups: int = 1,
+    def to_channels_first(self, rows_t: Array, out: Array, bias: Array | None = None,
                           activation: str | None = None, activation_param: float = 0.0) -> None:
-        """rows (n·p, f) -> out (n, f, *spatial) of p = prod(spatial) pixels,
-        ``out[n, f, q] = rows[n·p + q, f] (+ bias[f])``. With ``groups`` g,
-        rows holds g matrices (n·p, f/g) one after the other, group k's
-        for the channels k·f/g + (0 .. f/g): ``out[n, k·f/g + e, q] =
-        rows[k·n·p + n·p + q, e]`` (what per-group products write). With
-        ``activation`` (one of :data:`ACTIVATIONS`, its scalar
+        """rows_t (f, n·p) -> out (n, f, *spatial) of p = prod(spatial)
+        pixels, ``out[n, f, q] = rows_t[f, n·p + q] (+ bias[f])`` (what the
+        product W·cols_t writes; groups' products write their blocks of
+        rows). With ``activation`` (one of :data:`ACTIVATIONS`, its scalar
         ``activation_param``), f of that in the same pass (a Conv2D's own
         activation)."""
 
     @abc.abstractmethod
-    def to_channels_last(self, x: Array, rows: Array, groups: int = 1, grad_of: tuple[str, Array] | None = None,
+    def to_channels_last(self, x: Array, rows_t: Array, grad_of: tuple[str, Array] | None = None,
                          activation_param: float = 0.0) -> None:
-        """x (n, f, *spatial) -> rows (n·p, f): the inverse of
-        to_channels_first (with ``groups``, its grouped layout); with
-        ``grad_of=(kind, y)``, y shaped like x, the values are first
-        multiplied by f'(z) from the saved output y = f(z), as
-        :meth:`activation_grad` computes it (a Conv2D's dY reordered and
+        """x (n, f, *spatial) -> rows_t (f, n·p): the inverse of
+        to_channels_first; with ``grad_of=(kind, y)``, y shaped like x, the
+        values are first multiplied by f'(z) from the saved output y = f(z),
+        as :meth:`activation_grad` computes it (a Conv2D's dY reordered and
         taken back through its own activation in one pass)."""
 
     @abc.abstractmethod

@@ -485,6 +485,10 @@ class NumpyBackend(Backend):
     def sum_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         np.add.reduce(x, axis=0, out=out)
 
+    def sum_channels(self, x: np.ndarray, out: np.ndarray) -> None:
+        n, c = x.shape[:2]
+        np.add.reduce(x.reshape(n, c, -1), axis=(0, 2), out=out)
+
     def flag_nonfinite(self, x: np.ndarray, acc: np.ndarray, index: int) -> None:
         if not _all_finite(x):
             acc[index] = 1
@@ -607,7 +611,7 @@ class NumpyBackend(Backend):
         np.multiply(dy, mask, out)
 
     # ---------------------------------------------------------- images (NCHW)
-    def im2col(self, x, cols, kernel, stride, padding, dilation=(1, 1), groups=1) -> None:
+    def im2col(self, x, cols_t, kernel, stride, padding, dilation=(1, 1)) -> None:
         n, c, h, w = x.shape
         (kh, kw), (dh, dw) = kernel, dilation
         oh, ow = window_positions((h, w), kernel, stride, padding, dilation)
@@ -616,8 +620,7 @@ class NumpyBackend(Backend):
         span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
         windows = sliding_window_view(_padded(x, padding, 0), span, axis=(2, 3))
         windows = windows[:, :, _span(0, stride[0], oh), _span(0, stride[1], ow), ::dh, ::dw]
-        by_group = windows.reshape(n, groups, c // groups, oh, ow, kh, kw)
-        np.copyto(cols.reshape(groups, n, oh, ow, c // groups, kh, kw), by_group.transpose(1, 0, 3, 4, 2, 5, 6))
+        np.copyto(cols_t.reshape(c, kh, kw, n, oh, ow), windows.transpose(1, 4, 5, 0, 2, 3))
 
     def col2im(self, cols_t, out, kernel, stride, padding, dilation=(1, 1)) -> None:
         n, c, h, w = out.shape
@@ -632,31 +635,23 @@ class NumpyBackend(Backend):
                 by_channel[:, :, _span(ki * dh, sh, oh), _span(kj * dw, sw, ow)] += slabs[:, ki, kj]
         np.copyto(out, padded[:, :, top : top + h, left : left + w])
 
-    def to_channels_first(self, rows, out, bias=None, groups=1, activation=None, activation_param=0.0) -> None:
+    def to_channels_first(self, rows_t, out, bias=None, activation=None, activation_param=0.0) -> None:
         n, f = out.shape[:2]
         planes = out.reshape(n, f, -1)
-        if groups == 1:
-            np.copyto(planes, rows.reshape(n, -1, f).transpose(0, 2, 1))
-        else:
-            per_group = rows.reshape(groups, n, -1, f // groups)  # (g, n, p, f/g)
-            np.copyto(planes.reshape(n, groups, f // groups, -1), per_group.transpose(1, 0, 3, 2))
+        np.copyto(planes, rows_t.reshape(f, n, -1).transpose(1, 0, 2))
         if bias is not None:
             planes += bias.reshape(f, 1)
         if activation is not None:
             _ACTIVATION[activation](out, out, activation_param)
 
-    def to_channels_last(self, x, rows, groups=1, grad_of=None, activation_param=0.0) -> None:
+    def to_channels_last(self, x, rows_t, grad_of=None, activation_param=0.0) -> None:
         n, f = x.shape[:2]
         if grad_of is not None:
             kind, y = grad_of
             dz = self._tmp(x, 4)
             _output_gradient(kind, activation_param)(y, x, dz, activation_param)
             x = dz
-        if groups == 1:
-            np.copyto(rows.reshape(n, -1, f), x.reshape(n, f, -1).transpose(0, 2, 1))
-            return
-        by_group = x.reshape(n, groups, f // groups, -1)  # (n, g, f/g, p)
-        np.copyto(rows.reshape(groups, n, -1, f // groups), by_group.transpose(1, 0, 3, 2))
+        np.copyto(rows_t.reshape(f, n, -1), x.reshape(n, f, -1).transpose(1, 0, 2))
 
     def maxpool2d(self, x, out, argmax, pool, stride, padding) -> None:
         n, c, h, w = x.shape

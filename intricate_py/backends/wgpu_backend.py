@@ -622,6 +622,13 @@ class WgpuBackend(Backend):
             rows=rows, cols=cols, a_off=x.offset, out_off=out.offset,
         )
 
+    def sum_channels(self, x: GPUArray, out: GPUArray) -> None:
+        n, c = x.shape[:2]
+        self._dispatch(
+            "sum_channels", self._grid(c, per_group=1), (x, out),
+            rows=n, cols=c, inner=x.size // (n * c), a_off=x.offset, out_off=out.offset,
+        )
+
     def flag_nonfinite(self, x: GPUArray, acc: GPUArray, index: int) -> None:
         self._dispatch(
             "flag_nonfinite", self._grid(x.size), (x, acc),
@@ -732,35 +739,35 @@ class WgpuBackend(Backend):
         return dict(n=n, c=c, h=h, w=w, kh=kernel[0], kw=kernel[1], sh=stride[0], sw=stride[1],
                     ph=top, pw=left, oh=out_hw[0], ow=out_hw[1], dh=dilation[0], dw=dilation[1])
 
-    def im2col(self, x, cols, kernel, stride, padding, dilation=(1, 1), groups=1) -> None:
+    def im2col(self, x, cols_t, kernel, stride, padding, dilation=(1, 1)) -> None:
         self._dispatch(
-            "im2col", self._grid(cols.size), (x, None, cols), count=cols.size, group_count=groups,
-            src_off=x.offset, out_off=cols.offset,
+            "im2col", self._grid(cols_t.size), (x, None, cols_t), count=cols_t.size,
+            src_off=x.offset, out_off=cols_t.offset,
             **self._image_params(x.shape, kernel, stride, padding, dilation),
         )
 
     def col2im(self, cols_t, out, kernel, stride, padding, dilation=(1, 1)) -> None:
         self._dispatch(
-            "col2im", self._grid(out.size), (cols_t, None, out), count=out.size, group_count=1,
+            "col2im", self._grid(out.size), (cols_t, None, out), count=out.size,
             src_off=cols_t.offset, out_off=out.offset,
             **self._image_params(out.shape, kernel, stride, padding, dilation),
         )
 
-    def to_channels_first(self, rows, out, bias=None, groups=1, activation=None, activation_param=0.0) -> None:
+    def to_channels_first(self, rows_t, out, bias=None, activation=None, activation_param=0.0) -> None:
         n, f = out.shape[:2]
         self._dispatch(
-            "to_channels_first", self._grid(out.size), (rows, bias, out), count=out.size, n=n, f=f,
-            p=out.size // (n * f), src_off=rows.offset, out_off=out.offset, group_count=groups,
+            "to_channels_first", self._grid(out.size), (rows_t, bias, out), count=out.size, n=n, f=f,
+            p=out.size // (n * f), src_off=rows_t.offset, out_off=out.offset,
             has_bias=int(bias is not None), bias_off=bias.offset if bias is not None else 0,
             activation=0 if activation is None else 1 + ACTIVATION_KIND[activation], param=activation_param,
         )
 
-    def to_channels_last(self, x, rows, groups=1, grad_of=None, activation_param=0.0) -> None:
+    def to_channels_last(self, x, rows_t, grad_of=None, activation_param=0.0) -> None:
         n, f = x.shape[:2]
         kind, y = grad_of if grad_of is not None else (None, None)
         self._dispatch(
-            "to_channels_last", self._grid(rows.size), (x, None, rows, y), count=rows.size, n=n, f=f,
-            p=x.size // (n * f), src_off=x.offset, out_off=rows.offset, group_count=groups,
+            "to_channels_last", self._grid(rows_t.size), (x, None, rows_t, y), count=rows_t.size, n=n, f=f,
+            p=x.size // (n * f), src_off=x.offset, out_off=rows_t.offset,
             grad_kind=0 if kind is None else 1 + ACTIVATION_KIND[kind], aux_off=y.offset if y is not None else 0,
             param=activation_param,
         )

@@ -145,80 +145,83 @@ class Conv2D(WeightedLayer):
     def _bias(self) -> Array | None:
         return self.params["b"].value if self.use_bias else None
 
+    def _pixel_columns(self, ctx: Context, name: str, rows: int, columns: int) -> Array:
+        """A (rows, columns) matrix of the workspace whose columns, a pixel
+        each, grow with the batch (the workspace grows buffers by their
+        first dimension, here their size)."""
+        return self.backend.view(ctx.buffer(name, rows * columns, ()), 0, (rows, columns))
+
+    def _product(self, a: Array, b: Array, out: Array, shapes, transpose_a=False, transpose_b=False) -> None:
+        """out = op(a)·op(b), or each group's block of out from the groups'
+        blocks of a and b, ``shapes`` = the blocks' (rows, columns) in a, b
+        and out."""
+        backend = self.backend
+        if self.groups == 1:
+            backend.matmul(a, b, out, transpose_a=transpose_a, transpose_b=transpose_b)
+            return
+        for k in range(self.groups):
+            backend.matmul(*(self._block(m, k, *shape) for m, shape in zip((a, b, out), shapes)),
+                           transpose_a=transpose_a, transpose_b=transpose_b)
+
     # -------------------------------------------------------------- computing
+    # The products' matrices have a column per output pixel (n, i, j): the
+    # patches cols_t (c·kh·kw, n·p), rows_t = W·cols_t (filters, n·p); a
+    # group's rows are a block of each, so a grouped convolution is the
+    # groups' products side by side.
     def call(self, ctx: Context, x: Array) -> Array:
         n, pixels = x.shape[0], math.prod(self.output_shape[1:])
-        backend, groups = self.backend, self.groups
-        cols = ctx.cols = ctx.buffer("cols", groups * n * pixels, (self._patch,))
-        backend.im2col(x, cols, self.kernel_size, self.stride, self.sides, self.dilation_rate, groups)
-        rows = ctx.buffer("rows", n * pixels, (self.filters,))
-        weights = self.params["W"].value
-        if groups == 1:
-            backend.matmul(cols, self._matrix(weights), rows, transpose_b=True)  # patches · Wᵀ
-        else:
-            per_group = self.filters // groups
-            for k in range(groups):
-                backend.matmul(self._block(cols, k, n * pixels, self._patch),
-                               self._block(weights, k, per_group, self._patch),
-                               self._block(rows, k, n * pixels, per_group), transpose_b=True)
+        backend, per_group = self.backend, self.filters // self.groups
+        cols_t = ctx.cols_t = self._pixel_columns(ctx, "cols_t", self.groups * self._patch, n * pixels)
+        backend.im2col(x, cols_t, self.kernel_size, self.stride, self.sides, self.dilation_rate)
+        rows_t = self._pixel_columns(ctx, "rows_t", self.filters, n * pixels)
+        self._product(self._matrix(self.params["W"].value), cols_t, rows_t,
+                      ((per_group, self._patch), (self._patch, n * pixels), (per_group, n * pixels)))
         y = ctx.y = ctx.buffer("y", n, self.output_shape)
         function = self.function
         if function is None or function.from_output or not ctx.training:
             kind, param = (None, 0.0) if function is None else function
-            backend.to_channels_first(rows, y, bias=self._bias(), groups=groups, activation=kind,
-                                      activation_param=param)
+            backend.to_channels_first(rows_t, y, bias=self._bias(), activation=kind, activation_param=param)
             return y
         # the activation after the reordering, which keeps its input z for the gradient
         z = ctx.z = ctx.buffer("z", n, self.output_shape)
-        backend.to_channels_first(rows, z, bias=self._bias(), groups=groups)
+        backend.to_channels_first(rows_t, z, bias=self._bias())
         function.apply(backend, z, y)
         return y
 
     def parameter_gradients(self, ctx: Context, grad: Array) -> None:
         n, pixels = grad.shape[0], math.prod(self.output_shape[1:])
-        backend, groups, W = self.backend, self.groups, self.params["W"]
-        # the forward's rows buffer is free once y is written: it takes dZ by
-        # pixel, dZ = dY taken back through the activation (in the same pass
-        # where its gradient comes from its output)
-        dy = ctx.dy_rows = ctx.buffer("rows", n * pixels, (self.filters,))
+        backend, per_group, W = self.backend, self.filters // self.groups, self.params["W"]
+        # the forward's rows_t buffer is free once y is written: it takes dZ
+        # as product rows, dZ = dY taken back through the activation (in the
+        # same pass where its gradient comes from its output)
+        dy_t = ctx.dy_t = self._pixel_columns(ctx, "rows_t", self.filters, n * pixels)
         function = self.function
         if function is None:
-            backend.to_channels_last(grad, dy, groups)
+            backend.to_channels_last(grad, dy_t)
         elif function.from_output:
-            backend.to_channels_last(grad, dy, groups, grad_of=(function.kind, ctx.y), activation_param=function.param)
+            backend.to_channels_last(grad, dy_t, grad_of=(function.kind, ctx.y), activation_param=function.param)
         else:
             dz = ctx.buffer("dz", n, self.output_shape)
             function.gradient(backend, ctx.z, grad, dz)
-            backend.to_channels_last(dz, dy, groups)
-        if groups == 1:
-            backend.matmul(dy, ctx.cols, self._matrix(W.grad), transpose_a=True)  # dW = dYᵀ · patches
-            if self.use_bias:
-                backend.sum_rows(dy, self.params["b"].grad)  # db = Σ dY over samples and pixels
-            return
-        per_group = self.filters // groups
-        for k in range(groups):
-            backend.matmul(self._block(dy, k, n * pixels, per_group), self._block(ctx.cols, k, n * pixels, self._patch),
-                           self._block(W.grad, k, per_group, self._patch), transpose_a=True)
-        if self.use_bias:
-            for k in range(groups):
-                backend.sum_rows(self._block(dy, k, n * pixels, per_group),
-                                 backend.view(self.params["b"].grad, k * per_group, (per_group,)))
+            backend.to_channels_last(dz, dy_t)
+        # dW = dZ · patchesᵀ
+        self._product(dy_t, ctx.cols_t, self._matrix(W.grad),
+                      ((per_group, n * pixels), (self._patch, n * pixels), (per_group, self._patch)),
+                      transpose_b=True)
+        if self.use_bias:  # db = Σ dZ over samples and pixels
+            backend.sum_channels(backend.view(dy_t, 0, (1, self.filters, n * pixels)), self.params["b"].grad)
 
     def backward(self, ctx: Context, grad: Array) -> Array:
         self.parameter_gradients(ctx, grad)
-        # dW has read the patches: their buffer now takes dpatchesᵀ = Wᵀ · dYᵀ,
-        # by column, the layout col2im reads without reordering (a group's
-        # block of rows after another's)
+        # dW has read the patches: their buffer now takes dpatches = Wᵀ · dZ,
+        # the layout col2im reads
         n, pixels = grad.shape[0], math.prod(self.output_shape[1:])
-        backend, groups, weights = self.backend, self.groups, self.params["W"].value
-        per_group = self.filters // groups
-        for k in range(groups):
-            backend.matmul(self._block(weights, k, per_group, self._patch),
-                           self._block(ctx.dy_rows, k, n * pixels, per_group),
-                           self._block(ctx.cols, k, self._patch, n * pixels), transpose_a=True, transpose_b=True)
-        dcols_t = backend.view(ctx.cols, 0, (groups * self._patch, n * pixels))
+        per_group = self.filters // self.groups
+        self._product(self._matrix(self.params["W"].value), ctx.dy_t, ctx.cols_t,
+                      ((per_group, self._patch), (per_group, n * pixels), (self._patch, n * pixels)),
+                      transpose_a=True)
         dx = ctx.buffer("dx", n, self.input_shape)
-        backend.col2im(dcols_t, dx, self.kernel_size, self.stride, self.sides, self.dilation_rate)
+        self.backend.col2im(ctx.cols_t, dx, self.kernel_size, self.stride, self.sides, self.dilation_rate)
         return dx
 
     # ------------------------------------------------------------ description
