@@ -649,9 +649,10 @@ class Model:
     def load_weights(self, path) -> None:
         """Set every parameter from a file of :meth:`save_weights` or
         :meth:`save`, or from a PyTorch ``nn.Sequential`` state_dict saved
-        with ``safetensors.torch.save_file``: tensors ``{layer index}.weight``
-        and ``.bias`` matched to this model's layers by position, every
-        shape checked. FormatError, and nothing changed, if one differs."""
+        with ``safetensors.torch.save_file``: tensors ``{position}.weight``
+        and ``.bias`` matched to this model's layers by their positions in
+        that Sequential (a layer with its own ``activation=`` takes two),
+        every shape checked. FormatError, and nothing changed, if one differs."""
         from .saving import load_weights
 
         load_weights(self, path)

@@ -140,6 +140,32 @@ def test_sequential_state_dict_loads_into_torch(tmp_path):
     np.testing.assert_allclose(net(torch.from_numpy(xs)).detach().numpy(), model.predict(xs), rtol=1e-5, atol=1e-6)
 
 
+def test_a_layers_own_activation_takes_a_position_as_in_torch(tmp_path):
+    """Dense(8, activation="relu") is nn.Linear then nn.ReLU: the next
+    layer's tensors are at position 2, both ways, and a model file too."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    x, _ = blobs()
+    xs = x.astype(np.float32)
+    model = Model([Dense(8, activation="relu"), Dense(3), Softmax()], input_size=5, device="cpu", seed=0)
+    model.save_weights(tmp_path / "w.safetensors")
+    state = safetensors.numpy.load_file(str(tmp_path / "w.safetensors"))
+    assert sorted(state) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    net = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3), torch.nn.Softmax(dim=1))
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    np.testing.assert_allclose(net(torch.from_numpy(xs)).detach().numpy(), model.predict(xs), rtol=1e-5, atol=1e-6)
+    torch.nn.init.normal_(net[2].weight)
+    save_file(net.state_dict(), tmp_path / "net.safetensors")
+    model.load_weights(tmp_path / "net.safetensors")
+    np.testing.assert_allclose(model.predict(xs), net(torch.from_numpy(xs)).detach().numpy(), rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(Model.load(tmp_path / "m.safetensors", device="cpu").predict(xs), model.predict(xs))
+    plain = Model([Dense(8), Dense(3)], input_size=5, device="cpu")  # its second Dense at position 1: refused
+    with pytest.raises(FormatError, match=r"positions \[0, 1\] in this model and \[0, 2\] in the file"):
+        plain.load_weights(tmp_path / "net.safetensors")
+
+
 @pytest.mark.parametrize("make_optimizer", [lambda: SGD(0.05, momentum=0.9, nesterov=True), lambda: Adagrad(0.05),
                                             lambda: Adam(0.01)], ids=["nesterov", "adagrad", "adam"])
 def test_training_resumed_from_a_file_matches_an_uninterrupted_run(tmp_path, device, make_optimizer):

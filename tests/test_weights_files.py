@@ -228,7 +228,7 @@ def test_torch_layers_out_of_position_are_named(tmp_path):
         mlp().load_weights(path)
     save_torch(torch, nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(), nn.Linear(8, 3)), path)
     with pytest.raises(FormatError, match=r"tensors that no layer holds: \['3.bias', '3.weight'\] \(this model's "
-                                          r"layers are 0 to 2. The layers with parameters are at positions \[0\] in "
+                                          r"layers are at positions 0 to 2. The layers with parameters are at positions \[0\] in "
                                           r"this model and \[0, 3\] in the file"):
         Model([Dense(8), ReLU(), Softmax()], input_size=6, device="cpu").load_weights(path)
     save_torch(torch, nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(), nn.Linear(8, 4)), path)
@@ -249,7 +249,7 @@ def test_nested_torch_modules_are_refused_with_the_naming_rule(tmp_path):
     path = tmp_path / "nested.safetensors"
     save_torch(torch, net, path)
     with pytest.raises(FormatError, match=r"tensors that no layer holds: \['features.0.bias', 'features.0.weight'\] "
-                                          r"\(tensors are named '\{layer index\}.\{weight\|bias\}'"):
+                                          r"\(tensors are named '\{position\}.\{weight\|bias\}'"):
         mlp().load_weights(path)
 
 

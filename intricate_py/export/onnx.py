@@ -42,7 +42,7 @@ folded into that product (:func:`common.batch_norm_folds`): the product's
 initializers hold the folded weights and the normalization writes no
 node.
 
-Tensors are named ``{layer index}.{role}``, as in the library's files:
+Tensors are named ``{layer index}.{role}`` (the index in ``model.layers``):
 ``3.weight``, ``3.bias`` once for a layer however many nodes call it, and
 ``3.dense`` for a node's output (``3.dense.1`` for a shared layer's second
 call).
@@ -85,7 +85,7 @@ def _onnx():
 
 class _Graph:
     """The nodes and initializers of a graph under construction; names are
-    ``{layer index}.{role}``, as in the library's files."""
+    ``{layer index}.{role}``."""
 
     def __init__(self, helper, numpy_helper, products: dict[int, tuple[np.ndarray, np.ndarray]]):
         self.helper, self.numpy_helper = helper, numpy_helper

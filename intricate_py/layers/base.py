@@ -400,6 +400,12 @@ class Layer:
         self.build(self.input_shape)
 
     # ------------------------------------------------------------------ files
+    @property
+    def sequential_modules(self) -> int:
+        """The modules this layer is in the equivalent torch.nn.Sequential,
+        whose positions name a file's tensors (``{position}.weight``)."""
+        return 1
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """The parameters and state as numpy arrays, by the names and layouts
         files use (PyTorch's: a Dense gives ``weight`` (units, inputs) and ``bias``)."""
@@ -537,6 +543,13 @@ class WeightedLayer(Layer, abstract=True):
     (:mod:`intricate_py.initializers`)."""
 
     file_tensors = ("weight", "bias")
+    activation: str | None = None
+
+    @property
+    def sequential_modules(self) -> int:
+        """2 with its own activation (``activation="relu"``: nn.Linear or
+        nn.Conv2d, then nn.ReLU), else 1."""
+        return 1 if self.activation is None else 2
 
     def _use_initializers(self, weight_init: str, bias_init: str) -> None:
         initializers.get(weight_init)  # ValueError for an unknown name

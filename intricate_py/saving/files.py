@@ -19,18 +19,27 @@ if TYPE_CHECKING:
     from ..model import Model
 
 
+def positions(layers: list) -> list[int]:
+    """Each layer's position in the equivalent torch.nn.Sequential, the
+    prefix of its tensors' names: a layer with its own activation
+    (``Dense(8, activation="relu")``, nn.Linear then nn.ReLU) takes two."""
+    at, out = 0, []
+    for layer in layers:
+        out.append(at)
+        at += layer.sequential_modules
+    return out
+
+
 def model_tensors(model: "Model") -> dict[str, np.ndarray]:
-    """Every layer's tensors as ``{layer index}.{name}``, as torch.nn.Sequential names them."""
+    """Every layer's tensors as ``{position}.{name}``, as torch.nn.Sequential names them."""
     if not model.built:
         raise ValueError("the model has no weights yet: give input_size or train it first")
-    tensors = {f"{i}.{name}": t for i, layer in enumerate(model.layers) for name, t in layer.state_dict().items()}
-    refuse_non_finite(tensors, lambda name: _layer_text(model, name))
+    tensors, owner = {}, {}
+    for i, (layer, at) in enumerate(zip(model.layers, positions(model.layers))):
+        for name, t in layer.state_dict().items():
+            tensors[f"{at}.{name}"], owner[f"{at}.{name}"] = t, i
+    refuse_non_finite(tensors, lambda name: f"layer {owner[name]} {model.layers[owner[name]]!r}")
     return tensors
-
-
-def _layer_text(model: "Model", name: str) -> str:
-    i = int(name.split(".")[0])
-    return f"layer {i} {model.layers[i]!r}"
 
 
 def architecture(model: "Model") -> dict[str, str]:
@@ -145,19 +154,20 @@ def _rebuild_graph(graph: dict, layers: list) -> tuple[list, list]:
 
 
 def split_by_layer(tensors: dict[str, np.ndarray], layers: list) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """Tensors named ``{layer index}.{name}`` by layer (as ``{name}``), and the rest."""
+    """Tensors named ``{position}.{name}`` by layer (as ``{name}``), and the rest."""
     per_layer: list[dict[str, np.ndarray]] = [{} for _ in layers]
+    layer_at = {at: i for i, at in enumerate(positions(layers))}
     rest = {}
     for name, t in tensors.items():
-        i = _layer_index(name)
-        if i is not None and i < len(layers):
+        i = layer_at.get(_position(name))
+        if i is not None:
             per_layer[i][name.partition(".")[2]] = t
         else:
             rest[name] = t
     return per_layer, rest
 
 
-def _layer_index(name: str) -> int | None:
+def _position(name: str) -> int | None:
     """i for a tensor named "{i}.{something}" (no sign, no leading zero)."""
     head, _, tail = name.partition(".")
     if tail and len(head) <= 18 and head.isascii() and head.isdigit() and head == str(int(head)):
@@ -173,9 +183,9 @@ def fill_layers(layers: list, per_layer: list[dict], path: Path, backend=None) -
     """Check every layer's tensors, then write them all (all or nothing);
     unbuilt layers are built on ``backend``."""
     staged = []
-    for i, (layer, own) in enumerate(zip(layers, per_layer)):
+    for i, (layer, own, at) in enumerate(zip(layers, per_layer, positions(layers))):
         if not own and _holds_tensors(layer):
-            raise FormatError(f"{path}: {_missing(i, layer)}{alignment_hint(layers, per_layer)}")
+            raise FormatError(f"{path}: {_missing(i, at, layer)}{alignment_hint(layers, per_layer)}")
         try:
             staged.append(layer.check_state(own, backend.dtype if backend is not None else None))
         except ValueError as error:
@@ -184,34 +194,36 @@ def fill_layers(layers: list, per_layer: list[dict], path: Path, backend=None) -
         layer.write_state(shape, values, backend)
 
 
-def _missing(i: int, layer: "Layer") -> str:
+def _missing(i: int, at: int, layer: "Layer") -> str:
     names = sorted(layer.file_shapes()) if layer.params else sorted(layer.file_tensors)
     return f"layer {i} {layer!r} holds parameters, but the file has no tensors for it " \
-           f"(expected {', '.join(f'{i}.{n}' for n in names)})"
+           f"(expected {', '.join(f'{at}.{n}' for n in names)})"
 
 
 def alignment_hint(layers: list, per_layer: list[dict], stray: tuple = ()) -> str:
     """When the layers holding parameters sit at other positions in the
     file than in the model, a sentence saying so."""
-    ours = [i for i, layer in enumerate(layers) if _holds_tensors(layer)]
-    theirs = sorted({i for i, own in enumerate(per_layer) if own} | set(stray))
+    at = positions(layers)
+    ours = [at[i] for i, layer in enumerate(layers) if _holds_tensors(layer)]
+    theirs = sorted({at[i] for i, own in enumerate(per_layer) if own} | set(stray))
     if ours == theirs:
         return ""
     return (f". The layers with parameters are at positions {ours} in this model and {theirs} in the file: "
-            "in a torch.nn.Sequential every module takes a position (activations, Dropout and Flatten too), "
-            "so both must list the same layers in the same order")
+            "in a torch.nn.Sequential every module takes a position (activations, Dropout and Flatten too, "
+            "and a layer's own activation= after it), so both must list the same layers in the same order")
 
 
 def refuse_stray(rest: dict, layers: list, per_layer: list[dict], path: Path) -> None:
     if not rest:
         return
     names = sorted(rest)
-    numbered = [i for i in map(_layer_index, names) if i is not None]
+    numbered = [i for i in map(_position, names) if i is not None]
     if numbered:
         hint = alignment_hint(layers, per_layer, tuple(numbered))
-        where = f" (this model's layers are 0 to {len(layers) - 1}{hint})"
+        last = positions(layers)[-1] + layers[-1].sequential_modules - 1 if layers else -1
+        where = f" (this model's layers are at positions 0 to {last}{hint})"
     else:
-        where = " (tensors are named '{layer index}.{weight|bias}', as in the state_dict of a torch.nn.Sequential)"
+        where = " (tensors are named '{position}.{weight|bias}', as in the state_dict of a torch.nn.Sequential)"
     raise FormatError(f"{path}: tensors that no layer holds: {names[:5]}{where}")
 
 

@@ -60,8 +60,10 @@ def save_weights(model: "Model", path: PathLike) -> None:
 def load_weights(model: "Model", path: PathLike) -> None:
     """Set every parameter from a file of intricate-py (a model or its
     weights) or a PyTorch ``nn.Sequential`` state_dict, matching tensors
-    ``{layer index}.{weight|bias}`` to the model's layers by position. All
-    or nothing: FormatError naming the first layer that differs."""
+    ``{position}.{weight|bias}`` to the model's layers by their positions
+    in the equivalent torch.nn.Sequential (a layer with its own
+    ``activation=`` takes two). All or nothing: FormatError naming the
+    first layer that differs."""
     path = Path(path)
     tensors, metadata = read_safetensors(path)
     if metadata is not None and metadata.get("format") == spec.FORMAT:
