@@ -41,8 +41,10 @@ the network is a FormatError naming both sizes.
 
 Darknet normalizes in inference by ``(x - mean) / (sqrt(var) + 1e-6)``
 (its epsilon outside the root); the BatchNormalization layers are built
-with epsilon 0 and moving variances of ``(sqrt(var) + 1e-6)²``, which
-computes the same to float32 rounding.
+with epsilon 1e-12 (= 1e-6²) and moving variances of ``(sqrt(var) + 1e-6)²
+- 1e-12``, which computes the same to float32 rounding; in training, a
+batch variance of 0 (one sample) divides by sqrt(1e-12) = 1e-6, as
+Darknet's does.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ DARKNET53 = Path(__file__).resolve().parent / "cfg" / "darknet53.cfg"
 
 #: Darknet's epsilon, added to the standard deviation (not the variance) in inference.
 DARKNET_EPSILON = 1e-6
+#: The BatchNormalization layers' epsilon: Darknet's, squared, under the root.
+_VARIANCE_EPSILON = DARKNET_EPSILON**2
 
 #: The keys each section may hold; those that change nothing in inference are accepted and ignored.
 _TRAINING_KEYS = {
@@ -151,6 +155,14 @@ def _int(section: Section, key: str, default: int | None = None, minimum: int = 
     return number
 
 
+def _number(section: Section, key: str) -> float:
+    try:
+        return float(section.options[key])
+    except ValueError:
+        raise ValueError(f"line {section.line}: expected a number for {key} in [{section.name}]. "
+                         f"Received: {section.options[key]!r}") from None
+
+
 def _activation(section: Section) -> str:
     kind = section.options.get("activation", "linear")
     if kind not in ACTIVATIONS:
@@ -226,12 +238,16 @@ class _Builder:
             layers = [dense]
             y = dense(x)
             if self._normalized(section):
-                norm = BatchNormalization(epsilon=0.0, name=self.name("batchnorm"))
+                norm = BatchNormalization(epsilon=_VARIANCE_EPSILON, name=self.name("batchnorm"))
                 layers.append(norm)
                 y = norm(y)
             self.weighted.append(("connected", section, layers))
             return self.activate(y, _activation(section))
         # softmax
+        for key in ("groups", "temperature"):
+            if key in section.options and _number(section, key) != 1:
+                raise ValueError(f"{key}={section.options[key]} in [softmax]: this loader reads a softmax over "
+                                 f"all the outputs at temperature 1 only ({key}=1)")
         if len(x.shape) > 1:
             x = Flatten(name=self.name("flatten"))(x)
         return Softmax(name=self.name("softmax"))(x)
@@ -250,7 +266,7 @@ class _Builder:
         y = conv(x)
         layers: list[Layer] = [conv]
         if normalized:
-            norm = BatchNormalization(epsilon=0.0, name=self.name("batchnorm"))
+            norm = BatchNormalization(epsilon=_VARIANCE_EPSILON, name=self.name("batchnorm"))
             y = norm(y)
             layers.append(norm)
         self.weighted.append(("convolutional", section, layers))
@@ -307,6 +323,17 @@ def _reads(kind: str, layers: list[Layer]) -> list[tuple[Layer, str, tuple[int, 
     return [biases, (main, "weights", (units, main.weights.shape[0])), *normalization]  # Darknet's (outputs, inputs)
 
 
+def _owner(weighted: list[tuple[str, Section, list[Layer]]], index: int) -> str:
+    """Which tensor float ``index`` of a file (after the header) fills."""
+    offset = 0
+    for kind, section, layers in weighted:
+        for layer, attribute, shape in _reads(kind, layers):
+            offset += int(np.prod(shape))
+            if index < offset:
+                return f"{layer.name}'s {attribute}, from the [{kind}] at line {section.line}"
+    return "past the network's weights"
+
+
 def read_weights(weighted: list[tuple[str, Section, list[Layer]]], path) -> dict[str, Any]:
     """Fill the weighted layers from a Darknet ``.weights`` file and return
     its header (major, minor, revision, seen). FormatError naming the file
@@ -329,6 +356,10 @@ def read_weights(weighted: list[tuple[str, Section, list[Layer]]], path) -> dict
                               f"{header}-byte header (version {major}.{minor}) take {expected:,}")
         seen = struct.unpack("<Q" if wide else "<I", f.read(header - 12))[0]
         data = np.frombuffer(f.read(), dtype="<f4")
+    bad = np.flatnonzero(~np.isfinite(data))
+    if bad.size:
+        raise FormatError(f"{path}: NaN or infinite values ({bad.size:,}), the first at float "
+                          f"{bad[0]:,} after the header ({_owner(weighted, int(bad[0]))}); nothing was changed")
     transposed = major > 1000 or minor > 1000  # connected weights stored (inputs, outputs)
     values: list[tuple[Layer, str, np.ndarray]] = []
     offset = 0
@@ -342,7 +373,8 @@ def read_weights(weighted: list[tuple[str, Section, list[Layer]]], path) -> dict
             else:
                 array = array.reshape(shape)
             if attribute == "moving_variance":  # Darknet's epsilon outside the root, as a variance
-                array = (np.sqrt(np.maximum(array, 0)) + np.float32(DARKNET_EPSILON)) ** 2
+                deviation = np.sqrt(np.maximum(array.astype(np.float64), 0)) + DARKNET_EPSILON
+                array = (deviation**2 - _VARIANCE_EPSILON).astype(np.float32)
             values.append((layer, attribute, array))
         if kind == "connected" and len(layers) > 1:  # the biases went to the normalization's beta
             values.append((layers[0], "biases", np.zeros(layers[0].units, np.float32)))

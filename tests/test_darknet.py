@@ -264,7 +264,36 @@ def test_a_weights_file_of_the_wrong_size_names_both_sizes(small, tmp_path, chan
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_non_finite_weight_is_refused_before_anything_changes(small, tmp_path):
+    cfg, weights, _, _ = small
+    data = bytearray(weights.read_bytes())
+    data[-4:] = struct.pack("<f", float("nan"))  # the last connected layer's last rolling variance
+    bad = tmp_path / "nan.weights"
+    bad.write_bytes(bytes(data))
+    model, weighted = darknet.build(darknet.parse_cfg(cfg), device="cpu")
+    before = model.get_weights()
+    with pytest.raises(FormatError, match=r"NaN or infinite values \(1\), the first at float [\d,]+ after the "
+                                          r"header \(\w+'s moving_variance, from the \[connected\] at line 68\); "
+                                          "nothing was changed"):
+        darknet.read_weights(weighted, bad)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_network_from_darknet_trains_on_a_batch_of_one(small):
+    """Darknet's normalization keeps its 1e-6 in training: a batch of
+    one sample (variance 0) gives finite losses, not a division by 0."""
+    cfg, weights, _, _ = small
+    model = darknet.load(cfg, weights, device="cpu", seed=0)
+    rng = np.random.default_rng(3)
+    history = model.fit(rng.random((5, 3, 8, 12)), rng.integers(0, 4, 5), loss="categorical_crossentropy",
+                        optimizer="adam", epochs=2, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
 @pytest.mark.parametrize("text, message", [
+    ("[net]\nwidth=1\nheight=1\nchannels=4\n[softmax]\ngroups=2\n", r"line 5: groups=2 in \[softmax\]"),
+    ("[net]\nwidth=1\nheight=1\nchannels=4\n[softmax]\ntemperature=3\n", r"line 5: temperature=3 in \[softmax\]"),
     ("[net]\nwidth=8\nheight=8\n[yolo]\n", r"line 4: unknown section \[yolo\]"),
     ("[net]\nwidth=8\nheight=8\n[convolutional]\nfilters=2\nsize=3\nxnor=1\n", r"line 7: unknown key 'xnor' in \[convolutional\]"),
     ("[net]\nwidth=8\nheight=8\n[convolutional]\nfilters=two\n", r"line 4: expected an integer for filters"),
