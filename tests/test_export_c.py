@@ -224,3 +224,26 @@ def test_export_refuses_float64_weights_beyond_float32(tmp_path, format):
     weights[1, 0] = -3.4e38  # within float32: exports
     model.layers[0].weights = weights
     model.export(target, format=format, name="net")
+
+
+@pytest.mark.parametrize("format", ["c", "onnx"])
+def test_export_refuses_normalization_terms_beyond_float32(tmp_path, format):
+    """The arrays an exporter computes are checked as the stored ones:
+    1 / sqrt(moving_variance + epsilon) and a folded product's weights."""
+    from intricate_py.layers import BatchNormalization
+
+    if format == "onnx":
+        pytest.importorskip("onnx")
+    target = tmp_path / "net.onnx" if format == "onnx" else tmp_path
+    alone = Model([Dense(2, activation="relu"), BatchNormalization(epsilon=0.0)], input_size=2, device="cpu",
+                  dtype="float64", seed=0)
+    alone.layers[1].moving_variance = [1e-50, 1.0]  # 0 in float32: 1 / sqrt(0)
+    with pytest.raises(ValueError, match=r"1 / sqrt\(moving_variance \+ epsilon\) of channel 0 is inf in float32"):
+        alone.export(target, format=format, name="net")
+    folded = Model([Dense(2), BatchNormalization()], input_size=2, device="cpu", dtype="float64", seed=0)
+    folded.layers[0].weights = np.full((2, 2), 1e36)
+    folded.layers[1].gamma = [1e6, 1.0]  # 1e42 once folded
+    with pytest.raises(ValueError, match=r"with \w+ BatchNormalization.* folded into it: its folded weight holds "
+                                         r"[\d.]+e\+4[12] at index \(0, 0\), which does not fit float32"):
+        folded.export(target, format=format, name="net")
+    assert list(tmp_path.iterdir()) == []

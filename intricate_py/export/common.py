@@ -190,7 +190,11 @@ def folded_product(product: "Layer", norm: BatchNormalization) -> tuple[np.ndarr
     a = gamma / np.sqrt(variance + norm.epsilon)
     # Dense's W is (inputs, units): a scales its columns; Conv2D's (filters, ...): its first axis
     scaled = weights * a if isinstance(product, Dense) else weights * a.reshape(-1, *(1,) * (weights.ndim - 1))
-    return scaled.astype(np.float32), ((biases - mean) * a + beta).astype(np.float32)
+    biases = (biases - mean) * a + beta
+    what = f"cannot export {product.name} {product!r} with {norm.name} {norm!r} folded into it: its folded"
+    _check_float32(scaled, f"{what} weight")
+    _check_float32(biases, f"{what} bias")
+    return scaled.astype(np.float32), biases.astype(np.float32)
 
 
 def batch_norm_terms(norm: BatchNormalization) -> tuple[np.ndarray, ...]:
@@ -201,7 +205,13 @@ def batch_norm_terms(norm: BatchNormalization) -> tuple[np.ndarray, ...]:
     t = np.float32
     c = norm.channels
     mean, variance = norm.moving_mean.astype(t), norm.moving_variance.astype(t)
-    r = np.divide(t(1), np.sqrt(variance + t(norm.epsilon)))
+    with np.errstate(divide="ignore", over="ignore"):
+        r = np.divide(t(1), np.sqrt(variance + t(norm.epsilon)))
+    if not np.isfinite(r).all():
+        k = int(np.flatnonzero(~np.isfinite(r))[0])
+        raise ValueError(f"cannot export {norm.name} {norm!r}: 1 / sqrt(moving_variance + epsilon) of channel {k} "
+                         f"is {r[k]} in float32, the exported files' precision (moving_variance "
+                         f"{norm.moving_variance[k]}, epsilon {norm.epsilon})")
     gamma = norm.gamma.astype(t) if norm.scale else np.ones(c, t)
     beta = norm.beta.astype(t) if norm.center else np.zeros(c, t)
     return mean, r, gamma, beta
