@@ -234,7 +234,8 @@ class _Builder:
         if kind == "connected":
             if len(x.shape) > 1:
                 x = Flatten(name=self.name("flatten"))(x)
-            dense = Dense(_int(section, "output", minimum=1), name=self.name("connected"))
+            dense = Dense(_int(section, "output", minimum=1), use_bias=not self._normalized(section),
+                          name=self.name("connected"))
             layers = [dense]
             y = dense(x)
             if self._normalized(section):
@@ -376,8 +377,6 @@ def read_weights(weighted: list[tuple[str, Section, list[Layer]]], path) -> dict
                 deviation = np.sqrt(np.maximum(array.astype(np.float64), 0)) + DARKNET_EPSILON
                 array = (deviation**2 - _VARIANCE_EPSILON).astype(np.float32)
             values.append((layer, attribute, array))
-        if kind == "connected" and len(layers) > 1:  # the biases went to the normalization's beta
-            values.append((layers[0], "biases", np.zeros(layers[0].units, np.float32)))
     for layer, attribute, value in values:
         setattr(layer, attribute, value)
     return {"major": major, "minor": minor, "revision": revision, "seen": seen}

@@ -621,9 +621,10 @@ class Model:
 
     @_one_call_at_a_time
     def get_weights(self) -> list[np.ndarray]:
-        """Every layer's parameters in layer order, as ``layer.weights`` and
-        ``layer.biases`` give them (Keras's layout for Dense): Dense W
-        (inputs, units) and b, Conv2D W (filters, in, kh, kw) and b. The
+        """Every layer's ``get_weights()`` in layer order, each array as the
+        layer's attributes give it (Keras's layout for Dense): Dense W
+        (inputs, units) and b, Conv2D W (filters, in, kh, kw) and b,
+        BatchNormalization gamma, beta, moving_mean, moving_variance. The
         files of :meth:`save_weights` keep PyTorch's layouts instead."""
         from .saving import get_weights
 

@@ -91,6 +91,13 @@ def _dense(activation: str | None = None):
     return build
 
 
+def _dense_without_bias_then_batch_norm():
+    """Dense(use_bias=False) before a BatchNormalization, as Keras users
+    write it: the exporters fold the normalization into the product."""
+    x = Input(7, name="x")
+    return [x], [BatchNormalization(momentum=0.8)(Dense(5, use_bias=False)(x))]
+
+
 def _conv_with(activation: str):
     """A Conv2D with its own activation, then a Dense (which folds nothing: the
     activation is the convolution's own)."""
@@ -114,7 +121,8 @@ def _dense_then_dense(activation: str):
 #: layer type -> (builds (inputs, outputs) around it, the shapes are odd on purpose)
 CASES: dict[type, list[Callable]] = {
     Dense: [_dense(), _dense("leaky_relu"), _dense("softmax"), _dense_then_dense("gelu"),
-            _dense_then_dense("elu"), _dense_then_dense("swish")],
+            _dense_then_dense("elu"), _dense_then_dense("swish"), _dense_then(lambda: Dense(4, "tanh", False)),
+            _dense_without_bias_then_batch_norm],
     TanH: [_dense_then(TanH)],
     Sigmoid: [_dense_then(Sigmoid)],
     ReLU: [_dense_then(ReLU)],

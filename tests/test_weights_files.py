@@ -95,6 +95,49 @@ def test_set_weights_needs_a_built_model():
         Model([Dense(3)], device="cpu").set_weights([])
 
 
+def test_a_layers_own_get_weights_and_set_weights():
+    """Keras's layer methods: its arrays in the order of its parameters,
+    BatchNormalization's moving statistics included; all or nothing."""
+    from intricate_py.layers import BatchNormalization
+
+    model = Model([Dense(4, use_bias=False), BatchNormalization(), Dense(3, "relu")], input_size=6, device="cpu",
+                  seed=0)
+    first, norm, last = model.layers
+    assert [w.shape for w in first.get_weights()] == [(6, 4)] and ReLU().get_weights() == []
+    assert [w.shape for w in norm.get_weights()] == [(4,)] * 4
+    np.testing.assert_array_equal(norm.get_weights()[3], norm.moving_variance)
+    norm.set_weights([np.full(4, 2.0), np.ones(4), np.zeros(4), np.full(4, 4.0)])
+    np.testing.assert_array_equal(norm.moving_variance, np.full(4, 4.0))
+    before = last.get_weights()
+    with pytest.raises(ValueError, match=r"Dense\(4→3, relu\) expects 2 arrays, as get_weights\(\) gives "
+                                         r"\(W, b\). Received: 1"):
+        last.set_weights(before[:1])
+    with pytest.raises(ValueError, match=r"expects finite values for b \(weights\[1\]\)"):
+        last.set_weights([before[0], np.full(3, np.nan)])
+    assert_same(last.get_weights(), before)
+    assert [w.shape for w in model.get_weights()] == [(6, 4), (4,), (4,), (4,), (4,), (4, 3), (3,)]
+
+
+def test_dense_as_keras_writes_it_and_without_biases_as_torch_linear():
+    """Dense(units, activation, use_bias) in Keras's order; use_bias=False
+    holds no b, and its file is nn.Linear(bias=False)'s state_dict."""
+    torch = pytest.importorskip("torch")
+    layer = Dense(4, "relu", False, input_size=6)
+    assert repr(layer) == "Dense(6→4, relu, no bias)" and layer.get_config()["use_bias"] is False
+    assert [w.shape for w in layer.get_weights()] == [(6, 4)] and list(layer.params) == ["W"]
+    with pytest.raises(AttributeError, match="has no biases: it was made with use_bias=False"):
+        layer.biases
+    linear = torch.nn.Linear(6, 4, bias=False)
+    layer.load_state_dict({k: v.detach().numpy() for k, v in linear.state_dict().items()})
+    want = torch.relu(linear(torch.from_numpy(X))).detach().numpy()
+    np.testing.assert_allclose(Model([layer], device="cpu").predict(X), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"expects tensors \['weight'\] \(it has no biases\). Received: "
+                                         r"\['bias', 'weight'\]"):
+        layer.load_state_dict({"weight": np.zeros((4, 6)), "bias": np.zeros(4)})
+    with pytest.raises(ValueError, match="expected True or False. Received: use_bias='no'"):
+        Dense(4, use_bias="no")
+
+
 # ------------------------------------------------------------------ save_weights / load_weights
 def test_save_weights_and_load_weights(tmp_path, device):
     path = tmp_path / "w.safetensors"

@@ -466,8 +466,9 @@ def _dense(p: _Program, site: Site, layer: Dense, xs: list[_Tensor]) -> _Tensor:
     weights, biases = p.product_weights(layer)
     w = np.zeros((inputs, width), np.float32)
     w[:, :units] = weights
-    b = np.zeros(width, np.float32)
-    b[:units] = biases
+    b = np.zeros(width, np.float32)  # zeros for a Dense made with use_bias=False
+    if biases is not None:
+        b[:units] = biases
     weight, bias = p.array(f"weight{i}", w), p.array(f"bias{i}", b)
     src, buffer = xs[0].array, p.place(width)
     dst = buffer.name

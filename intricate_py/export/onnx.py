@@ -135,7 +135,7 @@ class _Graph:
 # the tensors ``xs`` (one a layer input) and returns its output's name.
 def _dense(g: _Graph, site: Site, layer: Dense, xs: list[str]) -> str:
     w, b = g.product_weights(site, layer)
-    y = g.node("Gemm", [xs[0], w, b], _output(site, "dense"))
+    y = g.node("Gemm", [xs[0], w] + ([b] if b is not None else []), _output(site, "dense"))
     return _own_activation(g, site, layer, y, "dense")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import types
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -389,6 +389,37 @@ class Layer:
         value = checked_values(value, tuple(param.value.shape), self.backend.dtype, f"{self!r} expects", name)
         self.backend.write(param.value, value)
 
+    def get_weights(self) -> list[np.ndarray]:
+        """Its parameters and state as numpy arrays (copies), as Keras's
+        get_weights: in the order of ``params``, each in the layout its
+        attribute gives (Dense: ``weights`` (inputs, units), then
+        ``biases``; BatchNormalization: gamma, beta, moving_mean,
+        moving_variance); [] for a layer that holds none."""
+        if not self.params and self.input_shape is not None:
+            self._ensure_parameters()
+        return [np.array(self.backend.to_numpy(p.value)) for p in self.params.values()]
+
+    def set_weights(self, weights: Sequence) -> None:
+        """Set them from a list laid out as :meth:`get_weights` gives it;
+        all or nothing: ValueError naming the entry that does not fit."""
+        for name, value in self.checked_weights(weights).items():
+            self.backend.write(self.params[name].value, value)
+
+    def checked_weights(self, weights: Sequence, where: str = "", first: int = 0) -> dict[str, np.ndarray]:
+        """``weights`` laid out as :meth:`get_weights` gives them, by
+        parameter name, each checked (its shape, finite values that fit the
+        dtype); ValueError naming the entry as ``weights[first + k]``,
+        after ``where`` (a model's "layer 3 ")."""
+        self._ensure_parameters()
+        if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
+            raise ValueError(f"expected a list of arrays, as get_weights() gives. Received: {type(weights).__name__}")
+        if len(weights) != len(self.params):
+            raise ValueError(f"{where}{self!r} expects {len(self.params)} arrays, as get_weights() gives "
+                             f"({', '.join(self.params) or 'none'}). Received: {len(weights)}")
+        return {name: checked_values(value, tuple(p.value.shape), self.backend.dtype, f"{where}{self!r} expects",
+                                     f"{name} (weights[{first + k}])")
+                for k, ((name, p), value) in enumerate(zip(self.params.items(), weights))}
+
     def _ensure_parameters(self) -> None:
         if self.built:
             return
@@ -403,8 +434,10 @@ class Layer:
     @property
     def sequential_modules(self) -> int:
         """The modules this layer is in the equivalent torch.nn.Sequential,
-        whose positions name a file's tensors (``{position}.weight``)."""
-        return 1
+        whose positions name a file's tensors (``{position}.weight``): 2
+        with its own activation (``Dense(8, activation="relu")``: nn.Linear,
+        then nn.ReLU), else 1."""
+        return 1 if self.activation is None else 2
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The parameters and state as numpy arrays, by the names and layouts
@@ -543,26 +576,34 @@ class WeightedLayer(Layer, abstract=True):
     (:mod:`intricate_py.initializers`)."""
 
     file_tensors = ("weight", "bias")
-    activation: str | None = None
-
-    @property
-    def sequential_modules(self) -> int:
-        """2 with its own activation (``activation="relu"``: nn.Linear or
-        nn.Conv2d, then nn.ReLU), else 1."""
-        return 1 if self.activation is None else 2
 
     def _use_initializers(self, weight_init: str, bias_init: str) -> None:
         initializers.get(weight_init)  # ValueError for an unknown name
         initializers.get(bias_init)
         self.weight_init, self.bias_init = weight_init, bias_init
 
+    def _use_bias(self, use_bias: bool) -> None:
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise ValueError(f"expected True or False. Received: use_bias={use_bias!r}")
+        self.use_bias = bool(use_bias)
+        if not self.use_bias:
+            self.file_tensors = ("weight",)
+
     def _initial_values(self, rng, weight_shape, bias_size: int, fan_in: int, fan_out: int) -> dict:
         # drawn in float64 on the host: refuse what cannot fit before trying
         _checks.fits_in_memory(8 * (math.prod(weight_shape) + bias_size), f"{self!r}'s parameters")
-        return {
-            "W": initializers.get(self.weight_init)(rng, weight_shape, fan_in, fan_out),
-            "b": initializers.get(self.bias_init)(rng, (bias_size,), fan_in, fan_out),
-        }
+        values = {"W": initializers.get(self.weight_init)(rng, weight_shape, fan_in, fan_out)}
+        if self.use_bias:
+            values["b"] = initializers.get(self.bias_init)(rng, (bias_size,), fan_in, fan_out)
+        return values
+
+    def _bias(self) -> Array | None:
+        """b's array, None for a layer made with use_bias=False."""
+        return self.params["b"].value if self.use_bias else None
+
+    @staticmethod
+    def _file_values(weight: np.ndarray, bias: np.ndarray | None) -> dict[str, np.ndarray]:
+        return {"W": weight} if bias is None else {"W": weight, "b": bias}
 
     def _initializer_config(self) -> dict[str, str]:
         """The initializers that differ from the defaults, for get_config."""
@@ -584,23 +625,33 @@ class WeightedLayer(Layer, abstract=True):
 
     @property
     def biases(self) -> np.ndarray:
-        """b as a numpy array."""
+        """b as a numpy array; AttributeError for a layer made with use_bias=False."""
+        self._check_bias()
         return self._read("b")
 
     @biases.setter
     def biases(self, value) -> None:
+        self._check_bias()
         self._assign("b", value)
 
+    def _check_bias(self) -> None:
+        if not self.use_bias:
+            raise AttributeError(f"{self!r} has no biases: it was made with use_bias=False")
+
     def _file_tensors(self, tensors: dict[str, np.ndarray], fits: Callable, weight_shape: str,
-                      bias_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """A file's (weight, bias), or ValueError unless there are exactly
-        those two and ``fits(weight, bias)`` (``weight_shape`` describes it)."""
-        if set(tensors) != {"weight", "bias"}:
-            raise ValueError(f"{self!r} expects tensors ['bias', 'weight']. Received: {sorted(tensors)}")
-        weight, bias = tensors["weight"], tensors["bias"]
-        if not fits(weight, bias):
-            raise ValueError(
-                f"{self!r} expects weight of shape {weight_shape} and bias of shape ({bias_size},). "
-                f"Received: weight {weight.shape}, bias {bias.shape}"
-            )
+                      bias_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """A file's (weight, bias) (bias None for a layer made with
+        use_bias=False), or ValueError unless there are exactly those
+        tensors, ``fits(weight)`` (``weight_shape`` describes it) and the
+        bias is (bias_size,)."""
+        expected = ["bias", "weight"] if self.use_bias else ["weight"]
+        if sorted(tensors) != expected:
+            alone = "" if self.use_bias else " (it has no biases)"
+            raise ValueError(f"{self!r} expects tensors {expected}{alone}. Received: {sorted(tensors)}")
+        weight, bias = tensors["weight"], tensors.get("bias")
+        if not fits(weight) or (bias is not None and bias.shape != (bias_size,)):
+            bias_text = f" and bias of shape ({bias_size},)" if bias is not None else ""
+            received = f", bias {bias.shape}" if bias is not None else ""
+            raise ValueError(f"{self!r} expects weight of shape {weight_shape}{bias_text}. "
+                             f"Received: weight {weight.shape}{received}")
         return weight, bias

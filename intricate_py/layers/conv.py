@@ -82,11 +82,7 @@ class Conv2D(WeightedLayer):
         self.groups = _checks.positive_int(groups, "groups")
         if self.filters % self.groups:
             raise ValueError(f"expected filters divisible by groups. Received: filters={filters!r}, groups={groups!r}")
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise ValueError(f"expected True or False. Received: use_bias={use_bias!r}")
-        self.use_bias = bool(use_bias)
-        if not self.use_bias:
-            self.file_tensors = ("weight",)
+        self._use_bias(use_bias)
         if input_shape is not None:
             self.input_shape = tuple(_checks.positive_int(s, "input_shape") for s in input_shape)
         self._use_initializers(weight_init, bias_init)
@@ -122,11 +118,8 @@ class Conv2D(WeightedLayer):
 
     def create_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         per_group, (kh, kw) = self.input_shape[0] // self.groups, self.kernel_size
-        values = self._initial_values(rng, (self.filters, per_group, kh, kw), self.filters,
-                                      per_group * kh * kw, self.filters * kh * kw)
-        if not self.use_bias:
-            del values["b"]
-        return values
+        return self._initial_values(rng, (self.filters, per_group, kh, kw), self.filters,
+                                    per_group * kh * kw, self.filters * kh * kw)
 
     @property
     def _patch(self) -> int:
@@ -141,9 +134,6 @@ class Conv2D(WeightedLayer):
         """Group ``k``'s (rows, columns) matrix of ``a``, which holds
         ``groups`` of them one after the other."""
         return self.backend.view(a, k * rows * columns, (rows, columns))
-
-    def _bias(self) -> Array | None:
-        return self.params["b"].value if self.use_bias else None
 
     def _pixel_columns(self, ctx: Context, name: str, rows: int, columns: int) -> Array:
         """A (rows, columns) matrix of the workspace whose columns, a pixel
@@ -225,27 +215,10 @@ class Conv2D(WeightedLayer):
         return dx
 
     # ------------------------------------------------------------ description
-    @property
-    def biases(self) -> np.ndarray:
-        """b as a numpy array; AttributeError for a layer made with use_bias=False."""
-        self._check_bias()
-        return self._read("b")
-
-    @biases.setter
-    def biases(self, value) -> None:
-        self._check_bias()
-        self._assign("b", value)
-
-    def _check_bias(self) -> None:
-        if not self.use_bias:
-            raise AttributeError(f"{self!r} has no biases: it was made with use_bias=False")
-
     def to_file(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not values:
             return {}
-        if not self.use_bias:
-            return {"weight": values["W"]}
-        return {"weight": values["W"], "bias": values["b"]}  # PyTorch's layout already
+        return {"weight": values["W"], **({"bias": values["b"]} if "b" in values else {})}  # PyTorch's layout
 
     def from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
         if not tensors:
@@ -257,25 +230,10 @@ class Conv2D(WeightedLayer):
         def fits(w: np.ndarray) -> bool:
             return w.ndim == 4 and w.shape[0] == self.filters and w.shape[2:] == self.kernel_size
 
-        if self.use_bias:
-            weight, bias = self._file_tensors(tensors, lambda w, b: fits(w) and b.shape == (self.filters,),
-                                              shape_text, self.filters)
-            values = {"W": weight, "b": bias}
-        else:
-            weight = self._weight_alone(tensors, fits, shape_text)
-            values = {"W": weight}
+        weight, bias = self._file_tensors(tensors, fits, shape_text, self.filters)
         if self.input_shape is None:
             raise ValueError(f"{self!r} needs its input_shape (channels, height, width) to take weights")
-        return (weight.shape[1] * self.groups, *self.input_shape[1:]), values
-
-    def _weight_alone(self, tensors: dict[str, np.ndarray], fits, shape_text: str) -> np.ndarray:
-        """A file's weight for a layer without biases, or ValueError."""
-        if set(tensors) != {"weight"}:
-            raise ValueError(f"{self!r} expects tensors ['weight'] (it has no biases). Received: {sorted(tensors)}")
-        weight = tensors["weight"]
-        if not fits(weight):
-            raise ValueError(f"{self!r} expects weight of shape {shape_text}. Received: weight {weight.shape}")
-        return weight
+        return (weight.shape[1] * self.groups, *self.input_shape[1:]), self._file_values(weight, bias)
 
     def get_config(self) -> dict[str, Any]:
         # the keys a file of an older version holds keep their names and

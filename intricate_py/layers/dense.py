@@ -25,6 +25,8 @@ class Dense(WeightedLayer):
     "linear" or None for none) makes it ``y = f(x @ W + b)``, in the
     product's epilogue where f's gradient comes from its output or the
     model predicts (else the product, then f, keeping its input).
+    ``use_bias=False``: no ``b`` (a file holds ``weight`` alone), as
+    before a BatchNormalization.
 
     Shapes: x (n, inputs) -> y (n, units).
     """
@@ -32,14 +34,17 @@ class Dense(WeightedLayer):
     def __init__(
         self,
         units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        *,
         input_size: int | None = None,
         weight_init: str = "glorot_uniform",
         bias_init: str = "zeros",
         name: str | None = None,
-        activation: str | None = None,
     ):
         super().__init__(name)
         self.units = _checks.positive_int(units, "units")
+        self._use_bias(use_bias)
         if input_size is not None:
             self.input_shape = (_checks.positive_int(input_size, "input_size"),)
         self._use_initializers(weight_init, bias_init)
@@ -82,12 +87,12 @@ class Dense(WeightedLayer):
         params = self.params
         if function is None or (function.in_epilogue and (function.from_output or not ctx.training)):
             kind, param = (None, 0.0) if function is None else function
-            self.backend.matmul(x, params["W"].value, y, bias=params["b"].value, activation=kind,
+            self.backend.matmul(x, params["W"].value, y, bias=self._bias(), activation=kind,
                                 activation_param=param)
             return y
         # the activation after the product, which keeps its input z for the gradient
         z = ctx.z = ctx.buffer("z", x.shape[0], self.output_shape)
-        self.backend.matmul(x, params["W"].value, z, bias=params["b"].value)
+        self.backend.matmul(x, params["W"].value, z, bias=self._bias())
         function.apply(self.backend, z, y)
         return y
 
@@ -101,9 +106,9 @@ class Dense(WeightedLayer):
         return dz
 
     def _weight_gradients(self, ctx: Context, dz: Array) -> None:
-        W, b = self.params["W"], self.params["b"]
         # dW = xᵀ dz, and db = Σ_rows dz in the same product
-        self.backend.matmul(ctx.x, dz, W.grad, transpose_a=True, bias_grad=b.grad)
+        db = self.params["b"].grad if self.use_bias else None
+        self.backend.matmul(ctx.x, dz, self.params["W"].grad, transpose_a=True, bias_grad=db)
 
     def parameter_gradients(self, ctx: Context, grad: Array) -> None:
         self._weight_gradients(ctx, self._before_activation(ctx, grad))
@@ -127,16 +132,16 @@ class Dense(WeightedLayer):
     # ------------------------------------------------------------ description
     def to_file(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # PyTorch's Linear layout: weight (units, inputs)
-        return {"weight": values["W"].T, "bias": values["b"]} if values else {}
+        if not values:
+            return {}
+        return {"weight": values["W"].T, **({"bias": values["b"]} if "b" in values else {})}
 
     def from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
         if not tensors:
             return None, {}
-        weight, bias = self._file_tensors(
-            tensors, lambda w, b: w.ndim == 2 and w.shape[0] == self.units and b.shape == (self.units,),
-            f"({self.units}, inputs)", self.units,
-        )
-        return (weight.shape[1],), {"W": weight.T, "b": bias}
+        weight, bias = self._file_tensors(tensors, lambda w: w.ndim == 2 and w.shape[0] == self.units,
+                                          f"({self.units}, inputs)", self.units)
+        return (weight.shape[1],), self._file_values(weight.T, bias)
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"units": self.units}
@@ -145,10 +150,13 @@ class Dense(WeightedLayer):
         config.update(self._initializer_config())
         if self.activation is not None:
             config["activation"] = self.activation
+        if not self.use_bias:
+            config["use_bias"] = False
         return config
 
     def __repr__(self) -> str:
-        activation = "" if self.activation is None else f", {self.activation}"
+        activation = ("" if self.activation is None else f", {self.activation}") + \
+            ("" if self.use_bias else ", no bias")
         if self.input_shape is None:
             return f"Dense({self.units}{activation})"
         return f"Dense({self.input_shape[0]}→{self.units}{activation})"

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .._checks import checked_values
 from . import spec
 from .fileio import PathLike, read_safetensors
 from .files import fill_layers, model_tensors, refuse_stray, split_by_layer
@@ -25,11 +24,13 @@ if TYPE_CHECKING:
 
 
 def get_weights(model: "Model") -> list[np.ndarray]:
-    """Every layer's parameters (its non-trainable state included) in layer
-    order, each as ``layer.weights`` and ``layer.biases`` give it: a Dense
-    gives W (inputs, units) then b (units,); a Conv2D W (filters,
-    in_channels, kh, kw) then b. Copies, not views."""
-    return [np.array(layer.backend.to_numpy(p.value)) for layer in model.layers for p in layer.params.values()]
+    """Every layer's :meth:`~intricate_py.layers.Layer.get_weights` (its
+    non-trainable state included) in layer order, each array as the
+    layer's attribute gives it: a Dense gives W (inputs, units) then b
+    (units,); a Conv2D W (filters, in_channels, kh, kw) then b; a
+    BatchNormalization gamma, beta, moving_mean, moving_variance. Copies,
+    not views."""
+    return [w for layer in model.layers for w in layer.get_weights()]
 
 
 def set_weights(model: "Model", weights: Sequence) -> None:
@@ -38,17 +39,17 @@ def set_weights(model: "Model", weights: Sequence) -> None:
     layer when a length, a shape or a value does not fit."""
     if not model.built:
         raise ValueError("the model has no weights yet: give input_size (or call build) before set_weights")
-    slots = [(i, layer, name, tuple(p.value.shape)) for i, layer in enumerate(model.layers)
-             for name, p in layer.params.items()]
     if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
         raise ValueError(f"expected a list of arrays, as get_weights() gives. Received: {type(weights).__name__}")
-    if len(weights) != len(slots):
-        raise ValueError(f"expected {len(slots)} arrays, as get_weights() gives (the weight and bias of each "
+    expected = sum(len(layer.params) for layer in model.layers)
+    if len(weights) != expected:
+        raise ValueError(f"expected {expected} arrays, as get_weights() gives (the weight and bias of each "
                          f"layer with parameters, in order). Received: {len(weights)}")
-    per_layer: list[dict] = [{} for _ in model.layers]
-    for k, ((i, layer, name, shape), value) in enumerate(zip(slots, weights)):
-        per_layer[i][name] = checked_values(value, shape, model.dtype, f"layer {i} {layer!r} expects",
-                                            f"{name} (weights[{k}])")
+    per_layer, first = [], 0
+    for i, layer in enumerate(model.layers):
+        count = len(layer.params)
+        per_layer.append(layer.checked_weights(weights[first : first + count], f"layer {i} ", first))
+        first += count
     for layer, values in zip(model.layers, per_layer):
         layer.write_state(layer.input_shape, values)
 
