@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -246,4 +247,11 @@ def test_export_refuses_normalization_terms_beyond_float32(tmp_path, format):
     with pytest.raises(ValueError, match=r"with \w+ BatchNormalization.* folded into it: its folded weight holds "
                                          r"[\d.]+e\+4[12] at index \(0, 0\), which does not fit float32"):
         folded.export(target, format=format, name="net")
+    zero = Model([Dense(2), BatchNormalization(epsilon=0.0)], input_size=2, device="cpu", seed=0)
+    zero.layers[1].moving_variance = [0.0, 1.0]  # folded: 1 / sqrt(0), said without a warning first
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"1 / sqrt\(moving_variance \+ epsilon\) of channel 0 is inf "
+                                             r"\(moving_variance 0.0, epsilon 0.0\)"):
+            zero.export(target, format=format, name="net")
     assert list(tmp_path.iterdir()) == []

@@ -19,9 +19,7 @@ from intricate_py import FormatError, Model
 from intricate_py.layers import Dense, Layer, ReLU, Sigmoid, Softmax, TanH
 from intricate_py.losses import CategoricalCrossEntropy, MeanSquared
 from intricate_py.optimizers import SGD, Adagrad, Adam
-
-XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
-XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
+from xor_data import XOR_X, XOR_Y
 
 
 def trained_xor(device="cpu", epochs=50):
@@ -164,6 +162,33 @@ def test_a_layers_own_activation_takes_a_position_as_in_torch(tmp_path):
     plain = Model([Dense(8), Dense(3)], input_size=5, device="cpu")  # its second Dense at position 1: refused
     with pytest.raises(FormatError, match=r"positions \[0, 1\] in this model and \[0, 2\] in the file"):
         plain.load_weights(tmp_path / "net.safetensors")
+
+
+class _Scaling(Layer):
+    """A custom layer with a parameter and no file_tensors."""
+
+    def create_parameters(self, rng):
+        return {"s": np.ones(self.input_shape, np.float32)}
+
+    def from_file(self, tensors):
+        return None, dict(tensors)
+
+    def call(self, ctx, x):
+        return x
+
+
+def test_a_model_file_without_a_custom_layers_tensors_is_refused(tmp_path):
+    from intricate_py.saving import spec
+    from intricate_py.saving.fileio import read_safetensors
+
+    Model([Dense(3, activation="tanh"), _Scaling()], input_size=2, device="cpu", seed=0).save(tmp_path / "m.safetensors")
+    tensors, metadata = read_safetensors(tmp_path / "m.safetensors")
+    del tensors["2.s"]  # position 2: the Dense's activation is position 1
+    kept = {k: v for k, v in metadata.items() if k not in ("format", "format_version", "library_version", "checksum")}
+    spec.write_file(tmp_path / "crafted.safetensors", tensors, kept)
+    with pytest.raises(FormatError, match=r"layer 1 _Scaling\(\) holds parameters, but the file has no tensors "
+                                          r"for it \(expected 2.s\)"):
+        Model.load(tmp_path / "crafted.safetensors", device="cpu")
 
 
 @pytest.mark.parametrize("make_optimizer", [lambda: SGD(0.05, momentum=0.9, nesterov=True), lambda: Adagrad(0.05),

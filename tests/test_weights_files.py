@@ -115,6 +115,12 @@ def test_a_layers_own_get_weights_and_set_weights():
     with pytest.raises(ValueError, match=r"expects finite values for b \(weights\[1\]\)"):
         last.set_weights([before[0], np.full(3, np.nan)])
     assert_same(last.get_weights(), before)
+    with pytest.raises(ValueError, match=r"expects moving_variance \(weights\[3\]\) without negative values"):
+        norm.set_weights([np.ones(4), np.ones(4), np.zeros(4), -np.ones(4)])
+    with pytest.raises(ValueError, match=r"layer 1 .*expects moving_variance \(weights\[4\]\) without negative"):
+        model.set_weights([*model.get_weights()[:4], -np.ones(4), *model.get_weights()[5:]])
+    np.testing.assert_array_equal(norm.moving_variance, np.full(4, 4.0))
+    ReLU().set_weights([])  # a layer without parameters takes none, as in Keras
     assert [w.shape for w in model.get_weights()] == [(6, 4), (4,), (4,), (4,), (4,), (4, 3), (3,)]
 
 
@@ -124,11 +130,12 @@ def test_dense_as_keras_writes_it_and_without_biases_as_torch_linear():
     torch = pytest.importorskip("torch")
     layer = Dense(4, "relu", False, input_size=6)
     assert repr(layer) == "Dense(6→4, relu, no bias)" and layer.get_config()["use_bias"] is False
-    assert [w.shape for w in layer.get_weights()] == [(6, 4)] and list(layer.params) == ["W"]
+    assert layer.get_weights() == []  # not built yet: a model draws them from its seed
     with pytest.raises(AttributeError, match="has no biases: it was made with use_bias=False"):
         layer.biases
     linear = torch.nn.Linear(6, 4, bias=False)
     layer.load_state_dict({k: v.detach().numpy() for k, v in linear.state_dict().items()})
+    assert [w.shape for w in layer.get_weights()] == [(6, 4)] and list(layer.params) == ["W"]
     want = torch.relu(linear(torch.from_numpy(X))).detach().numpy()
     np.testing.assert_allclose(Model([layer], device="cpu").predict(X), want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"expects tensors \['weight'\] \(it has no biases\). Received: "
@@ -136,6 +143,9 @@ def test_dense_as_keras_writes_it_and_without_biases_as_torch_linear():
         layer.load_state_dict({"weight": np.zeros((4, 6)), "bias": np.zeros(4)})
     with pytest.raises(ValueError, match="expected True or False. Received: use_bias='no'"):
         Dense(4, use_bias="no")
+    with pytest.raises(ValueError, match=r"Keras's order: Dense\(units, activation, use_bias\)\). Received: 784; "
+                                         r"the input width is a keyword, input_size=784"):
+        Dense(10, 784)
 
 
 # ------------------------------------------------------------------ save_weights / load_weights

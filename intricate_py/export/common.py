@@ -187,7 +187,13 @@ def folded_product(product: "Layer", norm: BatchNormalization) -> tuple[np.ndarr
     gamma = norm.gamma.astype(np.float64) if norm.scale else np.ones(c)
     beta = norm.beta.astype(np.float64) if norm.center else np.zeros(c)
     mean, variance = norm.moving_mean.astype(np.float64), norm.moving_variance.astype(np.float64)
-    a = gamma / np.sqrt(variance + norm.epsilon)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = 1 / np.sqrt(variance + norm.epsilon)
+    if not np.isfinite(r).all():
+        k = int(np.flatnonzero(~np.isfinite(r))[0])
+        raise ValueError(f"cannot export {norm.name} {norm!r}: 1 / sqrt(moving_variance + epsilon) of channel {k} "
+                         f"is {r[k]} (moving_variance {norm.moving_variance[k]}, epsilon {norm.epsilon})")
+    a = gamma * r
     # Dense's W is (inputs, units): a scales its columns; Conv2D's (filters, ...): its first axis
     scaled = weights * a if isinstance(product, Dense) else weights * a.reshape(-1, *(1,) * (weights.ndim - 1))
     biases = (biases - mean) * a + beta

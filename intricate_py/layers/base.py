@@ -394,9 +394,8 @@ class Layer:
         get_weights: in the order of ``params``, each in the layout its
         attribute gives (Dense: ``weights`` (inputs, units), then
         ``biases``; BatchNormalization: gamma, beta, moving_mean,
-        moving_variance); [] for a layer that holds none."""
-        if not self.params and self.input_shape is not None:
-            self._ensure_parameters()
+        moving_variance); [] for a layer that holds none, or none yet (not
+        built: a model builds it, drawing from its seed)."""
         return [np.array(self.backend.to_numpy(p.value)) for p in self.params.values()]
 
     def set_weights(self, weights: Sequence) -> None:
@@ -410,9 +409,11 @@ class Layer:
         parameter name, each checked (its shape, finite values that fit the
         dtype); ValueError naming the entry as ``weights[first + k]``,
         after ``where`` (a model's "layer 3 ")."""
-        self._ensure_parameters()
         if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
             raise ValueError(f"expected a list of arrays, as get_weights() gives. Received: {type(weights).__name__}")
+        if not weights and not self.params and not self.file_tensors:
+            return {}  # a layer without parameters (ReLU) takes []
+        self._ensure_parameters()
         if len(weights) != len(self.params):
             raise ValueError(f"{where}{self!r} expects {len(self.params)} arrays, as get_weights() gives "
                              f"({', '.join(self.params) or 'none'}). Received: {len(weights)}")

@@ -44,6 +44,10 @@ class Dense(WeightedLayer):
     ):
         super().__init__(name)
         self.units = _checks.positive_int(units, "units")
+        if isinstance(activation, (int, np.integer)) and not isinstance(activation, bool):
+            raise ValueError(f"expected an activation name as Dense's second argument (Keras's order: Dense(units, "
+                             f"activation, use_bias)). Received: {activation!r}; the input width is a keyword, "
+                             f"input_size={activation!r}")
         self._use_bias(use_bias)
         if input_size is not None:
             self.input_shape = (_checks.positive_int(input_size, "input_size"),)

@@ -276,7 +276,12 @@ class BatchNormalization(Normalization):
         self._check_variance(value, "moving_variance")
         self._assign("moving_variance", value)
 
-    def _check_variance(self, value, name: str) -> None:
+    def checked_weights(self, weights, where: str = "", first: int = 0) -> dict[str, np.ndarray]:
+        values = super().checked_weights(weights, where, first)
+        self._check_variance(values["moving_variance"], f"moving_variance (weights[{first + 3}])", where)
+        return values
+
+    def _check_variance(self, value, name: str, where: str = "") -> None:
         """ValueError for a variance with negative values (which would make
         every output NaN)."""
         try:
@@ -284,7 +289,7 @@ class BatchNormalization(Normalization):
         except (TypeError, ValueError):
             return  # checked_values says what is wrong with it
         if negative:
-            raise ValueError(f"{self!r} expects {name} without negative values (a variance). "
+            raise ValueError(f"{where}{self!r} expects {name} without negative values (a variance). "
                              f"Received: a minimum of {np.min(value)}")
 
     # ------------------------------------------------------------------ files

@@ -130,9 +130,9 @@ def load_model(path: PathLike, device: Any, dtype: str | None, model_class: type
             model = model_class(inputs=inputs, outputs=outputs, device=backend, dtype=backend.dtype.name)
     except (ValueError, TypeError, OverflowError) as error:
         raise FormatError(f"{path}: the architecture does not build ({error})") from None
-    for i, layer in enumerate(layers):  # a custom layer whose parameters are not in the file
+    for i, (layer, at) in enumerate(zip(layers, positions(layers))):  # a custom layer's parameters not in the file
         if layer.params and not per_layer[i]:
-            raise FormatError(f"{path}: {_missing(i, layer)}")
+            raise FormatError(f"{path}: {_missing(i, at, layer)}")
     if "optimizer" in metadata:
         restore_training(model, rest, metadata, path)
     refuse_stray(rest, layers, per_layer, path)

@@ -43,8 +43,8 @@ def set_weights(model: "Model", weights: Sequence) -> None:
         raise ValueError(f"expected a list of arrays, as get_weights() gives. Received: {type(weights).__name__}")
     expected = sum(len(layer.params) for layer in model.layers)
     if len(weights) != expected:
-        raise ValueError(f"expected {expected} arrays, as get_weights() gives (the weight and bias of each "
-                         f"layer with parameters, in order). Received: {len(weights)}")
+        raise ValueError(f"expected {expected} arrays, as get_weights() gives (each layer's get_weights(), in "
+                         f"order). Received: {len(weights)}")
     per_layer, first = [], 0
     for i, layer in enumerate(model.layers):
         count = len(layer.params)
