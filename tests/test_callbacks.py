@@ -9,13 +9,7 @@ from intricate_py.device_choice import adapters
 from intricate_py.layers import Dense, TanH
 from intricate_py.losses import MeanSquared
 from intricate_py.optimizers import SGD
-
-XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
-XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
-
-
-def xor_model(device="cpu", seed=0):
-    return Model([Dense(3), TanH(), Dense(1), TanH()], input_size=2, device=device, seed=seed)
+from xor_data import XOR_X, XOR_Y, xor_model
 
 
 class Recorder(Callback):

@@ -8,13 +8,7 @@ from intricate_py import Model, fit_data, fitting
 from intricate_py.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax, TanH
 from intricate_py.losses import CategoricalCrossEntropy, MeanSquared
 from intricate_py.optimizers import SGD, Adam
-
-XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
-XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
-
-
-def weights(model):
-    return [model.device.to_numpy(p.value) for p in model.parameters]
+from xor_data import XOR_X, XOR_Y, weights
 
 
 def assert_same_weights(a, b, rtol=1e-4):

@@ -10,20 +10,10 @@ import pytest
 
 from intricate_py import MinLossReached, Model, fit_run, fitting
 from intricate_py.callbacks import Callback
-from intricate_py.layers import Dense, Dropout, ReLU, Sigmoid, Softmax, TanH
+from intricate_py.layers import Dense, Dropout, ReLU, Sigmoid, Softmax
 from intricate_py.losses import BinaryCrossEntropy, CategoricalCrossEntropy, MeanSquared
 from intricate_py.optimizers import SGD, Adam
-
-XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
-XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
-
-
-def xor_model(device="cpu", seed=0):
-    return Model([Dense(3), TanH(), Dense(1), TanH()], input_size=2, device=device, seed=seed)
-
-
-def weights(model):
-    return [model.device.to_numpy(p.value).copy() for p in model.parameters]
+from xor_data import XOR_X, XOR_Y, xor_model, weights
 
 
 def classification(n=64, seed=0):

@@ -7,17 +7,11 @@ import numpy as np
 import pytest
 
 from intricate_py import Model
-from intricate_py.layers import Dense, ReLU, Softmax, TanH
+from intricate_py.layers import Dense, ReLU, Softmax
 from intricate_py.losses import CategoricalCrossEntropy, MeanAbsolute, MeanSquared
 from intricate_py.optimizers import SGD, Adam, AdamW
 from intricate_py.schedules import CosineDecay, ExponentialDecay, PiecewiseConstantDecay
-
-XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
-XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
-
-
-def xor_model(device="cpu"):
-    return Model([Dense(3), TanH(), Dense(1), TanH()], input_size=2, device=device, seed=0)
+from xor_data import XOR_X, XOR_Y, xor_model
 
 
 # ------------------------------------------------------------------ schedules
