@@ -1,6 +1,7 @@
 """The examples run to the end."""
 
 import importlib.util
+import json
 import os
 import re
 from pathlib import Path
@@ -60,6 +61,43 @@ def test_mnist_example_cnn_runs(tmp_path, fashion_mnist, capsys):
     out = capsys.readouterr().out
     assert "Conv2D(1→32, 5×5)" in out and "(n, 64, 4, 4)" in out  # the summary table
     assert (tmp_path / "fashion-mnist-cnn.safetensors").is_file()
+
+
+def test_mnist_example_resnet_beside_its_pytorch_twin(tmp_path, fashion_mnist, capsys):
+    pytest.importorskip("torch")
+    args = ["--model", "resnet", "--device", "cpu", "--limit", "256", "--test-limit", "200", "--epochs", "2",
+            "--compare-torch", "--out", str(tmp_path)]
+    assert load_example("mnist").main(args) == 0
+    out = capsys.readouterr().out
+    difference = float(re.search(r"twin's probabilities differ from the model's by (\S+) at most", out).group(1))
+    assert difference < 1e-5  # the same network, the same weights
+    assert "median time per epoch: intricate-py (cpu) / PyTorch (CPU)" in out and "epoch 2 of 2, on newly" in out
+    comparison = json.loads((tmp_path / "comparison.json").read_text())
+    assert len(comparison["intricate-py"]["val_accuracy"]) == len(comparison["pytorch"]["val_accuracy"]) == 2
+    assert {p.name for p in tmp_path.iterdir()} == {"fashion-mnist-resnet.safetensors", "curves.png", "confusion.png",
+                                                    "misclassified.png", "comparison.json"}
+    from intricate_py import Model
+    from intricate_py.layers import BatchNormalization
+
+    saved = Model.load(tmp_path / "fashion-mnist-resnet.safetensors", device="cpu")
+    assert saved.input_shape == (1, 28, 28) and isinstance(saved.layers[0], BatchNormalization)
+
+
+def test_mnist_example_augmentation_shifts_and_flips_each_image():
+    """Each augmented image is its original shifted by -2..2 pixels each
+    way (zeros coming in), flipped left-right or not; the same (seed,
+    epoch) gives the same images, another epoch others."""
+    import numpy as np
+
+    augmented = load_example("mnist").augmented
+    images = np.random.default_rng(0).random((40, 1, 6, 7)).astype(np.float32) + 1  # no zeros inside
+    out = augmented(images, 0, 3)
+    padded = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    for image, original in zip(out, padded):
+        candidates = [window[:, :, ::-1] if flip else window for i in range(5) for j in range(5)
+                      for window in [original[:, i:i + 6, j:j + 7]] for flip in (False, True)]
+        assert any(np.array_equal(image, c) for c in candidates)
+    assert np.array_equal(augmented(images, 0, 3), out) and not np.array_equal(augmented(images, 0, 4), out)
 
 
 def test_sweep_example_runs_on_local_ray(tmp_path, fashion_mnist):
