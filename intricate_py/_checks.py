@@ -21,6 +21,13 @@ def non_negative_int(value, name: str) -> int:
     return int(value)
 
 
+def boolean(value, name: str) -> bool:
+    """True or False (numpy's bools too), not a truthy value."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"expected True or False. Received: {name}={value!r}")
+    return bool(value)
+
+
 def positive_float(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
         math.isfinite(value) and value > 0

@@ -3,14 +3,14 @@ that trains with mini-batch gradient descent."""
 
 from __future__ import annotations
 
-import functools
 import threading
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from . import _checks
 from .backends import Backend, select_backend
+from ._threads import holding
 from .backends.base import BindingTooLarge
 from .callbacks import Callback
 from .fit_data import Evaluation, metric_slots, metric_table
@@ -39,21 +39,11 @@ LOSS_NAMES = {
 }
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad"}
 
-_Method = TypeVar("_Method", bound=Callable)
-
-
-def _one_call_at_a_time(method: _Method) -> _Method:
-    """``method`` run holding the model's lock. A model's buffers (its
-    plan's) serve every call on it, so calls from several threads take
-    turns: a predict on one thread while another fits waits for the fit.
-    The lock is re-entrant: a callback of a fit may predict or save."""
-
-    @functools.wraps(method)
-    def held(self, *args, **kwargs):
-        with self._lock:
-            return method(self, *args, **kwargs)
-
-    return held
+#: a method run holding the model's lock. A model's buffers (its plan's)
+#: serve every call on it, so calls from several threads take turns: a
+#: predict on one thread while another fits waits for the fit. The lock is
+#: re-entrant: a callback of a fit may predict or save.
+_one_call_at_a_time = holding("_lock")
 
 
 class Model:

@@ -378,6 +378,8 @@ def _affine(out: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None) 
         np.multiply(out, gamma, out=out)
     if beta is not None:
         np.add(out, beta, out=out)
+
+
 class _Scratch(threading.local):
     """Scratch buffers by (shape, slot), each thread its own."""
 
@@ -747,6 +749,8 @@ class NumpyBackend(Backend):
         np.multiply(x_hat, mean_g_x_hat, out=dx)
         np.subtract(g - mean_g, dx, out=dx)
         np.multiply(dx, np.divide(t(1), np.sqrt(var + t(epsilon)))[:, None], out=dx)
+
+    # ---------------------------------------------------------- images (NCHW)
     def avgpool2d(self, x, out, pool, stride, padding) -> None:
         n, c, h, w = x.shape
         if _whole_plane(x.shape, out.shape, pool, padding):

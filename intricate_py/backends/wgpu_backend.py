@@ -39,17 +39,17 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import itertools
 import math
 import struct
 import threading
 import weakref
-from typing import Callable, Sequence, TypeVar
+from typing import Sequence
 
 import numpy as np
 import wgpu
 
+from .._threads import holding
 from ..device_choice import Adapter
 from .base import (ACCURACIES, ACTIVATIONS, LOSSES, Backend, BindingTooLarge, StepFloat, StepInt, dropout_threshold,
                    sides, window_positions)
@@ -67,18 +67,8 @@ ACCURACY_KIND = {kind: i for i, kind in enumerate(ACCURACIES)}
 #: the adapter's limits a device asks for (the defaults cap bindings at 128 MiB, buffers at 256 MiB)
 REQUESTED_LIMITS = ("max-storage-buffer-binding-size", "max-buffer-size")
 
-_Method = TypeVar("_Method", bound=Callable)
-
-
-def _serialised(method: _Method) -> _Method:
-    """``method`` run holding the backend's lock: one thread's operation at a time."""
-
-    @functools.wraps(method)
-    def held(self, *args, **kwargs):
-        with self.lock:
-            return method(self, *args, **kwargs)
-
-    return held
+#: a method run holding the backend's lock: one thread's operation at a time
+_serialised = holding("lock")
 
 
 class _Allocation:
@@ -386,6 +376,16 @@ class WgpuBackend(Backend):
         x = min(groups, _MAX_GROUPS)
         return x, -(-groups // x)
 
+    def _channel_groups(self, c: int) -> tuple[int, int]:
+        """One workgroup per channel, (x, y) layout."""
+        return self._grid(c, per_group=1)
+
+    @staticmethod
+    def _column_groups(cols: int) -> tuple[int, int]:
+        """One workgroup per 16 columns (reductions.wgsl's and
+        normalization.wgsl's 16 × 16 column sums)."""
+        return max(1, -(-cols // 16)), 1
+
     @_serialised
     def flush(self) -> None:
         if self._encoder is None:
@@ -618,14 +618,14 @@ class WgpuBackend(Backend):
     def sum_rows(self, x: GPUArray, out: GPUArray) -> None:
         rows, cols = x.shape[0], math.prod(x.shape[1:])
         self._dispatch(
-            "sum_rows", (max(1, -(-cols // 16)), 1), (x, out),
+            "sum_rows", self._column_groups(cols), (x, out),
             rows=rows, cols=cols, a_off=x.offset, out_off=out.offset,
         )
 
     def sum_channels(self, x: GPUArray, out: GPUArray) -> None:
         n, c = x.shape[:2]
         self._dispatch(
-            "sum_channels", self._grid(c, per_group=1), (x, out),
+            "sum_channels", self._channel_groups(c), (x, out),
             rows=n, cols=c, inner=x.size // (n * c), a_off=x.offset, out_off=out.offset,
         )
 
@@ -809,10 +809,6 @@ class WgpuBackend(Backend):
         """(outer, c, inner) of a batch of ``shape`` around ``axis``."""
         return dict(outer=math.prod(shape[:axis]), c=shape[axis], inner=math.prod(shape[axis + 1:]))
 
-    def _channel_groups(self, c: int) -> tuple[int, int]:
-        """One workgroup per channel, (x, y) layout."""
-        return self._grid(c, per_group=1)
-
     def batch_norm(self, x, out, mean, var, gamma, beta, axis, epsilon) -> None:
         self._norm_dispatch(
             "batch_norm_forward", self._grid(x.size), x, beta, gamma, mean, var, out, None, None,
@@ -849,8 +845,10 @@ class WgpuBackend(Backend):
             self._norm_dispatch("layer_norm_backward", self._grid(rows), x, dy, gamma, mean, var, dx, None, None,
                                 count=rows, c=c, epsilon=epsilon)
         if dgamma is not None or dbeta is not None:
-            self._norm_dispatch("layer_norm_params", (max(1, -(-c // 16)), 1), x, dy, None, mean, var, None,
+            self._norm_dispatch("layer_norm_params", self._column_groups(c), x, dy, None, mean, var, None,
                                 dgamma, dbeta, count=rows, c=c, epsilon=epsilon)
+
+    # ---------------------------------------------------------- images (NCHW)
     def avgpool2d(self, x, out, pool, stride, padding) -> None:
         self._dispatch(
             "avgpool_forward", self._grid(out.size), (x, None, out), count=out.size,

@@ -186,14 +186,8 @@ def folded_product(product: "Layer", norm: BatchNormalization) -> tuple[np.ndarr
     biases = biases.astype(np.float64) if biases is not None else np.zeros(c)
     gamma = norm.gamma.astype(np.float64) if norm.scale else np.ones(c)
     beta = norm.beta.astype(np.float64) if norm.center else np.zeros(c)
-    mean, variance = norm.moving_mean.astype(np.float64), norm.moving_variance.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = 1 / np.sqrt(variance + norm.epsilon)
-    if not np.isfinite(r).all():
-        k = int(np.flatnonzero(~np.isfinite(r))[0])
-        raise ValueError(f"cannot export {norm.name} {norm!r}: 1 / sqrt(moving_variance + epsilon) of channel {k} "
-                         f"is {r[k]} (moving_variance {norm.moving_variance[k]}, epsilon {norm.epsilon})")
-    a = gamma * r
+    mean = norm.moving_mean.astype(np.float64)
+    a = gamma * _inverse_deviation(norm, np.float64, "")
     # Dense's W is (inputs, units): a scales its columns; Conv2D's (filters, ...): its first axis
     scaled = weights * a if isinstance(product, Dense) else weights * a.reshape(-1, *(1,) * (weights.ndim - 1))
     biases = (biases - mean) * a + beta
@@ -203,6 +197,20 @@ def folded_product(product: "Layer", norm: BatchNormalization) -> tuple[np.ndarr
     return scaled.astype(np.float32), biases.astype(np.float32)
 
 
+def _inverse_deviation(norm: BatchNormalization, dtype, precision: str) -> np.ndarray:
+    """r = 1 / sqrt(moving_variance + epsilon) of ``norm`` in ``dtype``;
+    ValueError naming the channel (``precision`` after its value) where it
+    is not finite."""
+    t = np.dtype(dtype).type
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        r = np.divide(t(1), np.sqrt(norm.moving_variance.astype(t) + t(norm.epsilon)))
+    if not np.isfinite(r).all():
+        k = int(np.flatnonzero(~np.isfinite(r))[0])
+        raise ValueError(f"cannot export {norm.name} {norm!r}: 1 / sqrt(moving_variance + epsilon) of channel {k} "
+                         f"is {r[k]}{precision} (moving_variance {norm.moving_variance[k]}, epsilon {norm.epsilon})")
+    return r
+
+
 def batch_norm_terms(norm: BatchNormalization) -> tuple[np.ndarray, ...]:
     """(mean, r, gamma, beta) of ``norm`` in inference, in float32, r =
     1 / sqrt(moving_variance + epsilon) computed as the numpy backend
@@ -210,14 +218,8 @@ def batch_norm_terms(norm: BatchNormalization) -> tuple[np.ndarray, ...]:
     predict's output on the CPU, operation for operation."""
     t = np.float32
     c = norm.channels
-    mean, variance = norm.moving_mean.astype(t), norm.moving_variance.astype(t)
-    with np.errstate(divide="ignore", over="ignore"):
-        r = np.divide(t(1), np.sqrt(variance + t(norm.epsilon)))
-    if not np.isfinite(r).all():
-        k = int(np.flatnonzero(~np.isfinite(r))[0])
-        raise ValueError(f"cannot export {norm.name} {norm!r}: 1 / sqrt(moving_variance + epsilon) of channel {k} "
-                         f"is {r[k]} in float32, the exported files' precision (moving_variance "
-                         f"{norm.moving_variance[k]}, epsilon {norm.epsilon})")
+    mean = norm.moving_mean.astype(t)
+    r = _inverse_deviation(norm, t, " in float32, the exported files' precision")
     gamma = norm.gamma.astype(t) if norm.scale else np.ones(c, t)
     beta = norm.beta.astype(t) if norm.center else np.zeros(c, t)
     return mean, r, gamma, beta

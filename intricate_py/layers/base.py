@@ -584,9 +584,7 @@ class WeightedLayer(Layer, abstract=True):
         self.weight_init, self.bias_init = weight_init, bias_init
 
     def _use_bias(self, use_bias: bool) -> None:
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise ValueError(f"expected True or False. Received: use_bias={use_bias!r}")
-        self.use_bias = bool(use_bias)
+        self.use_bias = _checks.boolean(use_bias, "use_bias")
         if not self.use_bias:
             self.file_tensors = ("weight",)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 
-from ..backends.base import Pair, Sides, window_positions
+from ..backends.base import Pair, Sides, sides, window_positions
 from ..naming import shape_text
 
 Shape = tuple[int, ...]
@@ -80,7 +80,7 @@ def padding_sides(padding: Padding, size: Pair, window: Pair, stride: Pair, dila
         top, bottom = same_sides(size[0], window[0], stride[0], dilation[0])
         left, right = same_sides(size[1], window[1], stride[1], dilation[1])
         return top, bottom, left, right
-    return padding[0], padding[0], padding[1], padding[1]
+    return sides(padding)
 
 
 def image_shape(input_shape: Shape) -> Shape:

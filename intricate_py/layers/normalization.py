@@ -21,12 +21,6 @@ def _axis(value, name: str = "axis") -> int:
     return int(value)
 
 
-def _flag(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"expected True or False. Received: {name}={value!r}")
-    return bool(value)
-
-
 def _input_shape(value) -> tuple[int, ...] | None:
     if value is None:
         return None
@@ -49,8 +43,8 @@ class Normalization(Layer, abstract=True):
     def __init__(self, epsilon: float, center: bool, scale: bool, input_shape, name: str | None):
         super().__init__(name)
         self.epsilon = _checks.non_negative_float(epsilon, "epsilon")
-        self.center = _flag(center, "center")
-        self.scale = _flag(scale, "scale")
+        self.center = _checks.boolean(center, "center")
+        self.scale = _checks.boolean(scale, "scale")
         if input_shape is not None:
             self.input_shape = _input_shape(input_shape)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks
 from ..backends import Array
 from ..backends.base import Sides
 from .base import Context, Layer, Shape
@@ -132,9 +133,7 @@ class _GlobalPool2D(Layer, abstract=True):
 
     def __init__(self, keepdims: bool = False, name: str | None = None):
         super().__init__(name)
-        if not isinstance(keepdims, (bool, np.bool_)):
-            raise ValueError(f"expected True or False. Received: keepdims={keepdims!r}")
-        self.keepdims = bool(keepdims)
+        self.keepdims = _checks.boolean(keepdims, "keepdims")
 
     def output_shape_for(self, input_shape: Shape) -> Shape:
         c, _, _ = image_shape(input_shape)
