@@ -1,10 +1,10 @@
 # Set-up and entry points. `make demo` and `make test` each install what they
 # need on a fresh Debian machine: Debian packages (the software Vulkan adapter,
-# Fashion-MNIST) and a virtual environment in .venv with the package in it.
+# Fashion-MNIST, the fortunes text of examples/charlm) and a virtual environment in .venv with the package in it.
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist graphviz
+DEBIAN_PACKAGES := mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist graphviz fortunes
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench torch-cpu deploy deploy-build system clean

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import intricate_py  # noqa: E402
-from intricate_py.backends.base import Backend  # noqa: E402
+from op_times import operation_times  # noqa: E402
 from intricate_py.datasets import load_fashion_mnist  # noqa: E402
 from intricate_py.losses import CategoricalCrossEntropy  # noqa: E402
 from intricate_py.optimizers import Adam  # noqa: E402
@@ -85,30 +85,7 @@ def family(operation: str) -> str:
 def profile(model, x, y) -> dict[str, float]:
     """Seconds of each operation family in one epoch, every backend
     operation timed where the layers call it."""
-    backend = model.device
-    spent: dict[str, float] = defaultdict(float)
-    depth = [0]  # an operation that calls another (batch_norm_train, batch_norm) counts once
-
-    def timed(name, method):
-        def run(*args, **kwargs):
-            depth[0] += 1
-            start = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                depth[0] -= 1
-                if depth[0] == 0:
-                    spent[family(name)] += time.perf_counter() - start
-        return run
-
-    for name in sorted(Backend.__abstractmethods__):
-        setattr(backend, name, timed(name, getattr(backend, name)))
-    try:
-        spent["whole epoch"] = our_epoch(model, x, y)
-    finally:
-        for name in Backend.__abstractmethods__:
-            delattr(backend, name)
-    return dict(spent)
+    return operation_times(model.device, family, lambda: our_epoch(model, x, y), "whole epoch")
 
 
 def main() -> None:

@@ -67,9 +67,12 @@ def metric_keys(model: "Model", losses: list[Loss | None], validation: bool) -> 
     return keys
 
 
-def accuracy_count(loss: Loss, width: int, n: int) -> int:
-    """How many predictions n samples of ``width`` outputs make."""
-    return n * width if loss.accuracy_kind(width).startswith("binary") else n
+def accuracy_count(loss: Loss, shape: tuple[int, ...], n: int) -> int:
+    """How many predictions n samples of an output of per-sample ``shape``
+    make: one an element for a binary accuracy, else one a row of the loss
+    (a sample, or a token of a sequence: ``Loss.layout``)."""
+    rows, width = loss.layout(shape)
+    return n * rows * width if loss.accuracy_kind(math.prod(shape)).startswith("binary") else n * rows
 
 
 def metric_table(model: "Model", values: np.ndarray, losses: list[Loss | None], weights: list[float],
@@ -88,13 +91,12 @@ def metric_table(model: "Model", values: np.ndarray, losses: list[Loss | None], 
         for k, loss in enumerate(losses):
             if loss is None:
                 continue
-            width = math.prod(model.outputs[k].shape)
             loss_sum, correct = values[:, slots.of(k, loss_at)], values[:, slots.of(k, correct_at)]
             if extra is not None:
                 loss_sum, correct = loss_sum + values[:, slots.of(k, extra[0])], correct + values[:, slots.of(k, extra[1])]
             parts[k] = loss_sum / count
             total = total + weights[k] * parts[k]
-            accuracies[k] = correct / accuracy_count(loss, width, count)
+            accuracies[k] = correct / accuracy_count(loss, model.outputs[k].shape, count)
         if len(losses) == 1:
             table[prefix + "loss"], table[prefix + "accuracy"] = total, accuracies[0]
             continue
@@ -104,11 +106,6 @@ def metric_table(model: "Model", values: np.ndarray, losses: list[Loss | None], 
         table.update({f"{prefix}{names[k]}_accuracy": accuracies[k] for k in parts
                       if reports_accuracy(model, losses, k)})
     return table
-
-
-def flat(backend, a: Array) -> Array:
-    """``a`` (n, ...) as the matrix (n, values per sample) losses take."""
-    return a if len(a.shape) == 2 else backend.view(a, 0, (a.shape[0], math.prod(a.shape[1:])))
 
 
 class DeviceData:
@@ -128,7 +125,9 @@ class DeviceData:
         self.backend, self.n, self.batch = backend, len(arrays[0]), batch
         self.sources = [backend.dataset(a) for a in arrays]
         self.order = backend.from_numpy(np.arange(self.n, dtype=np.int32))
-        buffers = [model.plan.buffers.get(f"{role}_{k}", batch, a.shape[1:]) for k, a in enumerate(arrays)]
+        # named by shape too: an output's targets may be class labels in one fit, one-hot rows in the next
+        buffers = [model.plan.buffers.get(f"{role}_{k}_{a.shape[1:]}", batch, a.shape[1:])
+                   for k, a in enumerate(arrays)]
         # (first row in the order, [each array's rows]) of each batch
         self.views = [(s, [backend.rows(b, 0, min(batch, self.n - s)) for b in buffers])
                       for s in range(0, self.n, batch)]
@@ -182,5 +181,4 @@ class Evaluation:
         for arrays in self.data.batches():
             outputs = plan.forward(inference, arrays[: self.inputs], training=False)
             for k, t in zip(self.graded, arrays[self.inputs:]):
-                self.losses[k].accumulate(backend, flat(backend, outputs[k]), t, acc, block + slots.of(k, at),
-                                          self.kinds[k])
+                self.losses[k].accumulate(backend, outputs[k], t, acc, block + slots.of(k, at), self.kinds[k])

@@ -13,7 +13,7 @@ from . import _checks
 from .backends import Array
 from .backends.base import step_values
 from .callbacks import Callback, as_callbacks
-from .fit_data import DeviceData, Evaluation, Slots, flat, metric_keys, metric_slots
+from .fit_data import DeviceData, Evaluation, Slots, metric_keys, metric_slots
 from .fit_run import Run
 from .layers.base import Recordings
 from .losses import Loss, warn_if_mismatched
@@ -111,8 +111,6 @@ class TrainStep:
         for (k, loss, kind, accuracy, weight, name), t, index in zip(self.terms, arrays[n_inputs:], indexes):
             p = reads[k]
             g = grads[k] = plan.buffers.get(name, p.shape[0], p.shape[1:])
-            if len(p.shape) > 2:
-                p, g = flat(backend, p), flat(backend, g)
             loss.train_step(backend, kind, p, t, metrics, index, accuracy, g, weight)
         plan.backward(self.pass_, grads)
         self.model.optimizer.step(optimizer_values)

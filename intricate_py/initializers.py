@@ -28,12 +28,17 @@ def he_normal(rng, shape, fan_in, fan_out):
     return rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
 
 
+def uniform(rng, shape, fan_in, fan_out):
+    """Keras's RandomUniform default, in [-0.05, 0.05] (Embedding's initializer)."""
+    return rng.uniform(-0.05, 0.05, shape)
+
+
 def zeros(rng, shape, fan_in, fan_out):
     return np.zeros(shape)
 
 
 INITIALIZERS: dict[str, Initializer] = {
-    f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform, he_normal, zeros)
+    f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform, he_normal, uniform, zeros)
 }
 
 

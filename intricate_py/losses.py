@@ -6,12 +6,19 @@ loss                        value                                  dE/dp
 ==========================  =====================================  ==========================
 MeanSquared                 mean over elements of (p - t)²         2 (p - t) / (n k)
 MeanAbsolute                mean over elements of |p - t|          sign(p - t) / (n k)
-CategoricalCrossEntropy     mean over samples of -Σ t log p        -t / p / n
+CategoricalCrossEntropy     mean over rows of -Σ t log p           -t / p / n
 BinaryCrossEntropy          mean over elements of                  (p - t) / (p (1 - p)) / (n k)
                             -(t log p + (1 - t) log(1 - p))
 ==========================  =====================================  ==========================
 
-(n samples of k outputs.) Probabilities are clipped to [1e-7, 1 - 1e-7]
+(n rows of k values: each sample's outputs flattened into one row, but for
+the categorical cross-entropy, which acts on the last axis as Keras's does:
+an output of per-sample shape (seq, vocab) is seq rows (tokens) of a
+distribution over vocab each, its loss the mean over the n · seq tokens and
+its accuracy counted per token; ``Loss.layout``.) Integer class labels stay
+labels, one per row, down to the backend's ``loss`` (which reads them as
+one-hot rows): targets (n, seq) for a (seq, vocab) output take seq values a
+sample, not seq · vocab. Probabilities are clipped to [1e-7, 1 - 1e-7]
 before a log. After the layer each one is made for (Softmax, Sigmoid) the
 two cross-entropies give the gradient with respect to that layer's input,
 (p - t) / n and (p - t) / (n k), which never divides by a probability.
@@ -25,13 +32,16 @@ With ``from_logits=True`` the cross-entropies take the model's raw outputs
 
 from __future__ import annotations
 
+import math
 import warnings
+from typing import Sequence
 
 import numpy as np
 
 from . import _checks
 from .backends import Array, Backend, NumpyBackend
 from .layers import Layer, Sigmoid, Softmax
+from .naming import batch_shape_text
 
 #: layers whose outputs are probabilities, and the activation= names that make them
 _PROBABILITY_LAYERS = (Softmax, Sigmoid)
@@ -55,16 +65,30 @@ class Loss:
     #: the loss trains a classifier, whose accuracy is a metric
     classifies: bool = False
 
+    # ---------------------------------------------------------------- layout
+    def layout(self, shape: Sequence[int]) -> tuple[int, int]:
+        """(rows, width): the loss takes each sample of an output of
+        per-sample ``shape`` as ``rows`` rows of ``width`` values, here one
+        row of all its values (the categorical cross-entropy's rows are the
+        positions along every axis but the last)."""
+        return 1, math.prod(shape)
+
     # --------------------------------------------------------------- targets
-    def prepare_targets(self, y, width: int) -> np.ndarray:
-        """Targets as a float array (n, width), checked against the outputs
-        (float inputs keep their dtype; integers become float32)."""
+    def prepare_targets(self, y, shape: Sequence[int] | int) -> np.ndarray:
+        """Targets for an output of per-sample ``shape`` (or of that many
+        values) as a float array (n, values per sample), checked against
+        the outputs (float inputs keep their dtype; integers become float32)."""
+        shape = _per_sample(shape)
+        width = math.prod(shape)
         t = _checks.numeric_array(y, "y")
+        if len(shape) > 1 and t.shape[1:] == shape:
+            t = t.reshape(len(t), width)
         if t.ndim == 1 and width == 1:
             t = t[:, None]
         if t.ndim != 2 or t.shape[1] != width:
+            also = f" or {batch_shape_text(shape)}" if len(shape) > 1 else ""
             raise ValueError(
-                f"expected targets of shape (n, {width}) for the model's {width} outputs. "
+                f"expected targets of shape (n, {width}){also} for the model's {width} outputs. "
                 f"Received: y.shape={t.shape}"
             )
         return t if t.dtype.kind == "f" else t.astype(np.float32)
@@ -87,13 +111,18 @@ class Loss:
         return None
 
     # ------------------------------------------------------------ computation
-    def _value_scale(self, p: Array) -> float:
-        return 1.0 / p.shape[1] if self.per_element else 1.0
+    def _value_scale(self, rows: int, width: int) -> float:
+        """What turns the sum of a sample's terms into its loss."""
+        return 1.0 / (rows * width) if self.per_element else 1.0 / rows
 
     def accumulate(self, backend: Backend, p: Array, t: Array, acc: Array, index: int, accuracy: str) -> None:
         """``acc[index] +=`` the sum over the batch of each sample's loss;
-        ``acc[index + 1] +=`` the number of correct predictions."""
-        backend.loss(self.kind, p, t, acc, index, accuracy, self._value_scale(p))
+        ``acc[index + 1] +=`` the number of correct predictions (of rows,
+        or of elements for a binary accuracy). p is (n, *shape), t as
+        :meth:`prepare_targets` made it."""
+        rows, width = self.layout(p.shape[1:])
+        backend.loss(self.kind, _matrix(backend, p, rows), _matrix(backend, t, rows), acc, index, accuracy,
+                     self._value_scale(rows, width))
 
     def train_step(
         self, backend: Backend, kind: str, p: Array, t: Array, acc: Array, index: int, accuracy: str,
@@ -102,30 +131,33 @@ class Loss:
         """As :meth:`accumulate`, and the gradient of the batch's mean loss
         (times ``weight``, the output's share of a total loss) into ``grad``:
         dE/dp, or dE/d(input of the fused layer) for the kind :meth:`step_kind` gave."""
-        n, k = p.shape
-        count = n * k if self.per_element else n
+        rows, width = self.layout(p.shape[1:])
+        n = p.shape[0] * rows
+        count = n * width if self.per_element else n
         factor = self.grad_factor if kind == self.kind and not self.from_logits else 1.0
-        backend.loss(kind, p, t, acc, index, accuracy, self._value_scale(p), grad, weight * factor / count)
+        backend.loss(kind, _matrix(backend, p, rows), _matrix(backend, t, rows), acc, index, accuracy,
+                     self._value_scale(rows, width), _matrix(backend, grad, rows), weight * factor / count)
 
     def gradient(self, backend: Backend, p: Array, t: Array, out: Array, fused: bool = False) -> None:
         """dE/dp of the batch's mean loss into ``out``; with ``fused``, p is
         the input z of the fused layer and the gradient is dE/dz."""
         kind = self.fused_kind if fused else self.kind
         acc = backend.zeros((2,))
-        self.train_step(backend, kind, p, t, acc, 0, self.accuracy_kind(p.shape[1]), out)
+        self.train_step(backend, kind, p, t, acc, 0, self.accuracy_kind(math.prod(p.shape[1:])), out)
 
     def __call__(self, predictions, targets) -> float:
-        """The loss of ``predictions`` (n, k) against ``targets``, in float64."""
+        """The loss of ``predictions`` (n, k), or (n, *shape), against
+        ``targets``, in float64."""
         p = _checks.numeric_array(predictions, "predictions").astype(np.float64)
         if p.ndim == 1:
             p = p[:, None]
-        t = self.prepare_targets(targets, p.shape[1]).astype(np.float64)
+        t = self.prepare_targets(targets, p.shape[1:]).astype(np.float64)
         if t.shape[0] != p.shape[0]:
             raise ValueError(
                 f"expected as many targets as predictions ({p.shape[0]}). Received: {t.shape[0]}"
             )
         acc = np.zeros(2)
-        self.accumulate(NumpyBackend("float64"), p, t, acc, 0, self.accuracy_kind(p.shape[1]))
+        self.accumulate(NumpyBackend("float64"), p, t, acc, 0, self.accuracy_kind(math.prod(p.shape[1:])))
         return float(acc[0]) / p.shape[0]
 
     def get_config(self) -> dict:
@@ -194,27 +226,41 @@ class _CrossEntropy(Loss):
 
 
 class CategoricalCrossEntropy(_CrossEntropy):
-    """Mean over samples of -Σ t log p. Targets are one-hot (or any
-    probability) rows, or integer class labels in [0, k). With
+    """Mean over rows (samples, or tokens) of -Σ t log p. Targets are
+    one-hot (or any probability) rows, or integer class labels in [0, k). With
     ``from_logits=True`` the outputs are logits and the loss is
-    -Σ t log softmax(z), as PyTorch's ``cross_entropy``."""
+    -Σ t log softmax(z), as PyTorch's ``cross_entropy``.
+
+    As Keras's, it acts on the last axis: an output of per-sample shape
+    (seq, vocab) is seq distributions over vocab classes, the loss the mean
+    over every sample's tokens, the accuracy counted per token; its targets
+    are labels (n, seq) or one-hot rows (n, seq, vocab). Labels stay labels
+    on the device (one value a token)."""
 
     probability_kind, logits_kind = "cross_entropy", "logits_cross_entropy"
     per_element = False
     fused_layer, fused_kind = Softmax, "softmax_cross_entropy"
     expected_layer = Softmax
 
-    def prepare_targets(self, y, width: int) -> np.ndarray:
+    def layout(self, shape: Sequence[int]) -> tuple[int, int]:
+        return (math.prod(shape[:-1]), shape[-1]) if len(shape) > 1 else super().layout(shape)
+
+    def prepare_targets(self, y, shape: Sequence[int] | int) -> np.ndarray:
+        """One-hot or probability rows as (n, rows · width) (see
+        :meth:`Loss.layout`), or integer class labels as (n, rows): one a
+        token, given as (n, *shape[:-1]) or with a last axis of 1."""
+        shape = _per_sample(shape)
+        rows, width = self.layout(shape)
         if width < 2:
             raise ValueError(
                 f"expected a model with at least 2 outputs (one per class) for {self!r}. Received: "
                 f"{width} output; a single output is a binary classifier: use BinaryCrossEntropy"
             )
         t = _checks.numeric_array(y, "y")
-        is_labels = t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1)
+        is_labels = t.ndim >= 1 and t.shape[1:] in (shape[:-1], shape[:-1] + (1,))
         if not is_labels:
-            t = super().prepare_targets(t, width)
-            _check_distributions(t)
+            t = super().prepare_targets(t, shape)
+            _check_distributions(t.reshape(-1, width))
             return t
         labels = t.reshape(-1)
         whole = labels == np.round(labels)
@@ -223,14 +269,14 @@ class CategoricalCrossEntropy(_CrossEntropy):
             raise ValueError(f"expected integer class labels in y. Received: {bad}")
         outside = (labels < 0) | (labels >= width)
         if outside.any():
-            bad = labels[outside][0]
+            bad, at = labels[outside][0], int(np.argmax(outside))
+            where = at if rows == 1 else tuple(int(i) for i in np.unravel_index(at, (len(t), rows)))
             raise ValueError(
                 f"expected class labels in [0, {width - 1}] for the model's {width} outputs. "
-                f"Received: {bad:g} at index {int(np.argmax(outside))}"
+                f"Received: {bad:g} at index {where}"
             )
-        one_hot = np.zeros((labels.size, width), np.float32)  # 0 and 1: exact in any dtype
-        one_hot[np.arange(labels.size), labels.astype(np.int64)] = 1.0
-        return one_hot
+        labels = labels.reshape(len(t), rows)  # labels, not one-hot rows: seq values a sample, not seq · vocab
+        return labels if labels.dtype.kind == "f" else labels.astype(np.float32)
 
     def accuracy_kind(self, width: int) -> str:
         return "categorical"
@@ -246,8 +292,8 @@ class BinaryCrossEntropy(_CrossEntropy):
     fused_layer, fused_kind = Sigmoid, "sigmoid_cross_entropy"
     expected_layer = Sigmoid
 
-    def prepare_targets(self, y, width: int) -> np.ndarray:
-        t = super().prepare_targets(y, width)
+    def prepare_targets(self, y, shape: Sequence[int] | int) -> np.ndarray:
+        t = super().prepare_targets(y, shape)
         outside = (t < 0) | (t > 1)
         if outside.any():
             where = tuple(int(i) for i in np.argwhere(outside)[0])
@@ -258,6 +304,21 @@ class BinaryCrossEntropy(_CrossEntropy):
 
     def accuracy_kind(self, width: int) -> str:
         return "binary_logits" if self.from_logits else "binary"
+
+
+def _per_sample(shape: Sequence[int] | int) -> tuple[int, ...]:
+    """An output's per-sample shape, from itself or its number of values."""
+    return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)
+
+
+def _matrix(backend: Backend, a: Array | None, rows: int) -> Array | None:
+    """``a`` (n, ...) as the matrix of n · rows rows that the backend's
+    ``loss`` takes (a view; None stays None)."""
+    if a is None:
+        return None
+    m = a.shape[0] * rows
+    shape = (m, math.prod(a.shape) // max(m, 1))
+    return a if tuple(a.shape) == shape else backend.view(a, 0, shape)
 
 
 def _check_distributions(t: np.ndarray) -> None:

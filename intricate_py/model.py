@@ -264,6 +264,9 @@ class Model:
             label = name if len(names) == 1 else f"{name}[{names[k]!r}]"
             what = "the model's input" if len(names) == 1 else f"the input {names[k]!r}"
             arrays.append(sample_array(entry, symbol.shape, self.dtype, label, what))
+            for node in self.plan.nodes:  # layers that take it as it is, such as an Embedding's ids
+                if any(s is symbol for s in node.inputs):
+                    node.layer.check_data(arrays[-1], label)
         same_length([(f"{name}[{names[k]!r}]" if len(names) > 1 else name, a) for k, a in enumerate(arrays)])
         return arrays
 
@@ -563,7 +566,8 @@ class Model:
         """Before a fit's first step: the parameters in this model's store,
         the optimizer bound to them (its state kept if it trained them before)."""
         self.sync_weights()
-        self.optimizer.bind(self.backend, [self.store.flat] if self.store.flat is not None else [])
+        self.optimizer.bind(self.backend, [self.store.flat] if self.store.flat is not None else [],
+                            parts=self.store.parts())
 
     @_one_call_at_a_time
     def snapshot_weights(self, into: Snapshot | None = None) -> Snapshot:

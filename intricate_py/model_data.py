@@ -56,13 +56,8 @@ def sample_array(x, shape: tuple[int, ...], dtype, name: str, what: str) -> np.n
 
 def target_array(loss: Loss, y, shape: tuple[int, ...], dtype, name: str) -> np.ndarray:
     """Targets for the output of per-sample ``shape``, as the loss prepares
-    them: (n, values per sample)."""
-    width = math.prod(shape)
-    if len(shape) > 1:
-        t = _checks.as_array(y, name)
-        if t.ndim == len(shape) + 1 and t.shape[1:] == shape:
-            y = t.reshape(len(t), width)
-    return _checks.fits_dtype(loss.prepare_targets(y, width), dtype, name)
+    them (``Loss.prepare_targets``): (n, values per sample), or class labels."""
+    return _checks.fits_dtype(loss.prepare_targets(_checks.as_array(y, name), shape), dtype, name)
 
 
 def same_length(arrays: list[tuple[str, np.ndarray]]) -> int:

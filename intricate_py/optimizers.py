@@ -6,6 +6,14 @@ as it trains the same parameters. ``learning_rate`` is a float or a
 schedule of the step (:mod:`intricate_py.schedules`). ``weight_decay`` is
 PyTorch's: an L2 term ``g + weight_decay · p`` for SGD, Adagrad and Adam;
 decoupled, ``p · (1 - lr · weight_decay)`` before the step, for AdamW.
+
+``clipnorm`` and ``global_clipnorm`` are Keras's: before the update, each
+parameter's gradient is scaled by ``clipnorm / max(‖g‖, clipnorm)``, or
+every gradient by ``global_clipnorm / max(‖all gradients‖, global_clipnorm)``
+(as ``torch.nn.utils.clip_grad_norm_``, without its 1e-6); one of the two at
+most. The norms are computed on the device (two operations a step, no
+readback); a NaN or infinite norm makes the gradients NaN, and training then
+stops by the divergence rule.
 """
 
 from __future__ import annotations
@@ -26,14 +34,24 @@ class Optimizer:
     #: names of the per-parameter state arrays
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate: float | LearningRateSchedule, weight_decay: float = 0.0):
+    def __init__(self, learning_rate: float | LearningRateSchedule, weight_decay: float = 0.0,
+                 clipnorm: float | None = None, global_clipnorm: float | None = None):
         self.learning_rate = learning_rate
         self.weight_decay = _checks.non_negative_float(weight_decay, "weight_decay")
+        if clipnorm is not None and global_clipnorm is not None:
+            raise ValueError("only one of clipnorm and global_clipnorm can be set. "
+                             f"Received: clipnorm={clipnorm!r}, global_clipnorm={global_clipnorm!r}")
+        self.clipnorm = None if clipnorm is None else _checks.positive_float(clipnorm, "clipnorm")
+        self.global_clipnorm = (None if global_clipnorm is None
+                                else _checks.positive_float(global_clipnorm, "global_clipnorm"))
         self.iterations = 0
         self._float32_limit: float | None = None
         self.backend: Backend | None = None
         self.parameters: list[Parameter] = []
         self.state: list[dict[str, Array]] = []
+        # each parameter's parts (clipnorm clips each alone), and the clipping's layouts and sums
+        self._parts: list[list[int]] | None = None
+        self._clipping: tuple | None = None
 
     @property
     def learning_rate(self) -> float | LearningRateSchedule:
@@ -56,19 +74,60 @@ class Optimizer:
             return rate
         return checked_rate(rate, self.iterations)
 
-    def bind(self, backend: Backend, parameters: list[Parameter]) -> None:
-        """Attach to ``parameters``; fresh state unless already attached to them."""
+    def bind(self, backend: Backend, parameters: list[Parameter], parts: list[list[int]] | None = None) -> None:
+        """Attach to ``parameters``; fresh state unless already attached to
+        them. ``parts``: for each parameter the sizes of the parameters
+        packed into it, in order (a model's store), which ``clipnorm``
+        clips one by one; by default each parameter is one."""
         # a backend that packs the step's scalars into float32 parameters (the GPU's recordings) gets
         # those beyond float32's range as ±inf, as numpy's float32 arithmetic makes them
         self._float32_limit = float(np.finfo(np.float32).max) if backend.records else None
+        if parts is not None:
+            if [sum(sizes) for sizes in parts] != [p.grad.size for p in parameters]:
+                raise ValueError("expected parts whose sizes add up to each parameter's size "
+                                 f"({[p.grad.size for p in parameters]}). Received: parts={parts!r}")
+            self._parts = [[int(size) for size in sizes] for sizes in parts]
         if self.backend is backend and len(parameters) == len(self.parameters) and all(
             a is b for a, b in zip(parameters, self.parameters)
         ):
+            self._clip_layouts()
             return
+        if parts is None:
+            self._parts = None
+        self._clipping = None
         self.backend, self.parameters, self.iterations = backend, list(parameters), 0
         self.state = [
             {name: backend.zeros(p.value.shape) for name in self.state_names} for p in parameters
         ]
+        self._clip_layouts()
+
+    def _clip_layouts(self) -> tuple | None:
+        """(clip, a layout per parameter, the partial sums) of the clipping
+        set, None without: made at ``bind`` (the GPU uploads a table), again
+        only when the clipping's kind or the parts change."""
+        clip = self.clipnorm if self.clipnorm is not None else self.global_clipnorm
+        if clip is None or not self.parameters:
+            return None
+        joint = self.clipnorm is None
+        sizes = self._parts if self._parts is not None else [[p.grad.size] for p in self.parameters]
+        key = (joint, sizes)
+        if self._clipping is None or self._clipping[0] != key:
+            layouts, slots = self.backend.norm_layouts(sizes, joint)
+            self._clipping = (key, layouts, self.backend.zeros((slots,)))
+        _, layouts, sums = self._clipping
+        return clip, layouts, sums
+
+    def clip_gradients(self) -> None:
+        """Scale the gradients by ``clipnorm`` or ``global_clipnorm`` (see the
+        module), on the device; nothing without either."""
+        clipping = self._clip_layouts()
+        if clipping is None:
+            return
+        clip, layouts, sums = clipping
+        for p, layout in zip(self.parameters, layouts):
+            self.backend.sum_squares(p.grad, sums, layout)
+        for p, layout in zip(self.parameters, layouts):
+            self.backend.clip_norm(p.grad, sums, layout, clip)
 
     def step_values(self) -> dict[str, float]:
         """The scalars of the next update, by the names of the backend
@@ -90,9 +149,11 @@ class Optimizer:
 
     def step(self, values: dict[str, float] | None = None) -> None:
         """Update every parameter from its gradient with ``values`` (those of
-        :meth:`step_values` by default), then count the step."""
+        :meth:`step_values` by default), then count the step. The gradients
+        are clipped first where ``clipnorm`` or ``global_clipnorm`` is set."""
         values = self.step_values() if values is None else values
         self.iterations += 1
+        self.clip_gradients()
         for p, s in zip(self.parameters, self.state):
             self._update(p, s, values)
 
@@ -104,7 +165,11 @@ class Optimizer:
 
     def settings(self) -> dict[str, Any]:
         """The hyperparameters besides the learning rate, as the constructor takes them."""
-        return {"weight_decay": self.weight_decay} if self.weight_decay or type(self) is AdamW else {}
+        settings = {"weight_decay": self.weight_decay} if self.weight_decay or type(self) is AdamW else {}
+        for name in ("clipnorm", "global_clipnorm"):
+            if getattr(self, name) is not None:
+                settings[name] = getattr(self, name)
+        return settings
 
     def get_config(self) -> dict[str, Any]:
         """What rebuilds the optimizer (:meth:`from_config`); ValueError for
@@ -139,8 +204,10 @@ class SGD(Optimizer):
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
+        clipnorm: float | None = None,
+        global_clipnorm: float | None = None,
     ):
-        super().__init__(learning_rate, weight_decay)
+        super().__init__(learning_rate, weight_decay, clipnorm, global_clipnorm)
         self.momentum = _checks.fraction(momentum, "momentum")
         if nesterov and self.momentum == 0:
             raise ValueError("expected momentum > 0 with nesterov=True. Received: momentum=0")
@@ -167,8 +234,10 @@ class Adagrad(Optimizer):
         learning_rate: float | LearningRateSchedule = 0.01,
         epsilon: float = 1e-10,
         weight_decay: float = 0.0,
+        clipnorm: float | None = None,
+        global_clipnorm: float | None = None,
     ):
-        super().__init__(learning_rate, weight_decay)
+        super().__init__(learning_rate, weight_decay, clipnorm, global_clipnorm)
         self.epsilon = _checks.positive_float(epsilon, "epsilon")
 
     def scalars(self, lr: float) -> dict[str, float]:
@@ -197,8 +266,10 @@ class Adam(Optimizer):
         beta2: float = 0.999,
         epsilon: float = 1e-8,
         weight_decay: float = 0.0,
+        clipnorm: float | None = None,
+        global_clipnorm: float | None = None,
     ):
-        super().__init__(learning_rate, weight_decay)
+        super().__init__(learning_rate, weight_decay, clipnorm, global_clipnorm)
         self.beta1 = _checks.fraction(beta1, "beta1")
         self.beta2 = _checks.fraction(beta2, "beta2")
         self.epsilon = _checks.positive_float(epsilon, "epsilon")
@@ -233,8 +304,10 @@ class AdamW(Adam):
         beta1: float = 0.9,
         beta2: float = 0.999,
         epsilon: float = 1e-8,
+        clipnorm: float | None = None,
+        global_clipnorm: float | None = None,
     ):
-        super().__init__(learning_rate, beta1, beta2, epsilon, weight_decay)
+        super().__init__(learning_rate, beta1, beta2, epsilon, weight_decay, clipnorm, global_clipnorm)
 
 
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adagrad, Adam, AdamW)}

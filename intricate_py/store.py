@@ -94,6 +94,15 @@ class ParameterStore:
         trainable parameter."""
         return [self.backend.view(packed, o, p.value.shape) for o, p in zip(self._offsets, self.parameters)]
 
+    def parts(self) -> list[list[int]]:
+        """For ``flat``, the size of each trainable parameter's slot in it
+        (its padding, zeros, included), in order: what an optimizer's
+        ``clipnorm`` clips one by one. Empty without parameters."""
+        if self.flat is None:
+            return []
+        ends = self._offsets[1:] + [self.flat.value.size]
+        return [[end - start for start, end in zip(self._offsets, ends)]]
+
     def arrays(self) -> list[Array]:
         """The live buffers a snapshot copies: values, then state."""
         return [a for a in (self.flat.value if self.flat is not None else None, self.state_flat) if a is not None]

@@ -24,6 +24,9 @@
 //         0 binary, elements with (q > 0.5) == (t > 0.5); 1 binary_logits,
 //         (q > 0) == (t > 0.5); 2 categorical, rows whose first argmax of q equals
 //         the first argmax of t
+//         labels = 1: t holds one class label per row (rows × 1, integers as
+//         floats in [0, cols)) and every result is that of its one-hot row, bit
+//         for bit (y is exactly 0 or 1; a label is its row's first argmax)
 // Bindings (group 0):
 //   0 params  uniform Params, one slot per dispatch (dynamic offset)
 //   1 p       storage, read        predictions (or logits) from element p_off
@@ -41,6 +44,7 @@ struct Params {
   rows: u32, cols: u32, kind: u32, accuracy: u32,
   p_off: u32, t_off: u32, acc_off: u32, index: u32,
   grad_off: u32, has_grad: u32, scale: f32, grad_scale: f32,
+  labels: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -123,9 +127,11 @@ fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
   var total = 0.0;
   var hits = 0.0;
   var bad = 0u;
+  let labelled = params.labels == 1u;
   for (var r = lid.x; r < params.rows; r = r + 256u) {
     let row_p = params.p_off + r * cols;
-    let row_t = params.t_off + r * cols;
+    let row_t = params.t_off + select(r * cols, r, labelled);
+    let label = u32(t[row_t]);  // used only where labelled
     var m = p[row_p];
     var s = 0.0;
     if (params.kind == 4u || params.kind == 6u) {  // softmax_forward's order of operations
@@ -134,7 +140,8 @@ fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
     for (var j = 0u; j < cols; j = j + 1u) {
       let x = p[row_p + j];
-      let y = t[row_t + j];
+      var y = 0.0;
+      if (labelled) { y = select(0.0, 1.0, j == label); } else { y = t[row_t + j]; }
       let lg = term(x, y, m, s);
       if (!finite(x) || !finite(lg.x)) { bad = bad + 1u; }
       total = total + lg.x;
@@ -142,7 +149,9 @@ fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
       if (params.accuracy != 2u) { hits = hits + select(0.0, 1.0, (predicted(x, m, s) > threshold) == (y > 0.5)); }
     }
     if (params.accuracy == 2u) {
-      hits = hits + select(0.0, 1.0, first_argmax_q(row_p, cols, m, s) == first_argmax_t(row_t, cols));
+      var wanted = label;
+      if (!labelled) { wanted = first_argmax_t(row_t, cols); }
+      hits = hits + select(0.0, 1.0, first_argmax_q(row_p, cols, m, s) == wanted);
     }
   }
   loss_part[lid.x] = total;

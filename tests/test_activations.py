@@ -173,6 +173,24 @@ def test_a_gradient_the_output_does_not_determine_is_refused(cpu, gpu, rng, case
     assert np.isnan(gpu.to_numpy(product)).all()
 
 
+def test_float32_gelu_takes_the_gpus_formula_within_its_bounds_in_chunks(cpu, rng):
+    """A float32 model's GELU on numpy (special.gelu32: the GPU's float32
+    formula, CHUNK values at a time) stays within 1e-6 of the float64
+    functions, relative to f and to f''s terms, over sizes that end inside
+    a chunk and on a strided view."""
+    x = spread(rng, 3, special.CHUNK + 17).astype(np.float32)
+    dy = rng.normal(size=x.shape).astype(np.float32)
+    y_ref, slope, scale = reference("gelu", 0.0, x)
+    y, dx = np.empty_like(x), np.empty_like(x)
+    cpu.activation("gelu", x, y)
+    cpu.activation_grad_from_input("gelu", x, dy, dx)
+    assert_relative(y, y_ref, np.abs(y_ref), 1e-6, 1e-37)
+    assert_relative(dx, dy * slope, np.abs(dy) * scale, 1e-6, 1e-37)
+    strided, out = x[:, ::3], np.empty((3, x[:, ::3].shape[1]), np.float32)
+    cpu.activation("gelu", strided, out)
+    np.testing.assert_array_equal(out, y[:, ::3])
+
+
 # ------------------------------------------------------------ GPU vs numpy
 @pytest.mark.parametrize("case", KINDS, ids=kind_id)
 @pytest.mark.parametrize("shape", [(1, 1), (129, 31)])

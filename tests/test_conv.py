@@ -189,7 +189,7 @@ def test_summary_shows_shapes_and_parameters():
     [
         ([Conv2D(4, 7)], (1, 5, 5), r"layer 0 Conv2D\(4, 7×7\) has a 7×7 kernel larger than the 5×5 images"),
         ([Conv2D(4, 3), MaxPool2D(4)], (1, 5, 5), r"layer 1 MaxPool2D\(4×4\) has a 4×4 pool larger than the 3×3"),
-        ([Conv2D(4, 3), Dense(3)], (1, 5, 5), r"layer 1 Dense\(3\).*put a Flatten\(\) layer before it"),
+        ([Conv2D(4, 3), Flatten(), Conv2D(2, 1)], (1, 5, 5), r"layer 2 Conv2D\(2, 1×1\) expects images"),
         ([Conv2D(4, 3)], 25, r"layer 0 Conv2D\(4, 3×3\) expects images of shape \(channels, height, width\)"),
     ],
 )

@@ -140,3 +140,93 @@ def test_sweep_example_sweeps_the_cnn(tmp_path, fashion_mnist):
     assert checkpoints
     model = Model.load(checkpoints[0], device="cpu")
     assert isinstance(model.layers[0], Conv2D) and model.input_shape == (1, 28, 28)
+
+
+# ------------------------------------------------------------------ charlm
+def fake_fortunes(folder: Path) -> Path:
+    """A folder laid out as /usr/share/games/fortunes: plain-text files of
+    fortunes between lines holding '%', their .dat indexes (here full of a
+    character no fortune holds) and .u8 links."""
+    import numpy as np
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    words = "the cat sat on a mat and we saw it run to our door while you ate all my bread".split()
+    for name in ("people", "science"):
+        fortunes = [" ".join(rng.choice(words, rng.integers(5, 20))).capitalize() + "." for _ in range(150)]
+        (folder / name).write_text("\n%\n".join(fortunes) + "\n%\n")
+        (folder / f"{name}.dat").write_text("ÿ" * 200)
+        (folder / f"{name}.u8").symlink_to(name)
+    return folder
+
+
+def test_charlm_example_trains_saves_and_samples_from_the_saved_model(tmp_path, device, capsys):
+    charlm = load_example("charlm")
+    data, out = fake_fortunes(tmp_path / "fortunes"), tmp_path / "out"
+    args = ["--device", device, "--data", str(data), "--limit", "3000", "--epochs", "1", "--context", "16",
+            "--width", "16", "--heads", "2", "--layers", "1", "--batch-size", "8", "--length", "40",
+            "--out", str(out)]
+    assert charlm.main(args) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"epoch 1/1: training loss [\d.]+, validation loss [\d.]+ bits per character", printed)
+    assert {p.name for p in out.iterdir()} == {"charlm.safetensors", "charlm.vocab.json", "curves.png", "sample.txt"}
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    characters = json.loads((out / "charlm.vocab.json").read_text())["characters"]
+    assert "ÿ" not in characters and "%" in characters and "\n" in characters  # no .dat read; the separators kept
+    assert charlm.main(["--load", str(out / "charlm.safetensors"), "--device", "cpu", "--prompt", "The cat",
+                        "--length", "30", "--top-k", "5"]) == 0
+    sample = capsys.readouterr().out
+    assert sample.startswith("The cat") and len(sample.rstrip("\n")) >= len("The cat") + 30 - sample.count("\n")
+    assert set(sample[len("The cat"):]) <= set(characters) | {"\n"}
+
+
+def test_charlm_example_without_fortunes_says_what_to_install(tmp_path, capsys):
+    assert load_example("charlm").main(["--data", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert "apt-get install fortunes" in capsys.readouterr().err
+    assert load_example("charlm").main(["--load", str(tmp_path / "none.safetensors")]) == 2
+
+
+def test_charlm_example_reads_fortunes_between_percent_lines(tmp_path):
+    charlm = load_example("charlm")
+    folder = tmp_path / "fortunes"
+    folder.mkdir()
+    (folder / "a").write_text("First one,\ntwo lines.\n%\nS_\bt_\bo_\bp underlined.\n%\n\n%\nLast\n")
+    (folder / "a.dat").write_bytes(b"\x00\x01%\n")
+    (folder / "a.u8").symlink_to("a")
+    assert charlm.read_fortunes(folder) == ["First one,\ntwo lines.", "Stop underlined.", "Last"]
+    train, validation = charlm.corpus(folder)
+    assert sorted((train + validation).split("\n%\n")[:-1]) == sorted(charlm.read_fortunes(folder))
+
+
+def test_charlm_torch_twin_computes_and_trains_as_the_model():
+    """The PyTorch twin of --compare-torch, in float64, gives the model's
+    logits from the same weights, and after the same two AdamW steps
+    (warmup rates, clipped gradients) the same logits again."""
+    pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from intricate_py.losses import CategoricalCrossEntropy
+    from intricate_py.optimizers import AdamW
+
+    charlm = load_example("charlm")
+    args = SimpleNamespace(width=16, heads=2, layers=2, context=12, dropout=0.0, device="cpu", seed=3,
+                           learning_rate=1e-2, warmup=2, weight_decay=0.1)
+    model = charlm.build_model(11, args, dtype="float64")
+    twin = charlm.TorchTwin(model)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 11, (2, 8, 12)), rng.integers(0, 11, (2, 8, 12))
+    np.testing.assert_allclose(twin.logits(x[0]), model.predict(x[0]), rtol=0, atol=1e-12)
+    schedule = charlm.recipe(args, 10)
+    model.compile(optimizer=AdamW(schedule, weight_decay=0.1, global_clipnorm=1.0),
+                  loss=CategoricalCrossEntropy(from_logits=True))
+    optimizer = twin.optimizer(0.1)
+    twin.training = True
+    for step in range(2):
+        model.fit(x[step], y[step], batch_size=8, shuffle=False)
+        twin.step(optimizer, torch.from_numpy(x[step]), torch.from_numpy(y[step]), schedule(step))
+    twin.training = False
+    assert not np.allclose(twin.logits(x[0]), charlm.TorchTwin(charlm.build_model(11, args, "float64")).logits(x[0]))
+    np.testing.assert_allclose(twin.logits(x[0]), model.predict(x[0]), rtol=0, atol=1e-10)

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export_models import ATOL, MODELS, RTOL, STRICT, Doubling, build_c, inputs, mlp
+from export_models import ATOL, MODELS, RTOL, STRICT, Doubling, build_c, inputs, mlp, random_biases
 
 import intricate_py
-from intricate_py import Model
-from intricate_py.layers import Dense, Sigmoid, Softmax, TanH
+from intricate_py import Input, Model
+from intricate_py.layers import (Add, Dense, Embedding, LayerNormalization, MultiHeadAttention, PositionEmbedding,
+                                 Sigmoid, Softmax, TanH)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,6 +107,43 @@ def test_c_pads_dense_outputs_for_whole_registers(tmp_path):
 def test_c_refuses_an_unknown_layer_naming_it(tmp_path):
     model = Model([Dense(3), Doubling(), TanH()], input_size=2, device="cpu")
     with pytest.raises(ValueError, match=r"layer 1 Doubling\(\) to C: the C exporter knows .*Dense.*a Doubling layer"):
+        model.export(tmp_path, format="c", name="net")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_c_computes_a_model_of_sequences(tmp_path, compiler):
+    """Issue 25 item 9: Embedding (an id outside the table gives zeros),
+    PositionEmbedding added, Dense of each position with its activation (a
+    softmax of each position's row), LayerNormalization of each position."""
+    T, V = 5, 9
+    ids = Input((T,), name="ids")
+    h = Embedding(V, 6)(ids)
+    h = Add()([h, PositionEmbedding(8)(h)])
+    h = Dense(7, activation="gelu")(LayerNormalization()(h))
+    model = random_biases(Model(ids, Dense(3, activation="softmax")(Dense(11, use_bias=False)(h)), device="cpu",
+                                seed=2), 3)
+    run, lib = build(model, tmp_path, compiler)
+    x = np.random.default_rng(0).integers(0, V, (50, T)).astype(np.float32)
+    np.testing.assert_allclose(run(x), model.predict(x), rtol=RTOL, atol=ATOL)
+    source = (tmp_path / "net.c").read_text()
+    embedding, position = (next(layer for layer in model.layers if isinstance(layer, cls))
+                           for cls in (Embedding, PositionEmbedding))
+    i = model.layers.index(position)
+    assert f"net_weight{i}[8][6]" not in source and f"net_weight{i}[5][6]" in source  # the rows it reads only
+    # predict refuses an id outside the table; the C code reads zeros for it, not memory beyond the table:
+    # what predict gives for id 0 once row 0 is zeros
+    table = embedding.embeddings
+    table[0] = 0
+    embedding.embeddings = table
+    outside = np.array([[1, 2, V, 3, 4]], np.float32)
+    np.testing.assert_allclose(run(outside), model.predict(np.array([[1, 2, 0, 3, 4]])), rtol=RTOL, atol=ATOL)
+
+
+def test_c_refuses_attention_saying_to_use_onnx(tmp_path):
+    x = Input((4, 6), name="x")
+    model = Model(x, MultiHeadAttention(2, 3)(x, x), device="cpu")
+    with pytest.raises(ValueError, match=r"cannot export layer 0 MultiHeadAttention\(2×3\) to C: C export does not "
+                                         r"support attention .*export the model to ONNX"):
         model.export(tmp_path, format="c", name="net")
     assert list(tmp_path.iterdir()) == []
 

@@ -8,8 +8,9 @@ import pytest
 
 from export_models import ATOL, MODELS, RTOL, Doubling, inputs, mlp
 
-from intricate_py import Model
-from intricate_py.layers import Dense, TanH
+from intricate_py import Input, Model
+from intricate_py.layers import (Add, BatchNormalization, Dense, Embedding, LayerNormalization, MultiHeadAttention,
+                                 PositionEmbedding, Reshape, TanH)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -91,3 +92,57 @@ def test_a_graph_name_that_is_not_text_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"no lone surrogate\) for the graph's name. Received: name='\\ud800'"):
         mlp().export(tmp_path / "net.onnx", name="\ud800")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_causal_transformer_language_model_runs_to_predicts_logits(tmp_path):
+    """Issue 25 item 9: token and position embeddings added, a pre-LayerNorm
+    block (causal self-attention, a GELU MLP, residual Adds) and logits over
+    the vocabulary, on sequences of an odd length, exported with every
+    parameter nonzero: onnxruntime gives predict's logits, at any batch size."""
+    T, V, E = 7, 13, 12
+    ids = Input((T,), name="ids")
+    h = Embedding(V, E)(ids)
+    h = Add()([h, PositionEmbedding(9)(h)])  # a table longer than the sequences
+    n = LayerNormalization()(h)
+    h = Add()([h, MultiHeadAttention(3, 4, value_dim=5)(n, n, use_causal_mask=True)])
+    h = Add()([h, Dense(E)(Dense(2 * E, activation="gelu")(LayerNormalization()(h)))])
+    model = Model(ids, Dense(V)(LayerNormalization()(h)), device="cpu", seed=3)
+    rng = np.random.default_rng(4)
+    for layer in model.layers:
+        layer.set_weights([w + rng.normal(0, 0.3, w.shape) for w in layer.get_weights()])
+    path = tmp_path / "lm.onnx"
+    model.export(path)
+    proto = onnx.load(str(path))
+    ops = [node.op_type for node in proto.graph.node]
+    assert {"Gather", "Expand", "Where", "Softmax", "LayerNormalization", "MatMul", "Erf"} <= set(ops)
+    assert "Gemm" not in ops  # every Dense here acts on sequences
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in session.get_inputs()]
+    x = rng.integers(0, V, (20, T)).astype(np.float32)
+    want = model.predict(x)
+    assert want.shape == (20, T, V)
+    for batch in (x, x[:1], x[:5]):
+        np.testing.assert_allclose(session.run(None, {name: batch})[0], model.predict(batch), rtol=1e-5, atol=1e-5)
+    # causal: changing the last token changes no earlier position's logits
+    changed = x.copy()
+    changed[:, -1] = (changed[:, -1] + 1) % V
+    other = session.run(None, {name: changed})[0]
+    np.testing.assert_allclose(other[:, :-1], session.run(None, {name: x})[0][:, :-1], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(other[:, -1], want[:, -1])
+
+
+def test_a_batch_normalization_of_positions_after_a_dense_of_sequences_is_not_folded(tmp_path):
+    """BatchNormalization(axis=1) after a Dense of sequences normalizes the
+    positions, not the Dense's units (here as many): it cannot fold into the
+    product's columns."""
+    x = Input(6, name="x")
+    y = BatchNormalization(axis=1)(Dense(4)(Reshape((4, 4))(Dense(16)(x))))
+    model = Model(x, y, device="cpu", seed=1)
+    rng = np.random.default_rng(0)
+    norm = model.layers[-1]
+    norm.set_weights([w + rng.uniform(0.1, 1, w.shape) for w in norm.get_weights()])
+    model.export(tmp_path / "m.onnx")
+    assert "BatchNormalization" in [node.op_type for node in onnx.load(str(tmp_path / "m.onnx")).graph.node]
+    batch = rng.normal(size=(9, 6)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"x": batch})[0], model.predict(batch), rtol=1e-5, atol=1e-6)

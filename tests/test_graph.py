@@ -26,10 +26,9 @@ def test_a_call_that_does_not_fit_fails_at_that_line_naming_layer_producers_and_
     message = str(error.value)
     for part in ("sum Add()", "(32,), (16,)", "(n, 32) from wide Dense(8→32)", "(n, 16) from narrow Dense(8→16)"):
         assert part in message
-    image = Input((1, 4, 4), name="image")
-    with pytest.raises(ValueError, match=r"head Dense\(3\) expects flat inputs.*put a Flatten\(\) layer before it. "
-                                         r"Received: \(n, 1, 4, 4\) from the input 'image'"):
-        Dense(3, name="head")(image)
+    with pytest.raises(ValueError, match=r"head Conv2D\(3, 2×2\) expects images of shape \(channels, height, width\), "
+                                         r"received \(8,\). Received: \(n, 8\) from the input 'x'"):
+        Conv2D(3, 2, name="head")(x)
 
 
 def test_layer_calls_take_the_inputs_they_are_made_for():

@@ -190,9 +190,12 @@ def test_dense_input_size_mismatch_names_layer_and_widths():
     assert "(4,)" in message and "(3,)" in message and "TanH()" in message
 
 
-def test_dense_on_images_says_flatten():
-    with pytest.raises(ValueError, match="Flatten"):
-        Model([Dense(3)], input_size=(1, 4, 4))
+def test_dense_on_images_acts_on_the_last_axis_as_in_keras():
+    model = Model([Dense(3)], input_size=(2, 4, 5))
+    assert model.output_shape == (2, 4, 3)
+    x = np.random.default_rng(0).normal(size=(3, 2, 4, 5))
+    layer = model.layers[0]
+    np.testing.assert_allclose(model.predict(x), x @ layer.weights + layer.biases, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(

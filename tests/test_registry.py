@@ -13,6 +13,7 @@ checked through the gradients of the parameters before it.
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import numpy as np
@@ -24,9 +25,9 @@ from intricate_py import Input, Model
 from intricate_py.export import c as c_export
 from intricate_py.export import onnx as onnx_export
 from intricate_py.layers import (ELU, GELU, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
-                                 Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Layer, LayerNormalization,
-                                 LeakyReLU, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, SiLU, Softmax, Softplus, Subtract,
-                                 TanH, UpSampling2D, ZeroPadding2D)
+                                 Dropout, Embedding, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Layer,
+                                 LayerNormalization, LeakyReLU, MaxPool2D, MultiHeadAttention, Multiply, PositionEmbedding,
+                                 ReLU, Reshape, Sigmoid, SiLU, Softmax, Softplus, Subtract, TanH, UpSampling2D, ZeroPadding2D)
 
 
 def _dense_then(layer_factory: Callable[[], Layer], width: int = 6):
@@ -67,6 +68,39 @@ def _sequence_then(layer_factory: Callable[[], Layer]):
         x = Input(5, name="x")
         return [x], [layer_factory()(Reshape((3, 5))(Dense(15, name="before")(x)))]
     return build
+
+
+def _sequence(width: int = 5, length: int = 3, name: str = "x"):
+    """An input and (length, width) sequences made from it by a Dense and a Reshape."""
+    x = Input(6, name=name)
+    return x, Reshape((length, width))(Dense(length * width, name=f"before_{name}")(x))
+
+
+def _embedding():
+    """Ids of 4 positions, 7 possible, to vectors of 5, then a Dense of each position."""
+    ids = Input(4, name="ids")
+    return [ids], [Dense(3, name="after")(Embedding(7, 5)(ids))]
+
+
+def _position_embedding():
+    """x + PositionEmbedding(x) on sequences shorter than its table."""
+    x, h = _sequence()
+    return [x], [Add()([h, PositionEmbedding(4)(h)])]
+
+
+def _self_attention(**options):
+    def build():
+        x, h = _sequence()
+        return [x], [MultiHeadAttention(2, 3, **options)(h, h, use_causal_mask=True)]
+    return build
+
+
+def _cross_attention():
+    """A query of 3 positions over a value of 4 and a key of its own, value_dim
+    and output_shape given, no biases."""
+    (x, q), (y, v), (z, k) = _sequence(5, 3, "q"), _sequence(6, 4, "v"), _sequence(2, 4, "k")
+    mha = MultiHeadAttention(3, 2, value_dim=4, output_shape=7, use_bias=False)
+    return [x, y, z], [mha(q, v, key=k)]
 
 
 def _batch_norm_between():
@@ -120,7 +154,8 @@ def _dense_then_dense(activation: str):
 
 #: layer type -> (builds (inputs, outputs) around it, the shapes are odd on purpose)
 CASES: dict[type, list[Callable]] = {
-    Dense: [_dense(), _dense("leaky_relu"), _dense("softmax"), _dense_then_dense("gelu"),
+    Dense: [_sequence_then(lambda: Dense(4, activation="gelu")), _sequence_then(lambda: Dense(4, "softmax")),
+            _dense(), _dense("leaky_relu"), _dense("softmax"), _dense_then_dense("gelu"),
             _dense_then_dense("elu"), _dense_then_dense("swish"), _dense_then(lambda: Dense(4, "tanh", False)),
             _dense_without_bias_then_batch_norm],
     TanH: [_dense_then(TanH)],
@@ -165,6 +200,9 @@ CASES: dict[type, list[Callable]] = {
                          _image_then(lambda: BatchNormalization(axis=-1, epsilon=0.01)),
                          _image_then(lambda: BatchNormalization(axis=2, center=False, scale=False)),
                          _batch_norm_between],
+    Embedding: [_embedding],
+    PositionEmbedding: [_position_embedding],
+    MultiHeadAttention: [_self_attention(), _self_attention(dropout=0.3, seed=5), _cross_attention],
     LayerNormalization: [_dense_then(LayerNormalization), _image_then(lambda: LayerNormalization(epsilon=0.1)),
                          _sequence_then(lambda: LayerNormalization(scale=False))],
 }
@@ -196,9 +234,20 @@ def model_of(cls: type, i: int, device: str = "cpu", dtype: str = "float32", see
     return model
 
 
+def _ids_for(model: Model, symbol) -> int | None:
+    """The table size of an Embedding that reads ``symbol``, if one does."""
+    for node in model.plan.nodes:
+        if isinstance(node.layer, Embedding) and any(s is symbol for s in node.inputs):
+            return node.layer.input_dim
+    return None
+
+
 def data_for(model: Model, n: int = 7, seed: int = 0) -> tuple[list, list]:
     rng = np.random.default_rng(seed)
-    xs = [rng.normal(size=(n, *s.shape)) for s in model.inputs]
+    xs = []
+    for s in model.inputs:
+        vocab = _ids_for(model, s)
+        xs.append(rng.normal(size=(n, *s.shape)) if vocab is None else rng.integers(0, vocab, (n, *s.shape)).astype(float))
     rs = [rng.normal(size=(n, *s.shape)) for s in model.outputs]
     return xs, rs
 
@@ -251,13 +300,21 @@ def test_files_round_trip(tmp_path, case):
 def test_both_exporters_write_it(tmp_path, case):
     """A writer in each format's table; the ONNX file runs in onnxruntime and
     gives predict's outputs (the C exporter's numbers are checked by
-    tests/test_export_c.py and tests/test_export_graph.py, compiled)."""
+    tests/test_export_c.py and tests/test_export_graph.py, compiled). A
+    layer type that the C exporter lists in ``REFUSED`` is refused with a
+    ValueError naming the layer and saying why."""
     cls = case[0]
     assert cls in onnx_export.NODES, f"no ONNX writer for {cls.__name__}"
-    assert cls in c_export.WRITERS, f"no C writer for {cls.__name__}"
     model = model_of(*case)
-    source, header = c_export.c_source(model, "net")
-    assert "void net(" in header
+    if cls in c_export.REFUSED:
+        assert cls not in c_export.WRITERS
+        index = next(i for i, layer in enumerate(model.layers) if isinstance(layer, cls))
+        with pytest.raises(ValueError, match=rf"cannot export layer {index} .* to C: {re.escape(c_export.REFUSED[cls])}"):
+            c_export.c_source(model, "net")
+    else:
+        assert cls in c_export.WRITERS, f"no C writer for {cls.__name__}"
+        source, header = c_export.c_source(model, "net")
+        assert "void net(" in header
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     model.export(tmp_path / "net.onnx")

@@ -30,6 +30,7 @@ activations                ``activation``, ``activation_grad``,
                            ``activation_grad_from_input``, ``softmax``, ``softmax_grad``
 losses                     ``loss`` (value, correct count and gradient in one pass)
 optimizers                 ``sgd_step``, ``adagrad_step``, ``adam_step``
+gradient clipping          ``norm_layouts``, ``sum_squares``, ``clip_norm``
 regularisation             ``dropout``, ``dropout_grad``
 images (NCHW)              ``im2col``, ``col2im``, ``to_channels_first``,
                            ``to_channels_last``, ``maxpool2d``,
@@ -88,6 +89,21 @@ def gradient_from_output(kind: str, param: float = 0.0) -> bool:
     if kind in ("leaky_relu", "elu"):
         return param >= 0
     return kind in OUTPUT_GRADIENTS
+
+
+class NormLayout:
+    """One array's cut for :meth:`Backend.sum_squares` and
+    :meth:`Backend.clip_norm` (made by :meth:`Backend.norm_layouts`):
+    ``sums``, each partial sum's (start, stop, accumulator slot);
+    ``groups``, each group's (start, stop) and the (first, end) slots whose
+    total is its squared norm; ``size``, the array's; ``table``, the
+    backend's own form of it (the GPU's device table), None on the CPU."""
+
+    def __init__(self, sums: list[tuple[int, int, int]], groups: list[tuple[int, int, int, int]], size: int):
+        self.sums, self.groups, self.size = sums, groups, size
+        self.table: Any = None
+
+
 class BindingTooLarge(ValueError):
     """An array larger than the device lets one binding (one buffer) hold:
     ``nbytes`` asked for, ``limit`` the most. predict and evaluate retry
@@ -314,7 +330,10 @@ class Backend(abc.ABC):
     ) -> None:
         """A batch's loss, correct predictions and gradient, in one pass.
 
-        p and t are (n, k). ``acc[index] += scale · Σ l(p, t)``, NaN when
+        p and t are (n, k), or t is (n, 1) class labels where k > 1
+        (integers as floats, in [0, k); for the categorical kinds and
+        accuracy): then every result is that of t's one-hot rows, bit for
+        bit, without them in memory. ``acc[index] += scale · Σ l(p, t)``, NaN when
         any p or any term is not finite (divergence is never hidden);
         ``acc[index + 1] +=`` the number of correct predictions of
         ``accuracy`` (one of :data:`ACCURACIES`); and, when ``grad`` (n, k)
@@ -386,6 +405,53 @@ class Backend(abc.ABC):
         """PyTorch's Adam and AdamW: ``p *= decay`` (AdamW's decoupled weight
         decay, 1 - lr · wd); ``m += (1 - b1)(g - m)``; ``v = b2 v + (1 - b2) g²``;
         ``p -= step_size m / (sqrt(v) / bias_correction2_sqrt + eps)``."""
+
+    # ------------------------------------------------------- gradient clipping
+    # Keras's clipnorm and global_clipnorm, on the device: an array is cut
+    # into groups (one parameter each, or a whole model's); ``sum_squares``
+    # writes partial sums of squares into an accumulator, ``clip_norm`` scales
+    # each group by clip / max(its norm, clip). No readback, two operations.
+    #: elements one partial sum covers at most (None: a whole group)
+    NORM_CHUNK: int | None = None
+
+    def norm_layouts(self, arrays: Sequence[Sequence[int]], joint: bool) -> tuple[list["NormLayout"], int]:
+        """How :meth:`sum_squares` and :meth:`clip_norm` cut arrays: for each
+        array the sizes of its groups (consecutive, their sum the array's
+        size); ``joint``, one norm over every group of every array (Keras's
+        global_clipnorm), else one per group (clipnorm). Returns a layout
+        per array and how many partial sums an accumulator must hold. Made
+        once, outside a training step (the GPU uploads a table)."""
+        chunk = self.NORM_CHUNK
+        layouts, slot = [], 0
+        for sizes in arrays:
+            sums, groups, start = [], [], 0
+            for size in sizes:
+                first = slot
+                pieces = max(1, -(-size // chunk)) if chunk else 1
+                for j in range(pieces):
+                    lo = start + (j * size) // pieces
+                    sums.append((lo, start + ((j + 1) * size) // pieces, slot))
+                    slot += 1
+                groups.append((start, start + size, first, slot))
+                start += size
+            layouts.append(NormLayout(sums, groups, start))
+        if joint:
+            for layout in layouts:
+                layout.groups = [(start, stop, 0, slot) for start, stop, _, _ in layout.groups]
+        return layouts, slot
+
+    @abc.abstractmethod
+    def sum_squares(self, x: Array, acc: Array, layout: "NormLayout") -> None:
+        """``acc[k] = Σ x[i]²`` over the elements ``layout.sums`` gives each
+        partial sum k (x contiguous, read flat; a fixed summation order)."""
+
+    @abc.abstractmethod
+    def clip_norm(self, x: Array, acc: Array, layout: "NormLayout", clip: float) -> None:
+        """``x[i] *= clip / max(sqrt(Σ acc[first:end]), clip)`` for each of
+        ``layout.groups`` (start, stop, first, end) and its elements i, in
+        place: the norm of a group is at most ``clip`` after. A sum that is
+        NaN or ±inf makes the group NaN (as Keras's global clipping), which
+        the divergence rule then stops."""
 
     # ---------------------------------------------------------- regularisation
     @abc.abstractmethod
@@ -539,6 +605,52 @@ class Backend(abc.ABC):
     def pad2d_grad(self, dy: Array, dx: Array, padding: Sides) -> None:
         """The adjoint of pad2d, a crop: dx (n, c, h, w) =
         ``dy[n, c, top : top + h, left : left + w]``."""
+
+    # --------------------------------------------------------------- sequences
+    # Token ids come as floats holding integers (a batch's data is the
+    # backend's dtype); a model checks them against the table's rows when
+    # the data is given, and the GPU writes NaN for an id outside them
+    # (never a read outside the table, never a clamped id).
+
+    @abc.abstractmethod
+    def embedding(self, ids: Array, table: Array, out: Array) -> None:
+        """``out[i] = table[ids[i]]``: ids (rows,), table (vocab, d), out (rows, d)."""
+
+    @abc.abstractmethod
+    def embedding_grad(self, ids: Array, dy: Array, dtable: Array) -> None:
+        """``dtable[r] = Σ dy[i]`` over the i with ``ids[i] = r``, added in the
+        order of i from zero (rows no id names are 0), so the sums are the
+        same bits on every device: ids (rows,), dy (rows, d), dtable (vocab, d)."""
+
+    @abc.abstractmethod
+    def broadcast_rows(self, src: Array, out: Array) -> None:
+        """``out[i] = src`` for every row i: src (m,), out (n, m)."""
+
+    # Attention of several heads: q (n, tq, h, d), k (n, tk, h, d) and v (n,
+    # tk, h, dv), as the projections lay them out; probs (n, h, tq, tk). With
+    # ``causal`` a query i sees the keys j <= i only (their probabilities are
+    # exactly 0 otherwise), as Keras's use_causal_mask.
+
+    @abc.abstractmethod
+    def attention_probs(self, q: Array, k: Array, probs: Array, scale: float, causal: bool) -> None:
+        """``probs = softmax_j(scale · q[i] · k[j])`` per sample and head (the
+        scores never leave the operation)."""
+
+    @abc.abstractmethod
+    def attention_apply(self, probs: Array, v: Array, out: Array) -> None:
+        """``out[n, i, h] = Σ_j probs[n, h, i, j] · v[n, j, h]``: out (n, tq, h, dv)."""
+
+    @abc.abstractmethod
+    def attention_apply_grad(self, probs: Array, v: Array, dout: Array, dprobs: Array, dv: Array) -> None:
+        """The gradients of :meth:`attention_apply`: ``dprobs[n, h, i, j] =
+        dout[n, i, h] · v[n, j, h]`` and ``dv[n, j, h] = Σ_i probs[n, h, i, j] · dout[n, i, h]``."""
+
+    @abc.abstractmethod
+    def attention_probs_grad(self, q: Array, k: Array, probs: Array, dprobs: Array, dq: Array, dk: Array,
+                             scale: float) -> None:
+        """The gradients of :meth:`attention_probs` from dE/dprobs: the
+        scores' ``ds = probs · (dprobs - Σ_j dprobs · probs)`` (written over
+        ``dprobs``), then ``dq = scale · ds k`` and ``dk = scale · dsᵀ q``."""
 
     # -------------------------------------------------------------- scheduling
     def flush(self) -> None:

@@ -63,6 +63,9 @@ def _elu(x, out, alpha) -> None:
 
 
 def _gelu(x, out, param) -> None:
+    if x.dtype == np.float32 and out.dtype == np.float32:
+        special.gelu32(x, out)
+        return
     with np.errstate(invalid="ignore"):  # -inf · 0 is NaN, as in PyTorch
         np.copyto(out, x * special.normal_cdf(x), casting="same_kind")
 
@@ -152,6 +155,9 @@ def _elu_grad_x(x, dy, out, alpha) -> None:
 
 
 def _gelu_grad_x(x, dy, out, param) -> None:
+    if x.dtype == dy.dtype == out.dtype == np.float32:
+        special.gelu_grad32(x, dy, out)
+        return
     slope = special.normal_cdf(x) + x * special.normal_pdf(x)
     np.multiply(dy, slope, out=out, casting="same_kind")
 
@@ -531,6 +537,8 @@ class NumpyBackend(Backend):
 
     # ------------------------------------------------------------------ losses
     def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0) -> None:
+        if t.shape[1] == 1 and p.shape[1] > 1:  # class labels: their one-hot rows, so the same sums
+            t = self._one_hot(t, p)
         total, predictions = _LOSS[kind](p, t, grad)
         # a non-finite p gives a non-finite total, but where p is clipped
         if not math.isfinite(total) or (kind in _CLIPPED and not _all_finite(p)):
@@ -539,6 +547,13 @@ class NumpyBackend(Backend):
         acc[index + 1] += _CORRECT[accuracy](predictions, t)
         if grad is not None and grad_scale != 1.0:
             np.multiply(grad, grad.dtype.type(grad_scale), grad)
+
+    def _one_hot(self, labels: np.ndarray, like: np.ndarray) -> np.ndarray:
+        """The one-hot rows (0 and 1, exact in any dtype) of ``labels`` (rows, 1), shaped like ``like``."""
+        t = self._tmp(like, 5)
+        t.fill(0)
+        t[np.arange(len(t)), labels[:, 0].astype(np.intp)] = 1
+        return t
 
     # -------------------------------------------------------------- optimizers
     def _decayed_gradient(self, p, g, weight_decay):
@@ -600,6 +615,19 @@ class NumpyBackend(Backend):
         np.multiply(m, step_size, out=scaled)
         np.divide(scaled, step, out=step)
         p -= step
+
+    # ------------------------------------------------------- gradient clipping
+    def sum_squares(self, x, acc, layout) -> None:
+        flat = x.reshape(-1)
+        for start, stop, slot in layout.sums:
+            acc[slot] = np.dot(flat[start:stop], flat[start:stop])
+
+    def clip_norm(self, x, acc, layout, clip) -> None:
+        flat, clip = x.reshape(-1), x.dtype.type(clip)
+        for start, stop, first, end in layout.groups:
+            total = np.add.reduce(acc[first:end])
+            scale = clip / np.maximum(np.sqrt(total), clip) if np.isfinite(total) else x.dtype.type(np.nan)
+            flat[start:stop] *= scale
 
     # ---------------------------------------------------------- regularisation
     def dropout(self, x, out, mask, rate, key) -> None:
@@ -799,6 +827,48 @@ class NumpyBackend(Backend):
         h, w = dx.shape[2:]
         top, _, left, _ = padding
         np.copyto(dx, dy[:, :, top : top + h, left : left + w])
+
+    # --------------------------------------------------------------- sequences
+    def embedding(self, ids, table, out) -> None:
+        np.take(table, ids.reshape(-1).astype(np.intp), axis=0, out=out)
+
+    def embedding_grad(self, ids, dy, dtable) -> None:
+        dtable.fill(0)
+        np.add.at(dtable, ids.reshape(-1).astype(np.intp), dy)  # in the order of the ids
+
+    def broadcast_rows(self, src, out) -> None:
+        np.copyto(out, src)
+
+    # the attention's (n, t, h, d) tensors seen as (n, h, t, d) stacks of matrices
+    @staticmethod
+    def _heads(a):
+        return a.transpose(0, 2, 1, 3)
+
+    def attention_probs(self, q, k, probs, scale, causal) -> None:
+        # the queries scaled first (as Keras does): (n, tq, h, d) values rather than (n, h, tq, tk)
+        np.matmul(self._heads(q * q.dtype.type(scale)), k.transpose(0, 2, 3, 1), out=probs)
+        if causal:
+            tq, tk = probs.shape[2:]
+            probs += np.triu(np.full((tq, tk), -np.inf, probs.dtype), 1)
+        probs -= probs.max(axis=-1, keepdims=True)
+        np.exp(probs, out=probs)
+        probs /= probs.sum(axis=-1, keepdims=True)
+
+    def attention_apply(self, probs, v, out) -> None:
+        np.matmul(probs, self._heads(v), out=self._heads(out))
+
+    def attention_apply_grad(self, probs, v, dout, dprobs, dv) -> None:
+        np.matmul(self._heads(dout), v.transpose(0, 2, 3, 1), out=dprobs)
+        np.matmul(probs.transpose(0, 1, 3, 2), self._heads(dout), out=self._heads(dv))
+
+    def attention_probs_grad(self, q, k, probs, dprobs, dq, dk, scale) -> None:
+        dprobs -= (dprobs * probs).sum(axis=-1, keepdims=True)
+        dprobs *= probs
+        factor = dprobs.dtype.type(scale)
+        np.matmul(dprobs, self._heads(k), out=self._heads(dq))
+        dq *= factor
+        np.matmul(dprobs.transpose(0, 1, 3, 2), self._heads(q), out=self._heads(dk))
+        dk *= factor
 
     # -------------------------------------------------------------- scheduling
     def stats(self) -> dict[str, int]:

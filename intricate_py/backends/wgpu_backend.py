@@ -37,6 +37,7 @@ an exception between any two statements leaves consistent.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import contextlib
 import itertools
@@ -705,9 +706,11 @@ class WgpuBackend(Backend):
     # ------------------------------------------------------------------ losses
     def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0) -> None:
         rows = p.shape[0]
+        cols = p.size // rows
         self._dispatch(
             "loss", (1, 1), (p, t, acc, grad),
-            rows=rows, cols=p.size // rows, kind=LOSS_KIND[kind], accuracy=ACCURACY_KIND[accuracy],
+            rows=rows, cols=cols, labels=int(cols > 1 and t.size == rows), kind=LOSS_KIND[kind],
+            accuracy=ACCURACY_KIND[accuracy],
             p_off=p.offset, t_off=t.offset, acc_off=acc.offset, index=index,
             grad_off=grad.offset if grad is not None else 0, has_grad=int(grad is not None),
             scale=scale, grad_scale=grad_scale,
@@ -881,6 +884,50 @@ class WgpuBackend(Backend):
     def pad2d_grad(self, dy, dx, padding) -> None:
         self._resize("pad_backward", dy, dx, dx.shape, dy.shape, top=padding[0], left=padding[2])
 
+    # --------------------------------------------------------------- sequences
+    def embedding(self, ids, table, out) -> None:
+        vocab, cols = table.shape
+        self._dispatch("embedding", self._grid(out.size), (ids, table, None, out), count=out.size, cols=cols,
+                       vocab=vocab, a_off=ids.offset, b_off=table.offset, out_off=out.offset)
+
+    def embedding_grad(self, ids, dy, dtable) -> None:
+        vocab, cols = dtable.shape
+        self._dispatch("embedding_grad", self._grid(dtable.size), (ids, dy, None, dtable), count=dtable.size,
+                       cols=cols, rows=dy.shape[0], a_off=ids.offset, b_off=dy.offset, out_off=dtable.offset)
+
+    def broadcast_rows(self, src, out) -> None:
+        self._dispatch("broadcast_rows", self._grid(out.size), (src, None, None, out), count=out.size,
+                       cols=src.size, a_off=src.offset, out_off=out.offset)
+
+    @staticmethod
+    def _attention_params(q, v, probs) -> dict:
+        n, h, tq, tk = probs.shape
+        return dict(n=n, h=h, tq=tq, tk=tk, d=q.shape[3], dv=v.shape[3])
+
+    def attention_probs(self, q, k, probs, scale, causal) -> None:
+        rows = math.prod(probs.shape[:3])
+        self._dispatch("attention_probs", self._grid(rows), (q, k, None, probs), count=rows,
+                       causal=int(causal), scale=scale, a_off=q.offset, b_off=k.offset, out_off=probs.offset,
+                       **self._attention_params(q, q, probs))
+
+    def attention_apply(self, probs, v, out) -> None:
+        self._dispatch("attention_apply", self._grid(out.size), (probs, v, None, out), count=out.size,
+                       a_off=probs.offset, b_off=v.offset, out_off=out.offset, **self._attention_params(v, v, probs))
+
+    def attention_apply_grad(self, probs, v, dout, dprobs, dv) -> None:
+        self._dispatch("attention_apply_grad", self._grid(dprobs.size + dv.size), (probs, v, dout, dprobs, dv),
+                       count=dprobs.size, count2=dv.size, a_off=probs.offset, b_off=v.offset, c_off=dout.offset,
+                       out_off=dprobs.offset, out2_off=dv.offset, **self._attention_params(v, v, probs))
+
+    def attention_probs_grad(self, q, k, probs, dprobs, dq, dk, scale) -> None:
+        rows = math.prod(probs.shape[:3])
+        shape = self._attention_params(q, q, probs)
+        self._dispatch("attention_softmax_grad", self._grid(rows), (probs, None, None, dprobs), count=rows,
+                       a_off=probs.offset, out_off=dprobs.offset, **shape)
+        self._dispatch("attention_qk_grad", self._grid(dq.size + dk.size), (dprobs, k, q, dq, dk), count=dq.size,
+                       count2=dk.size, scale=scale, a_off=dprobs.offset, b_off=k.offset, c_off=q.offset,
+                       out_off=dq.offset, out2_off=dk.offset, **shape)
+
     # -------------------------------------------------------------- optimizers
     def sgd_step(self, p, g, velocity, lr, momentum, nesterov, weight_decay=0.0) -> None:
         mode = 0 if velocity is None else (2 if nesterov else 1)
@@ -907,3 +954,32 @@ class WgpuBackend(Backend):
             step_size=step_size, bias_correction2_sqrt=bias_correction2_sqrt,
             weight_decay=weight_decay, decay=decay,
         )
+
+    # ------------------------------------------------------- gradient clipping
+    #: clipping.wgsl's chunks: a workgroup of 256 lanes, 16 values a lane
+    NORM_CHUNK = 4096
+
+    def norm_layouts(self, arrays, joint):
+        """The base class's layouts, each with its table on the device: a
+        row (start, stop, first, end) per chunk (clipping.wgsl)."""
+        layouts, slots = super().norm_layouts(arrays, joint)
+        for layout in layouts:
+            starts = [start for start, _, _, _ in layout.groups]
+            rows = [(lo, hi, *layout.groups[max(0, bisect.bisect_right(starts, lo) - 1)][2:])
+                    for lo, hi, _ in layout.sums]
+            layout.table = self.from_numpy(np.array(rows, np.int32).reshape(-1, 4)) if rows else None
+        return layouts, slots
+
+    def _clipping(self, entry: str, x, acc, layout, clip: float = 0.0) -> None:
+        if layout.sums:
+            self._dispatch(
+                entry, self._grid(len(layout.sums), per_group=1), (layout.table, x, acc),
+                chunks=len(layout.sums), table_off=layout.table.offset, x_off=x.offset, acc_off=acc.offset,
+                sum_off=layout.sums[0][2], clip=clip,
+            )
+
+    def sum_squares(self, x, acc, layout) -> None:
+        self._clipping("sum_squares", x, acc, layout)
+
+    def clip_norm(self, x, acc, layout, clip) -> None:
+        self._clipping("clip_norm", x, acc, layout, clip)

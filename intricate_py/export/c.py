@@ -75,6 +75,15 @@ the pooling layers over their windows, skipping the padding (which may
 differ on each side, "same"); AveragePooling2D divides a window's sum by
 the count of its pixels inside the image, as predict; UpSampling2D and
 ZeroPadding2D copy.
+
+Sequences (n, length, features) are row-major too, a position a row. A
+Dense of them computes each position's product in turn (the output rows
+unpadded, its activation= of each row; a softmax row by row), Embedding
+copies its table's row of each id (the float cast to int; an id outside
+the table gives zeros, so nothing is read outside it) and PositionEmbedding
+its table's first rows, which are all its array holds. MultiHeadAttention
+is refused (``REFUSED``: ValueError naming the layer, saying to export to
+ONNX).
 """
 
 from __future__ import annotations
@@ -88,9 +97,9 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 import numpy as np
 
 from ..layers import (ELU, GELU, ActivationFunction, Add, Average, AveragePooling2D, BatchNormalization, Concatenate,
-                      Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, LayerNormalization,
-                      LeakyReLU, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, SiLU, Softmax, Softplus, Subtract, TanH,
-                      UpSampling2D, ZeroPadding2D)
+                      Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D,
+                      LayerNormalization, LeakyReLU, MaxPool2D, MultiHeadAttention, Multiply, PositionEmbedding, ReLU,
+                      Reshape, Sigmoid, SiLU, Softmax, Softplus, Subtract, TanH, UpSampling2D, ZeroPadding2D)
 from ..saving import atomic_write_all
 from .common import (Site, architecture_lines, batch_norm_folds, batch_norm_terms, exported_layers, exported_nodes,
                      layer_text as _text, product_arrays, sample_size, shape_text)
@@ -460,6 +469,8 @@ def _partial_sums(inputs: int, width: int) -> int:
 # program, reading the tensors ``xs`` (one a layer input), and returns
 # where it wrote the output.
 def _dense(p: _Program, site: Site, layer: Dense, xs: list[_Tensor]) -> _Tensor:
+    if len(layer.input_shape) > 1:
+        return _dense_rows(p, site, layer, xs)
     i = site.index
     inputs, units = layer.input_shape[0], layer.units
     width = _padded(units)
@@ -502,6 +513,76 @@ def _dense(p: _Program, site: Site, layer: Dense, xs: list[_Tensor]) -> _Tensor:
     out = _Tensor(dst, width, buffer)
     _own_activation(p, site, layer, out, units)
     return out
+
+
+def _dense_rows(p: _Program, site: Site, layer: Dense, xs: list[_Tensor]) -> _Tensor:
+    """A Dense of samples of more axes (n, ..., inputs): the product of each
+    position (a row of the last axis) in turn, into ``acc`` padded to a
+    multiple of ``PAD`` (the weights padded with zeros, as a flat Dense's),
+    of which the ``units`` outputs are copied to the position's row: the
+    output stays row-major, without padding between the rows."""
+    i = site.index
+    inputs, units = layer.input_shape[-1], layer.units
+    rows = int(np.prod(layer.input_shape[:-1]))
+    width = _padded(units)
+    weights, biases = p.product_weights(layer)
+    w = np.zeros((inputs, width), np.float32)
+    w[:, :units] = weights
+    b = np.zeros(width, np.float32)
+    if biases is not None:
+        b[:units] = biases
+    weight, bias = p.array(f"weight{i}", w), p.array(f"bias{i}", b)
+    src, buffer = xs[0].array, p.place(rows * units)
+    dst = buffer.name
+    p.scratch = max(p.scratch, width)
+    p.emit(f"{site.label}: {_text(layer)}: {dst}[r] = {src}[r] . {weight} + {bias} for each of "
+           f"{_count(rows, 'position')} r, {_count(units, 'output')} each",
+           f"for (int r = 0; r < {rows}; r++) {{",
+           f"    float acc[{width}];",
+           f"    for (int j = 0; j < {width}; j++)",
+           f"        acc[j] = {bias}[j];",
+           f"    for (int i = 0; i < {inputs}; i++)",
+           f"        for (int j = 0; j < {width}; j++)",
+           f"            acc[j] += {src}[r * {inputs} + i] * {weight}[i][j];",
+           f"    for (int j = 0; j < {units}; j++)",
+           f"        {dst}[r * {units} + j] = acc[j];",
+           "}")
+    out = _Tensor(dst, rows * units, buffer)
+    _own_activation(p, site, layer, out, rows * units, row=units)
+    return out
+
+
+def _embedding(p: _Program, site: Site, layer: Embedding, xs: list[_Tensor]) -> _Tensor:
+    """Each id's row of the table ``weight{i}`` (input_dim, output_dim): the
+    id is the float cast to int; an id outside [0, input_dim) gives a row
+    of zeros (predict refuses it; the C code reads no memory outside the
+    table)."""
+    ids, dim, vocab = int(np.prod(layer.input_shape)), layer.output_dim, layer.input_dim
+    table = p.array(f"weight{site.index}", layer.embeddings)
+    src, buffer = xs[0].array, p.place(ids * dim)
+    dst = buffer.name
+    p.emit(f"{site.label}: {_text(layer)}: {dst}[k] = {table}[(int){src}[k]] for each of {_count(ids, 'id')}, "
+           "zeros for an id outside the table",
+           f"for (int k = 0; k < {ids}; k++) {{",
+           f"    int r = (int){src}[k];",
+           f"    for (int j = 0; j < {dim}; j++)",
+           f"        {dst}[k * {dim} + j] = r >= 0 && r < {vocab} ? {table}[r][j] : 0.0f;",
+           "}")
+    return _Tensor(dst, ids * dim, buffer)
+
+
+def _position_embedding(p: _Program, site: Site, layer: PositionEmbedding, xs: list[_Tensor]) -> _Tensor:
+    """The table's first ``length`` rows (the array ``weight{i}``, those
+    rows only), copied: the input's values are not read."""
+    length, features = layer.input_shape
+    table = p.array(f"weight{site.index}", layer.embeddings[:length])
+    buffer = p.place(length * features)
+    dst = buffer.name
+    p.emit(f"{site.label}: {_text(layer)}: {dst} = {table}, the first {_count(length, 'position')} of the table",
+           f"for (int r = 0; r < {length}; r++)",
+           f"    for (int j = 0; j < {features}; j++)",
+           f"        {dst}[r * {features} + j] = {table}[r][j];")
+    return _Tensor(dst, length * features, buffer)
 
 
 def _pairwise(terms: list[str]) -> str:
@@ -555,21 +636,34 @@ def _softmax_lines(src: str, dst: str, n: int) -> list[str]:
 
 
 def _softmax(p: _Program, site: Site, layer: Softmax, xs: list[_Tensor]) -> _Tensor:
-    n = layer.input_shape[0]
-    src, buffer = xs[0].array, p.place(n, xs)
+    n = layer.input_shape[-1]  # over the last axis, row by row
+    rows = int(np.prod(layer.input_shape[:-1]))
+    src, buffer = xs[0].array, p.place(rows * n, xs)
     dst = buffer.name
-    p.emit(f"{site.label}: {_text(layer)} of {_count(n, 'value')}, shifted by their maximum",
-           *_softmax_lines(src, dst, n))
-    return _Tensor(dst, n, buffer)
+    if rows == 1:
+        p.emit(f"{site.label}: {_text(layer)} of {_count(n, 'value')}, shifted by their maximum",
+               *_softmax_lines(src, dst, n))
+    else:
+        p.emit(f"{site.label}: {_text(layer)} of each of {_count(rows, 'row')} of {n}, shifted by their maximum",
+               f"for (int r = 0; r < {rows}; r++)",
+               *_softmax_lines(f"({src} + r * {n})", f"({dst} + r * {n})", n))
+    return _Tensor(dst, rows * n, buffer)
 
 
-def _own_activation(p: _Program, site: Site, layer: Dense | Conv2D, out: _Tensor, values: int) -> None:
+def _own_activation(p: _Program, site: Site, layer: Dense | Conv2D, out: _Tensor, values: int,
+                    row: int | None = None) -> None:
     """A Dense's or Conv2D's activation= over its ``values`` outputs (and
-    the padding where it may), in place."""
+    the padding where it may), in place; a softmax over each ``row`` of
+    that many values where given (a Dense of sequences), else over all."""
     function = layer.function
     if function is None:
         return
     comment = f"{site.label}: its activation {layer.activation}"
+    if function.kind == "softmax" and row is not None and row != values:
+        rows, dst = values // row, f"({out.array} + r * {row})"
+        p.emit(comment + f" of each of {_count(rows, 'row')} of {row}, shifted by its maximum",
+               f"for (int r = 0; r < {rows}; r++)", *_softmax_lines(dst, dst, row))
+        return
     if function.kind == "softmax":
         p.emit(comment + ", shifted by the maximum", *_softmax_lines(out.array, out.array, values))
         return
@@ -893,6 +987,15 @@ WRITERS: dict[type, Callable] = {
     Concatenate: _concatenate,
     BatchNormalization: _batch_norm,
     LayerNormalization: _layer_norm,
+    Embedding: _embedding,
+    PositionEmbedding: _position_embedding,
+}
+
+#: The layer types that the C exporter refuses, with why (ValueError naming
+#: the layer); every other layer type has a writer in ``WRITERS``.
+REFUSED: dict[type, str] = {
+    MultiHeadAttention: "C export does not support attention (MultiHeadAttention); export the model to ONNX "
+                        "instead (model.export(path), format='onnx')",
 }
 
 
@@ -909,6 +1012,9 @@ class _Port(NamedTuple):
 def c_source(model: "Model", name: str = "model") -> tuple[str, str]:
     """The text of ``{name}.c`` and ``{name}.h`` for ``model``."""
     name = _c_name(name, model.is_path)
+    for i, layer in enumerate(model.layers):
+        if type(layer) in REFUSED:
+            raise ValueError(f"cannot export layer {i} {layer!r} to C: {REFUSED[type(layer)]}")
     exported_layers(model, WRITERS, "C")
     inputs, outputs = _ports(model, name)
     p, results = _program(model, inputs, name + "_")

@@ -165,6 +165,8 @@ def batch_norm_folds(model: "Model") -> Folds:
         if source is None or type(source.layer) not in (Dense, Conv2D) or calls[id(source.layer)] != 1 \
                 or source.layer.activation is not None:  # its own activation comes between
             continue
+        if type(source.layer) is Dense and len(source.layer.output_shape) != 1:
+            continue  # a Dense of sequences: axis 1 is its positions, not its units
         alone = plan.consumers[id(source.output)] == [j] and all(s is not source.output for s in model.outputs)
         if alone and node.layer.batch_axis() == 1:
             products[id(source.layer)] = folded_product(source.layer, node.layer)

@@ -9,7 +9,12 @@ model before it is written.
 
 Each node of the model's plan is one operator (Average and a Multiply of
 more than two inputs a few): Dense -> Gemm (W is (inputs, units), as
-Gemm's B), Conv2D -> Conv (its strides, dilations, group, and pads (top,
+Gemm's B; on samples of more axes (n, ..., inputs), MatMul then Add of the
+biases, Gemm taking matrices only), Embedding -> Gather of its table at
+the ids Cast to int64, PositionEmbedding -> Expand of its table's first
+rows to the input's Shape, MultiHeadAttention -> the MatMul, Add, Reshape,
+Transpose, Mul, Where (the causal mask: -inf above the diagonal) and
+Softmax (axis -1) nodes of :func:`_attention`, Conv2D -> Conv (its strides, dilations, group, and pads (top,
 left, bottom, right), which may differ on each side ("same"); no B without
 a bias), MaxPool2D -> MaxPool and AveragePooling2D -> AveragePool with
 count_include_pad=0 (ONNX's conventions agree with the layers':
@@ -51,14 +56,15 @@ call).
 from __future__ import annotations
 
 from pathlib import Path
+import math
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..layers import (ELU, GELU, ActivationFunction, Add, Average, AveragePooling2D, BatchNormalization, Concatenate,
-                      Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, LayerNormalization,
-                      LeakyReLU, MaxPool2D, Multiply, ReLU, Reshape, Sigmoid, SiLU, Softmax, Softplus, Subtract, TanH,
-                      UpSampling2D, ZeroPadding2D)
+                      Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D,
+                      LayerNormalization, LeakyReLU, MaxPool2D, MultiHeadAttention, Multiply, PositionEmbedding, ReLU,
+                      Reshape, Sigmoid, SiLU, Softmax, Softplus, Subtract, TanH, UpSampling2D, ZeroPadding2D)
 from ..naming import encodes_as_utf8
 from ..saving import atomic_write
 from .common import (Site, architecture_lines, batch_norm_folds, batch_norm_terms, exported_layers, exported_nodes,
@@ -70,6 +76,8 @@ if TYPE_CHECKING:
 OPSET = 17
 #: The IR version of opset 17 (onnx 1.12), so that older runtimes read the files.
 IR_VERSION = 8
+#: TensorProto.INT64, Cast's ``to`` for the ids that Gather takes
+_INT64 = 7
 
 
 def _onnx():
@@ -134,9 +142,85 @@ class _Graph:
 # Each writer adds the nodes of one call of a layer (at ``site``) reading
 # the tensors ``xs`` (one a layer input) and returns its output's name.
 def _dense(g: _Graph, site: Site, layer: Dense, xs: list[str]) -> str:
+    """Gemm for flat samples (n, inputs); for samples of more axes (n, ...,
+    inputs), whose last axis the product acts on, MatMul then Add of the
+    biases (Gemm takes matrices only)."""
     w, b = g.product_weights(site, layer)
-    y = g.node("Gemm", [xs[0], w] + ([b] if b is not None else []), _output(site, "dense"))
+    if len(layer.input_shape) == 1:
+        y = g.node("Gemm", [xs[0], w] + ([b] if b is not None else []), _output(site, "dense"))
+    elif b is None:
+        y = g.node("MatMul", [xs[0], w], _output(site, "dense"))
+    else:
+        y = g.node("Add", [g.node("MatMul", [xs[0], w], _output(site, "product")), b], _output(site, "dense"))
     return _own_activation(g, site, layer, y, "dense")
+
+
+def _embedding(g: _Graph, site: Site, layer: Embedding, xs: list[str]) -> str:
+    """Gather of the table's rows (axis 0) at the ids cast to int64 (whole
+    numbers: the cast is exact): (n, *shape) -> (n, *shape, output_dim)."""
+    table = g.weight(f"{site.index}.weight", layer.embeddings)
+    ids = g.node("Cast", [xs[0]], _output(site, "ids"), to=_INT64)
+    return g.node("Gather", [table, ids], _output(site, "embedding"), axis=0)
+
+
+def _position_embedding(g: _Graph, site: Site, layer: PositionEmbedding, xs: list[str]) -> str:
+    """The table's first ``length`` rows (length, features), an initializer,
+    Expanded to the input's Shape (n, length, features): the same rows for
+    every sample, whatever the input's values."""
+    rows = g.weight(f"{site.index}.weight", layer.embeddings[:layer.input_shape[0]])
+    shape = g.node("Shape", [xs[0]], _output(site, "shape"))
+    return g.node("Expand", [rows, shape], _output(site, "position_embedding"))
+
+
+def _attention(g: _Graph, site: Site, layer: MultiHeadAttention, xs: list[str]) -> str:
+    """Keras's attention in opset 17's operators. Each projection is a
+    MatMul by its kernel as a matrix (features, heads · dim) and an Add of
+    its flat bias, Reshaped to (n, length, heads, dim) and Transposed to
+    (n, heads, length, dim) (the keys to (n, heads, dim, length)); the
+    scores q kᵀ a MatMul, times the float 1 / sqrt(key_dim) (as the numpy
+    backend scales them); with the causal mask, a Where puts -inf above the
+    diagonal (query i sees the keys j ≤ i); Softmax over the keys (axis
+    -1), a MatMul with the values, the heads Transposed back and Reshaped
+    side by side to (n, length, heads · value_dim), in (head, value) order,
+    and the output projection (MatMul, Add). Dropout is inference's: none."""
+    i = site.index
+    query, value = xs[0], xs[1]
+    key = xs[2] if len(xs) == 3 else value
+    h, d, dv = layer.num_heads, layer.key_dim, layer.value_dim
+    tq, tk = layer.input_shape[0][0], layer.input_shape[1][0]
+    values = dict(zip(layer.params, layer.get_weights()))
+
+    def project(p: str, x: str, length: int, per_head: int, perm: list[int]) -> str:
+        kernel = values[f"W{p}"]
+        y = g.node("MatMul", [x, g.weight(f"{i}.{p}.weight", kernel.reshape(kernel.shape[0], -1))],
+                   _output(site, f"{p}.product" if layer.use_bias else p))
+        if layer.use_bias:
+            y = g.node("Add", [y, g.weight(f"{i}.{p}.bias", values[f"b{p}"].reshape(-1))], _output(site, p))
+        shape = g.constant(f"{i}.{p}.shape", np.array([0, length, h, per_head], np.int64))
+        heads = g.node("Reshape", [y, shape], _output(site, f"{p}.heads"))
+        return g.node("Transpose", [heads], _output(site, f"{p}.by_head"), perm=perm)
+
+    q = project("q", query, tq, d, [0, 2, 1, 3])  # (n, h, tq, d)
+    k = project("k", key, tk, d, [0, 2, 3, 1])  # (n, h, d, tk)
+    v = project("v", value, tk, dv, [0, 2, 1, 3])  # (n, h, tk, dv)
+    scores = g.node("MatMul", [q, k], _output(site, "dot"))
+    scale = g.weight(f"{i}.scale", np.array(1.0 / math.sqrt(d), np.float32))
+    scores = g.node("Mul", [scores, scale], _output(site, "scores"))
+    if layer.use_causal_mask:
+        above = g.constant(f"{i}.causal_mask", np.triu(np.ones((tq, tk), bool), 1))
+        minus_inf = g.weight(f"{i}.minus_inf", np.array(-np.inf, np.float32))
+        scores = g.node("Where", [above, minus_inf, scores], _output(site, "masked"))
+    probs = g.node("Softmax", [scores], _output(site, "probs"), axis=-1)
+    heads = g.node("MatMul", [probs, v], _output(site, "heads"))  # (n, h, tq, dv)
+    heads = g.node("Transpose", [heads], _output(site, "heads.by_position"), perm=[0, 2, 1, 3])
+    shape = g.constant(f"{i}.concat_shape", np.array([0, tq, h * dv], np.int64))
+    joined = g.node("Reshape", [heads, shape], _output(site, "concat"))
+    wo = values["Wo"]
+    y = g.node("MatMul", [joined, g.weight(f"{i}.o.weight", wo.reshape(-1, wo.shape[-1]))],
+               _output(site, "o.product" if layer.use_bias else "attention"))
+    if layer.use_bias:
+        y = g.node("Add", [y, g.weight(f"{i}.o.bias", values["bo"])], _output(site, "attention"))
+    return y
 
 
 def _pads(sides: tuple[int, int, int, int]) -> list[int]:
@@ -366,6 +450,9 @@ NODES: dict[type, Callable] = {
     Concatenate: _concatenate,
     BatchNormalization: _batch_norm,
     LayerNormalization: _layer_norm,
+    Embedding: _embedding,
+    PositionEmbedding: _position_embedding,
+    MultiHeadAttention: _attention,
 }
 
 

@@ -3,7 +3,8 @@ the image layers Conv2D, MaxPool2D, AveragePooling2D, GlobalMaxPooling2D,
 GlobalAveragePooling2D, UpSampling2D and ZeroPadding2D, Flatten and
 Reshape, Dropout, the normalizations BatchNormalization and
 LayerNormalization, and the merge layers Add, Subtract, Multiply, Average
-and Concatenate."""
+and Concatenate, and for sequences Embedding, PositionEmbedding and
+MultiHeadAttention."""
 
 from .activations import (ELU, GELU, Activation, ActivationFunction, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Softplus,
                           Swish, TanH)
@@ -13,6 +14,8 @@ from .conv import Conv2D
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
 from .resizing import UpSampling2D, ZeroPadding2D
 from .dense import Dense
+from .attention import MultiHeadAttention
+from .embedding import Embedding, PositionEmbedding
 from .dropout import Dropout
 from .merge import Add, Average, Concatenate, Merge, Multiply, Subtract
 from .normalization import BatchNormalization, LayerNormalization
@@ -53,5 +56,8 @@ __all__ = [
     "Multiply",
     "Average",
     "Concatenate",
+    "Embedding",
+    "PositionEmbedding",
+    "MultiHeadAttention",
     "LAYER_TYPES",
 ]

@@ -7,6 +7,7 @@ an ELU of negative alpha)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from .. import _checks
 from ..backends import Array, Backend
 from ..backends.base import ACTIVATIONS, gradient_from_output
-from .base import Context, Layer, Shape
+from .base import Context, Layer
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -39,9 +40,9 @@ class ActivationFunction(NamedTuple):
         return self.kind == "softmax" or gradient_from_output(self.kind, self.param)
 
     def apply(self, backend: Backend, x: Array, y: Array) -> None:
-        """y = f(x)."""
+        """y = f(x); a softmax over the last axis."""
         if self.kind == "softmax":
-            backend.softmax(x, y)
+            backend.softmax(*_last_axis_rows(backend, x, y))
         else:
             backend.activation(self.kind, x, y, self.param)
 
@@ -49,11 +50,17 @@ class ActivationFunction(NamedTuple):
         """dx = dy · f'(x), ``saved`` the output y where :attr:`from_output`,
         else the input x."""
         if self.kind == "softmax":
-            backend.softmax_grad(saved, dy, dx)
+            backend.softmax_grad(*_last_axis_rows(backend, saved, dy, dx))
         elif self.from_output:
             backend.activation_grad(self.kind, saved, dy, dx, self.param)
         else:
             backend.activation_grad_from_input(self.kind, saved, dy, dx, self.param)
+
+
+def _last_axis_rows(backend: Backend, *arrays: Array) -> list[Array]:
+    """Arrays (n, ..., k) as the matrices (rows, k) a row-wise softmax
+    takes (views): a softmax acts on the last axis, as Keras's does."""
+    return [a if len(a.shape) == 2 else backend.view(a, 0, (math.prod(a.shape[:-1]), a.shape[-1])) for a in arrays]
 
 
 #: Keras's names for ``activation=`` and what each computes, with Keras's
@@ -231,15 +238,11 @@ class Softplus(Activation):
 
 
 class Softmax(Activation):
-    """Row-wise softmax over the features of (n, features) inputs.
+    """Softmax over the last axis, as Keras's: over the features of
+    (n, features) inputs, over each token's of (n, seq, features).
 
     Followed by CategoricalCrossEntropy, a model skips this backward and
-    uses the fused gradient (p - y) / n.
+    uses the fused gradient (p - y) / n (rows of the loss: samples, or tokens).
     """
 
     kind = "softmax"
-
-    def output_shape_for(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 1:
-            raise ValueError(f"expects flat inputs of shape (features,), received {input_shape}")
-        return input_shape

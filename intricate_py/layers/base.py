@@ -305,7 +305,8 @@ class Layer:
         mode, as a numpy array."""
         if is_symbolic(inputs):
             return call_layer(self, inputs)
-        arrays = list(inputs) if self.n_inputs is None else [inputs]
+        arrays = [np.asarray(a) for a in (list(inputs) if self.n_inputs is None else [inputs])]
+        self.check_data(arrays[0], "inputs")
         backend = self.backend or NumpyBackend()
         training, self.training = self.training, False
         try:
@@ -314,6 +315,11 @@ class Layer:
         finally:
             self.training = training
         return backend.to_numpy(out)
+
+    def check_data(self, a: np.ndarray, name: str) -> None:
+        """ValueError when data ``a`` (named ``name``) given to the layer as
+        it is (a model's input that it reads) cannot be its input: an
+        Embedding's ids outside its table. Nothing for most layers."""
 
     def call(self, ctx: Context, *inputs: Array) -> Array:
         """Outputs for a batch of each input, (n, *input_shape). The returned

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,9 @@ class Dense(WeightedLayer):
     ``use_bias=False``: no ``b`` (a file holds ``weight`` alone), as
     before a BatchNormalization.
 
-    Shapes: x (n, inputs) -> y (n, units).
+    Shapes: x (n, inputs) -> y (n, units); as in Keras, any rank acts on
+    the last axis: x (n, ..., inputs) -> y (n, ..., units) (a sequence's
+    positions each through the same product).
     """
 
     def __init__(
@@ -55,15 +58,10 @@ class Dense(WeightedLayer):
         self.activation = keras_activation(activation)
 
     def output_shape_for(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 1:
-            raise ValueError(
-                f"expects flat inputs of shape (features,), received {input_shape}: "
-                "put a Flatten() layer before it"
-            )
-        return (self.units,)
+        return (*input_shape[:-1], self.units)
 
     def create_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        inputs = self.input_shape[0]
+        inputs = self.input_shape[-1]
         return self._initial_values(rng, (inputs, self.units), self.units, inputs, self.units)
 
     # -------------------------------------------------------------- computing
@@ -79,40 +77,48 @@ class Dense(WeightedLayer):
         """Its own activation (``activation=``), as the backends compute it."""
         return None if self.activation is None else KERAS_ACTIVATIONS[self.activation]
 
+    def _matrix(self, a: Array) -> Array:
+        """A batch (n, ..., features) as the matrix (rows, features) of its
+        positions: itself for flat samples."""
+        if len(a.shape) == 2:
+            return a
+        return self.backend.view(a, 0, (math.prod(a.shape[:-1]), a.shape[-1]))
+
     def call(self, ctx: Context, x: Array, activation: ActivationFunction | None = None) -> Array:
         """y = x W + b, then its own activation; with ``activation`` (that of
         the activation layer that follows, which the plan fuses),
         y = f(x W + b) in the same product."""
-        ctx.x = x
         if activation is not None and self.activation is not None:
             raise ValueError(f"{self!r} applies its own activation: it fuses no other (fuses_activation is False)")
         function = activation if activation is not None else self.function
-        y = ctx.y = ctx.buffer("y", x.shape[0], self.output_shape)
+        y = ctx.buffer("y", x.shape[0], self.output_shape)
+        ctx.x, ctx.y, x_rows, y_rows = x, y, self._matrix(x), self._matrix(y)
         params = self.params
         if function is None or (function.in_epilogue and (function.from_output or not ctx.training)):
             kind, param = (None, 0.0) if function is None else function
-            self.backend.matmul(x, params["W"].value, y, bias=self._bias(), activation=kind,
+            self.backend.matmul(x_rows, params["W"].value, y_rows, bias=self._bias(), activation=kind,
                                 activation_param=param)
             return y
         # the activation after the product, which keeps its input z for the gradient
         z = ctx.z = ctx.buffer("z", x.shape[0], self.output_shape)
-        self.backend.matmul(x, params["W"].value, z, bias=self._bias())
-        function.apply(self.backend, z, y)
+        self.backend.matmul(x_rows, params["W"].value, self._matrix(z), bias=self._bias())
+        function.apply(self.backend, self._matrix(z), y_rows)
         return y
 
     def _before_activation(self, ctx: Context, grad: Array) -> Array:
-        """dE/dz of z = x W + b from dE/dy: through its own activation, if any."""
+        """dE/dz of z = x W + b from dE/dy, as a matrix (rows, units):
+        through its own activation, if any."""
         function = self.function
         if function is None:
-            return grad
-        dz = ctx.buffer("dz", grad.shape[0], self.output_shape)
-        function.gradient(self.backend, ctx.y if function.from_output else ctx.z, grad, dz)
+            return self._matrix(grad)
+        dz = self._matrix(ctx.buffer("dz", grad.shape[0], self.output_shape))
+        function.gradient(self.backend, self._matrix(ctx.y if function.from_output else ctx.z), self._matrix(grad), dz)
         return dz
 
     def _weight_gradients(self, ctx: Context, dz: Array) -> None:
         # dW = xᵀ dz, and db = Σ_rows dz in the same product
         db = self.params["b"].grad if self.use_bias else None
-        self.backend.matmul(ctx.x, dz, self.params["W"].grad, transpose_a=True, bias_grad=db)
+        self.backend.matmul(self._matrix(ctx.x), dz, self.params["W"].grad, transpose_a=True, bias_grad=db)
 
     def parameter_gradients(self, ctx: Context, grad: Array) -> None:
         self._weight_gradients(ctx, self._before_activation(ctx, grad))
@@ -129,8 +135,9 @@ class Dense(WeightedLayer):
         grad_of, param = None, 0.0
         if activation_grad is not None:
             (kind, param), h = activation_grad
-            grad_of = (kind, h)
-        self.backend.matmul(dz, self.params["W"].value, dx, transpose_b=True, grad_of=grad_of, activation_param=param)
+            grad_of = (kind, self._matrix(h))
+        self.backend.matmul(dz, self.params["W"].value, self._matrix(dx), transpose_b=True, grad_of=grad_of,
+                            activation_param=param)
         return dx
 
     # ------------------------------------------------------------ description
@@ -145,11 +152,14 @@ class Dense(WeightedLayer):
             return None, {}
         weight, bias = self._file_tensors(tensors, lambda w: w.ndim == 2 and w.shape[0] == self.units,
                                           f"({self.units}, inputs)", self.units)
-        return (weight.shape[1],), self._file_values(weight.T, bias)
+        inputs = weight.shape[1]
+        # a layer of sequences (or any rank) keeps its input shape when the widths agree
+        shape = self.input_shape if self.input_shape is not None and self.input_shape[-1] == inputs else (inputs,)
+        return shape, self._file_values(weight.T, bias)
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"units": self.units}
-        if self.input_shape is not None:
+        if self.input_shape is not None and len(self.input_shape) == 1:
             config["input_size"] = self.input_shape[0]
         config.update(self._initializer_config())
         if self.activation is not None:
@@ -163,4 +173,4 @@ class Dense(WeightedLayer):
             ("" if self.use_bias else ", no bias")
         if self.input_shape is None:
             return f"Dense({self.units}{activation})"
-        return f"Dense({self.input_shape[0]}→{self.units}{activation})"
+        return f"Dense({self.input_shape[-1]}→{self.units}{activation})"

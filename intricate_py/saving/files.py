@@ -119,14 +119,21 @@ def load_model(path: PathLike, device: Any, dtype: str | None, model_class: type
     layers = [spec.make_layer(entry, path, f"layer {i}: ") for i, entry in enumerate(entries)]
     backend = select_backend(device, dtype or metadata["dtype"])
     per_layer, rest = split_by_layer(tensors, layers)
+    try:
+        # the wiring first: it gives each layer its input shape (a Dense's of sequences, an Embedding's)
+        if graph is not None:
+            inputs, outputs = _rebuild_graph(graph, layers)
+            if "output_names" in graph:
+                outputs = dict(zip(graph["output_names"], outputs))
+        else:
+            _chain_shapes(layers, shape)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise FormatError(f"{path}: the architecture does not build ({error})") from None
     fill_layers(layers, per_layer, path, backend)
     try:
         if graph is None:
             model = model_class(layers, input_size=shape, device=backend, dtype=backend.dtype.name)
         else:
-            inputs, outputs = _rebuild_graph(graph, layers)
-            if "output_names" in graph:
-                outputs = dict(zip(graph["output_names"], outputs))
             model = model_class(inputs=inputs, outputs=outputs, device=backend, dtype=backend.dtype.name)
     except (ValueError, TypeError, OverflowError) as error:
         raise FormatError(f"{path}: the architecture does not build ({error})") from None
@@ -137,6 +144,17 @@ def load_model(path: PathLike, device: Any, dtype: str | None, model_class: type
         restore_training(model, rest, metadata, path)
     refuse_stray(rest, layers, per_layer, path)
     return model
+
+
+def _chain_shapes(layers: list, shape: tuple[int, ...]) -> None:
+    """Give each layer of a chain the input shape the layers before it make."""
+    for i, layer in enumerate(layers):
+        try:
+            output_shape = layer.infer(shape)
+        except ValueError as error:
+            raise ValueError(f"layer {i} {layer!r} {error}") from None
+        layer.input_shape, layer.output_shape = shape, output_shape
+        shape = output_shape
 
 
 def _rebuild_graph(graph: dict, layers: list) -> tuple[list, list]:

@@ -35,8 +35,11 @@ def save_layer(layer: "Layer", path: PathLike) -> None:
     tensors = layer.state_dict() if layer.built else {}
     refuse_non_finite(tensors, lambda name: repr(layer))
     dtype = layer.backend.dtype.name if layer.built else "float32"
-    spec.write_file(path, tensors, {"kind": "layer", "layer_type": layer.type_name,
-                                    "config": json.dumps(layer.get_config()), "dtype": dtype})
+    metadata = {"kind": "layer", "layer_type": layer.type_name, "config": json.dumps(layer.get_config()),
+                "dtype": dtype}
+    if layer.input_shape is not None:  # what the tensors do not say (an Embedding's ids, a sequence's length)
+        metadata["input_shape"] = json.dumps(layer.input_shape)
+    spec.write_file(path, tensors, metadata)
 
 
 # ---------------------------------------------------------------- layers
@@ -50,7 +53,11 @@ def load_layer(path: PathLike, into: "Layer | None" = None) -> "Layer":
         raise FormatError(f"{path}: holds a {spec.clip(metadata.get('layer_type'))} layer, not {into.type_name}")
     layer = spec.make_layer({"type": metadata.get("layer_type"), "config": spec.field(metadata, "config", path)},
                             path)
+    shape = spec.layer_input_shape(metadata, path)
     try:
+        if shape is not None:
+            layer.output_shape = layer.output_shape_for(shape)
+            layer.input_shape = shape
         layer.load_state_dict(tensors, NumpyBackend(metadata["dtype"]))
     except ValueError as error:
         raise FormatError(f"{path}: {error}") from None

@@ -176,6 +176,19 @@ def input_shape(metadata: dict[str, str], path: Path) -> tuple[int, ...]:
     return _shape(field(metadata, "input_shape", path), path, "'input_shape'")
 
 
+def layer_input_shape(metadata: dict[str, str], path: Path) -> tuple | None:
+    """A layer file's input shape (a tuple of shapes for a layer of several
+    inputs), None where the file names none (the tensors then imply it)."""
+    if "input_shape" not in metadata:
+        return None
+    shape = field(metadata, "input_shape", path)
+    if isinstance(shape, list) and shape and all(isinstance(s, list) for s in shape):
+        if len(shape) > MAX_PORTS:
+            raise FormatError(f"{path}: 'input_shape' lists at most {MAX_PORTS} shapes. Received: {len(shape)}")
+        return tuple(_shape(s, path, "each of 'input_shape'") for s in shape)
+    return _shape(shape, path, "'input_shape'")
+
+
 def _shape(shape: Any, path: Path, what: str) -> tuple[int, ...]:
     if not (isinstance(shape, list) and 1 <= len(shape) <= MAX_INPUT_DIMENSIONS
             and all(type(s) is int and 1 <= s < 2**31 for s in shape)):
