@@ -53,7 +53,7 @@ system:
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[dev,examples,export,tune,plot]"
+	$(PY) -m pip install -q -e ".[dev,examples,export,tune,plot,tensorboard]"
 	touch $@
 
 clean:

@@ -2,14 +2,15 @@
 through wgpu-py, with a numpy CPU fallback."""
 
 from ._version import __version__
-from .backends import select_backend
+from .backends import Kernel, select_backend
 from .device_choice import devices
 from .graph import Input
 from .model import Model
 from .plot import plot_model
 from .saving import FormatError
 from .training import History, HaltingCondition, MinAccuracyReached, MinLossReached
-from . import callbacks, layers, losses, optimizers
+from .layers import register_layer
+from . import callbacks, data, layers, losses, metrics, optimizers
 
 __all__ = [
     "Model",
@@ -21,10 +22,14 @@ __all__ = [
     "MinAccuracyReached",
     "MinLossReached",
     "callbacks",
+    "data",
     "layers",
     "losses",
+    "metrics",
     "optimizers",
     "select_backend",
+    "register_layer",
+    "Kernel",
     "devices",
     "__version__",
 ]

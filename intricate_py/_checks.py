@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import os
@@ -200,6 +201,17 @@ def _size_text(nbytes: float) -> str:
             return f"{nbytes:.3g} {unit}" if unit != "bytes" else f"{int(nbytes)} bytes"
         nbytes /= 1024
     return f"{nbytes:.3g} PiB"
+
+
+def is_plain_config(config) -> bool:
+    """Whether ``config`` is a dict by strings of plain values (numbers,
+    strings, lists, dicts of them) that JSON writes: a get_config() a file
+    can hold."""
+    try:
+        return isinstance(config, dict) and all(isinstance(k, str) for k in config) and \
+            bool(json.dumps(config, allow_nan=False))
+    except (TypeError, ValueError):
+        return False
 
 
 def checked_values(value, shape: tuple[int, ...], dtype, owner: str, name: str) -> np.ndarray:

@@ -11,9 +11,14 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .backends import Array
+from .callbacks import TEST_HOOKS
+from .data import ChunkedData, GatheredData, streams
 from .losses import Loss
+from .metrics import LossAccuracy, Metric
+from .metrics import get as get_metric
 
 if TYPE_CHECKING:
+    from .callbacks import Hooks
     from .model import Model
 
 
@@ -22,48 +27,129 @@ class Slots(NamedTuple):
     when a parameter is not finite at the epoch's end, then for each output
     its training loss sum and correct count (of the steps but the first),
     those of the first step (kept apart: a finite first step shows that the
-    weights the previous epoch left were usable), and the validation's."""
+    weights the previous epoch left were usable), and the validation's;
+    then the accumulators of the metrics asked for (intricate_py.metrics),
+    in three regions of ``metric_size`` each: training, first step,
+    validation (or an evaluation's, in the training one)."""
 
     outputs: int
+    #: the metrics asked for (:func:`bind_metrics`), or None for the default (the loss's accuracy where it classifies)
+    metrics: "tuple[Bound, ...] | None" = None
 
     BAD = 0
     # each count right after its loss sum: a loss adds into index and index + 1
     LOSS, CORRECT, FIRST_LOSS, FIRST_CORRECT, VAL_LOSS, VAL_CORRECT = range(6)
 
     @property
+    def metric_size(self) -> int:
+        """The accumulators the metrics take in each of the three regions (training, first step, validation)."""
+        return sum(b.size for b in self.metrics or ())
+
+    @property
     def size(self) -> int:
-        return 1 + 6 * self.outputs
+        return 1 + 6 * self.outputs + 3 * self.metric_size
 
     def of(self, k: int, what: int) -> int:
         """The slot of ``what`` (LOSS, CORRECT, ...) for output ``k``."""
         return 1 + 6 * k + what
 
-
-def metric_slots(outputs: int) -> Slots:
-    return Slots(outputs)
-
-
-def reports_accuracy(model: "Model", losses: list[Loss | None], k: int) -> bool:
-    """Whether output ``k``'s accuracy is a metric: always for one output
-    (as before graphs), else where its loss classifies."""
-    return losses[k] is not None and (len(losses) == 1 or losses[k].classifies)
+    def metric_at(self, what: int) -> int:
+        """The first slot of the metrics' region of ``what`` (LOSS, FIRST_LOSS or VAL_LOSS): a metric's
+        accumulators are from there plus its ``Bound.offset``."""
+        return 1 + 6 * self.outputs + (what // 2) * self.metric_size
 
 
-def metric_keys(model: "Model", losses: list[Loss | None], validation: bool) -> list[str]:
-    """The names of the metrics of a fit or evaluation: ``loss`` and
-    ``accuracy`` for one output; for several the total ``loss``, then
-    ``{output}_loss`` and ``{output}_accuracy``; and their ``val_`` twins."""
-    if len(losses) == 1:
-        keys = ["loss", "accuracy"]
+class Bound(NamedTuple):
+    """A metric of a fit or evaluation: its output, its name in the logs
+    (``{output}_`` added for several outputs), the metric, the output's
+    columns, and its accumulators: ``size`` from ``offset`` in a region."""
+
+    output: int
+    key: str
+    metric: Metric
+    cols: int
+    offset: int
+    size: int
+
+
+def metric_slots(outputs: int, metrics: "tuple[Bound, ...] | None" = None) -> Slots:
+    return Slots(outputs, metrics)
+
+
+def bind_metrics(model: "Model", losses: list[Loss | None], spec=None) -> tuple[Bound, ...] | None:
+    """The metrics ``spec`` asks for (compile's or fit's ``metrics``), per
+    output as Keras takes them: for one output a list (or one metric); for
+    several a list with an entry per output (a list, or None) or a dict by
+    output name (a metric or a list each), or a flat list of metrics, which
+    every output with a loss reports. None (nothing asked): the default, the
+    loss's accuracy where the loss classifies."""
+    if spec is None:
+        return None
+    names = model.output_names
+    several = len(losses) > 1
+    if isinstance(spec, dict):
+        unknown = [key for key in spec if key not in names]
+        if unknown:
+            raise ValueError(f"expected metrics by output name, of {names}. Received: {unknown}")
+        per_output = [spec.get(name) for name in names]
+    elif isinstance(spec, (list, tuple)) and several and not any(e is None or isinstance(e, (list, tuple, dict))
+                                                                  for e in spec):
+        # a flat list for several outputs: each metric for every output with a loss (as Keras 2 took it)
+        per_output = [list(spec) if loss is not None else None for loss in losses]
+    elif isinstance(spec, (list, tuple)) and several:
+        if len(spec) != len(losses):
+            raise ValueError(
+                f"expected metrics with an entry per output ({len(losses)}: {names}), each a metric, a list of "
+                f"them or None, or a dict by output name, as Keras takes them. Received: metrics={spec!r}")
+        per_output = list(spec)
     else:
-        names = model.output_names
-        keys = ["loss"] + [f"{names[k]}_loss" for k, loss in enumerate(losses) if loss is not None]
-        keys += [f"{names[k]}_accuracy" for k in range(len(losses)) if reports_accuracy(model, losses, k)]
+        per_output = [spec]
+    bound, offset = [], 0
+    for k, entries in enumerate(per_output):
+        if entries is None:
+            continue
+        entries = list(entries) if isinstance(entries, (list, tuple)) else [entries]
+        for entry in entries:
+            if entry is None:
+                continue
+            name, metric = get_metric(entry)
+            if losses[k] is None:
+                raise ValueError(f"expected metrics only for outputs with a loss (their targets). Received: "
+                                 f"{name!r} for the output {names[k]!r}, which has none")
+            shape = model.outputs[k].shape
+            cols = shape[-1] if shape else 1
+            metric.check(cols, names[k])
+            key = f"{names[k]}_{name}" if several else name
+            bound.append(Bound(k, key, metric, cols, offset, metric.size(cols)))
+            offset += bound[-1].size
+    metric_keys(model, losses, False, tuple(bound))  # ValueError for a name given twice
+    return tuple(bound)
+
+
+def default_metrics(model: "Model", losses: list[Loss | None]) -> tuple[Bound, ...]:
+    """With no ``metrics``: the loss's accuracy for each output whose loss classifies."""
+    names = model.output_names
+    several = len(losses) > 1
+    return tuple(Bound(k, f"{names[k]}_accuracy" if several else "accuracy", LossAccuracy(), 0, 0, 0)
+                 for k, loss in enumerate(losses) if loss is not None and loss.classifies)
+
+
+def metric_keys(model: "Model", losses: list[Loss | None], validation: bool,
+                metrics: "tuple[Bound, ...] | None" = None) -> list[str]:
+    """The names of the metrics of a fit or evaluation: ``loss``; for
+    several outputs then ``{output}_loss``; then each metric's
+    (:func:`bind_metrics`; by default ``accuracy`` or ``{output}_accuracy``
+    where the loss classifies); and their ``val_`` twins."""
+    names = model.output_names
+    keys = ["loss"]
+    if len(losses) > 1:
+        keys += [f"{names[k]}_loss" for k, loss in enumerate(losses) if loss is not None]
+    keys += [b.key for b in (default_metrics(model, losses) if metrics is None else metrics)]
     keys = keys + [f"val_{key}" for key in keys] if validation else keys
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:
-        raise ValueError(f"expected outputs whose metric names differ. Received: outputs {names} give {repeated} "
-                         "twice: rename the layer that makes one of them")
+        raise ValueError(f"expected metrics whose names differ. Received: {repeated} twice (outputs {names}): "
+                         "give a metric another name (name=...), or rename the layer that makes an output")
     return keys
 
 
@@ -97,18 +183,44 @@ def metric_table(model: "Model", values: np.ndarray, losses: list[Loss | None], 
             parts[k] = loss_sum / count
             total = total + weights[k] * parts[k]
             accuracies[k] = correct / accuracy_count(loss, model.outputs[k].shape, count)
-        if len(losses) == 1:
-            table[prefix + "loss"], table[prefix + "accuracy"] = total, accuracies[0]
-            continue
-        names = model.output_names
         table[prefix + "loss"] = total
-        table.update({f"{prefix}{names[k]}_loss": v for k, v in parts.items()})
-        table.update({f"{prefix}{names[k]}_accuracy": accuracies[k] for k in parts
-                      if reports_accuracy(model, losses, k)})
+        if len(losses) > 1:
+            names = model.output_names
+            table.update({f"{prefix}{names[k]}_loss": v for k, v in parts.items()})
+        start = slots.metric_at(loss_at)
+        first = slots.metric_at(extra[0]) if extra is not None else None
+        for b in default_metrics(model, losses) if slots.metrics is None else slots.metrics:
+            if isinstance(b.metric, LossAccuracy):
+                table[prefix + b.key] = accuracies[b.output]
+                continue
+            sums = values[:, start + b.offset : start + b.offset + b.size]
+            if first is not None:
+                sums = sums + values[:, first + b.offset : first + b.offset + b.size]
+            table[prefix + b.key] = b.metric.result(sums, b.cols)
     return table
 
 
-class DeviceData:
+def add_metrics(backend, slots: Slots, outputs: list[Array], targets: dict[int, Array], acc: Array, index: int,
+                transforms: dict[int, str]) -> None:
+    """Each metric of ``slots`` (but the loss's accuracy, which the loss
+    counts) adds a batch's counts into ``acc`` from ``index`` (the region's
+    first slot; a step value on a replayed step) plus its offset: outputs[k]
+    (n, *shape) against targets[k] as the loss prepared them, read as rows
+    of the last axis; ``transforms[k]``: "softmax" or "sigmoid" where the
+    output is the input of a layer a training step fused with its loss."""
+    for b in slots.metrics or ():
+        if isinstance(b.metric, LossAccuracy):
+            continue
+        p, t = outputs[b.output], targets[b.output]
+        rows = math.prod(p.shape) // b.cols
+        p = p if tuple(p.shape) == (rows, b.cols) else backend.view(p, 0, (rows, b.cols))
+        t_shape = (rows, math.prod(t.shape) // rows)
+        t = t if tuple(t.shape) == t_shape else backend.view(t, 0, t_shape)
+        view = backend.rows(acc, b.offset, acc.shape[0]) if b.offset else acc
+        b.metric.update(backend, p, t, view, index, transforms.get(b.output, "none"))
+
+
+class DeviceData(GatheredData):
     """Arrays of samples (each input's, then each target's) on the device,
     and the batches gathered from them.
 
@@ -124,7 +236,8 @@ class DeviceData:
         backend = model.backend
         self.backend, self.n, self.batch = backend, len(arrays[0]), batch
         self.sources = [backend.dataset(a) for a in arrays]
-        self.order = backend.from_numpy(np.arange(self.n, dtype=np.int32))
+        # the order of the samples, by which batches are gathered (GatheredData.index)
+        self.index = backend.from_numpy(np.arange(self.n, dtype=np.int32))
         # named by shape too: an output's targets may be class labels in one fit, one-hot rows in the next
         buffers = [model.plan.buffers.get(f"{role}_{k}_{a.shape[1:]}", batch, a.shape[1:])
                    for k, a in enumerate(arrays)]
@@ -134,51 +247,80 @@ class DeviceData:
         self.steps = len(self.views)
         self.shuffling = shuffle and self.steps > 1
         # a single batch that is never shuffled is gathered once, here
-        self._gathered = False
         if self.steps == 1 and not self.shuffling:
             self.gather(*self.views[0])
             self._gathered = True
 
     def shuffle(self, rng: np.random.Generator) -> None:
-        self.backend.write(self.order, rng.permutation(self.n).astype(np.int32))
+        self.backend.write(self.index, rng.permutation(self.n).astype(np.int32))
 
-    def gather(self, first: int, arrays: list[Array]) -> None:
-        """The batch starting at row ``first`` of the order, into ``arrays``."""
-        if self._gathered:
-            return
-        sources, take = self.sources, self.backend.take_rows
-        for k in range(0, len(sources) - 1, 2):
-            take(sources[k], self.order, arrays[k], first, sources[k + 1], arrays[k + 1])
-        if len(sources) % 2:
-            take(sources[-1], self.order, arrays[-1], first)
+    def epoch(self):
+        """The epoch's batches, (first row in the order, arrays), for :meth:`gather`."""
+        yield from self.views
 
-    def batches(self):
-        """Each batch's arrays, gathered."""
-        for first, arrays in self.views:
-            self.gather(first, arrays)
-            yield arrays
+
+def placed(model: "Model", role: str, arrays: list, batch: int, shuffle=False) -> "DeviceData | ChunkedData":
+    """The data of a fit or evaluation on the device: whole (:class:`DeviceData`),
+    or streamed in chunks when it is too large (``data.ChunkedData``)."""
+    if streams(arrays, np.dtype(model.dtype).itemsize):
+        return ChunkedData(model, role, arrays, batch, shuffle)
+    return DeviceData(model, role, arrays, batch, shuffle)
+
+
+def step_arrays(xs: list, ts: list, sample_weights: list | None = None) -> list:
+    """The arrays of a step, in the order the data holds them: each input's,
+    then the targets of each output with a loss (``ts[k]`` not None), then
+    those outputs' sample weights where there are some."""
+    return list(xs) + [t for t in ts if t is not None] + list(sample_weights or [])
 
 
 class Evaluation:
     """The loss sums and correct counts of a model over fixed data, added
-    up on the device: the data (inputs, and targets for the outputs with a
-    loss) placed once, evaluated as often as asked (each epoch's validation)."""
+    up on the device, as often as asked (each epoch's validation). ``data``:
+    its batches, as the caller made them (:func:`placed` of
+    :func:`step_arrays`, or a ``data.SourceData``), with each graded
+    output's sample weights after the targets where there are some."""
 
-    def __init__(self, model: "Model", role: str, xs: list[np.ndarray], ts: list, losses: list[Loss | None],
-                 batch: int):
-        self.model, self.losses, self.inputs = model, losses, len(xs)
-        self.graded = [k for k, t in enumerate(ts) if t is not None]
-        self.data = DeviceData(model, role, xs + [ts[k] for k in self.graded], batch)
+    def __init__(self, model: "Model", losses: list[Loss | None], data):
+        self.model, self.losses, self.inputs, self.data = model, losses, len(model.inputs), data
+        self.graded = [k for k, loss in enumerate(losses) if loss is not None]
         self.kinds = {k: losses[k].accuracy_kind(math.prod(model.outputs[k].shape)) for k in self.graded}
 
-    def into(self, acc: Array, block: int, slots: Slots, validation: bool) -> None:
+    def into(self, acc: Array, block: int, slots: Slots, validation: bool, hooks: "Hooks | None" = None) -> None:
         """Add each output's loss sum and correct count into ``acc``'s block
         starting at ``block``: the LOSS and CORRECT slots, or with
-        ``validation`` the VAL_ ones. Always in inference mode."""
+        ``validation`` the VAL_ ones. Always in inference mode. ``hooks``:
+        callbacks whose test hooks see it (a readback a batch where one has
+        ``on_test_batch_end``)."""
         backend, plan = self.model.backend, self.model.plan
         inference = plan.pass_for(training=False)
         at = slots.VAL_LOSS if validation else slots.LOSS
-        for arrays in self.data.batches():
+        if hooks is not None and not hooks.has(*TEST_HOOKS):
+            hooks = None
+        if hooks is not None:
+            hooks.call("on_test_begin", {})
+        seen = 0
+        for i, arrays in enumerate(self.data.batches()):
+            if hooks is not None:
+                hooks.call("on_test_batch_begin", i, {})
             outputs = plan.forward(inference, arrays[: self.inputs], training=False)
-            for k, t in zip(self.graded, arrays[self.inputs:]):
-                self.losses[k].accumulate(backend, outputs[k], t, acc, block + slots.of(k, at), self.kinds[k])
+            weights = arrays[self.inputs + len(self.graded):] or [None] * len(self.graded)
+            for k, t, w in zip(self.graded, arrays[self.inputs:], weights):
+                self.losses[k].accumulate(backend, outputs[k], t, acc, block + slots.of(k, at), self.kinds[k], w)
+            add_metrics(backend, slots, outputs, dict(zip(self.graded, arrays[self.inputs:])), acc,
+                        block + slots.metric_at(at), {})
+            seen += arrays[0].shape[0]
+            if hooks is not None:
+                hooks.call("on_test_batch_end", i, lambda: self.logs(acc, block, slots, validation, seen), lazy=True)
+        if hooks is not None:
+            hooks.call("on_test_end", lambda: self.logs(acc, block, slots, validation, seen), lazy=True)
+
+    def logs(self, acc: Array, block: int, slots: Slots, validation: bool, seen: int) -> dict[str, float]:
+        """The metrics so far of :meth:`into` over ``seen`` samples, read
+        back, named as evaluate names them (no ``val_``), for the test hooks."""
+        model = self.model
+        values = model.backend.to_numpy(model.backend.rows(acc, block, block + slots.size)).astype(np.float64)[None]
+        weights = model.output_weights(self.losses)
+        table = metric_table(model, values, self.losses, weights, slots, 0 if validation else seen,
+                             seen if validation else 0)
+        return {(k[4:] if validation else k): float(v[0]) for k, v in table.items()}

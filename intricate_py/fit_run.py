@@ -77,6 +77,12 @@ class Run:
         if self.verbose == 2:
             self.bar = tqdm(total=self.epochs, initial=self.initial_epoch, unit="epoch", dynamic_ncols=True)
         self.live = model.store.arrays() + model.optimizer.state_arrays()
+        #: True while epochs are replayed (after a divergence): no callback sees them
+        self.replaying = False
+        #: (epoch, samples) of an epoch that a batch hook stopped before its end
+        self.cut: tuple[int, int] | None = None
+        #: the callback whose batch hook set model.stop_training
+        self.stopper: "Callback | None" = None
         self._sets = [[self.backend.empty(a.shape) for a in self.live] for _ in range(3)]
         self.saves = [self._save_into(self._sets[0], self.initial_epoch)]  # the newest last
 
@@ -119,14 +125,14 @@ class Run:
         that the weights were. None if every one left finite weights."""
         save = next(s for s in reversed(self.saves) if s.upto <= start)
         self._restore(save)
-        verbose, self.verbose = self.verbose, 0
+        verbose, self.verbose, self.replaying = self.verbose, 0, True
         try:
             for epoch in range(save.upto, stop):
                 self.run_epoch(epoch, self)
                 if epoch >= start and self._weights_broken(epoch):
                     return epoch
         finally:
-            self.verbose = verbose
+            self.verbose, self.replaying = verbose, False
         return None
 
     def _weights_broken(self, epoch: int) -> bool:
@@ -146,10 +152,10 @@ class Run:
         since, which the readbacks found finite."""
         save = next(s for s in reversed(self.saves) if s.upto <= upto)
         self._restore(save)
-        verbose, self.verbose = self.verbose, 0
+        verbose, self.verbose, self.replaying = self.verbose, 0, True
         for epoch in range(save.upto, upto):
             self.run_epoch(epoch, self)
-        self.verbose = verbose
+        self.verbose, self.replaying = verbose, False
 
     # ------------------------------------------------------------- epochs
     def block(self, epoch: int) -> int:
@@ -157,7 +163,7 @@ class Run:
         return (epoch % RING) * self.slots.size
 
     def start_epoch(self, epoch: int) -> None:
-        self.epoch, self.step = epoch, 0
+        self.epoch, self.step, self.samples = epoch, 0, 0
         if self.verbose == 1:
             if self.bar is not None:
                 self.bar.close()
@@ -166,12 +172,14 @@ class Run:
                 dynamic_ncols=True,
             )
 
-    def step_done(self) -> None:
+    def step_done(self, rows: int) -> None:
+        """A step of ``rows`` samples has run."""
         self.backend.end_step()
         self.step += 1
+        self.samples += rows
         if self.verbose == 1:
             self.bar.update(1)
-            if self.step < self.steps and self._refresh_due():
+            if (self.steps is None or self.step < self.steps) and self._refresh_due():  # None: a generator's
                 self._show_running()
 
     def _refresh_due(self) -> bool:
@@ -184,12 +192,27 @@ class Run:
 
     def _show_running(self) -> None:
         """Running metrics of the epoch so far on the bar."""
+        self.bar.set_postfix(self.running_logs(), refresh=False)
+
+    def running_logs(self) -> dict[str, float]:
+        """The metrics of the epoch so far (its steps up to the last one
+        run), read back: the progress bar's, and the logs of the batch hooks."""
         self.last_read = time.perf_counter()
         block = self.block(self.epoch)
         sums = self.backend.to_numpy(self.backend.rows(self.metrics, block, block + self.slots.size))
-        seen = min(self.step * self.batch, self.n)
-        table = metric_table(self.model, sums.astype(np.float64)[None], self.losses, self.weights, self.slots, seen)
-        self.bar.set_postfix({k: float(v[0]) for k, v in table.items()}, refresh=False)
+        table = metric_table(self.model, sums.astype(np.float64)[None], self.losses, self.weights, self.slots,
+                             self.seen())
+        return {k: float(v[0]) for k, v in table.items()}
+
+    def seen(self) -> int:
+        """The samples of the current epoch's steps so far (counted: a
+        source's batches may have any sizes)."""
+        return self.samples
+
+    def cut_short(self, stopper: "Callback | None") -> None:
+        """The current epoch ends here: a batch hook (of ``stopper``) set
+        ``model.stop_training``; its metrics are those of its steps so far."""
+        self.cut, self.stopper = (self.epoch, self.seen()), stopper
 
     # ------------------------------------------------------------- reading
     def _read_metrics(self, start: int, epoch: int) -> np.ndarray:
@@ -212,8 +235,16 @@ class Run:
             backend.clear(metrics)
         return values.astype(np.float64).reshape(-1, self.slots.size)
 
-    def table(self, values: np.ndarray) -> dict[str, np.ndarray]:
-        return metric_table(self.model, values, self.losses, self.weights, self.slots, self.n, self.n_val)
+    def table(self, values: np.ndarray, start: int) -> dict[str, np.ndarray]:
+        """The metrics of the epochs from ``start`` whose accumulators are ``values``."""
+        table = metric_table(self.model, values, self.losses, self.weights, self.slots, self.n, self.n_val)
+        if self.cut is not None and 0 <= self.cut[0] - start < len(values):  # an epoch ended early
+            i, seen = self.cut[0] - start, self.cut[1]
+            part = metric_table(self.model, values[i : i + 1], self.losses, self.weights, self.slots, seen,
+                                self.n_val)
+            for key, column in table.items():
+                column[i] = part[key][0]
+        return table
 
     def read_epochs(self, epoch: int, halting: HaltingCondition | None, callbacks: "list[Callback]") -> bool:
         """Read the metrics of the epochs up to ``epoch``; True stops training."""
@@ -225,7 +256,7 @@ class Run:
         spare = next(arrays for arrays in self._sets if not any(arrays is u for u in used))
         candidate = self._save_into(spare, epoch + 1)
         values = self._read_metrics(start, epoch)
-        table = self.table(values)
+        table = self.table(values, start)
         good_epochs = np.isfinite(table["loss"]) & (values[:, Slots.BAD] == 0)
         good = len(good_epochs) if good_epochs.all() else int(np.argmin(good_epochs))
         if good < len(good_epochs):
@@ -261,14 +292,16 @@ class Run:
         """Epoch ``e`` read back and good: its state kept (``save``, when it
         is the state at its end), the History, the bar, every callback (as
         in Keras, each sees the epoch, also the one a halting condition stops
-        at), then the stopping rules; True stops training."""
+        at), BackupAndRestore's ``backup_epoch`` after all of them (the state
+        they leave, whatever their order), then the stopping rules; True
+        stops training."""
         self.history.append(e, logs)
         self.read_upto = e + 1
         if save is not None:
             self._keep(save)
         self._show(e, logs)
         reported = set(logs)
-        stopper = None
+        stopper = self.stopper
         for callback in callbacks:
             callback.on_epoch_end(e, logs)
             if self.model.stop_training and stopper is None:
@@ -276,6 +309,10 @@ class Run:
         added = {k: v for k, v in logs.items() if k not in reported}
         if added:  # what callbacks put in the logs (LearningRateScheduler's learning_rate), as Keras's History
             self.history.add(added)
+        for callback in callbacks:  # BackupAndRestore's backup: once every callback has ended the epoch
+            backup = getattr(callback, "backup_epoch", None)
+            if backup is not None:
+                backup(e, logs)
         if halting is not None and halting.reached(logs):
             return self._stop(e, f"{halting!r} reached at epoch {e + 1}")
         if self.model.stop_training:

@@ -115,18 +115,20 @@ class Loss:
         """What turns the sum of a sample's terms into its loss."""
         return 1.0 / (rows * width) if self.per_element else 1.0 / rows
 
-    def accumulate(self, backend: Backend, p: Array, t: Array, acc: Array, index: int, accuracy: str) -> None:
+    def accumulate(self, backend: Backend, p: Array, t: Array, acc: Array, index: int, accuracy: str,
+                   sample_weight: Array | None = None) -> None:
         """``acc[index] +=`` the sum over the batch of each sample's loss;
         ``acc[index + 1] +=`` the number of correct predictions (of rows,
         or of elements for a binary accuracy). p is (n, *shape), t as
-        :meth:`prepare_targets` made it."""
+        :meth:`prepare_targets` made it; ``sample_weight`` (n, rows of
+        :meth:`layout`) scales each sample's loss (Keras's sample weights)."""
         rows, width = self.layout(p.shape[1:])
         backend.loss(self.kind, _matrix(backend, p, rows), _matrix(backend, t, rows), acc, index, accuracy,
-                     self._value_scale(rows, width))
+                     self._value_scale(rows, width), weights=_matrix(backend, sample_weight, rows))
 
     def train_step(
         self, backend: Backend, kind: str, p: Array, t: Array, acc: Array, index: int, accuracy: str,
-        grad: Array, weight: float = 1.0,
+        grad: Array, weight: float = 1.0, sample_weight: Array | None = None,
     ) -> None:
         """As :meth:`accumulate`, and the gradient of the batch's mean loss
         (times ``weight``, the output's share of a total loss) into ``grad``:
@@ -136,7 +138,8 @@ class Loss:
         count = n * width if self.per_element else n
         factor = self.grad_factor if kind == self.kind and not self.from_logits else 1.0
         backend.loss(kind, _matrix(backend, p, rows), _matrix(backend, t, rows), acc, index, accuracy,
-                     self._value_scale(rows, width), _matrix(backend, grad, rows), weight * factor / count)
+                     self._value_scale(rows, width), _matrix(backend, grad, rows), weight * factor / count,
+                     weights=_matrix(backend, sample_weight, rows))
 
     def gradient(self, backend: Backend, p: Array, t: Array, out: Array, fused: bool = False) -> None:
         """dE/dp of the batch's mean loss into ``out``; with ``fused``, p is

@@ -12,13 +12,16 @@ from . import _checks
 from .backends import Backend, select_backend
 from ._threads import holding
 from .backends.base import BindingTooLarge
-from .callbacks import Callback
-from .fit_data import Evaluation, metric_slots, metric_table
+from .callbacks import PREDICT_HOOKS, TEST_HOOKS, Callback, Hooks, as_callbacks
+from .data import (BatchSource, SourceData, batch_converter, is_batch_source, refuse_sample_weight,
+                   refuse_with_source, sample_weights, split_batch)
+from .fit_data import Evaluation, bind_metrics, metric_slots, metric_table, placed, step_arrays
 from .fitting import Trainer
 from .graph import Input, Symbol, add_node, as_shape, as_symbols, is_symbolic
 from .layers import Layer
 from .layers.base import ClassOrInstanceMethod, Recordings, Shape, same_device
 from .losses import LOSSES, Loss
+from .metrics import get as get_metric
 from .model_data import per_name, sample_array, same_length, target_array
 from .naming import batch_shape_text, checked_name, unique_name
 from .optimizers import OPTIMIZERS, Optimizer
@@ -102,6 +105,8 @@ class Model:
         self.store: ParameterStore | None = None
         self.loss = None
         self.loss_weights = None
+        #: compile's ``metrics`` (intricate_py.metrics): what fit and evaluate report beside the loss
+        self.metrics = None
         self.optimizer: Optimizer | None = None
         #: set True (by a callback) to stop fit after the current epoch
         self.stop_training = False
@@ -321,18 +326,55 @@ class Model:
         return [1.0 if w is None else _checks.non_negative_float(w, "loss_weights") for w in entries]
 
     # --------------------------------------------------------------- running
-    def predict(self, x, batch_size: int | None = None) -> np.ndarray | list[np.ndarray]:
+    def predict(self, x, batch_size: int | None = None, callbacks: Iterable[Callback] | None = None,
+                steps: int | None = None) -> np.ndarray | list[np.ndarray]:
         """Outputs for inputs ``x`` as a numpy array (n, *output shape) — a
         list, one per output, for several outputs — computed ``batch_size``
         rows at a time (by default 1024, or as many as the device's
         largest binding holds), always in inference mode (Dropout passes
         its input through), even when called from a callback during fit.
         ``x``: an array, or for several inputs a list in order or a dict by
-        Input name."""
+        Input name. ``callbacks``: their predict hooks run around each pass
+        (``on_predict_batch_end`` gets its outputs as ``logs["outputs"]``).
+        ``x`` may make its own batches (a ``data.Dataset``, a generator or
+        iterable of ``x`` or ``(x,)`` batches, a PyTorch ``DataLoader``; a
+        batch's targets are ignored), with ``steps`` batches (by default all)."""
+        source = _source(x, None, batch_size, steps)
+        if source is not None:
+            with self._lock:
+                return self._predict_batches(source, callbacks)
         with self._lock:  # as _one_call_at_a_time does, written out in the call served most often
             xs = self.input_arrays(x)
             self._layers_here()
-            outs = self._in_passes(batch_size, len(xs[0]), self._predict_all, xs)
+            hooks = _hooks(self, callbacks, PREDICT_HOOKS, {"verbose": 0, "steps": None})
+            if hooks is not None:
+                hooks.call("on_predict_begin", {})
+            outs = self._in_passes(batch_size, len(xs[0]), self._predict_all, xs, hooks)
+            if hooks is not None:
+                hooks.call("on_predict_end", {})
+        return outs[0] if len(outs) == 1 else outs
+
+    def _predict_batches(self, source: BatchSource, callbacks) -> np.ndarray | list[np.ndarray]:
+        """predict on the batches of a Dataset, generator or DataLoader
+        (their x; targets are ignored), concatenated."""
+        hooks = None
+        parts = []
+        for i, batch in enumerate(source.epoch()):
+            xs = self.input_arrays(split_batch(batch, "x", targets=False)[0], "x (a batch's x)")
+            if i == 0:
+                self._layers_here()
+                hooks = _hooks(self, callbacks, PREDICT_HOOKS, {"verbose": 0, "steps": source.known_steps})
+                if hooks is not None:
+                    hooks.call("on_predict_begin", {})
+            if hooks is not None:
+                hooks.call("on_predict_batch_begin", i, {})
+            outs = [np.array(o) for o in self._predict_chunk(xs)]
+            if hooks is not None:
+                hooks.call("on_predict_batch_end", i, {"outputs": outs[0] if len(outs) == 1 else outs})
+            parts.append(outs)
+        if hooks is not None:
+            hooks.call("on_predict_end", {})
+        outs = [np.concatenate(column) for column in zip(*parts)]
         return outs[0] if len(outs) == 1 else outs
 
     def _in_passes(self, batch_size: int | None, n: int, work: Callable, *args):
@@ -362,15 +404,21 @@ class Model:
             except BindingTooLarge as again:
                 error = again
 
-    def _predict_all(self, rows: int, xs: list[np.ndarray]) -> list[np.ndarray]:
-        """Each output for inputs ``xs``, in passes of ``rows`` rows."""
+    def _predict_all(self, rows: int, xs: list[np.ndarray], hooks=None) -> list[np.ndarray]:
+        """Each output for inputs ``xs``, in passes of ``rows`` rows
+        (``hooks``: callbacks with predict hooks, called around each)."""
         n = len(xs[0])
-        if n <= rows:  # the common, lean path: one pass
+        if n <= rows and hooks is None:  # the common, lean path: one pass
             return self._predict_chunk(xs)
         outs = [np.empty((n, *s.shape), self.dtype) for s in self.outputs]
-        for start in range(0, n, rows):
-            for out, part in zip(outs, self._predict_chunk([x[start : start + rows] for x in xs])):
+        for i, start in enumerate(range(0, n, rows)):
+            if hooks is not None:
+                hooks.call("on_predict_batch_begin", i, {})
+            parts = self._predict_chunk([x[start : start + rows] for x in xs])
+            for out, part in zip(outs, parts):
                 out[start : start + rows] = part
+            if hooks is not None:
+                hooks.call("on_predict_batch_end", i, {"outputs": parts[0] if len(parts) == 1 else parts})
         return outs
 
     def _predict_chunk(self, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -422,26 +470,52 @@ class Model:
         return outs[0] if len(outs) == 1 else outs
 
     @_one_call_at_a_time
-    def evaluate(self, x, y, loss=None, batch_size: int | None = None) -> dict:
-        """The loss and accuracy over ``x`` and targets ``y``:
+    def evaluate(self, x, y=None, loss=None, batch_size: int | None = None,
+                 callbacks: Iterable[Callback] | None = None, steps: int | None = None, metrics=None,
+                 return_dict: bool = True, sample_weight=None):
+        """The loss and metrics over ``x`` and targets ``y``:
         ``{"loss": float, "accuracy": float}``, and for several outputs the
-        total loss with each output's (``"label_loss"``) and accuracy."""
+        total loss with each output's (``"label_loss"``) and metrics.
+        ``metrics`` (by default compile's or the last fit's; see
+        :mod:`intricate_py.metrics`) as fit reports them; with no metrics
+        asked for, the accuracy where a loss classifies. ``return_dict=False``
+        gives Keras's list, [loss, metric, ...] (the loss alone where nothing
+        else is reported).
+        ``callbacks``: their test hooks run around the evaluation and each
+        batch (a readback a batch where one has ``on_test_batch_end``).
+        ``x`` may make its own batches, as fit's may (then ``steps``
+        batches, by default all). ``sample_weight`` weighs each sample's
+        loss as fit's does."""
+        source = _source(x, y, batch_size, steps)
+        if source is not None:
+            refuse_sample_weight(x, sample_weight)
+            x, y = split_batch(source.first(), "x")[:2]
         losses = self.output_losses(loss)
         xs, ts = self.data(x, y, losses)
+        ws = sample_weights(self, losses, ts, sample_weight)
         self._layers_here()
-        weights = self.output_weights(losses)
-        slots = metric_slots(len(self.outputs))
-        n = len(xs[0])
-        values = self._in_passes(batch_size, n, self._metric_sums, xs, ts, losses, slots)
-        table = metric_table(self, values, losses, weights, slots, n)
-        return {k: float(v[0]) for k, v in table.items()}
+        slots = metric_slots(len(self.outputs), bind_metrics(self, losses, self.metrics if metrics is None else metrics))
+        hooks = _hooks(self, callbacks, TEST_HOOKS,
+                       {"verbose": 0, "steps": None if source is None else source.known_steps})
+        if source is not None:  # batches of their own size: no passes of fewer rows
+            data = SourceData(self, "eval", source, batch_converter(self, losses, "x"))
+            values, n = self._metric_sums(1, lambda rows: data, losses, slots, hooks)
+        else:
+            arrays, n = step_arrays(xs, ts, ws), len(xs[0])
+            values, n = self._in_passes(batch_size, n, self._metric_sums,
+                                        lambda rows: placed(self, "eval", arrays, min(rows, n)), losses, slots, hooks)
+        table = metric_table(self, values, losses, self.output_weights(losses), slots, n)
+        return _evaluated(table, return_dict)
 
-    def _metric_sums(self, rows: int, xs: list[np.ndarray], ts: list, losses: list[Loss | None], slots) -> np.ndarray:
-        """evaluate's loss sums and correct counts (one row of ``slots``),
-        added up in passes of ``rows`` rows."""
+    def _metric_sums(self, rows: int, data: Callable, losses: list[Loss | None], slots,
+                     hooks=None) -> tuple[np.ndarray, int]:
+        """evaluate's loss sums and correct counts (one row of ``slots``) over
+        ``data(rows)`` (the batches, of ``rows`` rows where they are arrays),
+        and the number of samples they had."""
         acc = self.backend.zeros((slots.size,))
-        Evaluation(self, "eval", xs, ts, losses, min(rows, len(xs[0]))).into(acc, 0, slots, validation=False)
-        return self.backend.to_numpy(acc).astype(np.float64)[None]
+        evaluation = Evaluation(self, losses, data(rows))
+        evaluation.into(acc, 0, slots, validation=False, hooks=hooks)
+        return self.backend.to_numpy(acc).astype(np.float64)[None], evaluation.data.n
 
     # --------------------------------------------------------------- training
     @_one_call_at_a_time
@@ -449,7 +523,7 @@ class Model:
         self,
         optimizer: Optimizer | str | None = None,
         loss=None,
-        metrics: Sequence[str] | None = None,
+        metrics=None,
         loss_weights=None,
     ) -> None:
         """Set the optimizer and loss that fit and evaluate use, as Keras's
@@ -458,27 +532,29 @@ class Model:
         "sparse_categorical_crossentropy"), "binary_crossentropy";
         optimizers "sgd", "adam", "adamw", "adagrad". For several outputs
         ``loss`` and ``loss_weights`` may be lists in output order or dicts
-        by output name. ``metrics`` may name "accuracy", which fit and
-        evaluate report."""
-        for metric in metrics or ():
-            if metric not in ("accuracy", "acc"):
-                raise ValueError(
-                    "expected metrics=['accuracy'] (fit and evaluate report the loss and the accuracy). "
-                    f"Received: {metric!r}"
-                )
+        by output name. ``metrics``: what fit and evaluate report beside the
+        loss, as Keras's (:mod:`intricate_py.metrics`): Metric objects or
+        names ("accuracy", "precision", "auc", "mae", ...), a list, or for
+        several outputs a list with an entry per output or a dict by output
+        name; by default (None, also after a compile that gave some) the
+        accuracy where a loss classifies."""
+        _checked_metrics(metrics)
         optimizer = self.optimizer if optimizer is None else _as_optimizer(optimizer)
         loss, loss_weights = self._checked_loss(loss, loss_weights)
+        if metrics is not None and self.built and loss is not None:
+            bind_metrics(self, self.output_losses(loss), metrics)  # ValueError for entries that fit no output
         self.loss, self.loss_weights, self.optimizer = loss, loss_weights, optimizer
+        self.metrics = metrics  # as Keras's compile: None drops an earlier compile's metrics
 
     @_one_call_at_a_time
     def fit(
         self,
         x,
-        y,
+        y=None,
         loss=None,
         optimizer: Optimizer | str | None = None,
         epochs: int = 1,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         shuffle: bool = True,
         validation_data: tuple | None = None,
         validation_split: float = 0.0,
@@ -487,6 +563,11 @@ class Model:
         callbacks: Iterable[Callback] | None = None,
         loss_weights=None,
         initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
+        metrics=None,
+        sample_weight=None,
+        class_weight=None,
     ) -> History:
         """Train with mini-batch gradient descent and return the History.
 
@@ -503,6 +584,27 @@ class Model:
         [0, 1] of shape (n, outputs), or (n,) for one output. A pandas
         Series works as a 1-D array. For several outputs, a list in order
         or a dict by output name.
+
+        ``x`` may instead make its own batches (then no ``y`` and no
+        ``batch_size``, as in Keras): an ``intricate_py.data.Dataset``
+        (Keras's PyDataset; its batches in a new order each epoch when
+        ``shuffle``), a PyTorch ``DataLoader``, or a generator or other
+        iterable of ``(x, y)`` batches; ``steps_per_epoch`` batches make an
+        epoch (required for a generator over several epochs, whose length
+        can't be known; below a Dataset's or DataLoader's length, an epoch
+        goes on where the last one stopped, as Keras's do, and a new pass
+        begins after a whole one). ``validation_data`` may be one too, with
+        ``validation_steps``. Arrays larger than ``data.STREAM_BYTES`` (a
+        memmap larger than ``data.MAPPED_STREAM_BYTES``) stream in chunks:
+        see ``intricate_py.data``.
+
+        ``sample_weight`` (n,) weighs each sample's loss and gradient, as
+        Keras's: a batch's loss is Σ wᵢ lᵢ / n (the weights' sum is not the
+        divisor), a sequence sample's weight applies to each of its tokens,
+        and the reported loss is weighted (the accuracy is not);
+        ``class_weight`` (a dict class -> weight) makes them from the
+        targets' classes. ``validation_data`` may add its own sample
+        weights as a third entry; batches as ``(x, y, sample_weight)``.
 
         ``loss`` and ``optimizer`` (objects, or compile's names) default to
         those of compile or of the last fit; for several outputs ``loss``
@@ -529,6 +631,11 @@ class Model:
         LearningRateScheduler count on from it. A schedule of the step
         continues from ``optimizer.iterations``.
 
+        ``metrics`` (by default compile's or the last fit's), as compile
+        takes them: reported per epoch in the History and the logs, named as
+        Keras names them ("precision", "val_precision", per output
+        "out_precision"), computed on the device with the loss.
+
         Every argument is checked before anything changes: a fit that
         raises ValueError keeps the model's loss and optimizer (and its
         state).
@@ -544,9 +651,14 @@ class Model:
             )
         trainer = Trainer(self, x, y, loss, loss_weights, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                           validation_data=validation_data, validation_split=validation_split, verbose=verbose,
-                          halting_condition=halting_condition, callbacks=callbacks, initial_epoch=initial_epoch)
+                          halting_condition=halting_condition, callbacks=callbacks, initial_epoch=initial_epoch,
+                          steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                          metrics=_checked_metrics(metrics), sample_weight=sample_weight,
+                          class_weight=class_weight)
         # every argument checked: now the model takes them
         self.loss, self.loss_weights, self.optimizer = loss, loss_weights, optimizer
+        if metrics is not None:
+            self.metrics = metrics
         return trainer.run()
 
     def _checked_loss(self, loss, loss_weights) -> tuple:
@@ -625,9 +737,11 @@ class Model:
         return get_weights(self)
 
     @_one_call_at_a_time
-    def set_weights(self, weights: Sequence) -> None:
+    def set_weights(self, weights) -> None:
         """Set every parameter from a list laid out as :meth:`get_weights`
-        gives it; ValueError naming the entry and layer that do not fit."""
+        gives it; ValueError naming the entry and layer that do not fit. A
+        dict (a PyTorch ``state_dict()``: names and layouts of the files,
+        torch tensors or numpy arrays) is read as :meth:`load_weights` reads it."""
         from .saving import set_weights
 
         set_weights(self, weights)
@@ -643,11 +757,14 @@ class Model:
     @_one_call_at_a_time
     def load_weights(self, path) -> None:
         """Set every parameter from a file of :meth:`save_weights` or
-        :meth:`save`, or from a PyTorch ``nn.Sequential`` state_dict saved
-        with ``safetensors.torch.save_file``: tensors ``{position}.weight``
-        and ``.bias`` matched to this model's layers by their positions in
-        that Sequential (a layer with its own ``activation=`` takes two),
-        every shape checked. FormatError, and nothing changed, if one differs."""
+        :meth:`save`, or from a PyTorch ``nn.Sequential`` state_dict, saved
+        with ``safetensors.torch.save_file`` or given as it is
+        (``module.state_dict()``, an OrderedDict of tensors): tensors
+        ``{position}.weight`` and ``.bias`` matched to this model's layers by
+        their positions in that Sequential (a layer with its own
+        ``activation=`` takes two), every shape checked; a BatchNorm's
+        ``num_batches_tracked`` is ignored. FormatError, and nothing
+        changed, if one differs."""
         from .saving import load_weights
 
         load_weights(self, path)
@@ -666,11 +783,16 @@ class Model:
         return export_model(self, path, format, name)
 
     # ------------------------------------------------------------ description
-    def summary(self) -> "Summary":
-        """A table of the layers, their output shapes and parameter counts
-        (and, for a graph, what each takes its inputs from: Keras's
-        "Connected to"): a string that also shows as the table when typed at
-        a prompt."""
+    def summary(self, print_fn: Callable[[str], object] | None = None) -> None:
+        """Print a table of the layers, their output shapes and parameter
+        counts (and, for a graph, what each takes its inputs from: Keras's
+        "Connected to"), as Keras's: ``print_fn`` (``print`` by default) is
+        called with each line. ``str(model)`` is the table as a string."""
+        for line in self._summary_lines():
+            (print if print_fn is None else print_fn)(line)
+
+    def _summary_lines(self) -> list[str]:
+        """The lines of :meth:`summary`'s table."""
         if self.is_path:
             rows = [("#", "layer", "output shape", "parameters")]
             for i, layer in enumerate(self.layers):
@@ -697,10 +819,10 @@ class Model:
         lines.insert(1, "-" * len(lines[0]))
         total = sum(layer.parameter_count for layer in self.layers)
         lines.append(f"total parameters: {total:,}   device: {self.backend.name}")
-        return Summary("\n".join(lines))
+        return lines
 
     def __str__(self) -> str:
-        return str(self.summary())
+        return "\n".join(self._summary_lines())
 
     def __repr__(self) -> str:
         if self.path is not None:
@@ -709,12 +831,28 @@ class Model:
                 f"{len(self.layers)} layers, device={self.backend.kind!r})")
 
 
-class Summary(str):
-    """A model's summary table: prints as itself, and a prompt shows it as
-    the table (not as an escaped string)."""
+def _hooks(model: Model, callbacks, hooks: tuple[str, ...], params: dict) -> Hooks | None:
+    """evaluate's or predict's ``callbacks`` given the model, when one of
+    them has one of ``hooks`` (else None: nothing to call)."""
+    chosen = Hooks(as_callbacks(callbacks))
+    if not chosen.has(*hooks):
+        return None
+    chosen.set_model(model, params)
+    return chosen
 
-    def __repr__(self) -> str:
-        return str(self)
+
+def _source(x, y, batch_size, steps) -> BatchSource | None:
+    """evaluate's and predict's batch source for ``x`` (None for arrays),
+    with the arguments that go with it checked."""
+    if not is_batch_source(x):
+        if steps is not None:
+            raise ValueError("expected steps only with x a Dataset, a generator or a DataLoader. "
+                             f"Received: steps={steps!r}")
+        return None
+    refuse_with_source(x, y, batch_size)
+    if steps is not None:
+        _checks.positive_int(steps, "steps")
+    return BatchSource(x, steps, "x")
 
 
 def _keys(value, what: str) -> list[str] | None:
@@ -760,6 +898,31 @@ def _check_io(inputs: list[Symbol], outputs: list[Symbol]) -> None:
             raise ValueError(f"expected outputs computed by layers. Received: the input {s.name!r} as an output")
     if len({id(s) for s in outputs}) != len(outputs):
         raise ValueError("expected each output once in outputs")
+
+
+def _checked_metrics(metrics):
+    """compile's and fit's ``metrics``, each entry checked (a Metric or a
+    known name: ValueError listing the names otherwise); their fit to the
+    outputs is checked where the outputs are known."""
+    if metrics is None:
+        return None
+    if isinstance(metrics, str) or not isinstance(metrics, (list, tuple, dict)):
+        entries = [metrics]
+    else:
+        entries = list(metrics.values()) if isinstance(metrics, dict) else list(metrics)
+    for entry in entries:
+        for metric in entry if isinstance(entry, (list, tuple)) else [entry]:
+            if metric is not None:
+                get_metric(metric)
+    return metrics
+
+
+def _evaluated(table: dict, return_dict: bool):
+    """evaluate's result: the dict of its metrics, or Keras's list (the loss alone when it is all)."""
+    values = {k: float(v[0]) for k, v in table.items()}
+    if return_dict:
+        return values
+    return values["loss"] if len(values) == 1 else list(values.values())
 
 
 def _as_loss(loss) -> Loss:

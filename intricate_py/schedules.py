@@ -17,7 +17,6 @@ before the file is loaded, as a custom layer's.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from typing import Any, Sequence
@@ -82,12 +81,7 @@ def schedule_entry(schedule: LearningRateSchedule) -> dict[str, Any]:
             "include_optimizer=False (the model without its training state)"
         )
     config = schedule.get_config()
-    try:
-        plain = isinstance(config, dict) and all(isinstance(k, str) for k in config)
-        plain = plain and bool(json.dumps(config, allow_nan=False))
-    except (TypeError, ValueError):
-        plain = False
-    if not plain:
+    if not _checks.is_plain_config(config):
         raise ValueError(f"expected {name}.get_config() to return a dict of plain values (numbers, strings, "
                          f"lists) to save the optimizer. Received: {config!r}")
     if SCHEDULES.get(name) is not cls:

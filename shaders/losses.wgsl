@@ -24,6 +24,8 @@
 //         0 binary, elements with (q > 0.5) == (t > 0.5); 1 binary_logits,
 //         (q > 0) == (t > 0.5); 2 categorical, rows whose first argmax of q equals
 //         the first argmax of t
+//         has_weights = 1: each row r's loss and gradient are scaled by w[w_off + r]
+//         (a sample's weight; the row's loss summed first, then scaled)
 //         labels = 1: t holds one class label per row (rows × 1, integers as
 //         floats in [0, cols)) and every result is that of its one-hot row, bit
 //         for bit (y is exactly 0 or 1; a label is its row's first argmax)
@@ -33,6 +35,7 @@
 //   2 t       storage, read        targets from element t_off
 //   3 acc     storage, read_write  the accumulators, from element acc_off
 //   4 grad    storage, read_write  the gradient from grad_off (when has_grad = 1)
+//   5 w       storage, read        per-row weights from w_off (when has_weights = 1)
 // Dispatch: a single workgroup of 256 invocations, each taking rows lid, lid + 256,
 // ...; the sums reduce in a fixed order, so results are deterministic.
 //
@@ -44,7 +47,7 @@ struct Params {
   rows: u32, cols: u32, kind: u32, accuracy: u32,
   p_off: u32, t_off: u32, acc_off: u32, index: u32,
   grad_off: u32, has_grad: u32, scale: f32, grad_scale: f32,
-  labels: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+  labels: u32, has_weights: u32, w_off: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -52,6 +55,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> t: array<f32>;
 @group(0) @binding(3) var<storage, read_write> acc: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(5) var<storage, read> w: array<f32>;
 
 const EPS: f32 = 1e-7;
 
@@ -138,16 +142,27 @@ fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
       for (var j = 1u; j < cols; j = j + 1u) { m = max(m, p[row_p + j]); }
       for (var j = 0u; j < cols; j = j + 1u) { s = s + exp(p[row_p + j] - m); }
     }
+    let weighted = params.has_weights == 1u;
+    var row_weight = 1.0;
+    if (weighted) { row_weight = w[params.w_off + r]; }
+    var row_total = 0.0;
     for (var j = 0u; j < cols; j = j + 1u) {
       let x = p[row_p + j];
       var y = 0.0;
       if (labelled) { y = select(0.0, 1.0, j == label); } else { y = t[row_t + j]; }
       let lg = term(x, y, m, s);
       if (!finite(x) || !finite(lg.x)) { bad = bad + 1u; }
-      total = total + lg.x;
-      if (params.has_grad == 1u) { grad[params.grad_off + r * cols + j] = lg.y * params.grad_scale; }
+      if (weighted) { row_total = row_total + lg.x; } else { total = total + lg.x; }
+      if (params.has_grad == 1u) {
+        if (weighted) {
+          grad[params.grad_off + r * cols + j] = lg.y * params.grad_scale * row_weight;
+        } else {
+          grad[params.grad_off + r * cols + j] = lg.y * params.grad_scale;
+        }
+      }
       if (params.accuracy != 2u) { hits = hits + select(0.0, 1.0, (predicted(x, m, s) > threshold) == (y > 0.5)); }
     }
+    if (weighted) { total = total + row_weight * row_total; }
     if (params.accuracy == 2u) {
       var wanted = label;
       if (!labelled) { wanted = first_argmax_t(row_t, cols); }

@@ -178,7 +178,7 @@ def test_cnn_model_round_trip(tmp_path, device, rng):
 # ------------------------------------------------------------ shapes
 def test_summary_shows_shapes_and_parameters():
     model = Model([Conv2D(32, 5), ReLU(), MaxPool2D(2), Flatten(), Dense(10)], input_size=(1, 28, 28))
-    text = model.summary()
+    text = str(model)
     assert "Conv2D(1→32, 5×5)  (n, 32, 24, 24)  832" in text
     assert "MaxPool2D(2×2)" in text and "(n, 32, 12, 12)" in text and "(n, 4608)" in text
     assert [layer.output_shape for layer in model.layers][-2:] == [(4608,), (10,)]

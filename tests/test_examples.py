@@ -230,3 +230,27 @@ def test_charlm_torch_twin_computes_and_trains_as_the_model():
     twin.training = False
     assert not np.allclose(twin.logits(x[0]), charlm.TorchTwin(charlm.build_model(11, args, "float64")).logits(x[0]))
     np.testing.assert_allclose(twin.logits(x[0]), model.predict(x[0]), rtol=0, atol=1e-10)
+
+
+def test_custom_layer_example_checks_trains_saves_and_times_its_kernel(tmp_path, device, capsys):
+    from intricate_py.layers import LAYER_TYPES
+
+    registered = dict(LAYER_TYPES)
+    try:  # the example registers its PReLU: the registry is put back as it was
+        args = ["--device", device, "--epochs", "2", "--samples", "300", "--out", str(tmp_path)]
+        assert load_example("custom_layer").main(args) == 0
+    finally:
+        LAYER_TYPES.clear()
+        LAYER_TYPES.update(registered)
+    out = capsys.readouterr().out
+    assert "against its numpy version: largest relative difference" in out
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        assert "against PyTorch's nn.PReLU: largest relative difference" in out
+    assert "loaded back: the same predictions" in out and "'examples>PReLU'" in out
+    assert re.search(r"one epoch of 300 samples .*PReLU \(custom kernel\) \d+ ms, LeakyReLU \(built in\) \d+ ms", out)
+    if device == "gpu":
+        assert "the steps replayed" in out

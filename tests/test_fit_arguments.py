@@ -59,7 +59,7 @@ def test_a_refused_compile_changes_nothing():
     model = xor_model()
     model.compile(optimizer="adam", loss="mse")
     optimizer, loss = model.optimizer, model.loss
-    with pytest.raises(ValueError, match="metrics=\\['accuracy'\\]"):
+    with pytest.raises(ValueError, match="one of .*Received: 'bogus'"):
         model.compile(optimizer="sgd", loss="mae", metrics=["bogus"])
     with pytest.raises(ValueError, match="one of"):
         model.compile(optimizer="sgd", loss="bogus")
@@ -181,7 +181,7 @@ def test_divergence_in_the_first_epoch_is_in_the_history(device):
     with pytest.warns(RuntimeWarning, match="became (nan|NaN or inf) in epoch 1.*weights from before training"):
         history = model.fit(XOR_X, XOR_Y, loss="mse", optimizer=SGD(0.1), epochs=3, batch_size=2,
                             callbacks=[Poison(), lambda epoch, logs: ends.append(epoch)])
-    assert history.epoch == [0] and len(history.history["loss"]) == len(history.history["accuracy"]) == 1
+    assert history.epoch == [0] and len(history.history["loss"]) == 1 and list(history.history) == ["loss"]
     if device == "cpu":  # (on the GPU, TanH may turn NaN into ±1 and the loss stay finite: the weights tell)
         assert np.isnan(history.history["loss"][0])
     assert ends == []  # callbacks do not see an epoch whose weights were thrown away

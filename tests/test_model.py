@@ -38,7 +38,7 @@ def test_xor_converges(device):
     predictions = model.predict(XOR_X)
     assert predictions.shape == (4, 1)
     np.testing.assert_array_equal(predictions.round(), XOR_Y)
-    assert model.evaluate(XOR_X, XOR_Y)["accuracy"] == 1.0
+    assert model.evaluate(XOR_X, XOR_Y, metrics=["binary_accuracy"])["binary_accuracy"] == 1.0
 
 
 def test_same_seed_gives_bit_identical_weights(device):

@@ -15,7 +15,14 @@ def test_readme_has_a_tour():
 
 
 def test_readme_code_runs(tmp_path, monkeypatch):
+    from intricate_py.layers import LAYER_TYPES
+
     monkeypatch.chdir(tmp_path)  # files the tour writes land here
     namespace: dict = {}
-    for block in python_blocks():
-        exec(compile(block, str(README), "exec"), namespace)
+    registered = dict(LAYER_TYPES)
+    try:
+        for block in python_blocks():
+            exec(compile(block, str(README), "exec"), namespace)
+    finally:  # the README's own layers leave the registry as it was
+        LAYER_TYPES.clear()
+        LAYER_TYPES.update(registered)

@@ -178,9 +178,19 @@ class _Scaling(Layer):
 
 
 def test_a_model_file_without_a_custom_layers_tensors_is_refused(tmp_path):
+    from intricate_py import register_layer
+    from intricate_py.layers.registry import unregister_layer
     from intricate_py.saving import spec
     from intricate_py.saving.fileio import read_safetensors
 
+    register_layer(_Scaling, package="tests")  # files name registered custom layers only
+    try:
+        _refuse_a_file_without_the_custom_layers_tensors(tmp_path, spec, read_safetensors)
+    finally:
+        unregister_layer(_Scaling)
+
+
+def _refuse_a_file_without_the_custom_layers_tensors(tmp_path, spec, read_safetensors):
     Model([Dense(3, activation="tanh"), _Scaling()], input_size=2, device="cpu", seed=0).save(tmp_path / "m.safetensors")
     tensors, metadata = read_safetensors(tmp_path / "m.safetensors")
     del tensors["2.s"]  # position 2: the Dense's activation is position 1

@@ -12,7 +12,7 @@ import pytest
 
 from intricate_py import Model
 from intricate_py.backends import NumpyBackend
-from intricate_py.fit_data import Evaluation
+from intricate_py.fit_data import placed, step_arrays
 from intricate_py.layers import Dense, Reshape, Softmax, TanH
 from intricate_py.losses import CategoricalCrossEntropy, MeanSquared
 from intricate_py.optimizers import SGD
@@ -231,8 +231,8 @@ def test_labels_stay_one_value_a_token_on_the_device(device):
     ts = model.target_arrays(labels, losses)
     assert ts[0].shape == (N, SEQ)
     # the batches gathered on the device: SEQ values a sample, not SEQ * VOCAB
-    evaluation = Evaluation(model, "eval", [x], ts, losses, 4)
-    assert [arrays[-1].shape for arrays in evaluation.data.batches()] == [(4, SEQ), (3, SEQ)]
+    data = placed(model, "eval", step_arrays([x], ts), 4)
+    assert [arrays[-1].shape for arrays in data.batches()] == [(4, SEQ), (3, SEQ)]
     assert model.target_arrays(hot, losses)[0].shape == (N, SEQ * VOCAB)
     # today's flat outputs take their labels as one value a sample too
     flat = Model([Dense(VOCAB)], input_size=FEATURES, device=device)

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import device_choice
 from .base import Array, Backend, dropout_key, dropout_threshold
+from .custom import Kernel
 from .numpy_backend import NumpyBackend
 
 
@@ -34,4 +35,4 @@ def select_backend(device: "str | Backend" = "auto", dtype: str = "float32") -> 
     return WgpuBackend.for_adapter(device_choice.best_adapter())
 
 
-__all__ = ["Array", "Backend", "NumpyBackend", "select_backend", "dropout_key", "dropout_threshold"]
+__all__ = ["Array", "Backend", "Kernel", "NumpyBackend", "select_backend", "dropout_key", "dropout_threshold"]

@@ -29,6 +29,7 @@ elementwise                ``add``, ``multiply``, ``scale``, ``copy_slice``
 activations                ``activation``, ``activation_grad``,
                            ``activation_grad_from_input``, ``softmax``, ``softmax_grad``
 losses                     ``loss`` (value, correct count and gradient in one pass)
+metrics                    ``metric_counts``, ``metric_sums``
 optimizers                 ``sgd_step``, ``adagrad_step``, ``adam_step``
 gradient clipping          ``norm_layouts``, ``sum_squares``, ``clip_norm``
 regularisation             ``dropout``, ``dropout_grad``
@@ -40,6 +41,7 @@ images (NCHW)              ``im2col``, ``col2im``, ``to_channels_first``,
 normalization              ``batch_norm``, ``batch_norm_train``,
                            ``batch_norm_grad``, ``layer_norm``,
                            ``layer_norm_grad``
+custom kernels             ``run_kernel`` (a user's :class:`~intricate_py.backends.custom.Kernel`)
 scheduling                 ``flush``, ``discard``, ``end_step``, ``stats``,
                            ``record``, ``replay`` (optional: the GPU's)
 =========================  ===============================================
@@ -72,6 +74,12 @@ LOSSES = (
     "logits_cross_entropy", "logits_binary_cross_entropy",
 )
 ACCURACIES = ("binary", "binary_logits", "categorical")
+#: the kinds of :meth:`Backend.metric_counts`, numbered by position (metrics.wgsl)
+METRIC_COUNTS = ("confusion", "buckets", "binary", "equal", "categorical", "top_k")
+#: the most bins one :meth:`Backend.metric_counts` adds
+METRIC_BINS = 1024
+#: the prediction transforms of the metric operations, numbered by position
+METRIC_TRANSFORMS = ("none", "softmax", "sigmoid")
 
 #: Probabilities are clipped to [CLIP_EPSILON, 1 - CLIP_EPSILON] before a log.
 CLIP_EPSILON = 1e-7
@@ -327,8 +335,13 @@ class Backend(abc.ABC):
         scale: float,
         grad: Array | None = None,
         grad_scale: float = 1.0,
+        weights: Array | None = None,
     ) -> None:
         """A batch's loss, correct predictions and gradient, in one pass.
+
+        ``weights`` (n, 1), when given, scales row i's loss (the sum of its
+        terms) and its gradient by ``weights[i]`` (sample weights; the
+        accuracy stays unweighted); without it nothing is scaled.
 
         p and t are (n, k), or t is (n, 1) class labels where k > 1
         (integers as floats, in [0, k); for the categorical kinds and
@@ -363,6 +376,49 @@ class Backend(abc.ABC):
         binary_logits, where (p > 0) == (t > 0.5); categorical, rows where
         the first argmax of p equals the first argmax of t.
         """
+
+    # ----------------------------------------------------------------- metrics
+    # What intricate_py.metrics adds up: counts and sums of a batch added into
+    # accumulators (``acc[index + b]``), never read here. p and t are (rows,
+    # cols), or t (rows, 1) class labels where cols > 1 (read as one-hot rows);
+    # the counts are taken on q: p, or with ``transform`` "softmax" the row's
+    # softmax of p, with "sigmoid" sigmoid(p) (p is then a fused layer's
+    # input); ``then_sigmoid`` applies a sigmoid after that. A target is true
+    # where t > 0.5.
+
+    @abc.abstractmethod
+    def metric_counts(self, kind: str, p: Array, t: Array, acc: Array, index: int, bins: int,
+                      threshold: float = 0.5, k: int = 1, thresholds: Array | None = None,
+                      per_class: bool = False, row_max: bool = False, columns: tuple[int, int] | None = None,
+                      transform: str = "none", then_sigmoid: bool = False, top_k: int = 0) -> None:
+        """Integer counts of one of :data:`METRIC_COUNTS`, ``acc[index + b] +=``
+        bin b for b < ``bins`` (at most :data:`METRIC_BINS`):
+
+        * confusion: each element (r, j) of ``columns`` (lo, hi; all by
+          default) is positive where q > ``threshold`` (or, with
+          ``row_max``, where q is the row's largest and |q| > 1e-9; with
+          ``top_k`` > 0, only where q is also among the row's top_k
+          largest, ties going to the lower column);
+          bins 0 TP, 1 FP, 2 FN, 3 TN, per column from ``4 (j - lo)``
+          with ``per_class``;
+        * buckets: b = how many of the ascending ``thresholds`` (a 1-D
+          array of T) are below q (0 for NaN): bin b for a false target,
+          T + 1 + b for a true one;
+        * binary, equal: bin 0 the elements where (q > threshold) == (t >
+          0.5), or where q == t; bin 1 every element;
+        * categorical, top_k: bin 0 the rows whose first argmax of q is the
+          target's class (its label, or the first argmax of t), or where
+          fewer than ``k`` values of q exceed the target class's; bin 1
+          every row.
+        """
+
+    @abc.abstractmethod
+    def metric_sums(self, kind: str, p: Array, t: Array, acc: Array, index: int,
+                    transform: str = "none") -> None:
+        """``acc[index] +=`` Σ |q - t| (kind "absolute") or Σ (q - t)²
+        ("squared") over every element, ``acc[index + 1] +=`` their number;
+        kind "columns": per column j, ``acc[index + 3j : index + 3j + 3] +=``
+        (Σ t, Σ t², Σ (t - q)²) and ``acc[index + 3 cols] +=`` rows."""
 
     # -------------------------------------------------------------- optimizers
     # Each update reads the gradient as g = grad + weight_decay · p (PyTorch's
@@ -651,6 +707,16 @@ class Backend(abc.ABC):
         """The gradients of :meth:`attention_probs` from dE/dprobs: the
         scores' ``ds = probs · (dprobs - Σ_j dprobs · probs)`` (written over
         ``dprobs``), then ``dq = scale · ds k`` and ``dk = scale · dsᵀ q``."""
+
+    # ---------------------------------------------------------- custom kernels
+    def run_kernel(self, kernel: Any, entry: str, workgroups: tuple[int, int, int], arrays: dict[str, Array],
+                   params: dict[str, float | int]) -> None:
+        """Run the entry point ``entry`` of a user's kernel
+        (:class:`~intricate_py.backends.custom.Kernel`, whose ``dispatch``
+        checks the arguments and calls this): on ``workgroups`` workgroups,
+        ``arrays`` by binding name, ``params`` by Params field. The numpy
+        backend runs the kernel's numpy function of that entry instead."""
+        raise NotImplementedError(f"{type(self).__name__} runs no custom kernels")
 
     # -------------------------------------------------------------- scheduling
     def flush(self) -> None:

@@ -293,6 +293,27 @@ def _logits_binary_cross_entropy(z, t, g):
     return np.sum(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))), z
 
 
+def _row_losses(kind, p, t) -> np.ndarray:
+    """Each row's loss (the sum of its terms), for weighted rows."""
+    if kind in ("softmax_cross_entropy", "sigmoid_cross_entropy"):
+        q = np.empty_like(p)
+        (_softmax if kind == "softmax_cross_entropy" else _sigmoid)(p, q)
+        p, kind = q, kind.replace("softmax_", "").replace("sigmoid_", "binary_")
+    if kind == "squared":
+        return ((p - t) ** 2).sum(axis=1)
+    if kind == "absolute":
+        return np.abs(p - t).sum(axis=1)
+    if kind == "cross_entropy":
+        return -(t * np.log(_clip(p))).sum(axis=1)
+    if kind == "binary_cross_entropy":
+        c = _clip(p)
+        return -(t * np.log(c) + (1 - t) * np.log(1 - c)).sum(axis=1)
+    if kind == "logits_cross_entropy":
+        shifted = p - p.max(axis=1, keepdims=True)
+        return t.sum(axis=1) * np.log(np.exp(shifted).sum(axis=1)) - (t * shifted).sum(axis=1)
+    return (np.maximum(p, 0) - p * t + np.log1p(np.exp(-np.abs(p)))).sum(axis=1)
+
+
 #: the kinds whose value clips p (or its softmax or sigmoid) and so can hide ±inf
 _CLIPPED = frozenset({"cross_entropy", "binary_cross_entropy", "softmax_cross_entropy", "sigmoid_cross_entropy"})
 
@@ -536,10 +557,15 @@ class NumpyBackend(Backend):
         np.multiply(out, y, out=out)
 
     # ------------------------------------------------------------------ losses
-    def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0) -> None:
+    def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0, weights=None) -> None:
         if t.shape[1] == 1 and p.shape[1] > 1:  # class labels: their one-hot rows, so the same sums
             t = self._one_hot(t, p)
         total, predictions = _LOSS[kind](p, t, grad)
+        if weights is not None:  # each row's loss and gradient scaled by its weight
+            w = weights.reshape(-1)
+            total = np.dot(w, _row_losses(kind, p, t))
+            if grad is not None:
+                np.multiply(grad, w[:, None].astype(grad.dtype, copy=False), out=grad)
         # a non-finite p gives a non-finite total, but where p is clipped
         if not math.isfinite(total) or (kind in _CLIPPED and not _all_finite(p)):
             total = math.nan
@@ -554,6 +580,74 @@ class NumpyBackend(Backend):
         t.fill(0)
         t[np.arange(len(t)), labels[:, 0].astype(np.intp)] = 1
         return t
+
+    # ----------------------------------------------------------------- metrics
+    def _metric_inputs(self, p, t, transform, then_sigmoid) -> tuple[np.ndarray, np.ndarray]:
+        """(q, t as full rows) of the metric operations (new arrays: metrics run once a step at most)."""
+        if t.shape[1] == 1 and p.shape[1] > 1:
+            full = np.zeros_like(p)
+            full[np.arange(len(p)), t[:, 0].astype(np.intp)] = 1
+            t = full
+        q = np.array(p)
+        if transform == "softmax":
+            _softmax(p, q)
+        elif transform == "sigmoid":
+            _sigmoid(p, q)
+        if then_sigmoid:
+            _sigmoid(q, q)
+        return q, t
+
+    def metric_counts(self, kind, p, t, acc, index, bins, threshold=0.5, k=1, thresholds=None, per_class=False,
+                      row_max=False, columns=None, transform="none", then_sigmoid=False, top_k=0) -> None:
+        q, t = self._metric_inputs(p, t, transform, then_sigmoid)
+        truth = t > 0.5
+        counts = np.zeros(bins, np.int64)
+        if kind == "confusion":
+            if row_max:
+                positive = (q >= q.max(axis=1, keepdims=True)) & (np.abs(q) > q.dtype.type(1e-9))
+            else:
+                positive = q > q.dtype.type(threshold)
+            if top_k:  # ranks in the row, ties to the lower column (a stable sort of -q)
+                rank = np.empty(q.shape, np.intp)
+                np.put_along_axis(rank, np.argsort(-q, axis=1, kind="stable"), np.arange(q.shape[1])[None], axis=1)
+                positive &= rank < top_k
+            lo, hi = columns if columns is not None else (0, q.shape[1])
+            positive, truth = positive[:, lo:hi], truth[:, lo:hi]
+            table = np.stack([positive & truth, positive & ~truth, ~positive & truth, ~positive & ~truth], -1)
+            sums = table.sum(axis=0)  # (columns, 4)
+            counts[: sums.size] = sums.reshape(-1) if per_class else 0
+            if not per_class:
+                counts[:4] = sums.sum(axis=0)
+        elif kind == "buckets":
+            edges = np.asarray(thresholds)
+            b = np.searchsorted(edges, q.reshape(-1), side="left")
+            b[np.isnan(q.reshape(-1))] = 0
+            n = len(edges)
+            counts[:] = np.bincount(np.where(truth.reshape(-1), n + 1 + b, b), minlength=2 * (n + 1))[:bins]
+        elif kind in ("binary", "equal"):
+            hits = ((q > q.dtype.type(threshold)) == truth) if kind == "binary" else (q == t)
+            counts[:2] = hits.sum(), hits.size
+        else:
+            wanted = t.argmax(axis=1)
+            if kind == "categorical":
+                hits = q.argmax(axis=1) == wanted
+            else:
+                mine = q[np.arange(len(q)), wanted][:, None]
+                hits = (q > mine).sum(axis=1) < k
+            counts[:2] = hits.sum(), len(hits)
+        acc[index : index + bins] += counts.astype(acc.dtype)
+
+    def metric_sums(self, kind, p, t, acc, index, transform="none") -> None:
+        q, t = self._metric_inputs(p, t, transform, False)
+        if kind == "columns":
+            cols = q.shape[1]
+            sums = np.stack([t.sum(axis=0), (t * t).sum(axis=0), ((t - q) ** 2).sum(axis=0)], -1)
+            acc[index : index + 3 * cols] += sums.reshape(-1).astype(acc.dtype)
+            acc[index + 3 * cols] += len(q)
+            return
+        d = q - t
+        acc[index] += (np.abs(d) if kind == "absolute" else d * d).sum()
+        acc[index + 1] += d.size
 
     # -------------------------------------------------------------- optimizers
     def _decayed_gradient(self, p, g, weight_decay):
@@ -869,6 +963,15 @@ class NumpyBackend(Backend):
         dq *= factor
         np.matmul(dprobs.transpose(0, 1, 3, 2), self._heads(q), out=self._heads(dk))
         dk *= factor
+
+    # ---------------------------------------------------------- custom kernels
+    def run_kernel(self, kernel, entry, workgroups, arrays, params) -> None:
+        function = kernel.numpy.get(entry)
+        if function is None:
+            raise NotImplementedError(f"{kernel!r} has no numpy version of its entry point {entry!r}, so it runs on "
+                                      f"the GPU only: give Kernel(..., numpy={{{entry!r}: function}}) to run it on "
+                                      "the CPU")
+        function(**arrays, **params)
 
     # -------------------------------------------------------------- scheduling
     def stats(self) -> dict[str, int]:

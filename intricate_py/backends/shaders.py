@@ -34,7 +34,7 @@ _BINDING = re.compile(
 )
 _PARAMS = re.compile(r"struct\s+Params\s*\{(.*?)\}", re.S)
 _FIELD = re.compile(r"(\w+)\s*:\s*(u32|i32|f32)")
-_ENTRY = re.compile(r"@compute\s*@workgroup_size\(([^)]*)\)\s*fn\s+(\w+)")
+_ENTRY = re.compile(r"@compute\s*@workgroup_size\(([^)]*)\)\s*(?://[^\n]*\s*)*fn\s+(\w+)")
 _FORMAT = {"u32": "I", "i32": "i", "f32": "f"}
 _EXTENDS = re.compile(r"^//\s*extends:\s*(\S+\.wgsl)\s*$", re.M)
 _REQUIRES = re.compile(r"^//\s*requires:\s*(\S+)\s*$", re.M)
@@ -83,11 +83,17 @@ class KernelFile:
 
     @classmethod
     def read(cls, path: Path) -> "KernelFile":
-        own = path.read_text(encoding="utf-8")
-        files = [path.parent / base for base in _EXTENDS.findall(own)] + [path]
+        return cls.parse(path.stem, path.read_text(encoding="utf-8"), path.parent, path)
+
+    @classmethod
+    def parse(cls, name: str, own: str, folder: Path, path: Path | None = None) -> "KernelFile":
+        """The kernel file of source ``own`` named ``name``, whose header
+        lines name files in ``folder`` (``path``: its own file, if any)."""
+        path = path or folder / f"{name}.wgsl"
+        files = [folder / base for base in _EXTENDS.findall(own)] + [path]
         texts = [f.read_text(encoding="utf-8") if f != path else own for f in files]
         libraries = list(dict.fromkeys(lib for text in texts for lib in _INCLUDES.findall(text)))
-        parts = [preamble()] + [_library(path.parent / lib) for lib in libraries] + texts
+        parts = [preamble()] + [_library(folder / lib) for lib in libraries] + texts
         source = "\n".join(parts)
         bindings = [
             (int(i), "uniform" if space == "uniform" else access or "read", name)
@@ -101,10 +107,10 @@ class KernelFile:
         fields = _FIELD.findall(params.group(1))
         packer = struct.Struct("<" + "".join(_FORMAT[t] for _, t in fields))
         entries = {}
-        for size, name in _ENTRY.findall(own):
+        for size, entry in _ENTRY.findall(own):
             dims = [int(s.strip().rstrip("u")) for s in size.split(",")]
-            entries[name] = tuple(dims + [1] * (3 - len(dims)))
-        return cls(path.stem, source, bindings, [f for f, _ in fields], packer, entries,
+            entries[entry] = tuple(dims + [1] * (3 - len(dims)))
+        return cls(name, source, bindings, [f for f, _ in fields], packer, entries,
                    tuple(_REQUIRES.findall(own)))
 
 
@@ -131,6 +137,8 @@ class Kernels:
         self.modules: dict[str, object] = {}
         self.pipelines: dict[str, object] = {}
         self.entry_file: dict[str, KernelFile] = {}
+        #: the WGSL entry point of each key of entry_file that is not one (a custom kernel's "name/entry")
+        self.entry_point: dict[str, str] = {}
         for path in sorted((folder or shader_dir()).glob("*.wgsl")):
             if is_library(path):
                 continue
@@ -164,10 +172,36 @@ class Kernels:
                     label=kernel.name, code=kernel.source
                 )
             layout = self.device.create_pipeline_layout(bind_group_layouts=[self._layout(kernel)])
+            point = self.entry_point.get(entry, entry)
             pipeline = self.pipelines[entry] = self.device.create_compute_pipeline(
-                label=entry, layout=layout, compute={"module": module, "entry_point": entry}
+                label=entry, layout=layout, compute={"module": module, "entry_point": point}
             )
         return pipeline
+
+    def add(self, kernel: KernelFile) -> None:
+        """Add a kernel file made elsewhere (a custom kernel's, named so that
+        no file of shaders/ has its name): its entry points are keyed
+        ``"{kernel.name}/{entry}"``; each is compiled now, so that WGSL
+        errors show at once."""
+        keys = [f"{kernel.name}/{entry}" for entry in kernel.entries]
+        for key, entry in zip(keys, kernel.entries):
+            self.entry_file[key], self.entry_point[key] = kernel, entry
+        try:
+            for key in keys:
+                self.pipeline(key)
+        except BaseException:
+            self.remove(kernel.name)  # a failed compilation leaves nothing behind
+            raise
+
+    def remove(self, name: str) -> None:
+        """Forget a file added with :meth:`add`: its entry points, pipelines,
+        module and layout (what a recording holds it keeps)."""
+        for key in [k for k, file in self.entry_file.items() if file.name == name and "/" in k]:
+            self.entry_file.pop(key, None)
+            self.entry_point.pop(key, None)
+            self.pipelines.pop(key, None)
+        self.modules.pop(name, None)
+        self.layouts.pop(name, None)
 
     def layout(self, entry: str):
         return self._layout(self.entry_file[entry])

@@ -52,8 +52,8 @@ import wgpu
 
 from .._threads import holding
 from ..device_choice import Adapter
-from .base import (ACCURACIES, ACTIVATIONS, LOSSES, Backend, BindingTooLarge, StepFloat, StepInt, dropout_threshold,
-                   sides, window_positions)
+from .base import (ACCURACIES, ACTIVATIONS, LOSSES, METRIC_BINS, METRIC_COUNTS, METRIC_TRANSFORMS, Backend,
+                   BindingTooLarge, StepFloat, StepInt, dropout_threshold, sides, window_positions)
 from .matmul_plan import ENTRY_POINTS, TILES, MatmulPlan, device_shape, plan_matmul
 from .shaders import Kernels
 from .wgpu_recording import Dispatch, Profile, Recording, uninterrupted
@@ -115,6 +115,8 @@ class WgpuBackend(Backend):
     ARENA_SLOTS = 4096
     #: pooled bytes kept for reuse beyond which freed buffers are destroyed
     POOL_BYTES = 1 << 30
+    #: compilations of users' kernels kept once no live Kernel uses them
+    UNUSED_KERNELS_KEPT = 8
 
     _instances: dict[int, "WgpuBackend"] = {}
     _opening = threading.Lock()  # two threads making the first GPU models open one device
@@ -171,6 +173,15 @@ class WgpuBackend(Backend):
         # distinct stand-ins for bindings an entry point leaves unused
         self._dummies = [self._create(16) for _ in range(8)]
         self._scratches: dict[int, GPUArray] = {}
+        #: the users' kernels compiled here (custom.Kernel -> its name in self.kernels)
+        self._custom_kernels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        #: how many live Kernels use each such name, and the names whose Kernels
+        #: died since (appended by their finalizers, counted down by run_kernel)
+        self._custom_users: dict[str, int] = {}
+        self._custom_dead: collections.deque = collections.deque()
+        #: compilations no live Kernel uses, kept for one of the same name and
+        #: source made again (a layer that makes its Kernel in each call), oldest first
+        self._custom_unused: collections.OrderedDict[str, None] = collections.OrderedDict()
         #: how many workgroups fill this device, and its subgroups, for the choice of matmul kernels
         self.shape = device_shape(adapter.adapter_type, adapter.name, self._probe_subgroups())
         self.last_matmul_plan: MatmulPlan | None = None
@@ -704,17 +715,47 @@ class WgpuBackend(Backend):
         )
 
     # ------------------------------------------------------------------ losses
-    def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0) -> None:
+    def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0, weights=None) -> None:
         rows = p.shape[0]
         cols = p.size // rows
         self._dispatch(
-            "loss", (1, 1), (p, t, acc, grad),
+            "loss", (1, 1), (p, t, acc, grad, weights),
+            has_weights=int(weights is not None), w_off=weights.offset if weights is not None else 0,
             rows=rows, cols=cols, labels=int(cols > 1 and t.size == rows), kind=LOSS_KIND[kind],
             accuracy=ACCURACY_KIND[accuracy],
             p_off=p.offset, t_off=t.offset, acc_off=acc.offset, index=index,
             grad_off=grad.offset if grad is not None else 0, has_grad=int(grad is not None),
             scale=scale, grad_scale=grad_scale,
         )
+
+    # ----------------------------------------------------------------- metrics
+    def _metric_params(self, p, t, acc, index, transform) -> dict:
+        rows = p.shape[0]
+        cols = p.size // rows
+        return dict(rows=rows, cols=cols, labels=int(cols > 1 and t.size == rows),
+                    transform=METRIC_TRANSFORMS.index(transform), p_off=p.offset, t_off=t.offset,
+                    acc_off=acc.offset, index=index)
+
+    def metric_counts(self, kind, p, t, acc, index, bins, threshold=0.5, k=1, thresholds=None, per_class=False,
+                      row_max=False, columns=None, transform="none", then_sigmoid=False, top_k=0) -> None:
+        if bins > METRIC_BINS:
+            raise ValueError(f"expected at most {METRIC_BINS} bins in one metric_counts. Received: {bins}")
+        params = self._metric_params(p, t, acc, index, transform)
+        lo, hi = columns if columns is not None else (0, params["cols"])
+        self._dispatch(
+            "metric_counts", (1, 1), (p, t, acc, thresholds), kind=METRIC_COUNTS.index(kind), bins=bins,
+            threshold=threshold, k=top_k or k, per_class=int(per_class), row_max=2 if top_k else int(row_max),
+            col_lo=lo, col_hi=hi,
+            then_sigmoid=int(then_sigmoid), thresholds_off=thresholds.offset if thresholds is not None else 0,
+            n_thresholds=thresholds.size if thresholds is not None else 0, **params,
+        )
+
+    def metric_sums(self, kind, p, t, acc, index, transform="none") -> None:
+        params = self._metric_params(p, t, acc, index, transform)
+        if kind == "columns":
+            self._dispatch("metric_columns", self._grid(params["cols"], per_group=64), (p, t, acc), **params)
+        else:
+            self._dispatch("metric_sums", (1, 1), (p, t, acc), kind=int(kind == "squared"), **params)
 
     # ---------------------------------------------------------- regularisation
     def dropout(self, x, out, mask, rate, key) -> None:
@@ -983,3 +1024,60 @@ class WgpuBackend(Backend):
 
     def clip_norm(self, x, acc, layout, clip) -> None:
         self._clipping("clip_norm", x, acc, layout, clip)
+
+    # ---------------------------------------------------------- custom kernels
+    @_serialised
+    def run_kernel(self, kernel, entry, workgroups, arrays, params) -> None:
+        bound, offsets = [], {}
+        for _, access, binding in kernel.file.bindings[1:]:
+            a = arrays.get(binding)
+            if a is not None and not isinstance(a, GPUArray):
+                raise ValueError(f"{kernel!r}: {binding} takes an array of the GPU backend (a layer's buffers and "
+                                 f"parameters). Received: {type(a).__name__}")
+            bound.append(a)
+            offsets[f"{binding}_off"] = a.offset if a is not None else 0
+        # (Kernel.dispatch has refused views of one buffer read and written, on every backend)
+        self._forget_dead_kernels()
+        name = self._custom_kernels.get(kernel)
+        if name is None:
+            name = self._compile(kernel)
+        self._dispatch(f"{name}/{entry}", workgroups, bound, **params, **offsets)
+
+    def _compile(self, kernel) -> str:
+        """Add a user's kernel to this device's kernels; its name there."""
+        file = kernel.file
+        if file.packer.size > self._slot:
+            raise ValueError(f"{kernel!r}: its Params take {file.packer.size} bytes; a dispatch's parameters take at "
+                             f"most {self._slot} on this device ({self._slot // 4} fields)")
+        missing = sorted(set(file.requires) - set(self.device.features))
+        if missing:
+            raise ValueError(f"{kernel!r} requires {missing}, which {self.adapter} does not offer")
+        # compiled already by a Kernel of this name and source, alive or not long gone
+        compiled = file.name in self._custom_users or file.name in self._custom_unused
+        self._custom_unused.pop(file.name, None)
+        if not compiled:
+            try:
+                self.kernels.add(file)
+            except Exception as error:  # wgpu's validation errors: the WGSL compiler's message
+                raise ValueError(f"{kernel!r} does not compile on {self.adapter}: {error}") from None
+        self._custom_kernels[kernel] = file.name
+        self._custom_users[file.name] = self._custom_users.get(file.name, 0) + 1
+        weakref.finalize(kernel, self._custom_dead.append, file.name)
+        return file.name
+
+    def _forget_dead_kernels(self) -> None:
+        """Count down the users of the dead Kernels' compilations; drop those
+        (pipelines, module, layout, bind groups) that no live Kernel has used
+        for the longest, beyond the ``UNUSED_KERNELS_KEPT`` latest."""
+        while self._custom_dead:
+            name = self._custom_dead.popleft()
+            self._custom_users[name] -= 1
+            if self._custom_users[name]:
+                continue
+            del self._custom_users[name]
+            self._custom_unused[name] = None
+            while len(self._custom_unused) > self.UNUSED_KERNELS_KEPT:
+                old, _ = self._custom_unused.popitem(last=False)
+                self.kernels.remove(old)
+                for key in [k for k in self._bind_groups if k[0] == old]:
+                    del self._bind_groups[key]

@@ -126,7 +126,7 @@ LOCALS = re.compile(r"[ab]|t\d+|acc|[cfijkmnrsuv]|oi|oj|ki|kj|ii|jj")
 HELPERS = ("sigmoid", "fast_tanh", "leaky_relu", "elu", "gelu", "gelu_tanh", "silu", "softplus")
 #: The file-scope names of the .c file after its prefix ``{name}_``: the
 #: weight arrays and the helper functions.
-INTERNAL = re.compile(r"(weight|bias)\d+|" + "|".join(HELPERS))
+INTERNAL = re.compile(r"(weight|bias)\d+|layer\d+_\w+|" + "|".join(HELPERS))
 
 
 @functools.lru_cache(maxsize=None)
@@ -999,6 +999,49 @@ REFUSED: dict[type, str] = {
 }
 
 
+class LayerCode:
+    """What a layer's ``c_code`` hook (:meth:`Layer.c_code`) writes through:
+    arrays named after the layer's index (``{name}_layer3_alpha``), stack
+    buffers placed as the exporter's own writers place theirs."""
+
+    def __init__(self, p: _Program, site: Site):
+        self._p, self._site = p, site
+        self.outputs: dict[str, _Tensor] = {}
+
+    def output(self, size: int) -> str:
+        """The name of a float array of ``size`` floats to write an output to."""
+        if not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"expected an output size, a positive int. Received: {size!r}")
+        buffer = self._p.place(int(size))
+        self.outputs[buffer.name] = _Tensor(buffer.name, int(size), buffer)
+        return buffer.name
+
+    def weight(self, role: str, values) -> str:
+        """The name of a ``static const float`` array holding ``values``
+        (indexed as their shape says: ``name[i][j]`` for a matrix)."""
+        if not isinstance(role, str) or not re.fullmatch(r"[A-Za-z0-9_]{1,64}", role):
+            raise ValueError(f"expected a role of letters, digits and _ for the array's name. Received: {role!r}")
+        values = np.asarray(values, np.float64)
+        if values.ndim == 0:
+            values = values.reshape(1)
+        return self._p.array(f"layer{self._site.index}_{role}", values)
+
+    def emit(self, comment: str, *lines: str) -> None:
+        """Add C statements, after a comment saying what they compute."""
+        self._p.emit(f"{self._site.label}: {_comment_text(str(comment))}", *lines)
+
+
+def _hook(p: _Program, site: Site, layer, xs: list[_Tensor]) -> _Tensor:
+    """The writer of a layer of the user's: its ``c_code`` hook."""
+    code = LayerCode(p, site)
+    out = layer.c_code(code, [x.array for x in xs])
+    tensor = code.outputs.get(out) or next((x for x in xs if x.array == out), None)
+    if tensor is None:
+        raise ValueError(f"expected {type(layer).__name__}.c_code to return the name of its output, an array of "
+                         f"code.output() or an input. Received: {out!r}")
+    return tensor
+
+
 class _Port(NamedTuple):
     """A model input or output as the C functions take it: ``parameter``,
     its pointer's name; ``name``, the model's name for it; ``symbol``, its
@@ -1015,7 +1058,7 @@ def c_source(model: "Model", name: str = "model") -> tuple[str, str]:
     for i, layer in enumerate(model.layers):
         if type(layer) in REFUSED:
             raise ValueError(f"cannot export layer {i} {layer!r} to C: {REFUSED[type(layer)]}")
-    exported_layers(model, WRITERS, "C")
+    exported_layers(model, WRITERS, "C", "c_code")
     inputs, outputs = _ports(model, name)
     p, results = _program(model, inputs, name + "_")
     macros = _macro_values(name, inputs, outputs, model.is_path)
@@ -1123,7 +1166,7 @@ def _program(model: "Model", inputs: list[_Port], prefix: str) -> tuple[_Program
         if id(node) in folds.folded:
             tensor = _nothing("folded into the product before it (its weights and biases)")(p, site, node.layer, xs)
         else:
-            tensor = WRITERS[type(node.layer)](p, site, node.layer, xs)
+            tensor = WRITERS.get(type(node.layer), _hook)(p, site, node.layer, xs)
         tensors[id(node.output)] = tensor
         p.hold(node.output, tensor)
         p.release()

@@ -18,25 +18,35 @@ if TYPE_CHECKING:
     from ..model import Model
 
 
-def exported_layers(model: "Model", table: dict[type, Callable], what: str) -> list["Layer"]:
+def exported_layers(model: "Model", table: dict[type, Callable], what: str, hook: str) -> list["Layer"]:
     """The model's layers after checking that it is built and that ``table``
-    (the ``what`` exporter's) has a writer for each layer's exact type: a
-    subclass may compute something else, so it is not taken for its base."""
+    (the ``what`` exporter's) has a writer for each layer's exact type (a
+    subclass may compute something else, so it is not taken for its base),
+    or the layer defines the exporter's ``hook`` (``onnx_nodes``, ``c_code``)."""
     if not model.built:
         raise ValueError(
             f"cannot export {model!r} to {what}: its input shape is not known yet "
             "(give input_size, or call predict or fit once)"
         )
     for i, layer in enumerate(model.layers):
-        if type(layer) not in table:
+        if type(layer) not in table and not has_hook(layer, hook):
             known = known_layers(table)
+            name = type(layer).__name__
             raise ValueError(
                 f"cannot export layer {i} {layer!r} to {what}: the {what} exporter knows {known}. "
-                f"Received: a {type(layer).__name__} layer"
+                f"Received: a {name} layer, which does not define {name}.{hook} (the hook by which a layer of "
+                f"your own writes its {what} code: see Layer.{hook})"
             )
         for tensor, value in layer.state_dict().items():
             _check_float32(value, f"cannot export layer {i} {layer!r} to {what}: its {tensor}")
     return list(model.layers)
+
+
+def has_hook(layer: "Layer", hook: str) -> bool:
+    """Whether ``layer``'s class defines the export hook ``hook`` (Layer's own raises)."""
+    from ..layers import Layer
+
+    return getattr(type(layer), hook, None) is not getattr(Layer, hook)
 
 
 def _check_float32(value: np.ndarray, what: str) -> None:

@@ -456,6 +456,45 @@ NODES: dict[type, Callable] = {
 }
 
 
+class LayerGraph:
+    """What a layer's ``onnx_nodes`` hook (:meth:`Layer.onnx_nodes`) adds its
+    nodes through: names made from the layer's index and a role, as the
+    exporter's own writers name theirs."""
+
+    def __init__(self, g: _Graph, site: Site):
+        self._g, self._site = g, site
+
+    def node(self, op: str, inputs: list[str], role: str, **attributes) -> str:
+        """Add the operator ``op`` of opset 17 reading ``inputs`` (names);
+        the name of its output, ``{layer index}.{role}``."""
+        return self._g.node(op, list(inputs), _output(self._site, _role(role)), **attributes)
+
+    def weight(self, role: str, value) -> str:
+        """The float32 initializer ``{layer index}.{role}`` of ``value`` (once
+        for a layer called at several nodes)."""
+        return self._g.weight(f"{self._site.index}.{_role(role)}", np.asarray(value))
+
+    def constant(self, role: str, value) -> str:
+        """The initializer ``{layer index}.{role}`` of ``value`` in its own
+        dtype (int64 for shapes and axes)."""
+        return self._g.constant(f"{self._site.index}.{_role(role)}", np.asarray(value))
+
+
+def _role(role) -> str:
+    if not isinstance(role, str) or not role or not role.isprintable():
+        raise ValueError(f"expected a role, a short string naming a tensor of the layer. Received: {role!r}")
+    return role
+
+
+def _hook(g: _Graph, site: Site, layer, xs: list[str]) -> str:
+    """The writer of a layer of the user's: its ``onnx_nodes`` hook."""
+    out = layer.onnx_nodes(LayerGraph(g, site), list(xs))
+    if not isinstance(out, str) or out not in g.tensor_names() | set(xs):
+        raise ValueError(f"expected {type(layer).__name__}.onnx_nodes to return the name of its output, a tensor "
+                         f"it made. Received: {out!r}")
+    return out
+
+
 def onnx_model(model: "Model", name: str = "model"):
     """The checked ``onnx.ModelProto`` of ``model``."""
     if not isinstance(name, str) or not name or not encodes_as_utf8(name):
@@ -466,7 +505,7 @@ def onnx_model(model: "Model", name: str = "model"):
 
     from .._version import __version__
 
-    exported_layers(model, NODES, "ONNX")
+    exported_layers(model, NODES, "ONNX", "onnx_nodes")
     folds = batch_norm_folds(model)
     g = _Graph(helper, numpy_helper, folds.products)
     input_names, output_names = io_names(model)
@@ -475,7 +514,7 @@ def onnx_model(model: "Model", name: str = "model"):
         xs = [tensors[id(s)] for s in node.inputs]
         # a folded normalization's output is the product's: it writes nothing
         tensors[id(node.output)] = xs[0] if id(node) in folds.folded else \
-            NODES[type(node.layer)](g, site, node.layer, xs)
+            NODES.get(type(node.layer), _hook)(g, site, node.layer, xs)
     made = [tensors[id(s)] for s in model.outputs]
     _check_names(input_names, output_names, g.tensor_names() - set(made))
     g.rename(dict(zip(made, output_names)))

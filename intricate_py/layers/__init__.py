@@ -9,7 +9,7 @@ MultiHeadAttention."""
 from .activations import (ELU, GELU, Activation, ActivationFunction, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Softplus,
                           Swish, TanH)
 from .base import Context, Layer, Parameter
-from .registry import LAYER_TYPES
+from .registry import LAYER_TYPES, register_layer
 from .conv import Conv2D
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
 from .resizing import UpSampling2D, ZeroPadding2D
@@ -60,4 +60,5 @@ __all__ = [
     "PositionEmbedding",
     "MultiHeadAttention",
     "LAYER_TYPES",
+    "register_layer",
 ]

@@ -14,7 +14,7 @@ from .. import _checks, initializers
 from .._checks import checked_values
 from ..backends import Array, Backend, NumpyBackend
 from ..graph import call_layer, is_symbolic
-from .registry import LAYER_TYPES
+from .registry import add_layer_type
 from ..naming import batch_shape_text, checked_name, shape_text, snake_case, unique_name
 
 Shape = tuple[int, ...]
@@ -178,12 +178,19 @@ class Layer:
     * ``replayable``: False when ``call`` does per-step work that is not a
       backend operation or a step value (it then runs every step).
 
+    A layer of your own (README, "Layers of your own") is saved and loaded
+    once its class is registered (:func:`~intricate_py.register_layer`),
+    may run WGSL of its own (:class:`~intricate_py.Kernel`, with numpy
+    functions for the CPU), and exports through :meth:`onnx_nodes` and
+    :meth:`c_code`.
+
     Calling a layer on symbolic tensors (``Input``) adds it to a graph and
     returns its symbolic output; on arrays it runs a forward pass in
     inference mode and returns a numpy array.
     """
 
-    #: the name a file stores for this layer type; set for every subclass
+    #: the name a file stores for this layer type: the class name, or
+    #: "package>name" for a custom layer (:func:`~intricate_py.register_layer`)
     type_name: ClassVar[str]
     #: inputs a call takes: 1, or None for two or more (merge layers)
     n_inputs: ClassVar[int | None] = 1
@@ -208,9 +215,9 @@ class Layer:
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.type_name = cls.__name__
+        cls.type_name = cls.__name__  # register_layer gives a custom layer its "package>name"
         if not abstract:
-            LAYER_TYPES[cls.__name__] = cls
+            add_layer_type(cls)
 
     def __init__(self, name: str | None = None) -> None:
         self.name = unique_name(snake_case(type(self).__name__)) if name is None else checked_name(name)
@@ -534,10 +541,91 @@ class Layer:
         return values
 
     def from_file(self, tensors: dict[str, np.ndarray]) -> tuple[Shape | None, dict[str, np.ndarray]]:
-        """File tensors -> (the input shape they imply, parameter values)."""
-        if tensors:
+        """File tensors -> (the input shape they imply, parameter values).
+        Here (a layer that does not convert): the tensors are the parameters
+        themselves, by name, which must be those ``create_parameters`` makes
+        (names and shapes, checked where the input shape is known)."""
+        if not tensors:
+            return None, {}
+        expected = self._parameter_shapes()
+        if expected == {} or type(self).create_parameters is Layer.create_parameters:
             raise ValueError(f"{self!r} holds no parameters. Received tensors {sorted(tensors)}")
-        return None, {}
+        received = {name: tuple(np.shape(t)) for name, t in tensors.items()}
+        if expected is not None and received != expected:
+            raise ValueError(f"{self!r} expects tensors {_shapes_text(expected)}. Received: {_shapes_text(received)}")
+        return None, dict(tensors)
+
+    def _parameter_shapes(self) -> dict[str, Shape] | None:
+        """The shape of each array of ``create_parameters`` (made to see them
+        where the layer is not built), None while the input shape is unknown.
+
+        The limit of this check: where the layer is not built (loading a
+        file of a layer of your own whose tensors are its parameters), the
+        layer's own ``create_parameters`` runs once at the input shape the
+        file declares, so it allocates what the parameters take at that
+        shape: a crafted file declaring a huge input shape makes it allocate
+        that much (up to the machine's memory; beyond, a ValueError rather
+        than a MemoryError). Load such files from sources you trust, as you
+        would run their code."""
+        if self.built:
+            return {name: tuple(p.value.shape) for name, p in self.params.items()}
+        if self.input_shape is None or type(self).create_parameters is Layer.create_parameters:
+            return None if self.input_shape is None else {}
+        if self.output_shape is None:
+            self.output_shape = self.output_shape_for(self.input_shape)
+        try:
+            made = self.create_parameters(np.random.default_rng(0))
+        except MemoryError:
+            raise ValueError(f"{self!r}: expected an input shape whose parameters fit in memory. Received: "
+                             f"{self.input_shape}, for which create_parameters ran out of memory") from None
+        return {name: tuple(np.shape(v)) for name, v in made.items()}
+
+    # ---------------------------------------------------------------- export
+    def onnx_nodes(self, graph: Any, inputs: list[str]) -> str:
+        """The hook by which a layer of your own exports to ONNX (the
+        exporter's own layers have writers in its table): add the nodes of
+        one call of the layer to ``graph`` and return the name of its output.
+
+        ``inputs`` names the tensors the call reads (one per layer input),
+        each (n, *input_shape). ``graph.node(op, inputs, role, **attributes)``
+        adds an operator of opset 17 and returns its output's name (made
+        from the layer's index and ``role``: give each node of the layer a
+        role of its own); ``graph.weight(role, array)`` adds an initializer
+        in float32 (``graph.constant(role, array)`` keeps the array's dtype:
+        int64 shapes) and returns its name. For example, a PReLU::
+
+            def onnx_nodes(self, graph, inputs):
+                slope = graph.weight("slope", self.get_weights()[0])
+                return graph.node("PRelu", [inputs[0], slope], "prelu")
+
+        A layer that defines neither this nor a writer is refused with a
+        ValueError naming it and this hook."""
+        raise NotImplementedError
+
+    def c_code(self, code: Any, inputs: list[str]) -> str:
+        """The hook by which a layer of your own exports to C: write the C99
+        statements computing one sample of one call of the layer and return
+        the name of the float array that holds its output.
+
+        ``inputs`` names the float arrays the call reads, one sample each
+        (``prod(input_shape)`` floats, row-major). ``code.output(size)``
+        gives an array of ``size`` floats to write to, ``code.weight(role,
+        array)`` a ``static const float`` array of the values (its name
+        returned; index it as the array's shape says), and
+        ``code.emit(comment, *lines)`` adds statements (declare loop
+        variables in the loop, ``for (int k = 0; ...)``). For example::
+
+            def c_code(self, code, inputs):
+                n = int(np.prod(self.input_shape))
+                alpha, y = code.weight("alpha", self.get_weights()[0]), code.output(n)
+                code.emit("PReLU", f"for (int k = 0; k < {n}; k++)",
+                          f"    {y}[k] = {inputs[0]}[k] > 0.0f ? {inputs[0]}[k] : "
+                          f"{alpha}[k % {self.input_shape[-1]}] * {inputs[0]}[k];")
+                return y
+
+        A layer that defines neither this nor a writer is refused with a
+        ValueError naming it and this hook."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------ description
     @property
@@ -556,6 +644,10 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _shapes_text(shapes: dict[str, Shape]) -> str:
+    return "{" + ", ".join(f"{name!r}: {shape_text(shape)}" for name, shape in sorted(shapes.items())) + "}"
 
 
 def same_device(a: Backend, b: Backend) -> bool:

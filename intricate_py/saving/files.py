@@ -47,12 +47,13 @@ def architecture(model: "Model") -> dict[str, str]:
     layers as that list and one input shape (the files of every version);
     a graph (a chain made with Input too, to keep its names) as its layers
     with their names, and its wiring."""
+    from ..layers.registry import file_entry
+
+    # ValueError for a custom layer that is not registered
+    entries = [file_entry(layer, f"layer {i} ") for i, layer in enumerate(model.layers)]
     if model.path is not None:
-        return {"architecture": json.dumps([{"type": layer.type_name, "config": layer.get_config()}
-                                            for layer in model.layers]),
-                "input_shape": json.dumps(list(model.inputs[0].shape))}
-    return {"architecture": json.dumps([{"type": layer.type_name, "config": layer.get_config(), "name": layer.name}
-                                        for layer in model.layers]),
+        return {"architecture": json.dumps(entries), "input_shape": json.dumps(list(model.inputs[0].shape))}
+    return {"architecture": json.dumps([{**entry, "name": layer.name} for entry, layer in zip(entries, model.layers)]),
             "graph": json.dumps(wiring(model))}
 
 
@@ -78,9 +79,11 @@ def _spec(obj) -> dict:
     return {"type": type(obj).__name__, "config": obj.get_config()}
 
 
-def save_model(model: "Model", path: PathLike, include_optimizer: bool = False) -> None:
+def save_model(model: "Model", path: PathLike, include_optimizer: bool = False,
+               extra: dict[str, str] | None = None) -> None:
+    """``extra``: more metadata entries (BackupAndRestore's ``backup``)."""
     tensors = model_tensors(model)
-    metadata = {"kind": "model", **architecture(model), "dtype": model.dtype.name}
+    metadata = {"kind": "model", **architecture(model), "dtype": model.dtype.name, **(extra or {})}
     if include_optimizer:
         optimizer = model.optimizer
         if optimizer is None:

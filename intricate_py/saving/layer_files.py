@@ -32,10 +32,13 @@ def refuse_non_finite(tensors: dict[str, np.ndarray], owner: Callable[[str], str
 
 
 def save_layer(layer: "Layer", path: PathLike) -> None:
+    from ..layers.registry import file_entry
+
+    entry = file_entry(layer)  # ValueError for a custom layer that is not registered
     tensors = layer.state_dict() if layer.built else {}
     refuse_non_finite(tensors, lambda name: repr(layer))
     dtype = layer.backend.dtype.name if layer.built else "float32"
-    metadata = {"kind": "layer", "layer_type": layer.type_name, "config": json.dumps(layer.get_config()),
+    metadata = {"kind": "layer", "layer_type": entry["type"], "config": json.dumps(entry["config"]),
                 "dtype": dtype}
     if layer.input_shape is not None:  # what the tensors do not say (an Embedding's ids, a sequence's length)
         metadata["input_shape"] = json.dumps(layer.input_shape)
@@ -46,10 +49,12 @@ def save_layer(layer: "Layer", path: PathLike) -> None:
 def load_layer(path: PathLike, into: "Layer | None" = None) -> "Layer":
     """A new layer of the type the file names, or ``into`` filled from it."""
     from ..backends import NumpyBackend
+    from ..layers.registry import layer_class
 
     path = Path(path)
     tensors, metadata = spec.read_file(path, "layer")
-    if into is not None and metadata.get("layer_type") != into.type_name:
+    kind = metadata.get("layer_type")
+    if into is not None and kind != into.type_name and not (isinstance(kind, str) and layer_class(kind) is type(into)):
         raise FormatError(f"{path}: holds a {spec.clip(metadata.get('layer_type'))} layer, not {into.type_name}")
     layer = spec.make_layer({"type": metadata.get("layer_type"), "config": spec.field(metadata, "config", path)},
                             path)

@@ -120,7 +120,7 @@ def clip(text: Any, length: int = 60) -> Any:
 def make_layer(entry: Any, path: Path, where: str = "") -> "Layer":
     """A new, unbuilt layer from its {"type", "config"} entry (and its
     "name", in a graph model's file)."""
-    from ..layers.registry import LAYER_TYPES
+    from ..layers.registry import layer_class, unknown_type_hint
     from ..naming import checked_name
 
     if not (isinstance(entry, dict) and isinstance(entry.get("type"), str)
@@ -128,10 +128,10 @@ def make_layer(entry: Any, path: Path, where: str = "") -> "Layer":
         raise FormatError(f"{path}: {where}expected a layer as {{'type': name, 'config': {{...}}}}. "
                           f"Received: {type(entry).__name__}")
     kind = entry["type"]
-    if kind not in LAYER_TYPES:
-        raise FormatError(f"{path}: {where}unknown layer type {clip(kind)!r}: expected one of "
-                          f"{sorted(LAYER_TYPES)} (a custom layer must be imported before loading)")
-    layer = construct(LAYER_TYPES[kind], entry.get("config", {}), path, where)
+    cls = layer_class(kind)
+    if cls is None:
+        raise FormatError(f"{path}: {where}unknown layer type {clip(kind)!r}: {unknown_type_hint(clip(kind))}")
+    layer = construct(cls, entry.get("config", {}), path, where)
     if "name" in entry:
         try:
             layer.name = checked_name(entry["name"])
