@@ -191,9 +191,10 @@ class Hooks:
         stopper = None
         try:
             for callback in chosen:
+                was_stopping = getattr(callback.model, "stop_training", False)
                 getattr(callback, hook)(*args)
-                if stopper is None and getattr(callback.model, "stop_training", False):
-                    stopper = callback
+                if stopper is None and not was_stopping and getattr(callback.model, "stop_training", False):
+                    stopper = callback  # the one that set it, not one that ran after
         except BaseException:
             if logs is not None:
                 logs.expire()
@@ -251,6 +252,9 @@ class LazyLogs(MutableMapping):
 
     def __len__(self) -> int:
         return len(self._get())
+
+    def __bool__(self) -> bool:
+        return True  # batch logs always hold the loss: `logs or {}` reads nothing back
 
     def __repr__(self) -> str:
         return repr(self._get()) if self._logs is not None or self._make is not None else "LazyLogs(expired)"
@@ -714,9 +718,11 @@ class BackupAndRestore(Callback):
     error, Ctrl-C, a killed process) and called again with a
     BackupAndRestore of the same ``backup_dir`` goes on from the last epoch
     backed up, and ends with the weights an uninterrupted fit gives, bit
-    for bit, where its data are arrays or a ``Dataset`` (indexed batches,
-    shuffled by the model's generator, which the backup holds). A
-    generator or a DataLoader is not: the resumed fit reads its batches
+    for bit, where its data are arrays or a ``Dataset`` read a whole pass
+    an epoch (indexed batches, shuffled by the model's generator, which the
+    backup holds; with ``steps_per_epoch`` below its length a pass spans
+    epochs, and the pass under way is not backed up). A generator or a
+    DataLoader is not: the resumed fit reads its batches
     from wherever a new iteration of it starts (a DataLoader's shuffling
     is PyTorch's), which the backup cannot restore, so the fit goes on
     from the epoch backed up but not bit for bit.

@@ -57,7 +57,8 @@ class Dataset:
     ``__len__`` (the number of batches in an epoch) and
     ``__getitem__(index)`` (batch ``index``: ``x``, ``(x, y)`` or
     ``(x, y, sample_weight)``); ``on_epoch_end()``, if defined, is called
-    after each epoch of training. With ``shuffle=True`` (fit's default)
+    after each pass over it (an epoch of training, a validation, an
+    evaluate), also one that an error or a batch hook ends early. With ``shuffle=True`` (fit's default)
     the batches come in an order drawn from the model's shuffling
     generator each epoch, as Keras shuffles a PyDataset's batches; each
     batch is used as it is."""

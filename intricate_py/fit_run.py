@@ -303,9 +303,10 @@ class Run:
         reported = set(logs)
         stopper = self.stopper
         for callback in callbacks:
+            was_stopping = self.model.stop_training
             callback.on_epoch_end(e, logs)
-            if self.model.stop_training and stopper is None:
-                stopper = callback
+            if self.model.stop_training and not was_stopping and stopper is None:
+                stopper = callback  # the one that set it, not one that ran after
         added = {k: v for k, v in logs.items() if k not in reported}
         if added:  # what callbacks put in the logs (LearningRateScheduler's learning_rate), as Keras's History
             self.history.add(added)

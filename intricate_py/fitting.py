@@ -302,15 +302,22 @@ class Trainer:
                     step.run(data, view, run.metrics, block, i == 0)
                     run.step_done(view[1][0].shape[0])  # the batch's rows: the running metrics' count
                     if hooked:
-                        stopper = hooks.call("on_train_batch_end", i, run.running_logs, lazy=True) or stopper
-                        if stopper is not None:  # as Keras: the step runs, then the epoch ends
+                        ended = hooks.call("on_train_batch_end", i, run.running_logs, lazy=True)
+                        stopper = stopper or ended  # the hook that stopped first is named
+                        if model.stop_training:  # as Keras: the step runs, then the epoch ends
                             run.cut_short(stopper)
                             break
             run.n = data.n  # batches from a source: the samples this epoch had
+            if not run.n:  # an iterable whose new iterator was empty (a spent stream)
+                raise ValueError(f"expected x to give at least one batch each epoch. Received: none in epoch "
+                                 f"{epoch + 1} from {type(data.source.x).__name__}")
             if val is not None:
                 val.into(run.metrics, block, slots, validation=True,
                          hooks=None if run.replaying else hooks)
                 run.n_val = val.data.n
+                if not run.n_val:
+                    raise ValueError(f"expected validation_data to give at least one batch each epoch. Received: "
+                                     f"none in epoch {epoch + 1} from {type(val.data.source.x).__name__}")
 
         model.stop_training = False
         resumed = None

@@ -372,6 +372,8 @@ class Model:
             if hooks is not None:
                 hooks.call("on_predict_batch_end", i, {"outputs": outs[0] if len(outs) == 1 else outs})
             parts.append(outs)
+        if not parts:
+            raise ValueError(f"expected at least one batch from x. Received: none from {type(source.x).__name__}")
         if hooks is not None:
             hooks.call("on_predict_end", {})
         outs = [np.concatenate(column) for column in zip(*parts)]

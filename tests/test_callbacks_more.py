@@ -544,3 +544,34 @@ def test_kerass_older_batch_hook_names_work():
     history = xor_model().fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=1, batch_size=2,
                               callbacks=[Old()])
     assert Old.seen == [(0, sorted(history.history)), (1, sorted(history.history))]
+
+
+def test_the_callback_that_set_stop_training_is_the_one_named():
+    """A stop set in on_test_end (the validation) is not blamed on a
+    callback whose on_epoch_end ran after it."""
+    class Quiet(Callback):
+        def __repr__(self):
+            return "Quiet()"
+
+    class StopsInValidation(Callback):
+        def on_test_end(self, logs=None):
+            self.model.stop_training = True
+
+    model = xor_model(seed=0)
+    history = model.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=3, batch_size=4,
+                        validation_data=(XOR_X, XOR_Y), callbacks=[Quiet(), StopsInValidation()])
+    assert history.epoch == [0]
+    assert history.stop_reason == "model.stop_training = True stopped training at epoch 1"
+
+
+def test_logs_tested_for_truth_are_not_read_back(gpu):
+    """`logs = logs or {}`, a Keras habit, costs no readback: batch logs are never empty."""
+    class Habit(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            logs = logs or {}
+
+    model = xor_model("gpu", seed=0)
+    model.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=2, batch_size=1)
+    before = model.device.stats()
+    model.fit(XOR_X, XOR_Y, epochs=3, batch_size=1, callbacks=[Habit()])
+    assert model.device.stats()["readbacks"] - before["readbacks"] <= 3  # the epochs' ends, not 12 steps

@@ -534,3 +534,24 @@ def test_a_dataset_ends_its_epoch_when_a_batch_hook_stops_training(device):
     dataset = _Recorded(x, y, 8)
     _model(device).fit(dataset, epochs=3, shuffle=False, callbacks=[Stop()])
     assert dataset.read[2:] == [0, 1] and dataset.ends == 1
+
+
+class _SpentStream:
+    """An iterable whose every new iterator reads one stream, spent after its first epoch."""
+
+    def __init__(self, batches):
+        self.stream = iter(batches)
+
+    def __iter__(self):
+        return self.stream
+
+
+def test_an_iterable_spent_after_its_first_epoch_is_a_clear_error():
+    x = np.random.default_rng(0).normal(size=(8, 4))
+    y = np.random.default_rng(1).integers(0, 3, 8)
+    model = Model([Dense(3)], input_size=4, seed=0)
+    with pytest.raises(ValueError, match=r"at least one batch each epoch. Received: none in epoch 2 from _SpentStream"):
+        model.fit(_SpentStream([(x, y)]), loss=CategoricalCrossEntropy(from_logits=True), optimizer="sgd", epochs=2)
+    assert model.history.epoch == [0]  # the first epoch's weights are kept
+    with pytest.raises(ValueError, match="at least one batch from x. Received: none from _SpentStream"):
+        model.predict(_SpentStream([]))
