@@ -19,7 +19,6 @@ adapter, so only a hardware GPU's numbers say anything about the GPU.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import statistics
@@ -35,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import intricate_py  # noqa: E402
-from op_times import operation_times  # noqa: E402
+from op_times import load_example, operation_times  # noqa: E402
 from intricate_py.losses import CategoricalCrossEntropy  # noqa: E402
 from intricate_py.optimizers import AdamW  # noqa: E402
 
@@ -45,17 +44,6 @@ FAMILIES = [("matmul", "products (matmul)"), ("activation", "activations (GELU),
             ("embedding", "embedding lookups and their gradients"), ("loss", "loss (softmax cross-entropy)"),
             ("adam", "optimizer"), ("clip", "gradient clipping"), ("sum_", "clipping norms, bias and position sums"),
             ("add", "additions"), ("broadcast", "position vectors"), ("copy", "copies"), ("take_rows", "batches")]
-
-
-def example():
-    spec = importlib.util.spec_from_file_location("charlm_example", ROOT / "examples" / "charlm" / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def family(operation: str) -> str:
-    return next((label for prefix, label in FAMILIES if operation.startswith(prefix)), "other")
 
 
 def our_steps(model, x, y, batch: int) -> float:
@@ -79,7 +67,7 @@ def torch_steps(twin, optimizer, x, y, batch: int) -> float:
 def profile(model, x, y, batch: int) -> dict[str, float]:
     """Seconds of each operation family in one fit over x, y, every backend
     operation timed where the layers call it."""
-    return operation_times(model.device, family, lambda: our_steps(model, x, y, batch) * (len(x) // batch), "whole fit")
+    return operation_times(model.device, FAMILIES, lambda: our_steps(model, x, y, batch) * (len(x) // batch), "whole fit")
 
 
 def main() -> None:
@@ -92,12 +80,13 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--context", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--vocabulary", type=int, default=97, help="ids (the example's default run has 97)")
+    parser.add_argument("--vocabulary", type=int, default=97,
+                        help="ids in the random batches (the recorded runs took 97; the example at its defaults has 100)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     import torch
 
-    charlm = example()
+    charlm = load_example("charlm")
     devices = ["cpu", "gpu"] if args.device == "both" else [args.device]
     rng = np.random.default_rng(0)
     batch, n = args.batch_size, args.batch_size * args.steps

@@ -1,22 +1,40 @@
-"""Where a run's time goes: every backend operation timed where the layers
-call it, added up by family (benchmarks/resnet.py and charlm.py)."""
+"""What benchmarks/resnet.py and charlm.py share: an example's main.py
+loaded as a module, and where a run's time goes (every backend operation
+timed where the layers call it, added up by family)."""
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections import defaultdict
+from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 from intricate_py.backends.base import Backend
 
 
-def operation_times(backend: Backend, family: Callable[[str], str], run: Callable[[], float],
+def load_example(name: str) -> ModuleType:
+    """examples/{name}/main.py, as a module."""
+    path = Path(__file__).resolve().parent.parent / "examples" / name / "main.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def operation_times(backend: Backend, families: list[tuple[str, str]], run: Callable[[], float],
                     whole: str) -> dict[str, float]:
-    """Seconds of each operation family (``family(name)``) while ``run()``
-    runs on ``backend``, and under ``whole`` what ``run`` returns (its own
-    measure of the whole). An operation that calls another counts once."""
+    """Seconds of each operation family while ``run()`` runs on
+    ``backend`` — ``families`` gives (the start of an operation's name, the
+    family's label), "other" for the rest — and under ``whole`` what
+    ``run`` returns (its own measure of the whole). An operation that calls
+    another counts once."""
     spent: dict[str, float] = defaultdict(float)
     depth = [0]
+
+    def family(operation: str) -> str:
+        return next((label for prefix, label in families if operation.startswith(prefix)), "other")
 
     def timed(name, method):
         def run_timed(*args, **kwargs):

@@ -17,7 +17,6 @@ im2col, col2im, the reorderings, normalization, ...). ``--gpu`` times
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import statistics
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import intricate_py  # noqa: E402
-from op_times import operation_times  # noqa: E402
+from op_times import load_example, operation_times  # noqa: E402
 from intricate_py.datasets import load_fashion_mnist  # noqa: E402
 from intricate_py.losses import CategoricalCrossEntropy  # noqa: E402
 from intricate_py.optimizers import Adam  # noqa: E402
@@ -44,13 +43,6 @@ FAMILIES = [("matmul", "products (matmul)"), ("im2col", "im2col"), ("col2im", "c
             ("to_channels", "reorderings (to_channels_first/last)"), ("batch_norm", "batch normalization"),
             ("activation", "activations"), ("sum_", "bias and channel sums"), ("add", "additions"),
             ("adam", "optimizer"), ("loss", "loss"), ("softmax", "softmax"), ("avgpool", "pooling")]
-
-
-def example():
-    spec = importlib.util.spec_from_file_location("mnist_example", ROOT / "examples" / "mnist" / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def images(count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,14 +70,10 @@ def torch_epoch(twin, optimizer, x, y) -> float:
     return time.perf_counter() - start
 
 
-def family(operation: str) -> str:
-    return next((label for prefix, label in FAMILIES if operation.startswith(prefix)), "other")
-
-
 def profile(model, x, y) -> dict[str, float]:
     """Seconds of each operation family in one epoch, every backend
     operation timed where the layers call it."""
-    return operation_times(model.device, family, lambda: our_epoch(model, x, y), "whole epoch")
+    return operation_times(model.device, FAMILIES, lambda: our_epoch(model, x, y), "whole epoch")
 
 
 def main() -> None:
@@ -98,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    mnist = example()
+    mnist = load_example("mnist")
     x, y = images(args.images)
     devices = ["cpu", "gpu"] if args.gpu else ["cpu"]
     models = {}
