@@ -1,6 +1,7 @@
 // activations.wgsl — activation functions, their gradients, and softmax.
 //
 // includes: activation_functions.wgsl
+// includes: grid.wgsl
 //
 // Entry points:
 //   activation_forward   out[i] = f(a[i]), f = activate(kind, ·, param) (kind: an
@@ -29,10 +30,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
-fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
-  return (wid.y * groups.x + wid.x) * 256u + lid.x;
-}
 
 @compute @workgroup_size(256)
 fn activation_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,

@@ -3,6 +3,7 @@
 // reordering. The products themselves are matmul.wgsl's.
 //
 // includes: activation_functions.wgsl
+// includes: grid.wgsl
 //
 // Entry points (x is NCHW: n × c × h × w; ph and pw are the padding above and
 // to the left, the padding below and to the right only sets oh and ow; taps
@@ -43,10 +44,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read> aux: array<f32>;
-
-fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
-  return (wid.y * groups.x + wid.x) * 256u + lid.x;
-}
 
 @compute @workgroup_size(256)
 fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,

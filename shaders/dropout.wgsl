@@ -1,6 +1,8 @@
 // dropout.wgsl — inverted dropout with counter-based random bits, identical
 // to the numpy backend's, so both backends drop the same elements.
 //
+// includes: grid.wgsl
+//
 // Entry points:
 //   dropout_forward   mask[i] = scale if pcg(i ^ key) >= threshold else 0;
 //                     out[i] = a[i] · mask[i]   (key: the host's pcg(seed ^ pcg(step)),
@@ -24,10 +26,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read_write> mask: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
-fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
-  return (wid.y * groups.x + wid.x) * 256u + lid.x;
-}
 
 fn pcg(v: u32) -> u32 {
   let s = v * 747796405u + 2891336453u;

@@ -2,6 +2,8 @@
 // of column slices: the merge layers (Add, Subtract, Multiply, Average,
 // Concatenate) and the gradients that meet where a tensor has several consumers.
 //
+// includes: grid.wgsl
+//
 // Entry points:
 //   add         out[i] = scale · (a[i] + b[i])
 //   multiply    out[i] = a[i] · b[i]
@@ -29,10 +31,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
-fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
-  return (wid.y * groups.x + wid.x) * 256u + lid.x;
-}
 
 fn read_a(i: u32) -> f32 {
   if (params.a_in_out == 1u) { return out[params.a_off + i]; }

@@ -1,5 +1,7 @@
 // gather.wgsl — batches taken from a dataset on the device.
 //
+// includes: grid.wgsl
+//
 // Entry point:
 //   take_rows  out[r, :] = src[idx[first + r] - row_lo, :] for every r with
 //              row_lo <= idx[first + r] < row_hi (other rows are left alone, so
@@ -33,7 +35,7 @@ struct Params {
 @compute @workgroup_size(256)
 fn take_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
              @builtin(local_invocation_id) lid: vec3<u32>) {
-  let i = (wid.y * groups.x + wid.x) * 256u + lid.x;
+  let i = flat_index(wid, groups, lid);
   if (i < params.count) {
     let r = i / params.row_len;
     let row = u32(idx[params.idx_off + params.first + r]);

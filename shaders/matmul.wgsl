@@ -6,6 +6,7 @@
 // and small tiles.)
 //
 // includes: activation_functions.wgsl
+// includes: grid.wgsl
 //
 // Entry points:
 //   matmul          out = op(a) · op(b) (+ bias broadcast over rows), 64 × 128 tiles
@@ -350,7 +351,7 @@ fn matmul_big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 @compute @workgroup_size(256)
 fn matmul_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                  @builtin(local_invocation_id) lid: vec3<u32>) {
-  let e = (wid.y * groups.x + wid.x) * 256u + lid.x;
+  let e = flat_index(wid, groups, lid);
   let rows = params.m + params.has_bias_grad;
   if (e >= rows * params.n) { return; }
   let i = e / params.n;

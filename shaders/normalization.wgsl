@@ -1,6 +1,8 @@
 // normalization.wgsl — batch normalization (statistics per channel) and
 // layer normalization (statistics per row), forward and backward.
 //
+// includes: grid.wgsl
+//
 // Batch normalization sees x as (outer, c, inner): the channel ch of
 // element (o, ch, i) is at ((o · c + ch) · inner + i); its statistics are
 // over the m = outer · inner values of the channel. Layer normalization
@@ -69,10 +71,6 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> second: array<f32>;
 
 var<workgroup> partial: array<vec2<f32>, 256>;
-
-fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
-  return (wid.y * groups.x + wid.x) * 256u + lid.x;
-}
 
 fn read_mean(i: u32) -> f32 { return mean[params.mean_off + i]; }
 

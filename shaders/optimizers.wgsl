@@ -1,5 +1,7 @@
 // optimizers.wgsl — parameter updates, term by term as torch.optim computes them.
 //
+// includes: grid.wgsl
+//
 // Entry points (each reads the gradient as g = grad + weight_decay · p, PyTorch's L2 term):
 //   sgd      mode 0: p -= lr g
 //            mode 1: v = momentum v + g; p -= lr v
@@ -29,10 +31,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> p: array<f32>;
 @group(0) @binding(3) var<storage, read_write> s1: array<f32>;
 @group(0) @binding(4) var<storage, read_write> s2: array<f32>;
-
-fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
-  return (wid.y * groups.x + wid.x) * 256u + lid.x;
-}
 
 // the gradient with PyTorch's L2 term: grad + weight_decay · p
 fn gradient(i: u32) -> f32 {

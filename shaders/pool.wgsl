@@ -1,5 +1,7 @@
 // pool.wgsl — max and average pooling over NCHW images and their gradients.
 //
+// includes: grid.wgsl
+//
 // A window (i, j) covers rows i·sh - ph .. i·sh - ph + kh - 1 and columns
 // j·sw - pw .. j·sw - pw + kw - 1 of an h × w plane (ph and pw are the padding
 // above and to the left; the padding below and to the right only sets oh and
@@ -35,10 +37,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> idx: array<i32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
-fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
-  return (wid.y * groups.x + wid.x) * 256u + lid.x;
-}
 
 // The windows along one axis that hold padded coordinate p (the pixel plus
 // the padding before it): first and last (first > last when none).

@@ -1,6 +1,8 @@
 // reductions.wgsl — column sums (the bias gradient Σ_rows dY), sums per
 // channel (a convolution's), and a check that every value is finite.
 //
+// includes: grid.wgsl
+//
 // Entry points:
 //   sum_rows        out[j] = Σ_i a[i, j] for a of rows × cols
 //   sum_channels    out[ch] = Σ a[o, ch, i] for a of rows × cols × inner (o < rows,
@@ -72,7 +74,7 @@ fn sum_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(256)
 fn flag_nonfinite(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                   @builtin(local_invocation_id) lid: vec3<u32>) {
-  let i = (wid.y * groups.x + wid.x) * 256u + lid.x;
+  let i = flat_index(wid, groups, lid);
   if (i >= params.rows) { return; }
   // NaN and inf have every exponent bit set; WGSL promises nothing for x != x
   if ((bitcast<u32>(a[params.a_off + i]) & 0x7f800000u) == 0x7f800000u) { out[params.out_off] = 1.0; }

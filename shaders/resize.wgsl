@@ -3,6 +3,8 @@
 // adjoints). h × w is the small image, oh × ow the large one, in either
 // direction.
 //
+// includes: grid.wgsl
+//
 // Entry points:
 //   upsample_forward   out[n, c, y, x] = src[n, c, y / sh, x / sw]; out is
 //                      oh × ow = (h·sh) × (w·sw)
@@ -27,10 +29,6 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-
-fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
-  return (wid.y * groups.x + wid.x) * 256u + lid.x;
-}
 
 @compute @workgroup_size(256)
 fn upsample_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,

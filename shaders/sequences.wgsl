@@ -1,5 +1,7 @@
 // sequences.wgsl — embeddings and attention of several heads.
 //
+// includes: grid.wgsl
+//
 // Token ids are f32 values holding integers. Attention tensors, as the
 // projections lay them out: q (n, tq, h, d), k (n, tk, h, d), v (n, tk, h, dv),
 // the attention's output (n, tq, h, dv); probabilities probs (n, h, tq, tk).
@@ -49,10 +51,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out2: array<f32>;
 
-fn invocation(wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) -> u32 {
-  return (wid.y * groups.x + wid.x) * 256u + lid.x;
-}
-
 // an element of a (samples, length, heads, width) tensor as (sample, position, head, column)
 fn coords(idx: u32, length: u32, width: u32) -> vec4<u32> {
   return vec4<u32>(idx / (width * params.h * length), (idx / (width * params.h)) % length,
@@ -67,7 +65,7 @@ fn visible_keys(i: u32) -> u32 {
 @compute @workgroup_size(256)
 fn embedding(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
              @builtin(local_invocation_id) lid: vec3<u32>) {
-  let i = invocation(wid, groups, lid);
+  let i = flat_index(wid, groups, lid);
   if (i >= params.count) { return; }
   let id = a[params.a_off + i / params.cols];
   if (!(id >= 0.0 && id < f32(params.vocab) && id == floor(id))) {
@@ -80,7 +78,7 @@ fn embedding(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
 @compute @workgroup_size(256)
 fn embedding_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                   @builtin(local_invocation_id) lid: vec3<u32>) {
-  let i = invocation(wid, groups, lid);
+  let i = flat_index(wid, groups, lid);
   if (i >= params.count) { return; }
   let r = f32(i / params.cols);
   let col = i % params.cols;
@@ -94,7 +92,7 @@ fn embedding_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 @compute @workgroup_size(256)
 fn broadcast_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                   @builtin(local_invocation_id) lid: vec3<u32>) {
-  let i = invocation(wid, groups, lid);
+  let i = flat_index(wid, groups, lid);
   if (i >= params.count) { return; }
   out[params.out_off + i] = a[params.a_off + i % params.cols];
 }
@@ -102,7 +100,7 @@ fn broadcast_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 @compute @workgroup_size(256)
 fn attention_probs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                    @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row = invocation(wid, groups, lid);  // (sample, head, query)
+  let row = flat_index(wid, groups, lid);  // (sample, head, query)
   if (row >= params.count) { return; }
   let i = row % params.tq;
   let head = (row / params.tq) % params.h;
@@ -133,7 +131,7 @@ fn attention_probs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn attention_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                    @builtin(local_invocation_id) lid: vec3<u32>) {
-  let idx = invocation(wid, groups, lid);  // (sample, query, head, column)
+  let idx = flat_index(wid, groups, lid);  // (sample, query, head, column)
   if (idx >= params.count) { return; }
   let dv = params.dv;
   let at = coords(idx, params.tq, dv);
@@ -166,7 +164,7 @@ fn key_side(k: u32, width: u32) -> f32 {
 @compute @workgroup_size(256)
 fn attention_apply_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                         @builtin(local_invocation_id) lid: vec3<u32>) {
-  let idx = invocation(wid, groups, lid);
+  let idx = flat_index(wid, groups, lid);
   let dv = params.dv;
   let h = params.h;
   if (idx < params.count) {  // dprobs (sample, head, query, key)
@@ -188,7 +186,7 @@ fn attention_apply_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(256)
 fn attention_softmax_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                           @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row = invocation(wid, groups, lid);
+  let row = flat_index(wid, groups, lid);
   if (row >= params.count) { return; }
   let p_at = params.a_off + row * params.tk;
   let g_at = params.out_off + row * params.tk;
@@ -200,7 +198,7 @@ fn attention_softmax_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
 @compute @workgroup_size(256)
 fn attention_qk_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                      @builtin(local_invocation_id) lid: vec3<u32>) {
-  let idx = invocation(wid, groups, lid);
+  let idx = flat_index(wid, groups, lid);
   let d = params.d;
   let h = params.h;
   if (idx < params.count) {  // dq (sample, query, head, column)
