@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -190,6 +191,14 @@ class Backend(abc.ABC):
         """Elements ``offset .. offset + prod(shape)`` of the contiguous array
         ``a``, in row-major order, as an array of ``shape`` (no copy): how a
         model packs every parameter into one buffer, and how Flatten works."""
+
+    def matrix(self, a: Array, width: int) -> Array:
+        """The contiguous array ``a`` as the matrix of ``width`` columns it
+        holds, (size / width, width): ``a`` itself where it has that shape,
+        else a :meth:`view` (a batch of sequences (n, length, features) as
+        the rows of its positions)."""
+        shape = (math.prod(a.shape) // width, width)
+        return a if tuple(a.shape) == shape else self.view(a, 0, shape)
 
     @abc.abstractmethod
     def take_rows(

@@ -7,7 +7,6 @@ an ELU of negative alpha)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -60,7 +59,7 @@ class ActivationFunction(NamedTuple):
 def _last_axis_rows(backend: Backend, *arrays: Array) -> list[Array]:
     """Arrays (n, ..., k) as the matrices (rows, k) a row-wise softmax
     takes (views): a softmax acts on the last axis, as Keras's does."""
-    return [a if len(a.shape) == 2 else backend.view(a, 0, (math.prod(a.shape[:-1]), a.shape[-1])) for a in arrays]
+    return [backend.matrix(a, a.shape[-1]) for a in arrays]
 
 
 #: Keras's names for ``activation=`` and what each computes, with Keras's

@@ -145,13 +145,14 @@ class MultiHeadAttention(Layer):
     # -------------------------------------------------------------- computing
     def _matrix(self, a: Array, width: int) -> Array:
         """(n, length, ...) as the matrix (n · length, width)."""
-        return self.backend.view(a, 0, (math.prod(a.shape) // width, width))
+        return self.backend.matrix(a, width)
 
     def _kernel(self, name: str, grad: bool = False) -> Array:
         param = self.params[name]
         a = param.grad if grad else param.value
-        return self.backend.view(a, 0, (math.prod(a.shape[:-1]) if name == "Wo" else a.shape[0],
-                                        math.prod(a.shape[1:]) if name != "Wo" else a.shape[-1]))
+        # the input projections' (features, heads, dim) as (features, heads · dim); the output's
+        # (heads, dim, features) as (heads · dim, features)
+        return self.backend.matrix(a, a.shape[-1] if name == "Wo" else math.prod(a.shape[1:]))
 
     def _flat_bias(self, name: str, grad: bool = False) -> Array | None:
         if not self.use_bias:

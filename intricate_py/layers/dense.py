@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -80,9 +79,7 @@ class Dense(WeightedLayer):
     def _matrix(self, a: Array) -> Array:
         """A batch (n, ..., features) as the matrix (rows, features) of its
         positions: itself for flat samples."""
-        if len(a.shape) == 2:
-            return a
-        return self.backend.view(a, 0, (math.prod(a.shape[:-1]), a.shape[-1]))
+        return self.backend.matrix(a, a.shape[-1])
 
     def call(self, ctx: Context, x: Array, activation: ActivationFunction | None = None) -> Array:
         """y = x W + b, then its own activation; with ``activation`` (that of

@@ -95,7 +95,7 @@ class Embedding(_Table):
         return self.backend.view(x, 0, (math.prod(x.shape),))
 
     def _vectors(self, a: Array) -> Array:
-        return self.backend.view(a, 0, (math.prod(a.shape[:-1]), self.output_dim))
+        return self.backend.matrix(a, self.output_dim)
 
     def call(self, ctx: Context, x: Array) -> Array:
         ctx.ids = self._ids(x)
@@ -165,14 +165,14 @@ class PositionEmbedding(_Table):
         n = x.shape[0]
         y = ctx.buffer("y", n, self.input_shape)
         self.backend.broadcast_rows(self._used(self.params["embeddings"].value),
-                                    self.backend.view(y, 0, (n, math.prod(self.input_shape))))
+                                    self.backend.matrix(y, math.prod(self.input_shape)))
         return y
 
     def parameter_gradients(self, ctx: Context, grad: Array) -> None:
         table = self.params["embeddings"].grad
         if self.input_shape[0] < self.sequence_length:
             self.backend.clear(table)  # the positions beyond the inputs' length get none
-        self.backend.sum_rows(self.backend.view(grad, 0, (grad.shape[0], math.prod(self.input_shape))),
+        self.backend.sum_rows(self.backend.matrix(grad, math.prod(self.input_shape)),
                               self._used(table))
 
     def backward(self, ctx: Context, grad: Array) -> Array:
