@@ -6,6 +6,7 @@ from .backends import Kernel, select_backend
 from .device_choice import devices
 from .graph import Input
 from .model import Model
+from .population import Population
 from .plot import plot_model
 from .saving import FormatError
 from .training import History, HaltingCondition, MinAccuracyReached, MinLossReached
@@ -14,6 +15,7 @@ from . import callbacks, data, layers, losses, metrics, optimizers
 
 __all__ = [
     "Model",
+    "Population",
     "Input",
     "plot_model",
     "FormatError",

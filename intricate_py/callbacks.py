@@ -360,6 +360,15 @@ class EarlyStopping(Callback):
     def monitor(self) -> str:
         return self._monitor.monitor
 
+    @property
+    def mode(self) -> str:
+        """"min" or "max": the direction that improves ``monitor`` ("auto" resolved)."""
+        return self._monitor.mode
+
+    @property
+    def min_delta(self) -> float:
+        return self._monitor.min_delta
+
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self.wait, self.stopped_epoch = 0, None
         self.best, self.best_epoch = None, None

@@ -162,6 +162,14 @@ class Model:
         self.store = ParameterStore(self.backend, plan.layers)
         plan.built()
 
+    def place(self, backend: Backend) -> None:
+        """Run on ``backend`` from now on: a built model's layers move their
+        parameters there and are packed anew (a Population places the model
+        it is given on its own backend)."""
+        self.backend = backend
+        if self.built:
+            self._set_graph(self.inputs, self.outputs)
+
     def sync_weights(self) -> None:
         """Before training (or saving, or a snapshot): if a layer this model
         shares with another one was repacked by it or moved to another
@@ -310,11 +318,11 @@ class Model:
             )
         if isinstance(loss, (dict, list, tuple)):
             entries = per_name(loss, self.output_names, "loss", optional=True, data=False)
-            losses = [None if e is None else _as_loss(e) for e in entries]
+            losses = [None if e is None else as_loss(e) for e in entries]
             if all(e is None for e in losses):
                 raise ValueError(f"expected a loss for at least one of the outputs {self.output_names}")
             return losses
-        return [_as_loss(loss)] * len(self.outputs)
+        return [as_loss(loss)] * len(self.outputs)
 
     def output_weights(self, losses: list[Loss | None], weights=None) -> list[float]:
         """Each output's weight in the total loss (``loss_weights``, by
@@ -541,7 +549,7 @@ class Model:
         name; by default (None, also after a compile that gave some) the
         accuracy where a loss classifies."""
         _checked_metrics(metrics)
-        optimizer = self.optimizer if optimizer is None else _as_optimizer(optimizer)
+        optimizer = self.optimizer if optimizer is None else as_optimizer(optimizer)
         loss, loss_weights = self._checked_loss(loss, loss_weights)
         if metrics is not None and self.built and loss is not None:
             bind_metrics(self, self.output_losses(loss), metrics)  # ValueError for entries that fit no output
@@ -645,7 +653,7 @@ class Model:
         loss, loss_weights = self._checked_loss(loss, loss_weights)
         if loss is None:
             self.output_losses()  # ValueError saying a loss is needed
-        optimizer = self.optimizer if optimizer is None else _as_optimizer(optimizer)
+        optimizer = self.optimizer if optimizer is None else as_optimizer(optimizer)
         if optimizer is None:
             raise ValueError(
                 "expected an optimizer, e.g. optimizer=SGD(0.1) (or model.compile(optimizer=...) first). "
@@ -668,7 +676,7 @@ class Model:
         model's), checked against the outputs once the model is built;
         nothing is kept."""
         if loss is not None and not isinstance(loss, (dict, list, tuple)):
-            loss = _as_loss(loss)
+            loss = as_loss(loss)
         if self.built:
             if loss is not None:
                 self.output_losses(loss)  # ValueError for names that fit no output
@@ -927,11 +935,11 @@ def _evaluated(table: dict, return_dict: bool):
     return values["loss"] if len(values) == 1 else list(values.values())
 
 
-def _as_loss(loss) -> Loss:
+def as_loss(loss) -> Loss:
     return _named(loss, Loss, LOSS_NAMES, LOSSES, "a Loss", "loss")
 
 
-def _as_optimizer(optimizer) -> Optimizer:
+def as_optimizer(optimizer) -> Optimizer:
     return _named(optimizer, Optimizer, OPTIMIZER_NAMES, OPTIMIZERS, "an Optimizer", "optimizer")
 
 

@@ -25,11 +25,29 @@ import numpy as np
 
 from . import _checks
 from .backends import Array, Backend
+from .backends.population import MemberValues
 from .layers import Parameter
 from .schedules import LearningRateSchedule, checked_rate, schedule_entry, schedule_from_entry
 
+def _value(value, check, name: str):
+    """A hyper-parameter: a float that ``check`` accepts, or for a
+    Population one per member (a 1-D sequence or array of them)."""
+    if isinstance(value, (list, tuple, np.ndarray)) and np.ndim(value) == 1:
+        return MemberValues([check(v.item() if isinstance(v, np.generic) else v, f"{name}[{i}]")
+                             for i, v in enumerate(value)])
+    return check(value, name)
+
+
+def _sqrt(x):
+    return np.sqrt(x) if isinstance(x, MemberValues) else math.sqrt(x)
+
+
 class Optimizer:
-    """Base class: holds one dict of state arrays per parameter."""
+    """Base class: holds one dict of state arrays per parameter.
+
+    For a :class:`~intricate_py.Population`, a scalar argument (learning
+    rate, momentum, betas, epsilon, weight decay) may be an array with one
+    value per member."""
 
     #: names of the per-parameter state arrays
     state_names: tuple[str, ...] = ()
@@ -37,7 +55,7 @@ class Optimizer:
     def __init__(self, learning_rate: float | LearningRateSchedule, weight_decay: float = 0.0,
                  clipnorm: float | None = None, global_clipnorm: float | None = None):
         self.learning_rate = learning_rate
-        self.weight_decay = _checks.non_negative_float(weight_decay, "weight_decay")
+        self.weight_decay = _value(weight_decay, _checks.non_negative_float, "weight_decay")
         if clipnorm is not None and global_clipnorm is not None:
             raise ValueError("only one of clipnorm and global_clipnorm can be set. "
                              f"Received: clipnorm={clipnorm!r}, global_clipnorm={global_clipnorm!r}")
@@ -61,7 +79,7 @@ class Optimizer:
     @learning_rate.setter
     def learning_rate(self, value) -> None:
         if not isinstance(value, LearningRateSchedule):
-            value = _checks.positive_float(value, "learning_rate")
+            value = _value(value, _checks.positive_float, "learning_rate")
         self._learning_rate = value
 
     def current_learning_rate(self) -> float:
@@ -70,7 +88,7 @@ class Optimizer:
         for anything but a number ≥ 0; infinity stops training by the
         divergence rule)."""
         rate = self._learning_rate
-        if type(rate) is float:
+        if not isinstance(rate, LearningRateSchedule):
             return rate
         return checked_rate(rate, self.iterations)
 
@@ -79,6 +97,10 @@ class Optimizer:
         them. ``parts``: for each parameter the sizes of the parameters
         packed into it, in order (a model's store), which ``clipnorm``
         clips one by one; by default each parameter is one."""
+        members = {len(v) for v in vars(self).values() if isinstance(v, MemberValues)}
+        if members and members != {backend.members}:
+            raise ValueError(f"expected one value per member of a Population of {backend.members} "
+                             f"(hyper-parameters as arrays train a Population). Received: {self!r}")
         # a backend that packs the step's scalars into float32 parameters (the GPU's recordings) gets
         # those beyond float32's range as ±inf, as numpy's float32 arithmetic makes them
         self._float32_limit = float(np.finfo(np.float32).max) if backend.records else None
@@ -165,7 +187,7 @@ class Optimizer:
 
     def settings(self) -> dict[str, Any]:
         """The hyperparameters besides the learning rate, as the constructor takes them."""
-        settings = {"weight_decay": self.weight_decay} if self.weight_decay or type(self) is AdamW else {}
+        settings = {"weight_decay": self.weight_decay} if np.any(self.weight_decay) or type(self) is AdamW else {}
         for name in ("clipnorm", "global_clipnorm"):
             if getattr(self, name) is not None:
                 settings[name] = getattr(self, name)
@@ -208,11 +230,11 @@ class SGD(Optimizer):
         global_clipnorm: float | None = None,
     ):
         super().__init__(learning_rate, weight_decay, clipnorm, global_clipnorm)
-        self.momentum = _checks.fraction(momentum, "momentum")
-        if nesterov and self.momentum == 0:
+        self.momentum = _value(momentum, _checks.fraction, "momentum")
+        if nesterov and np.any(self.momentum == 0):
             raise ValueError("expected momentum > 0 with nesterov=True. Received: momentum=0")
         self.nesterov = bool(nesterov)
-        self.state_names = ("velocity",) if self.momentum else ()
+        self.state_names = ("velocity",) if np.any(self.momentum) else ()
 
     def scalars(self, lr: float) -> dict[str, float]:
         return {"lr": lr, "momentum": self.momentum, "weight_decay": self.weight_decay}
@@ -238,7 +260,7 @@ class Adagrad(Optimizer):
         global_clipnorm: float | None = None,
     ):
         super().__init__(learning_rate, weight_decay, clipnorm, global_clipnorm)
-        self.epsilon = _checks.positive_float(epsilon, "epsilon")
+        self.epsilon = _value(epsilon, _checks.positive_float, "epsilon")
 
     def scalars(self, lr: float) -> dict[str, float]:
         return {"lr": lr, "eps": self.epsilon, "weight_decay": self.weight_decay}
@@ -270,16 +292,16 @@ class Adam(Optimizer):
         global_clipnorm: float | None = None,
     ):
         super().__init__(learning_rate, weight_decay, clipnorm, global_clipnorm)
-        self.beta1 = _checks.fraction(beta1, "beta1")
-        self.beta2 = _checks.fraction(beta2, "beta2")
-        self.epsilon = _checks.positive_float(epsilon, "epsilon")
+        self.beta1 = _value(beta1, _checks.fraction, "beta1")
+        self.beta2 = _value(beta2, _checks.fraction, "beta2")
+        self.epsilon = _value(epsilon, _checks.positive_float, "epsilon")
 
     def scalars(self, lr: float) -> dict[str, float]:
         t = self.iterations + 1
         l2, decay = (0.0, 1 - lr * self.weight_decay) if self.decoupled else (self.weight_decay, 1.0)
         return {
             "step_size": lr / (1 - self.beta1**t), "beta1": self.beta1, "beta2": self.beta2,
-            "eps": self.epsilon, "bias_correction2_sqrt": math.sqrt(1 - self.beta2**t),
+            "eps": self.epsilon, "bias_correction2_sqrt": _sqrt(1 - self.beta2**t),
             "weight_decay": l2, "decay": decay,
         }
 

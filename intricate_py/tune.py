@@ -12,7 +12,13 @@ only joins a fit to it:
 * :func:`resume`, for the start of a trainable: the model of the trial's
   latest checkpoint and the epochs it had done, or a new model;
 * :func:`load_best`, the model of a sweep's best checkpoint: of the best
-  epoch with a checkpoint over all trials.
+  epoch with a checkpoint over all trials;
+* for packed trials, where one trial trains a :class:`~intricate_py.Population`
+  of configurations (seeds ``seed + i``, and per member the learning rates
+  of :func:`member_rates`) so that one device serves them all:
+  :class:`ReportPopulationToTune`, which reports the best member's logs
+  (and every member's) with a checkpoint of the population, and
+  :func:`load_best_member`, that member as a Model.
 
 A trainable in full::
 
@@ -45,14 +51,20 @@ except ImportError as error:  # the optional extra
         "intricate_py.tune needs Ray Tune: pip install 'intricate-py[tune]' (ray[tune])"
     ) from error
 
+import numpy as np
+
 from . import _checks
 from .callbacks import Callback, Logs
+from .metrics import improves_upward
 from .model import Model
+from .population import Population
 from .saving import FormatError
 
 #: The files of a checkpoint: the model, and the epochs it had done.
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "progress.json"
+#: A packed trial's checkpoint holds its population here (with STATE_FILE).
+POPULATION_FILE = "population.safetensors"
 
 
 class ReportToTune(Callback):
@@ -190,4 +202,86 @@ def load_best(
     return load_checkpoint(scored[best][1], device)[0]
 
 
-__all__ = ["ReportToTune", "resume", "load_best", "load_checkpoint", "save_checkpoint", "read_progress"]
+def member_rates(seed: int, size: int, low: float = 1e-4, high: float = 3e-2) -> np.ndarray:
+    """``size`` learning rates drawn log-uniformly in [low, high) from
+    ``seed`` (a trial's sampled seed, so that a seeded search draws the
+    same ones): what a packed trial gives its population's optimizer."""
+    low, high = _checks.positive_float(low, "low"), _checks.positive_float(high, "high")
+    if low >= high:
+        raise ValueError(f"expected low < high. Received: low={low}, high={high}")
+    rng = np.random.default_rng(_checks.non_negative_int(seed, "seed"))
+    return np.exp(rng.uniform(np.log(low), np.log(high), _checks.positive_int(size, "size")))
+
+
+class ReportPopulationToTune(Callback):
+    """For ``Population.fit`` in a packed trial: report each epoch to Ray
+    Tune as the logs of the member best by ``metric`` (``mode`` "max" or
+    "min"; by default as the metric improves) that epoch, with ``member``
+    (its index), ``epoch`` (from 1), every member's values as
+    ``{key}_members`` lists, and ``members_training`` (those not frozen);
+    every ``checkpoint_every`` epochs and at the last, a checkpoint: the
+    population's file and the epochs done. Schedulers (ASHA) then judge a
+    trial by its best configuration. A packed trial that fails starts
+    again from its first epoch (a population's file keeps no optimizer
+    state)."""
+
+    def __init__(self, metric: str = "val_loss", mode: str | None = None, checkpoint_every: int = 1):
+        if not isinstance(metric, str):
+            raise ValueError(f"expected metric as a name such as 'val_loss'. Received: metric={metric!r}")
+        if mode not in (None, "max", "min"):
+            raise ValueError(f"expected mode 'max', 'min' or None. Received: mode={mode!r}")
+        self.metric = metric
+        self.mode = mode or ("max" if improves_upward(metric) else "min")
+        self.checkpoint_every = _checks.positive_int(checkpoint_every, "checkpoint_every")
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        logs = logs or {}
+        if self.metric not in logs:
+            raise ValueError(f"expected {self.metric!r} among the logs {sorted(logs)} (validation_data gives "
+                             "val_ metrics)")
+        values = np.asarray(logs[self.metric], np.float64)
+        if np.isnan(values).all():
+            return
+        best = int(np.nanargmax(values) if self.mode == "max" else np.nanargmin(values))
+        metrics = {key: float(np.asarray(v)[best]) for key, v in logs.items()}
+        metrics.update({f"{key}_members": [float(x) for x in np.asarray(v)] for key, v in logs.items()})
+        metrics.update(member=best, epoch=epoch + 1, members_training=int(np.isfinite(values).sum()))
+        rate = self.model.model.optimizer.learning_rate  # the population's optimizer
+        if isinstance(rate, (float, np.ndarray)):  # not a schedule
+            metrics["learning_rate"] = float(np.broadcast_to(rate, (self.model.size,))[best])
+        if (epoch + 1) % self.checkpoint_every and not self.model.stop_training:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            self.model.save(Path(folder) / POPULATION_FILE)
+            (Path(folder) / STATE_FILE).write_text(json.dumps({"epoch": epoch + 1}))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    def __repr__(self) -> str:
+        return f"ReportPopulationToTune({self.metric!r}, mode={self.mode!r})"
+
+
+def load_best_member(results: "tune.ResultGrid | tune.Result", build: Callable[[dict], Model],
+                     metric: str = "val_loss", mode: str = "min") -> Model:
+    """The best member of the best checkpoint of packed trials (as
+    :func:`load_best` ranks checkpoints, by the best member's ``metric``),
+    as a Model made by ``build(config)`` (the architecture of the trial of
+    ``config``) with that member's weights."""
+    if mode not in ("max", "min"):
+        raise ValueError(f"expected mode 'max' or 'min'. Received: mode={mode!r}")
+    trials = list(results) if isinstance(results, tune.ResultGrid) else [results]
+    scored = [(metrics[metric], metrics["member"], checkpoint, result.config) for result in trials
+              for checkpoint, metrics in result.best_checkpoints
+              if isinstance(metrics.get(metric), (int, float)) and metrics[metric] == metrics[metric]
+              and "member" in metrics]
+    if not scored:
+        raise ValueError(f"expected packed trials (ReportPopulationToTune) with checkpoints reporting {metric!r}")
+    pick = max if mode == "max" else min
+    value, member, checkpoint, config = scored[pick(range(len(scored)), key=lambda i: scored[i][0])]
+    with checkpoint.as_directory() as folder:
+        population = Population.load(Path(folder) / POPULATION_FILE, lambda: build(config))
+    return population[member]
+
+
+__all__ = ["ReportToTune", "resume", "load_best", "load_checkpoint", "save_checkpoint", "read_progress",
+           "ReportPopulationToTune", "load_best_member", "member_rates"]

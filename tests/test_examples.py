@@ -120,6 +120,40 @@ def test_sweep_example_runs_on_local_ray(tmp_path, fashion_mnist):
     assert rows[0].startswith("config/lr,config/width,config/seed,epoch,val_accuracy") and len(rows) == 3
 
 
+def test_sweep_example_packs_configurations_into_populations(tmp_path, fashion_mnist):
+    """--population 3: each trial trains three learning rates at once, the
+    table names each trial's best member, and that member is reloaded."""
+    pytest.importorskip("ray")
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sweep" / "main.py"), "--samples", "2", "--epochs", "2",
+         "--limit", "1000", "--device", "cpu", "--population", "3", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert re.search(r"6 configurations in 2 trials, [\d.]+ s: [\d.]+ configurations a minute", run.stdout)
+    accuracy = float(re.search(r"the best checkpoint reloaded: test accuracy ([\d.]+)", run.stdout).group(1))
+    assert accuracy > 0.5
+    rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("config/lr,config/width,config/seed,member,epoch,val_accuracy") and len(rows) == 3
+
+
+def test_population_example_trains_exports_and_plots(tmp_path, device, capsys):
+    args = ["--members", "9", "--epochs", "15", "--device", device, "--out", str(tmp_path)]
+    assert load_example("population").main(args) == 0
+    out = capsys.readouterr().out
+    assert "9 networks trained" in out
+    best = float(re.search(r"validation loss ([\d.]+), accuracy", out).group(1))
+    medians = [float(v) for v in re.findall(r"median validation loss ([\d.]+)", out)]
+    assert len(medians) == 3 and best <= min(medians)
+    assert (tmp_path / "moons.c").is_file() and (tmp_path / "population.safetensors").is_file()
+    if "ns a sample" in out:  # a C compiler was found
+        assert float(re.search(r"largest difference from predict ([\d.e-]+)", out).group(1)) < 1e-4
+    assert (tmp_path / "population.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_sweep_example_sweeps_the_cnn(tmp_path, fashion_mnist):
     """--model cnn: the trials train the CNN, whose checkpoints hold it."""
     pytest.importorskip("ray")

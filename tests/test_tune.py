@@ -15,7 +15,9 @@ from intricate_py import Model  # noqa: E402
 from intricate_py.layers import Dense, ReLU, Softmax  # noqa: E402
 from intricate_py.optimizers import Adam  # noqa: E402
 from intricate_py import FormatError  # noqa: E402
-from intricate_py.tune import ReportToTune, load_best, load_checkpoint, resume, save_checkpoint  # noqa: E402
+from intricate_py.tune import (ReportPopulationToTune, ReportToTune, load_best, load_best_member,  # noqa: E402
+                               load_checkpoint, member_rates, resume, save_checkpoint)
+from intricate_py import Population  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,38 @@ def test_a_sweep_reports_every_epoch_and_its_best_checkpoint_reloads(local_ray, 
                key=lambda pair: pair[1]["val_accuracy"])
     model = load_best(results, "val_accuracy", "max", device="cpu")
     assert model.evaluate(xv, yv)["accuracy"] == best[1]["val_accuracy"]
+
+
+def test_a_packed_trial_reports_its_best_member_and_that_member_reloads(local_ray, data, tmp_path):
+    """Each trial trains three learning rates as one Population: reports
+    carry the best member's logs, every member's, its index and its rate;
+    load_best_member gives the best member of the best checkpoint."""
+    (x, y), (xv, yv) = data
+
+    def architecture(config):
+        return build({**config, "lr": 1e-3, "seed": None})
+
+    def trainable(config):
+        population = Population(lambda: architecture(config), 3, seed=config["seed"])
+        population.fit(x, y, optimizer=Adam(member_rates(config["seed"], 3)), epochs=2, batch_size=64,
+                       validation_data=(xv, yv), callbacks=[ReportPopulationToTune("val_accuracy")])
+
+    results = run(tune.with_parameters(trainable), tmp_path, "packed",
+                  {"width": 16, "seed": tune.grid_search([0, 1])})
+    assert len(results) == 2 and not results.errors
+    scored = []
+    for result in results:
+        frame = result.metrics_dataframe
+        assert list(frame["epoch"]) == [1, 2]
+        for _, row in frame.iterrows():
+            members = row["val_accuracy_members"]
+            assert len(members) == 3 and row["val_accuracy"] == max(members)
+            assert members[row["member"]] == row["val_accuracy"]
+            rates = member_rates(result.config["seed"], 3)
+            assert row["learning_rate"] == pytest.approx(rates[row["member"]])
+        scored += [(metrics["val_accuracy"], metrics["member"]) for _, metrics in result.best_checkpoints]
+    model = load_best_member(results, architecture, "val_accuracy", "max")
+    assert model.evaluate(xv, yv)["accuracy"] == pytest.approx(max(scored)[0], abs=1e-6)
 
 
 def test_a_failed_trial_resumes_from_its_checkpoint(local_ray, data, tmp_path):

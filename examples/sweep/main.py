@@ -4,6 +4,7 @@ MLP (or --model cnn) on Ray Tune, with ASHA stopping bad trials early.
     python examples/sweep/main.py [--model mlp|cnn] [--samples 12] [--epochs 6]
         [--limit N] [--device auto|cpu|gpu] [--address auto|ray://HOST:10001]
         [--concurrent N] [--cpus-per-trial 1] [--gpus-per-trial 0.25] [--seed 0] [--out DIR] [--data DIR]
+        [--population N]
 
 Without --address it starts Ray on this machine (no set-up); with
 --address auto it joins the cluster this machine is part of (`ray start`),
@@ -14,6 +15,12 @@ the bad ones. At the end it prints the best trials, writes results.csv and
 sweep.png (validation accuracy against learning rate, coloured by width) to
 --out, and reloads the best checkpoint to measure its test accuracy.
 The search is seeded (--seed), so a run draws the same trials as the last.
+
+--population N packs N configurations into each trial: the trial trains an
+intricate_py.Population of N networks of its width at once (seeds seed + i,
+N learning rates drawn from the trial's seed), reports its best member to
+Ray Tune, and the best member of the sweep is reloaded at the end; the run
+prints the configurations it tried a minute, to compare with one per trial.
 """
 
 from __future__ import annotations
@@ -21,11 +28,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from intricate_py import FormatError, Model
+from intricate_py import FormatError, Model, Population
 from intricate_py.datasets import MISSING_DATA_ADVICE, FASHION_MNIST, load_mnist
 from intricate_py.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Softmax
 from intricate_py.optimizers import Adam
@@ -36,7 +44,8 @@ try:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from intricate_py.tune import ReportToTune, load_best, resume
+    from intricate_py.tune import (ReportPopulationToTune, ReportToTune, load_best, load_best_member, member_rates,
+                                   resume)
 except ImportError:  # the extra is missing: main() says so
     ray = None
 
@@ -56,7 +65,12 @@ def parse(argv):
     parser.add_argument("--seed", type=int, default=0, help="the search's seed: the same trials each run")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     parser.add_argument("--data", type=Path, default=FASHION_MNIST)
-    return parser.parse_args(argv)
+    parser.add_argument("--population", type=int, default=1,
+                        help="configurations a trial trains at once, as a Population (1: a Model a trial)")
+    args = parser.parse_args(argv)
+    if args.population < 1:
+        parser.error(f"expected --population of at least 1. Received: {args.population}")
+    return args
 
 
 def network(model: str, width: int) -> list:
@@ -81,6 +95,23 @@ def trainable(config: dict, data: dict) -> None:
     model, done = resume(build, device=config["device"])
     model.fit(x, y, epochs=config["epochs"], initial_epoch=done, batch_size=config["batch_size"],
               validation_data=(xv, yv), callbacks=[ReportToTune()])
+
+
+def packed_model(config: dict, input_shape) -> Model:
+    """A packed trial's architecture (its members differ in seed and learning rate only)."""
+    model = Model(network(config["model"], config["width"]), input_size=input_shape, device=config["device"])
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    return model
+
+
+def packed_trainable(config: dict, data: dict) -> None:
+    """One trial of --population N: N configurations as one Population."""
+    (x, y), (xv, yv) = data["train"], data["val"]
+    size = config["population"]
+    population = Population(lambda: packed_model(config, x.shape[1:]), size, seed=config["seed"])
+    population.fit(x, y, optimizer=Adam(member_rates(config["seed"], size)), epochs=config["epochs"],
+                   batch_size=config["batch_size"], validation_data=(xv, yv),
+                   callbacks=[ReportPopulationToTune("val_accuracy", "max")])
 
 
 def prepare(images: np.ndarray, model: str) -> np.ndarray:
@@ -112,25 +143,34 @@ def main(argv: list[str] | None = None) -> int:
         ray.init(address=args.address)
     else:  # Ray on this machine, started and stopped by the example
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    start = time.perf_counter()
     try:
         results = sweep(args, data)
     finally:
         if not args.address:
             ray.shutdown()
-    report(args, results, x_test, test_labels)
+    minutes = (time.perf_counter() - start) / 60
+    configurations = args.samples * args.population
+    print(f"\n{configurations} configurations in {args.samples} trials, {60 * minutes:.1f} s: "
+          f"{configurations / minutes:.1f} configurations a minute")
+    report(args, results, x_test, test_labels, x.shape[1:])
     return 0
 
 
 def sweep(args, data) -> "tune.ResultGrid":
     resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial if args.device == "gpu" else 0}
     space = {
-        "lr": tune.loguniform(1e-4, 3e-2),
         "width": tune.choice([32, 64, 128, 256]),
         "seed": tune.randint(0, 2**31 - 1),
         "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "device": args.device,
     }
+    if args.population > 1:  # the learning rates come from each trial's seed, one a member
+        space["population"] = args.population
+    else:
+        space["lr"] = tune.loguniform(1e-4, 3e-2)
+    run = packed_trainable if args.population > 1 else trainable
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(trainable, data=data), resources),
+        tune.with_resources(tune.with_parameters(run, data=data), resources),
         param_space=space,
         tune_config=tune.TuneConfig(
             num_samples=args.samples, metric="val_accuracy", mode="max", max_concurrent_trials=args.concurrent,
@@ -147,10 +187,14 @@ def sweep(args, data) -> "tune.ResultGrid":
     return tuner.fit()
 
 
-def report(args, results, x_test: np.ndarray, test_labels: np.ndarray) -> None:
+def report(args, results, x_test: np.ndarray, test_labels: np.ndarray, input_shape) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     frame = results.get_dataframe(filter_metric="val_accuracy", filter_mode="max")
-    columns = ["config/lr", "config/width", "config/seed", "epoch", "val_accuracy", "val_loss"]
+    packed = args.population > 1
+    if packed:  # each trial's best member: its learning rate and index
+        frame["config/lr"] = frame["learning_rate"]
+    columns = ["config/lr", "config/width", "config/seed", *(["member"] if packed else []), "epoch",
+               "val_accuracy", "val_loss"]
     table = frame[columns].sort_values("val_accuracy", ascending=False)
     print("\nbest trials (their best epoch):")
     print(table.head(5).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -158,7 +202,10 @@ def report(args, results, x_test: np.ndarray, test_labels: np.ndarray) -> None:
     plot(frame, args.out / "sweep.png")
 
     # the best epoch of the sweep (every epoch has a checkpoint): the first row of the table
-    best = load_best(results, "val_accuracy", "max", device=args.device)
+    if packed:
+        best = load_best_member(results, lambda config: packed_model(config, input_shape), "val_accuracy", "max")
+    else:
+        best = load_best(results, "val_accuracy", "max", device=args.device)
     accuracy = best.evaluate(x_test, test_labels, loss=best.loss)["accuracy"]
     print(f"\nthe best checkpoint reloaded: test accuracy {accuracy:.4f}")
     print(f"wrote {args.out / 'results.csv'} and {args.out / 'sweep.png'}")

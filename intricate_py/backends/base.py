@@ -136,6 +136,8 @@ class Backend(abc.ABC):
     dtype: np.dtype
     #: whether :meth:`record` records work that :meth:`replay` can run again
     records: bool = False
+    #: how many networks its arrays hold each (a population's size; 1 for a model's)
+    members: int = 1
 
     # ------------------------------------------------------------------ memory
     @abc.abstractmethod

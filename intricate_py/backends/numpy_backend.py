@@ -293,31 +293,34 @@ def _logits_binary_cross_entropy(z, t, g):
     return np.sum(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))), z
 
 
-def _row_losses(kind, p, t) -> np.ndarray:
-    """Each row's loss (the sum of its terms), for weighted rows."""
+def row_losses(kind, p, t) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's loss (the sum of its terms), for weighted rows and a
+    population's members; and the predictions accuracy is counted on (as
+    :data:`LOSS_TERMS`'s functions give them)."""
     if kind in ("softmax_cross_entropy", "sigmoid_cross_entropy"):
         q = np.empty_like(p)
         (_softmax if kind == "softmax_cross_entropy" else _sigmoid)(p, q)
         p, kind = q, kind.replace("softmax_", "").replace("sigmoid_", "binary_")
     if kind == "squared":
-        return ((p - t) ** 2).sum(axis=1)
+        return ((p - t) ** 2).sum(axis=1), p
     if kind == "absolute":
-        return np.abs(p - t).sum(axis=1)
+        return np.abs(p - t).sum(axis=1), p
     if kind == "cross_entropy":
-        return -(t * np.log(_clip(p))).sum(axis=1)
+        return -(t * np.log(_clip(p))).sum(axis=1), p
     if kind == "binary_cross_entropy":
         c = _clip(p)
-        return -(t * np.log(c) + (1 - t) * np.log(1 - c)).sum(axis=1)
+        return -(t * np.log(c) + (1 - t) * np.log(1 - c)).sum(axis=1), p
     if kind == "logits_cross_entropy":
         shifted = p - p.max(axis=1, keepdims=True)
-        return t.sum(axis=1) * np.log(np.exp(shifted).sum(axis=1)) - (t * shifted).sum(axis=1)
-    return (np.maximum(p, 0) - p * t + np.log1p(np.exp(-np.abs(p)))).sum(axis=1)
+        return t.sum(axis=1) * np.log(np.exp(shifted).sum(axis=1)) - (t * shifted).sum(axis=1), p
+    return (np.maximum(p, 0) - p * t + np.log1p(np.exp(-np.abs(p)))).sum(axis=1), p
 
 
 #: the kinds whose value clips p (or its softmax or sigmoid) and so can hide ±inf
-_CLIPPED = frozenset({"cross_entropy", "binary_cross_entropy", "softmax_cross_entropy", "sigmoid_cross_entropy"})
+CLIPPED_LOSSES = frozenset({"cross_entropy", "binary_cross_entropy", "softmax_cross_entropy", "sigmoid_cross_entropy"})
 
-_LOSS = {
+#: each loss kind's function (p, t, g) -> (Σ l(p, t), predictions), as above
+LOSS_TERMS = {
     "squared": _squared,
     "absolute": _absolute,
     "cross_entropy": _cross_entropy,
@@ -329,11 +332,16 @@ _LOSS = {
 }
 
 _HALF, _ZERO = np.float32(0.5), np.float32(0)  # exact in both dtypes
-_CORRECT = {
-    "binary": lambda p, t: np.count_nonzero(np.equal(np.greater(p, _HALF), np.greater(t, _HALF))),
-    "binary_logits": lambda p, t: np.count_nonzero(np.equal(np.greater(p, _ZERO), np.greater(t, _HALF))),
-    "categorical": lambda p, t: np.count_nonzero(p.argmax(axis=1) == t.argmax(axis=1)),
+#: each accuracy kind's hits: per element for the binary ones, per row for categorical
+CORRECT_ROWS = {
+    "binary": lambda p, t: np.equal(np.greater(p, _HALF), np.greater(t, _HALF)),
+    "binary_logits": lambda p, t: np.equal(np.greater(p, _ZERO), np.greater(t, _HALF)),
+    "categorical": lambda p, t: p.argmax(axis=1) == t.argmax(axis=1),
 }
+
+
+def _correct(accuracy: str, p: np.ndarray, t: np.ndarray) -> int:
+    return np.count_nonzero(CORRECT_ROWS[accuracy](p, t))
 
 
 def _all_finite(a: np.ndarray) -> bool:
@@ -560,17 +568,17 @@ class NumpyBackend(Backend):
     def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0, weights=None) -> None:
         if t.shape[1] == 1 and p.shape[1] > 1:  # class labels: their one-hot rows, so the same sums
             t = self._one_hot(t, p)
-        total, predictions = _LOSS[kind](p, t, grad)
+        total, predictions = LOSS_TERMS[kind](p, t, grad)
         if weights is not None:  # each row's loss and gradient scaled by its weight
             w = weights.reshape(-1)
-            total = np.dot(w, _row_losses(kind, p, t))
+            total = np.dot(w, row_losses(kind, p, t)[0])
             if grad is not None:
                 np.multiply(grad, w[:, None].astype(grad.dtype, copy=False), out=grad)
         # a non-finite p gives a non-finite total, but where p is clipped
-        if not math.isfinite(total) or (kind in _CLIPPED and not _all_finite(p)):
+        if not math.isfinite(total) or (kind in CLIPPED_LOSSES and not _all_finite(p)):
             total = math.nan
         acc[index] += scale * total
-        acc[index + 1] += _CORRECT[accuracy](predictions, t)
+        acc[index + 1] += _correct(accuracy, predictions, t)
         if grad is not None and grad_scale != 1.0:
             np.multiply(grad, grad.dtype.type(grad_scale), grad)
 
@@ -650,63 +658,69 @@ class NumpyBackend(Backend):
         acc[index + 1] += d.size
 
     # -------------------------------------------------------------- optimizers
+    # The scalars are rounded to the arrays' dtype first (numpy does so for a
+    # Python float): a population's per-member arrays of them then give each
+    # member the bits of a model alone.
     def _decayed_gradient(self, p, g, weight_decay):
         """g + weight_decay · p in a scratch buffer (g itself when 0)."""
-        if not weight_decay:
+        if not np.any(weight_decay):
             return g
         decayed = self._tmp(p, 2)
-        np.multiply(p, weight_decay, out=decayed)
+        np.multiply(p, p.dtype.type(weight_decay), out=decayed)
         decayed += g
         return decayed
 
     def sgd_step(self, p, g, velocity, lr, momentum, nesterov, weight_decay=0.0) -> None:
+        t = p.dtype.type
         g = self._decayed_gradient(p, g, weight_decay)
         step = self._tmp(p)
         if velocity is None:
-            np.multiply(g, lr, out=step)
+            np.multiply(g, t(lr), out=step)
         else:
-            velocity *= momentum
+            velocity *= t(momentum)
             velocity += g
             if nesterov:
-                np.multiply(velocity, momentum, out=step)
+                np.multiply(velocity, t(momentum), out=step)
                 step += g
-                step *= lr
+                step *= t(lr)
             else:
-                np.multiply(velocity, lr, out=step)
+                np.multiply(velocity, t(lr), out=step)
         p -= step
 
     # The update orders follow ATen's kernels term by term: addcmul computes
     # self + (value * t1) * t2 and addcdiv self + (value * t1) / t2.
     def adagrad_step(self, p, g, sum_sq, lr, eps, weight_decay=0.0) -> None:
+        t = p.dtype.type
         g = self._decayed_gradient(p, g, weight_decay)
         step = self._tmp(p)
         np.multiply(g, g, out=step)
         sum_sq += step
         np.sqrt(sum_sq, out=step)
-        step += eps
+        step += t(eps)
         scaled = self._tmp(p, 1)
-        np.multiply(g, lr, out=scaled)
+        np.multiply(g, t(lr), out=scaled)
         np.divide(scaled, step, out=step)
         p -= step
 
     def adam_step(self, p, g, m, v, step_size, beta1, beta2, eps, bias_correction2_sqrt,
                   weight_decay=0.0, decay=1.0) -> None:
+        t = p.dtype.type
         g = self._decayed_gradient(p, g, weight_decay)
-        if decay != 1.0:
-            p *= decay
+        if np.any(decay != 1.0):
+            p *= t(decay)
         step = self._tmp(p)
         np.subtract(g, m, out=step)
-        step *= 1 - beta1
+        step *= t(1 - beta1)
         m += step
-        v *= beta2
-        np.multiply(g, 1 - beta2, out=step)
+        v *= t(beta2)
+        np.multiply(g, t(1 - beta2), out=step)
         step *= g
         v += step
         np.sqrt(v, out=step)
-        step /= bias_correction2_sqrt
-        step += eps
+        step /= t(bias_correction2_sqrt)
+        step += t(eps)
         scaled = self._tmp(p, 1)
-        np.multiply(m, step_size, out=scaled)
+        np.multiply(m, t(step_size), out=scaled)
         np.divide(scaled, step, out=step)
         p -= step
 

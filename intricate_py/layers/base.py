@@ -652,8 +652,9 @@ def _shapes_text(shapes: dict[str, Shape]) -> str:
 
 def same_device(a: Backend, b: Backend) -> bool:
     """Whether arrays of backend ``a`` serve backend ``b`` as they are: the
-    same GPU backend, or numpy in the same dtype."""
-    return a is b or (a.kind == b.kind == "cpu" and a.dtype == b.dtype)
+    same GPU backend, or numpy in the same dtype for as many members (a
+    population's arrays hold one array per member)."""
+    return a is b or (a.kind == b.kind == "cpu" and a.dtype == b.dtype and a.members == b.members)
 
 
 def _is_shapes(shape) -> bool:

@@ -1,0 +1,419 @@
+"""A population's backend: every operation of another backend, applied to
+``size`` networks at once.
+
+An array of a population is :class:`Members`: one array of the same shape
+per member, which layers, losses and optimizers see through its ``shape``
+(a member's) exactly as they see a model's arrays, so that they run
+unchanged. Arrays that every member shares (a batch of the data, which the
+same data feeds to every member) stay the base backend's own arrays.
+
+Each operation runs in one of two ways:
+
+* batched: on the CPU the members are one numpy array (member, *shape),
+  and the operations that a population's step needs (products with their
+  epilogues, element-wise operations, losses, optimizer updates) run once
+  for every member, as batched ``matmul`` and broadcasting;
+* member by member: every other operation (and every operation on the
+  GPU) calls the base backend once per member on that member's views, so
+  that each member computes exactly what a model alone computes.
+
+Per-member hyper-parameters (an optimizer's learning rates, momenta,
+betas) reach the optimizer operations as numpy arrays of length ``size``
+where plain models pass floats.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from .base import Backend
+from .numpy_backend import CLIPPED_LOSSES, CORRECT_ROWS, LOSS_TERMS, row_losses
+
+__all__ = ["Members", "MemberValues", "PopulationBackend"]
+
+#: the elements an optimizer update takes on at once on the CPU (whole members, at least one)
+UPDATE_ELEMENTS = 1 << 16
+
+
+class Members:
+    """One array of ``shape`` for each member of a population.
+
+    ``stack``: on the CPU, the numpy array (size, *shape) of them all (a
+    view where the array is a view); ``each``: the base backend's array of
+    each member (numpy views of ``stack`` on the CPU)."""
+
+    __slots__ = ("shape", "dtype", "stack", "each")
+
+    def __init__(self, shape: Sequence[int], dtype, each: list, stack: np.ndarray | None = None):
+        self.shape, self.dtype, self.each, self.stack = tuple(shape), np.dtype(dtype), each, stack
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"Members({len(self.each)} × {self.shape})"
+
+
+def _stacked(stack: np.ndarray) -> Members:
+    return Members(stack.shape[1:], stack.dtype, list(stack), stack)
+
+
+class MemberValues(np.ndarray):
+    """A hyper-parameter with one value per member (float64), as the
+    optimizers hand them to the operations."""
+
+    def __new__(cls, values) -> "MemberValues":
+        return np.asarray(values, np.float64).view(cls)
+
+    def __repr__(self) -> str:
+        return repr(self.tolist())
+
+
+def _member(a, p: int):
+    """Member ``p``'s part of an operation's argument: its array of a
+    :class:`Members`, its entry of a per-member hyper-parameter, its parts
+    of a tuple (a product's ``grad_of``); anything else as it is."""
+    if isinstance(a, Members):
+        return a.each[p]
+    if isinstance(a, MemberValues):
+        return float(a[p])
+    if type(a) is tuple:
+        return tuple(_member(v, p) for v in a)
+    return a
+
+
+def _per_member(name: str):
+    def operation(self: "PopulationBackend", *args, **kwargs) -> None:
+        base = getattr(self.base, name)
+        for p in range(self.size):
+            base(*[_member(a, p) for a in args], **{k: _member(v, p) for k, v in kwargs.items()})
+    operation.__name__ = name
+    operation.__doc__ = f"The base backend's ``{name}``, member by member."
+    return operation
+
+
+def _nd(a):
+    """The numpy form of an argument on the CPU: a stack for members, the
+    array itself for a shared one."""
+    return a.stack if isinstance(a, Members) else a
+
+
+def _one_hot(labels: np.ndarray, width: int, dtype) -> np.ndarray:
+    """The one-hot rows (n, width) of class labels (n, 1)."""
+    rows = np.zeros((len(labels), width), dtype)
+    rows[np.arange(len(labels)), labels[:, 0].astype(np.intp)] = 1
+    return rows
+
+
+def _part(a, members: slice):
+    """Members ``members`` of an optimizer's argument: of an array of
+    every member's, those rows; a float as it is."""
+    return a[members] if isinstance(a, np.ndarray) else a
+
+
+def _hyper(v, ndim: int):
+    """A per-member hyper-parameter as an array that broadcasts against
+    (size, ...) of ``ndim`` axes after the first; a float as it is."""
+    if isinstance(v, MemberValues):
+        return np.asarray(v).reshape((-1,) + (1,) * ndim)
+    return v
+
+
+class PopulationBackend(Backend):
+    """The operations of ``base`` over ``size`` members (see the module)."""
+
+    def __init__(self, base: Backend, size: int):
+        self.base, self.size, self.members = base, size, size
+        self.kind, self.dtype = base.kind, base.dtype
+        self.batched = base.kind == "cpu"  # numpy: one call for every member where written below
+        self.records = False  # the GPU's dispatches run as issued, member by member
+
+    def __repr__(self) -> str:
+        return f"PopulationBackend({self.size} × {self.base!r})"
+
+    @property
+    def name(self) -> str:
+        return f"{self.size} members on {self.base.name}"
+
+    # ------------------------------------------------------------------ memory
+    def _new(self, shape, dtype, fill) -> Members:
+        shape = tuple(shape)
+        dtype = np.dtype(dtype or self.dtype)
+        if self.batched:
+            stack = (np.zeros if fill else np.empty)((self.size, *shape), dtype)
+            return _stacked(stack)
+        size = math.prod(shape)
+        flat = self.base.zeros((self.size * size,)) if fill else self.base.empty((self.size * size,), dtype)
+        return Members(shape, dtype, [self.base.view(flat, p * size, shape) for p in range(self.size)])
+
+    def empty(self, shape, dtype=None) -> Members:
+        return self._new(shape, dtype, False)
+
+    def zeros(self, shape) -> Members:
+        return self._new(shape, None, True)
+
+    def from_numpy(self, a: np.ndarray) -> Members:
+        """``a`` for every member."""
+        a = np.asarray(a)
+        dtype = np.int32 if np.issubdtype(a.dtype, np.integer) else self.dtype
+        out = self.empty(a.shape, dtype)
+        self.write(out, a)
+        return out
+
+    def stacked(self, a: np.ndarray) -> Members:
+        """Member ``p``'s array ``a[p]`` for each member: ``a`` (size, *shape)."""
+        a = np.asarray(a)
+        out = self.empty(a.shape[1:])
+        self.write_members(out, a)
+        return out
+
+    def asarray(self, a: np.ndarray):
+        return self.base.asarray(a)
+
+    def dataset(self, a: np.ndarray):
+        return self.base.dataset(a)
+
+    def to_numpy(self, a) -> np.ndarray:
+        """(size, *shape) for members; a shared array's own shape."""
+        if not isinstance(a, Members):
+            return self.base.to_numpy(a)
+        if self.batched:
+            return np.array(a.stack)
+        return np.stack([self.base.to_numpy(e) for e in a.each])
+
+    def write(self, dst: Members, a: np.ndarray) -> None:
+        """``a`` (one member's shape) into every member."""
+        if self.batched:
+            np.copyto(dst.stack, a, casting="same_kind")
+            return
+        for e in dst.each:
+            self.base.write(e, a)
+
+    def write_members(self, dst: Members, a: np.ndarray) -> None:
+        """``a[p]`` into member ``p``, ``a`` (size, *shape)."""
+        if self.batched:
+            np.copyto(dst.stack, a, casting="same_kind")
+            return
+        for e, part in zip(dst.each, a):
+            self.base.write(e, np.ascontiguousarray(part))
+
+    def copy(self, src, dst: Members) -> None:
+        if self.batched:
+            np.copyto(dst.stack, _nd(src))
+            return
+        for p, e in enumerate(dst.each):
+            self.base.copy(_member(src, p), e)
+
+    def copy_members(self, src: Members, dst: Members, members: np.ndarray) -> None:
+        """``dst = src`` for the members ``members`` (indices) only."""
+        if self.batched:
+            dst.stack[members] = src.stack[members]
+            return
+        for p in members:
+            self.base.copy(src.each[p], dst.each[p])
+
+    def clear(self, a: Members) -> None:
+        if self.batched:
+            a.stack.fill(0)
+            return
+        for e in a.each:
+            self.base.clear(e)
+
+    def rows(self, a, start: int, stop: int):
+        if not isinstance(a, Members):
+            return self.base.rows(a, start, stop)
+        if self.batched:
+            return _stacked(a.stack[:, start:stop])
+        return Members((stop - start, *a.shape[1:]), a.dtype, [self.base.rows(e, start, stop) for e in a.each])
+
+    def view(self, a, offset: int, shape: Sequence[int]):
+        if not isinstance(a, Members):
+            return self.base.view(a, offset, shape)
+        shape = tuple(shape)
+        if self.batched:
+            flat = a.stack.view()
+            flat.shape = (self.size, a.size)  # AttributeError rather than a copy
+            part = flat[:, offset: offset + math.prod(shape)].view()
+            part.shape = (self.size, *shape)
+            return _stacked(part)
+        return Members(shape, a.dtype, [self.base.view(e, offset, shape) for e in a.each])
+
+    # ----------------------------------------------------------- dense algebra
+    def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation=None,
+               grad_of=None, bias_grad=None, activation_param=0.0) -> None:
+        if not self.batched:
+            return self._matmul_each(a, b, out, transpose_a, transpose_b, bias, activation, grad_of, bias_grad,
+                                     activation_param)
+        left = a.stack if isinstance(a, Members) else a
+        right = b.stack if isinstance(b, Members) else b
+        if transpose_a:
+            left = left.mT
+        if transpose_b:
+            right = right.mT
+        result = out.stack
+        product = result if grad_of is None else np.empty_like(result)
+        np.matmul(left, right, out=product)
+        if bias is not None:
+            np.add(result, bias.stack[:, None, :] if isinstance(bias, Members) else bias, out=result)
+        if activation is not None:
+            self.base.activation(activation, result, result, activation_param)
+        if grad_of is not None:
+            kind, y = grad_of
+            self.base.activation_grad(kind, _nd(y), product, result, activation_param)
+        if bias_grad is not None:
+            np.add.reduce(right, axis=-2, out=bias_grad.stack)
+
+    _matmul_each = _per_member("matmul")
+
+    def sum_rows(self, x, out) -> None:
+        if self.batched and isinstance(x, Members):
+            np.add.reduce(x.stack, axis=1, out=out.stack)
+        else:
+            self._sum_rows_each(x, out)
+
+    _sum_rows_each = _per_member("sum_rows")
+
+    # ---------------------------------------------------- element-wise, batched
+    def _elementwise(name: str):
+        each = _per_member(name)
+
+        def operation(self: "PopulationBackend", *args, **kwargs) -> None:
+            if not self.batched:
+                return each(self, *args, **kwargs)
+            getattr(self.base, name)(*[_nd(a) for a in args], **{k: _nd(v) for k, v in kwargs.items()})
+        operation.__name__ = name
+        operation.__doc__ = f"The base backend's ``{name}`` on every member at once."
+        return operation
+
+    add = _elementwise("add")
+    multiply = _elementwise("multiply")
+    scale = _elementwise("scale")
+    activation = _elementwise("activation")
+    activation_grad = _elementwise("activation_grad")
+    activation_grad_from_input = _elementwise("activation_grad_from_input")
+    dropout_grad = _elementwise("dropout_grad")
+
+    # ------------------------------------------------------------------ losses
+    def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0, weights=None) -> None:
+        """The base backend's loss for every member: on the CPU the gradient
+        of all in one call (the terms of the numpy backend's), and each
+        member's sum and correct count from its rows."""
+        if not (self.batched and isinstance(p, Members) and weights is None and not isinstance(t, Members)):
+            return self._loss_each(kind, p, t, acc, index, accuracy, scale, grad, grad_scale, weights)
+        stack = p.stack
+        rows, width = p.shape
+        flat = stack.reshape(self.size * rows, width)  # a copy where p is a batch of fewer rows than its buffer
+        targets = t if t.shape[1] == width else _one_hot(t, width, stack.dtype)
+        targets = np.broadcast_to(targets, stack.shape).reshape(self.size * rows, width)
+        g = None
+        if grad is not None:
+            whole = grad.stack.flags.c_contiguous
+            g = grad.stack.reshape(flat.shape) if whole else np.empty_like(flat)
+        _, predictions = LOSS_TERMS[kind](flat, targets, g)
+        if g is not None:
+            if grad_scale != 1.0:
+                np.multiply(g, g.dtype.type(grad_scale), g)
+            if not whole:
+                np.copyto(grad.stack, g.reshape(grad.stack.shape))
+        totals = row_losses(kind, flat, targets)[0].reshape(self.size, rows).sum(axis=1)
+        finite = np.isfinite(totals)
+        if kind in CLIPPED_LOSSES:
+            finite &= np.isfinite(stack.reshape(self.size, -1)).all(axis=1)
+        sums = acc.stack
+        sums[:, index] += np.where(finite, scale * totals, np.nan).astype(sums.dtype)
+        sums[:, index + 1] += CORRECT_ROWS[accuracy](predictions, targets).reshape(self.size, -1).sum(axis=1)
+
+    _loss_each = _per_member("loss")
+
+    # -------------------------------------------------------------- optimizers
+    def _optimizer(name: str):
+        each = _per_member(name)
+
+        def operation(self: "PopulationBackend", p, *args, **kwargs) -> None:
+            if not self.batched:
+                return each(self, p, *args, **kwargs)
+            ndim = p.stack.ndim - 1
+            args = [p.stack] + [_hyper(_nd(a), ndim) for a in args]
+            kwargs = {k: _hyper(_nd(v), ndim) for k, v in kwargs.items()}
+            # a few members at a time, so that the update's passes over them stay in the cache
+            chunk = max(1, UPDATE_ELEMENTS // max(1, p.size))
+            for first in range(0, self.size, chunk):
+                part = slice(first, first + chunk)
+                getattr(self.base, name)(*[_part(a, part) for a in args],
+                                         **{k: _part(v, part) for k, v in kwargs.items()})
+        operation.__name__ = name
+        operation.__doc__ = f"The base backend's ``{name}`` on every member at once (hyper-parameters per member)."
+        return operation
+
+    sgd_step = _optimizer("sgd_step")
+    adagrad_step = _optimizer("adagrad_step")
+    adam_step = _optimizer("adam_step")
+
+    del _elementwise, _optimizer
+
+    # ------------------------------------------------------- member by member
+    take_rows = _per_member("take_rows")
+    sum_channels = _per_member("sum_channels")
+    flag_nonfinite = _per_member("flag_nonfinite")
+    copy_slice = _per_member("copy_slice")
+    softmax = _per_member("softmax")
+    softmax_grad = _per_member("softmax_grad")
+    metric_counts = _per_member("metric_counts")
+    metric_sums = _per_member("metric_sums")
+    sum_squares = _per_member("sum_squares")
+    clip_norm = _per_member("clip_norm")
+    dropout = _per_member("dropout")
+    im2col = _per_member("im2col")
+    col2im = _per_member("col2im")
+    to_channels_first = _per_member("to_channels_first")
+    to_channels_last = _per_member("to_channels_last")
+    maxpool2d = _per_member("maxpool2d")
+    maxpool2d_grad = _per_member("maxpool2d_grad")
+    batch_norm = _per_member("batch_norm")
+    batch_norm_train = _per_member("batch_norm_train")
+    batch_norm_grad = _per_member("batch_norm_grad")
+    layer_norm = _per_member("layer_norm")
+    layer_norm_grad = _per_member("layer_norm_grad")
+    avgpool2d = _per_member("avgpool2d")
+    avgpool2d_grad = _per_member("avgpool2d_grad")
+    upsample2d = _per_member("upsample2d")
+    upsample2d_grad = _per_member("upsample2d_grad")
+    pad2d = _per_member("pad2d")
+    pad2d_grad = _per_member("pad2d_grad")
+    embedding = _per_member("embedding")
+    embedding_grad = _per_member("embedding_grad")
+    broadcast_rows = _per_member("broadcast_rows")
+    attention_probs = _per_member("attention_probs")
+    attention_apply = _per_member("attention_apply")
+    attention_apply_grad = _per_member("attention_apply_grad")
+    attention_probs_grad = _per_member("attention_probs_grad")
+    run_kernel = _per_member("run_kernel")
+
+    def norm_layouts(self, arrays, joint):
+        return self.base.norm_layouts(arrays, joint)
+
+    # -------------------------------------------------------------- scheduling
+    def flush(self) -> None:
+        self.base.flush()
+
+    def discard(self) -> None:
+        self.base.discard()
+
+    def end_step(self) -> None:
+        self.base.end_step()
+
+    def stats(self) -> dict[str, int]:
+        return self.base.stats()
+
+

@@ -1,0 +1,247 @@
+"""Populations: many networks trained at once, each member what its model
+trained alone would be (within float32 rounding on the CPU, bit for bit on
+the GPU), per-member hyper-parameters, freezing and early stopping per
+member, members as plain models, one file for all."""
+
+import numpy as np
+import pytest
+
+from intricate_py import Model, Population
+from intricate_py.backends.population import PopulationBackend
+from intricate_py.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from intricate_py.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid, TanH
+from intricate_py.losses import CategoricalCrossEntropy, MeanSquared
+from intricate_py.optimizers import SGD, Adam
+from intricate_py.saving import FormatError
+
+from xor_data import XOR_X, XOR_Y
+
+
+def mlp(device="cpu"):
+    return lambda seed=None: Model([Dense(5), TanH(), Dense(3), Sigmoid(), Dense(2)], input_size=4, device=device,
+                                   seed=seed)
+
+
+def cnn(device="cpu"):
+    return lambda seed=None: Model([Conv2D(3, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(4)], input_size=(2, 7, 7),
+                                   device=device, seed=seed)
+
+
+def data(rng, shape, n=24, classes=2):
+    x = rng.normal(size=(n, *shape)).astype(np.float32)
+    y = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, n)]
+    return x, y
+
+
+def alone(build, seed) -> Model:
+    """The member's model, to train alone: ``build``'s architecture drawn with ``seed``."""
+    return build(seed)
+
+
+def assert_member(population, i, model, exact):
+    for got, want in zip(population[i].get_weights(), model.get_weights()):
+        if exact:
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+# ---------------------------------------------------------------- exactness
+@pytest.mark.parametrize("make", [mlp, cnn], ids=["mlp", "cnn"])
+def test_each_member_trains_as_its_model_alone(device, make, rng):
+    """Members with their own seeds and learning rates, not shuffled: each
+    ends with the weights of its model trained alone (the GPU bit for bit)."""
+    build = make(device)
+    shape = (4,) if make is mlp else (2, 7, 7)
+    x, y = data(rng, shape, classes=2 if make is mlp else 4)
+    rates = [0.05, 0.1, 0.2]
+    population = Population(build, 3, seed=7)
+    history = population.fit(x, y, loss=MeanSquared(), optimizer=Adam(rates), epochs=3, batch_size=10,
+                             shuffle=False)
+    assert history.history["loss"].shape == (3, 3)
+    for i, rate in enumerate(rates):
+        model = alone(build, 7 + i)
+        h = model.fit(x, y, loss=MeanSquared(), optimizer=Adam(rate), epochs=3, batch_size=10, shuffle=False)
+        assert_member(population, i, model, exact=device == "gpu")
+        np.testing.assert_allclose(history.history["loss"][:, i], h.history["loss"], rtol=1e-5)
+
+
+def test_the_first_member_shuffles_as_a_model_with_the_seed(device, rng):
+    """Shuffled batches come in the order of a model with the population's
+    seed: its first member is that model trained alone."""
+    x, y = data(rng, (4,))
+    population = Population(mlp(device), 2, seed=11)
+    population.fit(x, y, loss=MeanSquared(), optimizer=SGD(0.1, momentum=[0.9, 0.5]), epochs=4, batch_size=8)
+    model = alone(mlp(device), 11)
+    model.fit(x, y, loss=MeanSquared(), optimizer=SGD(0.1, momentum=0.9), epochs=4, batch_size=8)
+    assert_member(population, 0, model, exact=device == "gpu")
+
+
+def test_members_start_from_the_weights_of_their_seeds():
+    population = Population(mlp(), 4, seed=5)
+    for i in range(4):
+        for got, want in zip(population[i].get_weights(), alone(mlp(), 5 + i).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(population[0].get_weights()[0], population[1].get_weights()[0])
+
+
+def test_an_unbuilt_model_is_built_by_the_data(rng):
+    x, y = data(rng, (4,))
+    population = Population(lambda: Model([Dense(3), TanH(), Dense(2)], device="cpu"), 2, seed=1)
+    population.fit(x, y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=2, batch_size=6, shuffle=False)
+    model = Model([Dense(3), TanH(), Dense(2)], input_size=4, device="cpu", seed=2)
+    model.fit(x, y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=2, batch_size=6, shuffle=False)
+    assert_member(population, 1, model, exact=False)
+
+
+def test_numpy_runs_one_batched_operation_for_every_member(rng, monkeypatch):
+    """On the CPU a step of a population calls the numpy backend as often
+    as a model's step does: the members are one array."""
+    x, y = data(rng, (4,))
+    calls = {"population": 0, "model": 0}
+    population = Population(mlp(), 16, seed=0)
+    model = mlp()()
+    for name, backend in (("population", population.backend.base), ("model", model.device)):
+        for op in ("matmul", "loss", "adam_step", "activation", "activation_grad"):
+            original = getattr(backend, op)
+
+            def counted(*args, _original=original, _name=name, **kwargs):
+                calls[_name] += 1
+                return _original(*args, **kwargs)
+            monkeypatch.setattr(backend, op, counted)
+    population.fit(x, y, loss=MeanSquared(), optimizer=Adam(0.01), epochs=1, batch_size=24)
+    model.fit(x, y, loss=MeanSquared(), optimizer=Adam(0.01), epochs=1, batch_size=24)
+    assert 0 < calls["population"] <= calls["model"]
+
+
+# --------------------------------------------------- per-member behaviour
+def test_a_diverging_member_is_frozen_at_its_last_good_weights(device):
+    """One member's learning rate makes it diverge: it keeps the weights a
+    model alone keeps when fit stops on the NaN, the others train on."""
+    def build(seed=None):
+        return Model([Dense(4), ReLU(), Dense(1)], input_size=2, device=device, seed=seed)
+    rates = [0.05, 1e4, 0.1]
+    population = Population(build, 3, seed=2)
+    history = population.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(rates), epochs=30, batch_size=4)
+    losses = history.history["loss"]
+    assert np.isfinite(losses[:, [0, 2]]).all()
+    bad = np.flatnonzero(~np.isfinite(losses[:, 1]))
+    assert len(bad) and bad[0] > 0 and np.isnan(losses[bad[0]:, 1]).all()
+    model = alone(build, 3)
+    with pytest.warns(RuntimeWarning, match="training stopped"):
+        h = model.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(1e4), epochs=30, batch_size=4)
+    assert len(h.epoch) == bad[0] + 1
+    assert_member(population, 1, model, exact=device == "gpu")
+    trained = alone(build, 4)
+    trained.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=30, batch_size=4)
+    assert_member(population, 2, trained, exact=device == "gpu")
+
+
+def test_early_stopping_stops_each_member_as_alone(rng):
+    x, y = data(rng, (4,), n=40)
+    vx, vy = data(rng, (4,), n=16)
+    rates = [0.3, 0.01, 0.1, 0.5]
+    population = Population(mlp(), 4, seed=3)
+    stop = EarlyStopping(patience=2, restore_best_weights=True)
+    history = population.fit(x, y, loss=MeanSquared(), optimizer=Adam(rates), epochs=40, batch_size=8,
+                             validation_data=(vx, vy), callbacks=[stop], shuffle=False)
+    lengths = []
+    for i, rate in enumerate(rates):
+        model = alone(mlp(), 3 + i)
+        h = model.fit(x, y, loss=MeanSquared(), optimizer=Adam(rate), epochs=40, batch_size=8,
+                      validation_data=(vx, vy), callbacks=[EarlyStopping(patience=2, restore_best_weights=True)],
+                      shuffle=False)
+        lengths.append(len(h.epoch))
+        assert_member(population, i, model, exact=False)
+        trained = history.history["val_loss"][: len(h.epoch), i]
+        np.testing.assert_allclose(trained, h.history["val_loss"], rtol=1e-5)
+        assert np.isnan(history.history["val_loss"][len(h.epoch):, i]).all()
+    assert len(set(lengths)) > 1, "the members should stop at different epochs"
+    assert history.history["loss"].shape[0] == max(lengths)
+
+
+def test_callbacks_see_one_value_per_member(rng):
+    x, y = data(rng, (4,))
+    seen = []
+
+    class Watch(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((epoch, logs["loss"].shape))
+            if epoch == 2:
+                self.model.stop_training = True
+    population = Population(mlp(), 3)
+    history = population.fit(x, y, loss=MeanSquared(), optimizer="adam", epochs=10, callbacks=[Watch()])
+    assert seen == [(0, (3,)), (1, (3,)), (2, (3,))]
+    assert history.history["loss"].shape == (3, 3)
+    with pytest.raises(ValueError, match="acts on a single Model"):
+        population.fit(x, y, epochs=1, callbacks=[ModelCheckpoint("never.safetensors")])
+
+
+# ------------------------------------------------------ members and files
+def test_members_predict_evaluate_and_best(device, rng, tmp_path):
+    x, y = data(rng, (4,))
+    vx, vy = data(rng, (4,), n=10)
+    population = Population(mlp(device), 5, seed=1)
+    history = population.fit(x, y, loss=CategoricalCrossEntropy(from_logits=True),
+                             optimizer=Adam(np.geomspace(1e-3, 1e-1, 5)), epochs=5, batch_size=8,
+                             validation_data=(vx, vy))
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    predictions = population.predict(vx)
+    scores = population.evaluate(vx, vy)
+    assert predictions.shape == (5, 10, 2) and scores["loss"].shape == (5,)
+    for i in range(5):
+        member = population[i]
+        np.testing.assert_allclose(predictions[i], member.predict(vx), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(scores["loss"][i], member.evaluate(vx, vy)["loss"], rtol=1e-5)
+    np.testing.assert_allclose(scores["loss"], history.history["val_loss"][-1], rtol=1e-5)
+    best = int(np.argmin(history.history["val_loss"][-1]))
+    assert population.best_index() == best
+    np.testing.assert_array_equal(population.best().get_weights()[0], population[best].get_weights()[0])
+    # a member shares nothing with the population
+    member = population[0]
+    member.fit(x, y, loss=CategoricalCrossEntropy(from_logits=True), optimizer="adam", epochs=1)
+    assert not np.array_equal(member.get_weights()[0], population[0].get_weights()[0])
+
+
+def test_one_file_holds_the_population(tmp_path, rng):
+    x, y = data(rng, (4,))
+    population = Population(mlp(), 3, seed=4)
+    population.fit(x, y, loss=MeanSquared(), optimizer="adam", epochs=2)
+    path = tmp_path / "population.safetensors"
+    population.save(path)
+    from safetensors.numpy import load_file
+    tensors = load_file(path)
+    assert tensors["0.W"].shape == (3, 4, 5)
+    loaded = Population.load(path, mlp())
+    assert loaded.size == 3 and loaded.seed == 4
+    np.testing.assert_array_equal(loaded.predict(x), population.predict(x))
+    with pytest.raises(FormatError, match="expected the tensors"):
+        Population.load(path, lambda: Model([Dense(6), Dense(2)], input_size=4, device="cpu"))
+    # a population with a NaN weight is refused, and the previous file stays
+    layer = population.model.plan.layers[0]
+    population.backend.write(layer.params["W"].value, np.full((4, 5), np.nan, np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        population.save(path)
+    np.testing.assert_array_equal(load_file(path)["0.W"], tensors["0.W"])
+
+
+# ------------------------------------------------------------------ errors
+def test_clear_errors():
+    with pytest.raises(ValueError, match="expected build"):
+        Population(42, 3)
+    with pytest.raises(ValueError, match="return a Model"):
+        Population(lambda: "model", 3)
+    with pytest.raises(ValueError, match="positive integer"):
+        Population(mlp(), 0)
+    population = Population(mlp(), 3)
+    with pytest.raises(ValueError, match="one value per member of a Population of 3"):
+        population.fit(np.zeros((4, 4)), np.zeros((4, 2)), loss="mse", optimizer=Adam([0.1, 0.2]))
+    with pytest.raises(ValueError, match="Population"):
+        mlp()().fit(np.zeros((4, 4)), np.zeros((4, 2)), loss="mse", optimizer=Adam([0.1, 0.2]))
+    with pytest.raises(ValueError, match=r"learning_rate\[1\]"):
+        Adam([0.1, -1.0])
+    with pytest.raises(IndexError, match="member index"):
+        population[3]
+    with pytest.raises(ValueError, match="expected a fit"):
+        population.best()
+    assert isinstance(population.backend, PopulationBackend) and "3 ×" in repr(population)
