@@ -25,18 +25,9 @@ import numpy as np
 
 from . import _checks
 from .backends import Array, Backend
-from .backends.population import MemberValues
+from .backends.population import MemberValues, member_values as _value
 from .layers import Parameter
 from .schedules import LearningRateSchedule, checked_rate, schedule_entry, schedule_from_entry
-
-def _value(value, check, name: str):
-    """A hyper-parameter: a float that ``check`` accepts, or for a
-    Population one per member (a 1-D sequence or array of them)."""
-    if isinstance(value, (list, tuple, np.ndarray)) and np.ndim(value) == 1:
-        return MemberValues([check(v.item() if isinstance(v, np.generic) else v, f"{name}[{i}]")
-                             for i, v in enumerate(value)])
-    return check(value, name)
-
 
 def _sqrt(x):
     return np.sqrt(x) if isinstance(x, MemberValues) else math.sqrt(x)

@@ -29,15 +29,16 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import _checks
-from .backends.population import PopulationBackend
+from .backends.population import MemberValues, PopulationBackend
 from .callbacks import Callback, EarlyStopping, FunctionCallback, TerminateOnNaN
 from .metrics import improves_upward
 from .fit_data import DeviceData, Evaluation, metric_keys, metric_slots, metric_table, step_arrays
 from .fitting import TrainStep
+from .layers import Dropout
 from .layers.base import Workspace
 from .model import Model, as_loss, as_optimizer
 from .model_data import split
-from .population_fit import Epochs, MemberStopping
+from .population_fit import Epochs, MemberData, MemberStopping
 from .saving.fileio import FormatError, atomic_write, read_safetensors
 from .training import History
 
@@ -69,20 +70,34 @@ class Population:
         self.history: History | None = None
         #: set True (by a callback) to stop fit after the current epoch
         self.stop_training = False
+        # what DeviceData takes of a model, for batches every member shares: they live on the base backend
         self._shared = SimpleNamespace(backend=base, plan=SimpleNamespace(buffers=Workspace(base)))
         self._held_epoch: np.ndarray | None = None
 
     # ---------------------------------------------------------------- members
     def _draw(self) -> None:
-        """Each member's initial weights, drawn as ``Model(seed=seed + i)`` draws them."""
+        """Each member's initial weights, drawn as ``Model(seed=seed + i)``
+        draws them (and the seed of each Dropout not given one, which a
+        model draws in its turn: the members' masks differ as their models' do)."""
         layers = self.model.plan.layers
         drawn: list[list[dict[str, np.ndarray]]] = []
+        seeds: dict[int, list[int]] = {k: [] for k, layer in enumerate(layers)
+                                       if isinstance(layer, Dropout) and not layer.seed_given}
         for i in range(self.size):
             rng = np.random.default_rng(np.random.SeedSequence(self.seed + i).spawn(2)[0])
-            drawn.append([layer.create_parameters(rng) for layer in layers])
+            drawn.append([])
+            for k, layer in enumerate(layers):
+                if k in seeds:
+                    layer.seed = None
+                drawn[-1].append(layer.create_parameters(rng))
+                if k in seeds:
+                    seeds[k].append(layer.seed)
         for k, layer in enumerate(layers):
             for name, p in layer.params.items():
                 self.backend.write_members(p.value, np.stack([values[k][name] for values in drawn]))
+            if k in seeds:
+                layer.seed = MemberValues(seeds[k], np.int64)
+        self.model.plan.built()  # the step values' keys changed
 
     def _build_from(self, x) -> None:
         if not self.model.built:
@@ -105,9 +120,11 @@ class Population:
         layers = model.plan.layers
         if [type(layer) for layer in layers] != [type(layer) for layer in self.model.plan.layers]:
             raise ValueError("expected build() to return the same architecture each time")
-        for layer, values in zip(layers, weights):
+        for layer, values, mine in zip(layers, weights, self.model.plan.layers):
             for name, value in values.items():
                 model.backend.write(layer.params[name].value, value)
+            if isinstance(mine, Dropout) and isinstance(mine.seed, MemberValues):
+                layer.seed = int(mine.seed[self._index(i)])
         model.loss, model.loss_weights = self.model.loss, self.model.loss_weights
         return model
 
@@ -160,11 +177,13 @@ class Population:
             self.model.loss_weights = loss_weights
 
     def fit(self, x, y=None, loss=None, optimizer=None, epochs: int = 1, batch_size: int | None = None,
-            shuffle: bool = True, validation_data: tuple | None = None, validation_split: float = 0.0,
+            shuffle: bool | str = True, validation_data: tuple | None = None, validation_split: float = 0.0,
             verbose: bool | int = False, callbacks: Iterable[Callback] | None = None) -> History:
         """Train every member on the same batches, in the same order (that of
         a model with the population's seed), and return the History: each
-        entry (epochs, size). Arguments as Model.fit's."""
+        entry (epochs, size). Arguments as Model.fit's; ``shuffle="members"``
+        gives each member its own order, that of a model with its seed, so
+        that each member is its model trained alone."""
         self.compile(optimizer, loss)
         model = self.model
         if model.optimizer is None:
@@ -190,7 +209,12 @@ class Population:
         keys = metric_keys(model, losses, validation is not None)
         step = TrainStep(model, losses, weights, slots)
         batch = min(batch_size, len(arrays[0]))
-        train = DeviceData(self._shared, "train", arrays, batch, shuffle)
+        if shuffle == "members":
+            train = MemberData(self, arrays, batch)
+        elif isinstance(shuffle, (bool, np.bool_)):
+            train = DeviceData(self._shared, "train", arrays, batch, bool(shuffle))
+        else:
+            raise ValueError(f"expected shuffle True, False or 'members'. Received: shuffle={shuffle!r}")
         evaluation = None
         if validation is not None:
             evaluation = Evaluation(model, losses, DeviceData(self._shared, "val", validation,

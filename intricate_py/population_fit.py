@@ -38,6 +38,45 @@ def keep(backend: "PopulationBackend", src: list, dst: list, members: np.ndarray
             backend.copy_members(a, b, members)
 
 
+class MemberData:
+    """A fit's arrays, each member taking its batches in its own order: the
+    order a model with seed ``seed + i`` draws for member i (fit's
+    ``shuffle="members"``), so that every member is its model alone to the
+    bit. The interface of ``fit_data.DeviceData``; the batches are Members."""
+
+    replayable = True
+    _gathered = False
+
+    def __init__(self, population: "Population", arrays: list[np.ndarray], batch: int):
+        backend = self.backend = population.backend
+        self.n, self.batch = len(arrays[0]), batch
+        self.sources = [backend.dataset(a) for a in arrays]
+        self.index = backend.from_numpy(np.arange(self.n, dtype=np.int32))
+        buffers = [backend.empty((batch, *a.shape[1:])) for a in arrays]
+        self.views = [(s, [backend.rows(b, 0, min(batch, self.n - s)) for b in buffers])
+                      for s in range(0, self.n, batch)]
+        self.steps = len(self.views)
+        self.shuffling = self.steps > 1
+        self.rngs = [np.random.default_rng(np.random.SeedSequence(population.seed + i).spawn(2)[1])
+                     for i in range(population.size)]
+
+    def shuffle(self, rng: np.random.Generator) -> None:
+        """Each member's next order, from its own generator (``rng``, the population's, is not used)."""
+        self.backend.write_members(self.index, np.stack([r.permutation(self.n) for r in self.rngs]).astype(np.int32))
+
+    def epoch(self):
+        yield from self.views
+
+    def gather(self, first: int, arrays: list) -> None:
+        for source, out in zip(self.sources, arrays):
+            self.backend.take_rows(source, self.index, out, first)
+
+    def batches(self):
+        for first, arrays in self.epoch():
+            self.gather(first, arrays)
+            yield arrays
+
+
 class MemberStopping:
     """EarlyStopping's rule (Keras's), applied to each member on its own:
     a member that stops is frozen, at its best epoch's weights with
@@ -224,4 +263,4 @@ def _show(epoch: int, logs: dict, frozen: np.ndarray, diverged: np.ndarray) -> N
     print(text)
 
 
-__all__ = ["Epochs", "MemberStopping", "keep"]
+__all__ = ["Epochs", "MemberData", "MemberStopping", "keep"]

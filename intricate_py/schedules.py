@@ -22,6 +22,7 @@ import numbers
 from typing import Any, Sequence
 
 from . import _checks
+from .backends.population import MemberValues, member_values
 
 #: Every LearningRateSchedule subclass by class name, for rebuilding
 #: optimizers from files (custom ones too, once defined).
@@ -60,6 +61,8 @@ def checked_rate(schedule: LearningRateSchedule, step: int) -> float:
     weights it makes stop training by the divergence rule."""
     rate = schedule(step)
     if type(rate) is float and rate >= 0:  # the common case, cheaply
+        return rate
+    if isinstance(rate, MemberValues) and (rate >= 0).all():  # a Population's rates, one a member
         return rate
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not rate >= 0:
         raise ValueError(
@@ -129,11 +132,13 @@ class CosineDecay(LearningRateSchedule):
         warmup_target: float | None = None,
         warmup_steps: int = 0,
     ):
-        self.initial_learning_rate = _checks.non_negative_float(initial_learning_rate, "initial_learning_rate")
+        self.initial_learning_rate = member_values(initial_learning_rate, _checks.non_negative_float,
+                                                   "initial_learning_rate")
         self.decay_steps = _checks.positive_int(decay_steps, "decay_steps")
         self.alpha = _checks.fraction(alpha, "alpha", upper_inclusive=True)
         self.warmup_steps = _checks.non_negative_int(warmup_steps, "warmup_steps")
-        self.warmup_target = None if warmup_target is None else _checks.positive_float(warmup_target, "warmup_target")
+        self.warmup_target = None if warmup_target is None else member_values(warmup_target, _checks.positive_float,
+                                                                                "warmup_target")
         if self.warmup_steps and self.warmup_target is None:
             raise ValueError(
                 "expected warmup_target with warmup_steps (the rate warms up from "
@@ -167,7 +172,8 @@ class ExponentialDecay(LearningRateSchedule):
     floored with ``staircase``."""
 
     def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False):
-        self.initial_learning_rate = _checks.positive_float(initial_learning_rate, "initial_learning_rate")
+        self.initial_learning_rate = member_values(initial_learning_rate, _checks.positive_float,
+                                                   "initial_learning_rate")
         self.decay_steps = _checks.positive_int(decay_steps, "decay_steps")
         self.decay_rate = _checks.positive_float(decay_rate, "decay_rate")
         self.staircase = bool(staircase)

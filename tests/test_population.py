@@ -6,10 +6,11 @@ member, members as plain models, one file for all."""
 import numpy as np
 import pytest
 
-from intricate_py import Model, Population
+from intricate_py import Input, Model, Population
 from intricate_py.backends.population import PopulationBackend
 from intricate_py.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from intricate_py.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid, TanH
+from intricate_py.layers import (Add, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Embedding, Flatten,
+                                 LayerNormalization, MaxPool2D, MultiHeadAttention, ReLU, Sigmoid, TanH)
 from intricate_py.losses import CategoricalCrossEntropy, MeanSquared
 from intricate_py.optimizers import SGD, Adam
 from intricate_py.saving import FormatError
@@ -245,3 +246,85 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="expected a fit"):
         population.best()
     assert isinstance(population.backend, PopulationBackend) and "3 ×" in repr(population)
+
+
+def test_each_member_may_shuffle_as_its_model_alone(device, rng):
+    """shuffle="members": each member takes the batches in the order of a
+    model with its seed, and so ends with that model's weights, shuffled
+    batches, integer labels and all."""
+    x = rng.normal(size=(30, 4)).astype(np.float32)
+    labels = rng.integers(0, 2, 30)
+    population = Population(mlp(device), 3, seed=20)
+    loss = CategoricalCrossEntropy(from_logits=True)
+    history = population.fit(x, labels, loss=loss, optimizer=Adam([0.01, 0.02, 0.03]), epochs=3, batch_size=8,
+                             shuffle="members")
+    for i in range(3):
+        model = alone(mlp(device), 20 + i)
+        h = model.fit(x, labels, loss=loss, optimizer=Adam(0.01 * (i + 1)), epochs=3, batch_size=8)
+        assert_member(population, i, model, exact=device == "gpu")
+        np.testing.assert_allclose(history.history["loss"][:, i], h.history["loss"], rtol=1e-5)
+    with pytest.raises(ValueError, match="shuffle True, False or 'members'"):
+        population.fit(x, labels, shuffle="each")
+
+
+def test_schedules_and_every_scalar_of_an_optimizer_may_differ_per_member(device, rng):
+    from intricate_py.schedules import CosineDecay
+
+    x, y = data(rng, (4,))
+    starts, targets, momenta, decays = [0.01, 0.05], [0.1, 0.2], [0.5, 0.9], [0.0, 1e-3]
+    optimizer = SGD(CosineDecay(starts, 20, warmup_steps=3, warmup_target=targets), momentum=momenta,
+                    weight_decay=decays)
+    population = Population(mlp(device), 2, seed=30)
+    population.fit(x, y, loss=MeanSquared(), optimizer=optimizer, epochs=3, batch_size=8, shuffle=False)
+    for i in range(2):
+        model = alone(mlp(device), 30 + i)
+        model.fit(x, y, loss=MeanSquared(), shuffle=False, epochs=3, batch_size=8,
+                  optimizer=SGD(CosineDecay(starts[i], 20, warmup_steps=3, warmup_target=targets[i]),
+                                momentum=momenta[i], weight_decay=decays[i]))
+        assert_member(population, i, model, exact=device == "gpu")
+
+
+def residual(device):
+    def build(seed=None):
+        x = Input((6,))
+        h = ReLU()(BatchNormalization()(Dense(8)(x)))
+        h = LayerNormalization()(Add()([h, Dense(8)(h)]))
+        return Model(inputs=x, outputs=Dense(3)(h), device=device, seed=seed)
+    return build
+
+
+def attention(device):
+    def build(seed=None):
+        ids = Input((5,))
+        e = Embedding(11, 8)(ids)
+        return Model(inputs=ids, outputs=Dense(11)(MultiHeadAttention(2, 4)(e, e, use_causal_mask=True)),
+                     device=device, seed=seed)
+    return build
+
+
+def normalized_cnn(device):
+    return lambda seed=None: Model([Conv2D(4, 3, padding="same"), BatchNormalization(), ReLU(), AveragePooling2D(2),
+                                    Flatten(), Dense(3)], input_size=(1, 6, 6), device=device, seed=seed)
+
+
+def dropped(device):
+    return lambda seed=None: Model([Dense(8), Dropout(0.3), Dense(3)], input_size=6, device=device, seed=seed)
+
+
+@pytest.mark.parametrize("make", [residual, attention, normalized_cnn, dropped],
+                         ids=["residual graph", "attention", "batch-normalized cnn", "dropout"])
+def test_every_kind_of_layer_trains_per_member_as_alone(device, make, rng):
+    """Graphs, normalization (its moving statistics per member), sequences
+    and attention, and Dropout (each member its own masks, drawn as its
+    model draws them): each member, shuffled its own way, is its model alone."""
+    if make is attention:
+        x, y, loss = rng.integers(0, 11, (20, 5)), rng.integers(0, 11, (20, 5)), CategoricalCrossEntropy(True)
+    else:
+        shape = (1, 6, 6) if make is normalized_cnn else (6,)
+        x, y, loss = rng.normal(size=(20, *shape)).astype(np.float32), rng.normal(size=(20, 3)), MeanSquared()
+    population = Population(make(device), 3, seed=5)
+    population.fit(x, y, loss=loss, optimizer=Adam([0.01, 0.02, 0.03]), epochs=2, batch_size=8, shuffle="members")
+    for i in (0, 2):
+        model = alone(make(device), 5 + i)
+        model.fit(x, y, loss=loss, optimizer=Adam(0.01 * (i + 1)), epochs=2, batch_size=8)
+        assert_member(population, i, model, exact=device == "gpu")

@@ -32,7 +32,7 @@ import numpy as np
 from .base import Backend
 from .numpy_backend import CLIPPED_LOSSES, CORRECT_ROWS, LOSS_TERMS, row_losses
 
-__all__ = ["Members", "MemberValues", "PopulationBackend"]
+__all__ = ["Members", "MemberValues", "PopulationBackend", "member_values"]
 
 #: the elements an optimizer update takes on at once on the CPU (whole members, at least one)
 UPDATE_ELEMENTS = 1 << 16
@@ -70,14 +70,25 @@ def _stacked(stack: np.ndarray) -> Members:
 
 
 class MemberValues(np.ndarray):
-    """A hyper-parameter with one value per member (float64), as the
-    optimizers hand them to the operations."""
+    """A scalar argument with one value per member: a hyper-parameter
+    (float64) as the optimizers hand them to the operations, or a key
+    (int64) as a population's Dropout layers draw them."""
 
-    def __new__(cls, values) -> "MemberValues":
-        return np.asarray(values, np.float64).view(cls)
+    def __new__(cls, values, dtype=np.float64) -> "MemberValues":
+        return np.asarray(values, dtype).view(cls)
 
     def __repr__(self) -> str:
         return repr(self.tolist())
+
+
+def member_values(value, check, name: str):
+    """A hyper-parameter: what ``check(value, name)`` accepts (a float), or
+    for a Population one value per member, a 1-D sequence or array whose
+    every entry ``check`` accepts (:class:`MemberValues`)."""
+    if isinstance(value, (list, tuple, np.ndarray)) and np.ndim(value) == 1:
+        return MemberValues([check(v.item() if isinstance(v, np.generic) else v, f"{name}[{i}]")
+                             for i, v in enumerate(value)])
+    return check(value, name)
 
 
 def _member(a, p: int):
@@ -87,7 +98,7 @@ def _member(a, p: int):
     if isinstance(a, Members):
         return a.each[p]
     if isinstance(a, MemberValues):
-        return float(a[p])
+        return a[p].item()
     if type(a) is tuple:
         return tuple(_member(v, p) for v in a)
     return a
@@ -309,13 +320,17 @@ class PopulationBackend(Backend):
         """The base backend's loss for every member: on the CPU the gradient
         of all in one call (the terms of the numpy backend's), and each
         member's sum and correct count from its rows."""
-        if not (self.batched and isinstance(p, Members) and weights is None and not isinstance(t, Members)):
+        if not (self.batched and isinstance(p, Members) and weights is None):
             return self._loss_each(kind, p, t, acc, index, accuracy, scale, grad, grad_scale, weights)
         stack = p.stack
         rows, width = p.shape
         flat = stack.reshape(self.size * rows, width)  # a copy where p is a batch of fewer rows than its buffer
-        targets = t if t.shape[1] == width else _one_hot(t, width, stack.dtype)
-        targets = np.broadcast_to(targets, stack.shape).reshape(self.size * rows, width)
+        if isinstance(t, Members):  # each member's own batch (fit's shuffle="members")
+            targets = t.stack.reshape(self.size * rows, t.shape[1])
+            targets = targets if t.shape[1] == width else _one_hot(targets, width, stack.dtype)
+        else:
+            targets = t if t.shape[1] == width else _one_hot(t, width, stack.dtype)
+            targets = np.broadcast_to(targets, stack.shape).reshape(self.size * rows, width)
         g = None
         if grad is not None:
             whole = grad.stack.flags.c_contiguous
@@ -362,8 +377,16 @@ class PopulationBackend(Backend):
 
     del _elementwise, _optimizer
 
+    def take_rows(self, src, indices, out, first=0, src2=None, out2=None) -> None:
+        """Shared rows in each member's order (``indices`` one order a member) on the CPU at once."""
+        if not (self.batched and isinstance(indices, Members) and src2 is None and not isinstance(src, Members)):
+            return self._take_rows_each(src, indices, out, first, src2, out2)
+        rows = out.shape[0]
+        np.take(src, indices.stack[:, first: first + rows], axis=0, out=out.stack, mode="clip")
+
+    _take_rows_each = _per_member("take_rows")
+
     # ------------------------------------------------------- member by member
-    take_rows = _per_member("take_rows")
     sum_channels = _per_member("sum_channels")
     flag_nonfinite = _per_member("flag_nonfinite")
     copy_slice = _per_member("copy_slice")

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import _checks
 from ..backends import Array, dropout_key
+from ..backends.population import MemberValues
 from .base import Context, Layer
 
 #: How far apart the seeds of a shared Dropout's calls are (the golden ratio in 32 bits).
@@ -31,6 +32,8 @@ class Dropout(Layer):
         super().__init__(name)
         self.rate = _checks.fraction(rate, "rate")
         self.seed = None if seed is None else _checks.non_negative_int(seed, "seed") & 0xFFFFFFFF
+        #: the seed was given, not drawn from the model's (a Population's members then share it)
+        self.seed_given = seed is not None
         self.step = 0  # of the next forward on the layer's own, while training
 
     def create_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -40,7 +43,11 @@ class Dropout(Layer):
 
     def step_values(self, step: int, call: int) -> dict[str, int]:
         """The key of this step's masks: from (seed, step), and for a second
-        or later call of a shared layer from (seed + call, step) as well."""
+        or later call of a shared layer from (seed + call, step) as well;
+        in a Population whose members drew their own seeds, one key a member."""
+        if isinstance(self.seed, MemberValues):
+            return {"key": MemberValues([dropout_key((int(s) + call * CALL_STRIDE) & 0xFFFFFFFF, step)
+                                         for s in self.seed], np.int64)}
         return {"key": dropout_key((self.seed + call * CALL_STRIDE) & 0xFFFFFFFF, step)}
 
     def begin_step(self, step: int) -> None:
