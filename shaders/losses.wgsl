@@ -37,7 +37,9 @@
 //   4 grad    storage, read_write  the gradient from grad_off (when has_grad = 1)
 //   5 w       storage, read        per-row weights from w_off (when has_weights = 1)
 // Dispatch: a single workgroup of 256 invocations, each taking rows lid, lid + 256,
-// ...; the sums reduce in a fixed order, so results are deterministic.
+// ...; the sums reduce in a fixed order, so results are deterministic. A
+// population's: one workgroup a member (z), member z's arrays z · *_stride
+// elements on from the offsets (0 for targets the members share).
 //
 // NaN: WGSL promises nothing about NaN through max, min or clamp, so
 // non-finite values are found from their bits, and the loss written is an
@@ -48,6 +50,8 @@ struct Params {
   p_off: u32, t_off: u32, acc_off: u32, index: u32,
   grad_off: u32, has_grad: u32, scale: f32, grad_scale: f32,
   labels: u32, has_weights: u32, w_off: u32, _pad2: u32,
+  p_stride: u32, t_stride: u32, acc_stride: u32, grad_stride: u32,
+  w_stride: u32, _pad3: u32, _pad4: u32, _pad5: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -125,7 +129,12 @@ fn term(x: f32, y: f32, m: f32, s: f32) -> vec2<f32> {
 }
 
 @compute @workgroup_size(256)
-fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let member = wid.z;  // of a population (0 for a model): its arrays lie member · *_stride further on
+  let p_off = params.p_off + member * params.p_stride;
+  let t_off = params.t_off + member * params.t_stride;
+  let grad_off = params.grad_off + member * params.grad_stride;
+  let w_off = params.w_off + member * params.w_stride;
   let cols = params.cols;
   let threshold = select(0.5, 0.0, params.accuracy == 1u);
   var total = 0.0;
@@ -133,8 +142,8 @@ fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
   var bad = 0u;
   let labelled = params.labels == 1u;
   for (var r = lid.x; r < params.rows; r = r + 256u) {
-    let row_p = params.p_off + r * cols;
-    let row_t = params.t_off + select(r * cols, r, labelled);
+    let row_p = p_off + r * cols;
+    let row_t = t_off + select(r * cols, r, labelled);
     let label = u32(t[row_t]);  // used only where labelled
     var m = p[row_p];
     var s = 0.0;
@@ -144,7 +153,7 @@ fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
     let weighted = params.has_weights == 1u;
     var row_weight = 1.0;
-    if (weighted) { row_weight = w[params.w_off + r]; }
+    if (weighted) { row_weight = w[w_off + r]; }
     var row_total = 0.0;
     for (var j = 0u; j < cols; j = j + 1u) {
       let x = p[row_p + j];
@@ -155,9 +164,9 @@ fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
       if (weighted) { row_total = row_total + lg.x; } else { total = total + lg.x; }
       if (params.has_grad == 1u) {
         if (weighted) {
-          grad[params.grad_off + r * cols + j] = lg.y * params.grad_scale * row_weight;
+          grad[grad_off + r * cols + j] = lg.y * params.grad_scale * row_weight;
         } else {
-          grad[params.grad_off + r * cols + j] = lg.y * params.grad_scale;
+          grad[grad_off + r * cols + j] = lg.y * params.grad_scale;
         }
       }
       if (params.accuracy != 2u) { hits = hits + select(0.0, 1.0, (predicted(x, m, s) > threshold) == (y > 0.5)); }
@@ -182,7 +191,7 @@ fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
   }
   workgroupBarrier();
   if (lid.x == 0u) {
-    let slot = params.acc_off + params.index;
+    let slot = params.acc_off + member * params.acc_stride + params.index;
     let before = acc[slot];
     var value = before + params.scale * loss_part[0];
     if (bad_part[0] > 0u || !finite(before) || !finite(value)) { value = bitcast<f32>(0x7fc00000u); }

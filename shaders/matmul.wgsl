@@ -31,6 +31,10 @@
 //   to the next split's start, and writes its raw (m + has_bias_grad) × n partial
 //   product to out at out_off + z · split_stride; matmul_reduce, one invocation per
 //   element, sums them in a fixed order: no atomics, so results are deterministic.
+//   Populations: the workgroups of z = member · splits + split compute member
+//   `member`'s product (members = the z groups / splits), every offset moved by
+//   member · its *_stride (a_stride ... bias_grad_stride; 0 for an operand the
+//   members share, as the batch they all read): one dispatch for every member.
 // Bindings (group 0):
 //   0 params  uniform Params, one slot per dispatch (dynamic offset)
 //   1 a       storage, read        op(a) from element a_off (matmul_reduce: the partials)
@@ -41,10 +45,11 @@
 //   6 out     storage, read_write  m × n row-major from out_off
 //   7 aux     storage, read        y (m × n) from aux_off, read when grad_kind > 0
 //   (bias_grad: n values from bias_grad_off in out's buffer, when has_bias_grad = 1)
-// Dispatch: matmul (ceil(n / 128), ceil((m + has_bias_grad) / 64), splits) workgroups
+// Dispatch: matmul (ceil(n / 128), ceil((m + has_bias_grad) / 64), splits · members) workgroups
 // of 8 × 8 invocations; matmul_small the same with 32 × 32 tiles; matmul_big with
 // 128 × 128 tiles of 16 × 16 invocations; matmul_reduce one
-// invocation per element of (m + has_bias_grad) × n, 256 a workgroup, (x, y) layout.
+// invocation per element of (m + has_bias_grad) × n, 256 a workgroup, (x, y) layout,
+// z the member.
 // A large workgroup computes a 64 × 128 tile of out, stepping through k in
 // slices of 16 staged in workgroup memory; each invocation accumulates an 8 × 16
 // block in registers: 128 multiply-adds for every 24 values it reads from the
@@ -60,7 +65,8 @@ struct Params {
   bias_off: u32, out_off: u32, a_vec4: u32, b_vec4: u32,
   activation: u32, grad_kind: u32, aux_off: u32, has_bias_grad: u32,
   bias_grad_off: u32, k_chunk: u32, split_stride: u32, splits: u32,
-  param: f32, _pad1: u32, _pad2: u32, _pad3: u32,
+  param: f32, a_stride: u32, b_stride: u32, out_stride: u32,
+  bias_stride: u32, aux_stride: u32, bias_grad_stride: u32, _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -71,6 +77,26 @@ struct Params {
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<storage, read> aux: array<f32>;
+
+// A population's products: the workgroups of member z compute its product, each
+// operand lying member · *_stride elements after the offset given (0 for an operand
+// the members share). set_member, first thing in each entry point, leaves
+// where this workgroup's operands start.
+var<private> a_base: u32;
+var<private> b_base: u32;
+var<private> out_base: u32;
+var<private> bias_base: u32;
+var<private> aux_base: u32;
+var<private> bias_grad_base: u32;
+
+fn set_member(member: u32) {
+  a_base = params.a_off + member * params.a_stride;
+  b_base = params.b_off + member * params.b_stride;
+  out_base = params.out_off + member * params.out_stride;
+  bias_base = params.bias_off + member * params.bias_stride;
+  aux_base = params.aux_off + member * params.aux_stride;
+  bias_grad_base = params.bias_grad_off + member * params.bias_grad_stride;
+}
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 128u;
@@ -86,20 +112,20 @@ fn op_a(i: u32, p: u32) -> f32 {
     // past the edges: zeros, but for the row of ones that gives bias_grad
     return select(0.0, 1.0, i == params.m && params.has_bias_grad == 1u && p < params.k);
   }
-  if (params.transpose_a == 1u) { return a[params.a_off + p * params.m + i]; }
-  return a[params.a_off + i * params.k + p];
+  if (params.transpose_a == 1u) { return a[a_base + p * params.m + i]; }
+  return a[a_base + i * params.k + p];
 }
 
 fn op_b(p: u32, j: u32) -> f32 {
   if (p >= params.k || j >= params.n) { return 0.0; }
-  if (params.transpose_b == 1u) { return b[params.b_off + j * params.k + p]; }
-  return b[params.b_off + p * params.n + j];
+  if (params.transpose_b == 1u) { return b[b_base + j * params.k + p]; }
+  return b[b_base + p * params.n + j];
 }
 
 // op(a)[i .. i + 3][p]: contiguous in memory when a is stored transposed
 fn a_rows(i: u32, p: u32) -> vec4<f32> {
   if (params.a_vec4 == 1u && p < params.k && i + 3u < params.m) {
-    return a4[(params.a_off + p * params.m + i) / 4u];
+    return a4[(a_base + p * params.m + i) / 4u];
   }
   return vec4<f32>(op_a(i, p), op_a(i + 1u, p), op_a(i + 2u, p), op_a(i + 3u, p));
 }
@@ -107,7 +133,7 @@ fn a_rows(i: u32, p: u32) -> vec4<f32> {
 // op(b)[p][j .. j + 3]: contiguous in memory when b is stored as (k, n)
 fn b_cols(p: u32, j: u32) -> vec4<f32> {
   if (params.b_vec4 == 1u && p < params.k && j + 3u < params.n) {
-    return b4[(params.b_off + p * params.n + j) / 4u];
+    return b4[(b_base + p * params.n + j) / 4u];
   }
   return vec4<f32>(op_b(p, j), op_b(p, j + 1u), op_b(p, j + 2u), op_b(p, j + 3u));
 }
@@ -117,7 +143,7 @@ fn b_cols(p: u32, j: u32) -> vec4<f32> {
 fn epilogue(x: f32, at: u32) -> f32 {
   if (params.activation != 0u) { return activate(params.activation - 1u, x, params.param); }
   if (params.grad_kind == 0u) { return x; }
-  return gradient_from_output(params.grad_kind - 1u, aux[params.aux_off + at], x, params.param);
+  return gradient_from_output(params.grad_kind - 1u, aux[aux_base + at], x, params.param);
 }
 
 // Where row i of the product goes: out's row i, bias_grad for row m, or, when
@@ -126,8 +152,8 @@ const NONE: u32 = 0xffffffffu;
 
 fn row_start(i: u32, z: u32) -> u32 {
   if (i > params.m || (i == params.m && params.has_bias_grad == 0u)) { return NONE; }
-  if (params.splits > 1u) { return params.out_off + z * params.split_stride + i * params.n; }
-  return select(params.out_off + i * params.n, params.bias_grad_off, i == params.m);
+  if (params.splits > 1u) { return out_base + z * params.split_stride + i * params.n; }
+  return select(out_base + i * params.n, bias_grad_base, i == params.m);
 }
 
 // out[i][j .. j + 3] = v (+ bias), the parts inside the product
@@ -137,7 +163,7 @@ fn store4(i: u32, j: u32, z: u32, v: vec4<f32>) {
   for (var c = 0u; c < 4u; c = c + 1u) {
     if (j + c >= params.n) { return; }
     var x = v[c];
-    if (params.has_bias == 1u) { x = x + bias[params.bias_off + j + c]; }
+    if (params.has_bias == 1u) { x = x + bias[bias_base + j + c]; }
     out[row + j + c] = x;
   }
 }
@@ -153,7 +179,7 @@ fn apply_epilogue(i0: u32, rows: u32, j0: u32, cols: u32) {
       let j = j0 + c;
       if (j >= params.n) { break; }
       let at = i * params.n + j;
-      out[params.out_off + at] = epilogue(out[params.out_off + at], at);
+      out[out_base + at] = epilogue(out[out_base + at], at);
     }
   }
 }
@@ -223,7 +249,8 @@ fn store_block(acc: ptr<function, Block>, i0: u32, j0: u32, z: u32) {
 
 @compute @workgroup_size(8, 8)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let z = wid.z;
+  set_member(wid.z / params.splits);
+  let z = wid.z % params.splits;
   let row0 = wid.y * TILE_M;
   let col0 = wid.x * TILE_N;
   let t = lid.y * 8u + lid.x;
@@ -259,7 +286,8 @@ fn stage_b_small(t: u32, k0: u32, col0: u32) { stage_b_tile(t, k0, col0, 8u); }
 // op(b)[k0 + kk][col0 + 4r .. 4r + 3], in the first 128 slots of each tile
 @compute @workgroup_size(8, 8)
 fn matmul_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let z = wid.z;
+  set_member(wid.z / params.splits);
+  let z = wid.z % params.splits;
   let row0 = wid.y * 32u;
   let col0 = wid.x * 32u;
   let t = lid.y * 8u + lid.x;
@@ -309,7 +337,8 @@ fn stage_big(t: u32, buf: u32, row0: u32, col0: u32, k0: u32) {
 // 128 × 128 tiles, 256 invocations of 8 × 8 outputs, k in slices of 8, double-buffered
 @compute @workgroup_size(16, 16)
 fn matmul_big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let z = wid.z;
+  set_member(wid.z / params.splits);
+  let z = wid.z % params.splits;
   let row0 = wid.y * 128u;
   let col0 = wid.x * 128u;
   let t = lid.y * 16u + lid.x;
@@ -351,18 +380,19 @@ fn matmul_big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 @compute @workgroup_size(256)
 fn matmul_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                  @builtin(local_invocation_id) lid: vec3<u32>) {
+  set_member(wid.z);
   let e = flat_index(wid, groups, lid);
   let rows = params.m + params.has_bias_grad;
   if (e >= rows * params.n) { return; }
   let i = e / params.n;
   let j = e % params.n;
   var x = 0.0;
-  for (var z = 0u; z < params.splits; z = z + 1u) { x = x + a[params.a_off + z * params.split_stride + e]; }
+  for (var z = 0u; z < params.splits; z = z + 1u) { x = x + a[a_base + z * params.split_stride + e]; }
   if (i == params.m) {  // the row of ones: the bias gradient
-    out[params.bias_grad_off + j] = x;
+    out[bias_grad_base + j] = x;
     return;
   }
-  if (params.has_bias == 1u) { x = x + bias[params.bias_off + j]; }
+  if (params.has_bias == 1u) { x = x + bias[bias_base + j]; }
   if (params.activation != 0u || params.grad_kind != 0u) { x = epilogue(x, e); }
-  out[params.out_off + e] = x;
+  out[out_base + e] = x;
 }

@@ -30,7 +30,8 @@
 @compute @workgroup_size(64)
 fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) subgroup: u32,
                    @builtin(subgroup_size) size: u32, @builtin(subgroup_invocation_id) lane: u32) {
-  let z = wid.z;
+  set_member(wid.z / params.splits);
+  let z = wid.z % params.splits;
   let row0 = wid.y * TILE_M;
   let col0 = wid.x * TILE_N;
   let t = subgroup * size + lane;
@@ -67,7 +68,8 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) 
 @compute @workgroup_size(64)
 fn matmul_small_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) subgroup: u32,
                          @builtin(subgroup_size) size: u32, @builtin(subgroup_invocation_id) lane: u32) {
-  let z = wid.z;
+  set_member(wid.z / params.splits);
+  let z = wid.z % params.splits;
   let row0 = wid.y * 32u;
   let col0 = wid.x * 32u;
   let t = subgroup * size + lane;

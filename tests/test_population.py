@@ -328,3 +328,22 @@ def test_every_kind_of_layer_trains_per_member_as_alone(device, make, rng):
         model = alone(make(device), 5 + i)
         model.fit(x, y, loss=loss, optimizer=Adam(0.01 * (i + 1)), epochs=2, batch_size=8)
         assert_member(population, i, model, exact=device == "gpu")
+
+
+@pytest.mark.parametrize("rates", [0.01, [0.01, 0.02, 0.03, 0.04, 0.05]], ids=["one rate", "a rate a member"])
+def test_a_gpu_step_of_a_population_takes_a_models_dispatches(gpu, rng, rates):
+    """On the GPU a population of MLPs trains in one dispatch an operation:
+    batched products, losses and updates (per-member scalars in a table),
+    element-wise operations over every member at once."""
+    x, labels = rng.normal(size=(64, 6)).astype(np.float32), rng.integers(0, 3, 64)
+
+    def build(seed=None):
+        return Model([Dense(16), ReLU(), Dense(3, activation="softmax")], input_size=6, device="gpu", seed=seed)
+    population, model = Population(build, 5), build()
+    counts = []
+    for fit, optimizer in ((population.fit, Adam(rates)), (model.fit, Adam(0.01))):
+        fit(x, labels, loss=CategoricalCrossEntropy(), optimizer=optimizer, epochs=1, batch_size=16)
+        before = gpu.stats()["dispatches"]
+        fit(x, labels, epochs=3, batch_size=16)
+        counts.append(gpu.stats()["dispatches"] - before)
+    assert 0 < counts[0] <= counts[1]

@@ -82,6 +82,11 @@ METRIC_BINS = 1024
 #: the prediction transforms of the metric operations, numbered by position
 METRIC_TRANSFORMS = ("none", "softmax", "sigmoid")
 
+#: The scalars of the optimizer updates, in the order of a population's table of
+#: them on the GPU (optimizers.wgsl's ``scalars``, 16 a member).
+OPTIMIZER_SCALARS = ("lr", "momentum", "one_minus_beta1", "beta2", "one_minus_beta2", "eps", "step_size",
+                     "bias_correction2_sqrt", "weight_decay", "decay")
+
 #: Probabilities are clipped to [CLIP_EPSILON, 1 - CLIP_EPSILON] before a log.
 CLIP_EPSILON = 1e-7
 

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import Backend
+from .base import OPTIMIZER_SCALARS, Backend
 from .numpy_backend import CLIPPED_LOSSES, CORRECT_ROWS, LOSS_TERMS, row_losses
 
 __all__ = ["Members", "MemberValues", "PopulationBackend", "member_values"]
@@ -43,12 +43,16 @@ class Members:
 
     ``stack``: on the CPU, the numpy array (size, *shape) of them all (a
     view where the array is a view); ``each``: the base backend's array of
-    each member (numpy views of ``stack`` on the CPU)."""
+    each member (numpy views of ``stack`` on the CPU); ``stride``: on the
+    GPU, the elements from one member's array to the next's in their
+    buffer (the batched kernels' strides)."""
 
-    __slots__ = ("shape", "dtype", "stack", "each")
+    __slots__ = ("shape", "dtype", "stack", "each", "stride")
 
-    def __init__(self, shape: Sequence[int], dtype, each: list, stack: np.ndarray | None = None):
+    def __init__(self, shape: Sequence[int], dtype, each: list, stack: np.ndarray | None = None,
+                 stride: int = 0):
         self.shape, self.dtype, self.each, self.stack = tuple(shape), np.dtype(dtype), each, stack
+        self.stride = stride
 
     @property
     def size(self) -> int:
@@ -114,6 +118,16 @@ def _per_member(name: str):
     return operation
 
 
+def _first(a):
+    """What a batched GPU kernel is given of an argument: member 0's array (the others
+    follow at its stride), or a shared array as it is."""
+    return a.each[0] if isinstance(a, Members) else a
+
+
+def _stride(a) -> int:
+    return a.stride if isinstance(a, Members) else 0
+
+
 def _nd(a):
     """The numpy form of an argument on the CPU: a stack for members, the
     array itself for a shared one."""
@@ -148,7 +162,8 @@ class PopulationBackend(Backend):
         self.base, self.size, self.members = base, size, size
         self.kind, self.dtype = base.kind, base.dtype
         self.batched = base.kind == "cpu"  # numpy: one call for every member where written below
-        self.records = False  # the GPU's dispatches run as issued, member by member
+        self.records = False  # the GPU's dispatches run as issued
+        self._table = None  # the GPU's table of per-member optimizer scalars
 
     def __repr__(self) -> str:
         return f"PopulationBackend({self.size} × {self.base!r})"
@@ -166,7 +181,7 @@ class PopulationBackend(Backend):
             return _stacked(stack)
         size = math.prod(shape)
         flat = self.base.zeros((self.size * size,)) if fill else self.base.empty((self.size * size,), dtype)
-        return Members(shape, dtype, [self.base.view(flat, p * size, shape) for p in range(self.size)])
+        return Members(shape, dtype, [self.base.view(flat, p * size, shape) for p in range(self.size)], stride=size)
 
     def empty(self, shape, dtype=None) -> Members:
         return self._new(shape, dtype, False)
@@ -246,7 +261,8 @@ class PopulationBackend(Backend):
             return self.base.rows(a, start, stop)
         if self.batched:
             return _stacked(a.stack[:, start:stop])
-        return Members((stop - start, *a.shape[1:]), a.dtype, [self.base.rows(e, start, stop) for e in a.each])
+        return Members((stop - start, *a.shape[1:]), a.dtype, [self.base.rows(e, start, stop) for e in a.each],
+                       stride=a.stride)
 
     def view(self, a, offset: int, shape: Sequence[int]):
         if not isinstance(a, Members):
@@ -258,14 +274,22 @@ class PopulationBackend(Backend):
             part = flat[:, offset: offset + math.prod(shape)].view()
             part.shape = (self.size, *shape)
             return _stacked(part)
-        return Members(shape, a.dtype, [self.base.view(e, offset, shape) for e in a.each])
+        return Members(shape, a.dtype, [self.base.view(e, offset, shape) for e in a.each], stride=a.stride)
 
     # ----------------------------------------------------------- dense algebra
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation=None,
                grad_of=None, bias_grad=None, activation_param=0.0) -> None:
         if not self.batched:
-            return self._matmul_each(a, b, out, transpose_a, transpose_b, bias, activation, grad_of, bias_grad,
-                                     activation_param)
+            y = grad_of[1] if grad_of is not None else None
+            if not self._one_dispatch(bias_grad, out):
+                return self._matmul_each(a, b, out, transpose_a, transpose_b, bias, activation, grad_of, bias_grad,
+                                         activation_param)
+            strides = {"a": _stride(a), "b": _stride(b), "out": out.stride, "bias": _stride(bias), "aux": _stride(y),
+                       "bias_grad": _stride(bias_grad)}
+            self.base.matmul_members(self.size, strides, _first(a), _first(b), out.each[0], transpose_a, transpose_b,
+                                     _first(bias), activation, None if grad_of is None else (grad_of[0], _first(y)),
+                                     _first(bias_grad), activation_param)
+            return
         left = a.stack if isinstance(a, Members) else a
         right = b.stack if isinstance(b, Members) else b
         if transpose_a:
@@ -287,6 +311,13 @@ class PopulationBackend(Backend):
 
     _matmul_each = _per_member("matmul")
 
+    def _one_dispatch(self, bias_grad, out) -> bool:
+        """Whether a GPU product of every member is one dispatch: the base
+        has batched products, and a bias gradient lies in the product's buffer."""
+        matmul_members = getattr(self.base, "matmul_members", None)
+        return matmul_members is not None and (bias_grad is None or self.base.shares_buffer(_first(bias_grad),
+                                                                                             out.each[0]))
+
     def sum_rows(self, x, out) -> None:
         if self.batched and isinstance(x, Members):
             np.add.reduce(x.stack, axis=1, out=out.stack)
@@ -301,7 +332,10 @@ class PopulationBackend(Backend):
 
         def operation(self: "PopulationBackend", *args, **kwargs) -> None:
             if not self.batched:
-                return each(self, *args, **kwargs)
+                whole = self._whole(args, kwargs)
+                if whole is None:
+                    return each(self, *args, **kwargs)
+                return getattr(self.base, name)(*whole[0], **whole[1])
             getattr(self.base, name)(*[_nd(a) for a in args], **{k: _nd(v) for k, v in kwargs.items()})
         operation.__name__ = name
         operation.__doc__ = f"The base backend's ``{name}`` on every member at once."
@@ -315,11 +349,55 @@ class PopulationBackend(Backend):
     activation_grad_from_input = _elementwise("activation_grad_from_input")
     dropout_grad = _elementwise("dropout_grad")
 
+    def _scalar_table(self, scalars: dict):
+        """The members' scalars of an optimizer update as the GPU's table
+        (size × 16, base.OPTIMIZER_SCALARS' order), uploaded; None when every
+        member has the same (the update's own arguments serve)."""
+        if not any(isinstance(v, MemberValues) for v in scalars.values()):
+            return None
+        values = dict(scalars)
+        if "beta1" in values:
+            values["one_minus_beta1"], values["one_minus_beta2"] = 1 - values["beta1"], 1 - values["beta2"]
+        table = np.zeros((self.size, 16), np.float64)
+        for column, name in enumerate(OPTIMIZER_SCALARS):
+            if name in values:
+                table[:, column] = values[name]
+        if self._table is None:
+            self._table = self.base.empty((self.size * 16,))
+        self.base.write(self._table, table.astype(np.float32).reshape(-1))
+        return self._table
+
+    def _whole(self, args, kwargs) -> tuple[list, dict] | None:
+        """On the GPU, the arguments of an element-wise operation as one array
+        each over every member's, where that is the same operation (each of
+        them members one after the other in one buffer, and no per-member
+        scalar); else None."""
+        def whole(a):
+            if isinstance(a, Members):
+                shape = (self.size * a.shape[0], *a.shape[1:]) if a.shape else (self.size,)
+                return self.base.view(a.each[0], 0, shape) if a.stride == a.size else None
+            return a
+        values = list(args) + list(kwargs.values())
+        if any(isinstance(v, MemberValues) for v in values) or \
+                any(not isinstance(v, Members) and hasattr(v, "shape") for v in values):
+            return None  # a per-member scalar, or an array the members share
+        arrays = [whole(a) for a in args]
+        named = {k: whole(v) for k, v in kwargs.items()}
+        if any(v is None and isinstance(a, Members) for v, a in zip(arrays + list(named.values()), values)):
+            return None
+        return arrays, named
+
     # ------------------------------------------------------------------ losses
     def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0, weights=None) -> None:
         """The base backend's loss for every member: on the CPU the gradient
         of all in one call (the terms of the numpy backend's), and each
         member's sum and correct count from its rows."""
+        if not self.batched and hasattr(self.base, "loss_members") and not isinstance(grad_scale, MemberValues):
+            strides = {"p": _stride(p), "t": _stride(t), "acc": _stride(acc), "grad": _stride(grad),
+                       "w": _stride(weights)}
+            self.base.loss_members(self.size, strides, kind, _first(p), _first(t), _first(acc), index, accuracy,
+                                   scale, _first(grad), grad_scale, _first(weights))
+            return
         if not (self.batched and isinstance(p, Members) and weights is None):
             return self._loss_each(kind, p, t, acc, index, accuracy, scale, grad, grad_scale, weights)
         stack = p.stack
@@ -357,7 +435,15 @@ class PopulationBackend(Backend):
 
         def operation(self: "PopulationBackend", p, *args, **kwargs) -> None:
             if not self.batched:
-                return each(self, p, *args, **kwargs)
+                whole = self._whole((p, *args), kwargs)
+                if whole is not None:
+                    return getattr(self.base, name)(*whole[0], **whole[1])
+                members = getattr(self.base, f"{name}_members", None)
+                arrays = [a for a in (p, *args) if isinstance(a, Members)]
+                if members is None or any(a.stride != p.stride for a in arrays):
+                    return each(self, p, *args, **kwargs)
+                return members(self.size, p.stride, self._scalar_table(kwargs), _first(p),
+                               *[_first(a) for a in args], **kwargs)
             ndim = p.stack.ndim - 1
             args = [p.stack] + [_hyper(_nd(a), ndim) for a in args]
             kwargs = {k: _hyper(_nd(v), ndim) for k, v in kwargs.items()}
@@ -375,7 +461,26 @@ class PopulationBackend(Backend):
     adagrad_step = _optimizer("adagrad_step")
     adam_step = _optimizer("adam_step")
 
-    del _elementwise, _optimizer
+    def _rowwise(name: str):
+        each = _per_member(name)
+
+        def operation(self: "PopulationBackend", *args) -> None:
+            if self.batched:
+                if not all(isinstance(a, Members) and a.stack.flags.c_contiguous for a in args):
+                    return each(self, *args)
+                return getattr(self.base, name)(*[a.stack.reshape(self.size * a.shape[0], -1) for a in args])
+            whole = self._whole(args, {})
+            if whole is None:
+                return each(self, *args)
+            getattr(self.base, name)(*whole[0])
+        operation.__name__ = name
+        operation.__doc__ = f"The base backend's ``{name}`` over the rows of every member at once."
+        return operation
+
+    softmax = _rowwise("softmax")
+    softmax_grad = _rowwise("softmax_grad")
+
+    del _elementwise, _optimizer, _rowwise
 
     def take_rows(self, src, indices, out, first=0, src2=None, out2=None) -> None:
         """Shared rows in each member's order (``indices`` one order a member) on the CPU at once."""
@@ -390,8 +495,6 @@ class PopulationBackend(Backend):
     sum_channels = _per_member("sum_channels")
     flag_nonfinite = _per_member("flag_nonfinite")
     copy_slice = _per_member("copy_slice")
-    softmax = _per_member("softmax")
-    softmax_grad = _per_member("softmax_grad")
     metric_counts = _per_member("metric_counts")
     metric_sums = _per_member("metric_sums")
     sum_squares = _per_member("sum_squares")

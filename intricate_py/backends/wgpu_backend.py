@@ -565,6 +565,17 @@ class WgpuBackend(Backend):
     @_serialised  # a split-K product's two dispatches share a scratch array
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation=None,
                grad_of=None, bias_grad=None, activation_param=0.0) -> None:
+        self.matmul_members(1, {}, a, b, out, transpose_a, transpose_b, bias, activation, grad_of, bias_grad,
+                            activation_param)
+
+    def matmul_members(self, members: int, strides: dict[str, int], a, b, out, transpose_a=False,
+                       transpose_b=False, bias=None, activation=None, grad_of=None, bias_grad=None,
+                       activation_param=0.0) -> None:
+        """:meth:`matmul` for the ``members`` products of a population in one
+        dispatch: member p's operands lie ``p · strides[name]`` elements
+        after those given (names "a", "b", "out", "bias", "aux" (grad_of's
+        y), "bias_grad"; a name left out: an operand the members share),
+        each product computed as :meth:`matmul` computes it alone."""
         m, k = a.shape[::-1] if transpose_a else a.shape
         k2, n = b.shape[::-1] if transpose_b else b.shape
         if k != k2 or out.shape != (m, n) or (bias is not None and bias.size != n):
@@ -574,6 +585,8 @@ class WgpuBackend(Backend):
             )
         if bias_grad is not None and bias_grad.alloc is not out.alloc:
             # the kernels write bias_grad into out's buffer (where a model packs it)
+            if members > 1:
+                raise ValueError("a population's bias_grad must lie in out's buffer")
             if transpose_b:
                 raise ValueError("bias_grad outside out's buffer needs b untransposed")
             self.matmul(a, b, out, transpose_a, transpose_b, bias, activation, grad_of,
@@ -585,33 +598,44 @@ class WgpuBackend(Backend):
         grad_kind, y = grad_of if grad_of is not None else (None, None)
         rows = m + (bias_grad is not None)  # the row of ones that gives bias_grad
         tile_m, tile_n = TILES[plan.kernel]
-        groups = (max(1, -(-n // tile_n)), max(1, -(-rows // tile_m)), plan.splits)
+        groups = (max(1, -(-n // tile_n)), max(1, -(-rows // tile_m)), plan.splits * members)
+        a_stride, b_stride = strides.get("a", 0), strides.get("b", 0)
         params = dict(
             m=m, n=n, k=k, transpose_a=int(transpose_a), transpose_b=int(transpose_b),
             a_off=a.offset, b_off=b.offset, out_off=out.offset,
-            a_vec4=int(transpose_a and a.offset % 4 == 0 and m % 4 == 0),
-            b_vec4=int(not transpose_b and b.offset % 4 == 0 and n % 4 == 0),
+            a_vec4=int(transpose_a and a.offset % 4 == 0 and m % 4 == 0 and a_stride % 4 == 0),
+            b_vec4=int(not transpose_b and b.offset % 4 == 0 and n % 4 == 0 and b_stride % 4 == 0),
             has_bias_grad=int(bias_grad is not None),
             bias_grad_off=bias_grad.offset if bias_grad is not None else 0, k_chunk=plan.k_chunk, splits=1,
+            a_stride=a_stride, b_stride=b_stride, out_stride=strides.get("out", 0),
+            bias_grad_stride=strides.get("bias_grad", 0),
         )
         epilogue = dict(
             has_bias=int(bias is not None), bias_off=bias.offset if bias is not None else 0,
             activation=0 if activation is None else 1 + ACTIVATION_KIND[activation],
             grad_kind=0 if grad_kind is None else 1 + ACTIVATION_KIND[grad_kind],
             aux_off=y.offset if y is not None else 0, param=activation_param,
+            bias_stride=strides.get("bias", 0), aux_stride=strides.get("aux", 0),
         )
         entry = ENTRY_POINTS[plan.kernel]
         if plan.splits == 1:
             self._dispatch(entry, groups, (a, a, b, b, bias, out, y), **params, **epilogue)
             return
-        # split-K: raw partial products into scratch, then one pass sums them in order
+        # split-K: raw partial products into scratch (each member's after the last's), then one
+        # pass sums them in order
         stride = rows * n
-        partials = self._scratch(plan.splits * stride)
+        partials = self._scratch(plan.splits * stride * members)
+        split = {"splits": plan.splits, "split_stride": stride}
         self._dispatch(entry, groups, (a, a, b, b, None, partials, None),
-                       **{**params, "out_off": partials.offset, "splits": plan.splits, "split_stride": stride})
-        self._dispatch("matmul_reduce", self._grid(stride), (partials, None, None, None, bias, out, y),
-                       **{**params, "a_off": partials.offset, "splits": plan.splits, "split_stride": stride},
+                       **{**params, "out_off": partials.offset, "out_stride": plan.splits * stride, **split})
+        self._dispatch("matmul_reduce", (*self._grid(stride), members), (partials, None, None, None, bias, out, y),
+                       **{**params, "a_off": partials.offset, "a_stride": plan.splits * stride, **split},
                        **epilogue)
+
+    @staticmethod
+    def shares_buffer(a: GPUArray, b: GPUArray) -> bool:
+        """Whether ``a`` and ``b`` lie in one buffer (a product writes its bias gradient in its own)."""
+        return a.alloc is b.alloc
 
     def matmul_plan(self, m: int, n: int, k: int) -> MatmulPlan:
         """The kernel, tile and splits of k a product of this shape runs with here."""
@@ -716,10 +740,19 @@ class WgpuBackend(Backend):
 
     # ------------------------------------------------------------------ losses
     def loss(self, kind, p, t, acc, index, accuracy, scale, grad=None, grad_scale=1.0, weights=None) -> None:
+        self.loss_members(1, {}, kind, p, t, acc, index, accuracy, scale, grad, grad_scale, weights)
+
+    def loss_members(self, members: int, strides: dict[str, int], kind, p, t, acc, index, accuracy, scale,
+                     grad=None, grad_scale=1.0, weights=None) -> None:
+        """:meth:`loss` for the ``members`` of a population in one dispatch:
+        member m's arrays lie ``m · strides[name]`` elements after those
+        given (names "p", "t", "acc", "grad", "w"; left out: shared)."""
         rows = p.shape[0]
         cols = p.size // rows
         self._dispatch(
-            "loss", (1, 1), (p, t, acc, grad, weights),
+            "loss", (1, 1, members), (p, t, acc, grad, weights),
+            p_stride=strides.get("p", 0), t_stride=strides.get("t", 0), acc_stride=strides.get("acc", 0),
+            grad_stride=strides.get("grad", 0), w_stride=strides.get("w", 0),
             has_weights=int(weights is not None), w_off=weights.offset if weights is not None else 0,
             rows=rows, cols=cols, labels=int(cols > 1 and t.size == rows), kind=LOSS_KIND[kind],
             accuracy=ACCURACY_KIND[accuracy],
@@ -971,30 +1004,45 @@ class WgpuBackend(Backend):
 
     # -------------------------------------------------------------- optimizers
     def sgd_step(self, p, g, velocity, lr, momentum, nesterov, weight_decay=0.0) -> None:
-        mode = 0 if velocity is None else (2 if nesterov else 1)
-        self._dispatch(
-            "sgd", self._grid(p.size), (g, p, velocity, None),
-            count=p.size, g_off=g.offset, p_off=p.offset,
-            s1_off=velocity.offset if velocity is not None else 0, mode=mode, lr=lr,
-            momentum=momentum, weight_decay=weight_decay,
-        )
+        self.sgd_step_members(1, 0, None, p, g, velocity, lr, momentum, nesterov, weight_decay)
 
     def adagrad_step(self, p, g, sum_sq, lr, eps, weight_decay=0.0) -> None:
-        self._dispatch(
-            "adagrad", self._grid(p.size), (g, p, sum_sq, None),
-            count=p.size, g_off=g.offset, p_off=p.offset, s1_off=sum_sq.offset, lr=lr, eps=eps,
-            weight_decay=weight_decay,
-        )
+        self.adagrad_step_members(1, 0, None, p, g, sum_sq, lr, eps, weight_decay)
 
     def adam_step(self, p, g, m, v, step_size, beta1, beta2, eps, bias_correction2_sqrt,
                   weight_decay=0.0, decay=1.0) -> None:
-        self._dispatch(
-            "adam", self._grid(p.size), (g, p, m, v),
-            count=p.size, g_off=g.offset, p_off=p.offset, s1_off=m.offset, s2_off=v.offset,
-            one_minus_beta1=1 - beta1, beta2=beta2, one_minus_beta2=1 - beta2, eps=eps,
-            step_size=step_size, bias_correction2_sqrt=bias_correction2_sqrt,
-            weight_decay=weight_decay, decay=decay,
-        )
+        self.adam_step_members(1, 0, None, p, g, m, v, step_size, beta1, beta2, eps, bias_correction2_sqrt,
+                               weight_decay, decay)
+
+    # A population's updates, one dispatch for every member: member z's arrays lie
+    # z · stride elements after those given, and with ``table`` (an array of
+    # members × 16 floats in base.OPTIMIZER_SCALARS' order) its scalars are its row's
+    # rather than the arguments (which are then ignored).
+    def _update(self, entry: str, members: int, stride: int, table, arrays: tuple, **params) -> None:
+        p = arrays[1]
+        if table is not None:
+            params = {k: (v if k in ("count", "mode") or k.endswith("_off") else 0.0) for k, v in params.items()}
+        self._dispatch(entry, (*self._grid(p.size), members), (*arrays, table), stride=stride,
+                       per_member=int(table is not None), **params)
+
+    def sgd_step_members(self, members, stride, table, p, g, velocity, lr, momentum, nesterov,
+                         weight_decay=0.0) -> None:
+        mode = 0 if velocity is None else (2 if nesterov else 1)
+        self._update("sgd", members, stride, table, (g, p, velocity, None), count=p.size, g_off=g.offset,
+                     p_off=p.offset, s1_off=velocity.offset if velocity is not None else 0, mode=mode, lr=lr,
+                     momentum=momentum, weight_decay=weight_decay)
+
+    def adagrad_step_members(self, members, stride, table, p, g, sum_sq, lr, eps, weight_decay=0.0) -> None:
+        self._update("adagrad", members, stride, table, (g, p, sum_sq, None), count=p.size, g_off=g.offset,
+                     p_off=p.offset, s1_off=sum_sq.offset, lr=lr, eps=eps, weight_decay=weight_decay)
+
+    def adam_step_members(self, members, stride, table, p, g, m, v, step_size, beta1, beta2, eps,
+                          bias_correction2_sqrt, weight_decay=0.0, decay=1.0) -> None:
+        scalars = {} if table is not None else dict(
+            one_minus_beta1=1 - beta1, beta2=beta2, one_minus_beta2=1 - beta2, eps=eps, step_size=step_size,
+            bias_correction2_sqrt=bias_correction2_sqrt, weight_decay=weight_decay, decay=decay)
+        self._update("adam", members, stride, table, (g, p, m, v), count=p.size, g_off=g.offset, p_off=p.offset,
+                     s1_off=m.offset, s2_off=v.offset, **scalars)
 
     # ------------------------------------------------------- gradient clipping
     #: clipping.wgsl's chunks: a workgroup of 256 lanes, 16 values a lane
