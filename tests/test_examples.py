@@ -100,18 +100,22 @@ def test_mnist_example_augmentation_shifts_and_flips_each_image():
     assert np.array_equal(augmented(images, 0, 3), out) and not np.array_equal(augmented(images, 0, 4), out)
 
 
-def test_sweep_example_runs_on_local_ray(tmp_path, fashion_mnist):
-    """As a user runs it: a script, a Ray of its own, a table, files, the best model reloaded."""
+def sweep_example(tmp_path, *arguments: str):
+    """The sweep example as a user runs it (a process and a Ray of its own),
+    on the CPU, writing to ``tmp_path``: it must succeed."""
     pytest.importorskip("ray")
     import subprocess
     import sys
 
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "sweep" / "main.py"), "--samples", "2", "--epochs", "2",
-         "--limit", "1000", "--device", "cpu", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "sweep" / "main.py"), *arguments,
+                          "--device", "cpu", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
+    return run
+
+
+def test_sweep_example_runs_on_local_ray(tmp_path, fashion_mnist):
+    """As a user runs it: a script, a Ray of its own, a table, files, the best model reloaded."""
+    run = sweep_example(tmp_path, "--samples", "2", "--epochs", "2", "--limit", "1000")
     assert "best trials" in run.stdout
     accuracy = float(re.search(r"the best checkpoint reloaded: test accuracy ([\d.]+)", run.stdout).group(1))
     assert accuracy > 0.5
@@ -123,16 +127,7 @@ def test_sweep_example_runs_on_local_ray(tmp_path, fashion_mnist):
 def test_sweep_example_packs_configurations_into_populations(tmp_path, fashion_mnist):
     """--population 3: each trial trains three learning rates at once, the
     table names each trial's best member, and that member is reloaded."""
-    pytest.importorskip("ray")
-    import subprocess
-    import sys
-
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "sweep" / "main.py"), "--samples", "2", "--epochs", "2",
-         "--limit", "1000", "--device", "cpu", "--population", "3", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    run = sweep_example(tmp_path, "--samples", "2", "--epochs", "2", "--limit", "1000", "--population", "3")
     assert re.search(r"6 configurations in 2 trials, [\d.]+ s: [\d.]+ configurations a minute", run.stdout)
     accuracy = float(re.search(r"the best checkpoint reloaded: test accuracy ([\d.]+)", run.stdout).group(1))
     assert accuracy > 0.5
@@ -156,19 +151,10 @@ def test_population_example_trains_exports_and_plots(tmp_path, device, capsys):
 
 def test_sweep_example_sweeps_the_cnn(tmp_path, fashion_mnist):
     """--model cnn: the trials train the CNN, whose checkpoints hold it."""
-    pytest.importorskip("ray")
-    import subprocess
-    import sys
-
     from intricate_py import Model
     from intricate_py.layers import Conv2D
 
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "sweep" / "main.py"), "--model", "cnn", "--samples", "1",
-         "--epochs", "1", "--limit", "300", "--device", "cpu", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    run = sweep_example(tmp_path, "--model", "cnn", "--samples", "1", "--epochs", "1", "--limit", "300")
     assert re.search(r"the best checkpoint reloaded: test accuracy [\d.]+", run.stdout)
     checkpoints = sorted((tmp_path / "ray" / "fashion-mnist-cnn").rglob("model.safetensors"))
     assert checkpoints

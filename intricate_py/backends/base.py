@@ -42,6 +42,8 @@ normalization              ``batch_norm``, ``batch_norm_train``,
                            ``batch_norm_grad``, ``layer_norm``,
                            ``layer_norm_grad``
 custom kernels             ``run_kernel`` (a user's :class:`~intricate_py.backends.custom.Kernel`)
+populations                ``members`` (1 for a model's backend; see backends/population.py,
+                           whose backend runs these operations for many networks at once)
 scheduling                 ``flush``, ``discard``, ``end_step``, ``stats``,
                            ``record``, ``replay`` (optional: the GPU's)
 =========================  ===============================================

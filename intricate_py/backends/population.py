@@ -9,17 +9,26 @@ same data feeds to every member) stay the base backend's own arrays.
 
 Each operation runs in one of two ways:
 
-* batched: on the CPU the members are one numpy array (member, *shape),
-  and the operations that a population's step needs (products with their
-  epilogues, element-wise operations, losses, optimizer updates) run once
-  for every member, as batched ``matmul`` and broadcasting;
-* member by member: every other operation (and every operation on the
-  GPU) calls the base backend once per member on that member's views, so
-  that each member computes exactly what a model alone computes.
+* batched, once for every member: on the CPU the members are one numpy
+  array (member, *shape), and products with their epilogues, element-wise
+  and row-wise operations, losses, optimizer updates and each member's
+  gather of its own batch run as batched ``matmul``, broadcasting and
+  ``take``; on the GPU the members' arrays lie one after the other in one
+  buffer, and the products, losses and updates run as one dispatch with a
+  member per z group (``WgpuBackend.matmul_members``, ``loss_members``,
+  ``*_step_members``), element-wise and row-wise operations over the whole
+  buffer;
+* member by member: every other operation (convolutions, pooling,
+  normalization, attention, metrics, clipping) calls the base backend once
+  per member on that member's views.
 
-Per-member hyper-parameters (an optimizer's learning rates, momenta,
-betas) reach the optimizer operations as numpy arrays of length ``size``
-where plain models pass floats.
+Either way each member computes exactly what a model alone computes: on
+the GPU the batched kernels are the model's, each member's operands at its
+offsets, so its bits are the model's.
+
+Per-member scalars (an optimizer's learning rates, momenta, betas, Dropout's
+keys) reach the operations as :class:`MemberValues`, arrays of length
+``size``, where plain models pass numbers.
 """
 
 from __future__ import annotations
@@ -108,14 +117,18 @@ def _member(a, p: int):
     return a
 
 
+def _named(operation, name: str, doc: str):
+    """``operation`` as the population backend's ``name``, documented ``doc``."""
+    operation.__name__, operation.__doc__ = name, doc
+    return operation
+
+
 def _per_member(name: str):
     def operation(self: "PopulationBackend", *args, **kwargs) -> None:
         base = getattr(self.base, name)
         for p in range(self.size):
             base(*[_member(a, p) for a in args], **{k: _member(v, p) for k, v in kwargs.items()})
-    operation.__name__ = name
-    operation.__doc__ = f"The base backend's ``{name}``, member by member."
-    return operation
+    return _named(operation, name, f"The base backend's ``{name}``, member by member.")
 
 
 def _first(a):
@@ -337,9 +350,7 @@ class PopulationBackend(Backend):
                     return each(self, *args, **kwargs)
                 return getattr(self.base, name)(*whole[0], **whole[1])
             getattr(self.base, name)(*[_nd(a) for a in args], **{k: _nd(v) for k, v in kwargs.items()})
-        operation.__name__ = name
-        operation.__doc__ = f"The base backend's ``{name}`` on every member at once."
-        return operation
+        return _named(operation, name, f"The base backend's ``{name}`` on every member at once.")
 
     add = _elementwise("add")
     multiply = _elementwise("multiply")
@@ -453,9 +464,7 @@ class PopulationBackend(Backend):
                 part = slice(first, first + chunk)
                 getattr(self.base, name)(*[_part(a, part) for a in args],
                                          **{k: _part(v, part) for k, v in kwargs.items()})
-        operation.__name__ = name
-        operation.__doc__ = f"The base backend's ``{name}`` on every member at once (hyper-parameters per member)."
-        return operation
+        return _named(operation, name, f"The base backend's ``{name}`` on every member at once (scalars per member).")
 
     sgd_step = _optimizer("sgd_step")
     adagrad_step = _optimizer("adagrad_step")
@@ -473,9 +482,7 @@ class PopulationBackend(Backend):
             if whole is None:
                 return each(self, *args)
             getattr(self.base, name)(*whole[0])
-        operation.__name__ = name
-        operation.__doc__ = f"The base backend's ``{name}`` over the rows of every member at once."
-        return operation
+        return _named(operation, name, f"The base backend's ``{name}`` over the rows of every member at once.")
 
     softmax = _rowwise("softmax")
     softmax_grad = _rowwise("softmax_grad")
