@@ -64,7 +64,13 @@ Logs = Mapping[str, float]
 
 
 class Callback:
-    """Base class: every hook does nothing. ``self.model`` is the model being trained."""
+    """Base class: every hook does nothing. ``self.model`` is the model being trained.
+
+    ``population_ready``: whether it can watch a Population's fit, where
+    ``self.model`` is the Population and the logs hold arrays (one value per
+    member); the built-in callbacks made for one Model say False."""
+
+    population_ready = True
 
     model: "Model | None" = None
     #: the fit's settings, as Keras gives them: epochs, steps (an epoch), verbose
@@ -464,6 +470,8 @@ class ModelCheckpoint(Callback):
     moment leaves the previous file whole.
     """
 
+    population_ready = False  # it reads or writes one Model
+
     def __init__(
         self,
         filepath: str | os.PathLike,
@@ -554,6 +562,8 @@ class CSVLogger(Callback):
     is on disk.
     """
 
+    population_ready = False  # it reads or writes one Model
+
     def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
         self.filename = os.fspath(filename)
         self.separator = csv_separator(separator)
@@ -596,6 +606,8 @@ class LearningRateScheduler(Callback):
     For a rate that changes with every step, give the optimizer a schedule
     from :mod:`intricate_py.schedules` instead.
     """
+
+    population_ready = False  # it reads or writes one Model
 
     def __init__(self, schedule: Callable[..., float], verbose: int = 0):
         self.takes_rate = _takes_rate(schedule)
@@ -648,6 +660,8 @@ class ReduceLROnPlateau(Callback):
     The optimizer's ``learning_rate`` must be a float: the new rate is read
     at the next step, also by a step the GPU replays (``step_values``).
     """
+
+    population_ready = False  # it reads or writes one Model
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, verbose: int = 0,
                  mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0):
@@ -758,6 +772,8 @@ class BackupAndRestore(Callback):
     layers; a file of another architecture is refused with FormatError)
     with an optimizer of the same type.
     """
+
+    population_ready = False  # it reads or writes one Model
 
     FILE = "backup.safetensors"
 
@@ -901,6 +917,8 @@ class TensorBoard(Callback):
     opens its file, appends and closes it, so nothing is left open however
     a fit ends.
     """
+
+    population_ready = False  # it reads or writes one Model
 
     def __init__(self, log_dir: str | os.PathLike = "logs", histogram_freq: int = 0,
                  update_freq: str | int = "epoch"):

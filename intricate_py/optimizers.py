@@ -25,12 +25,17 @@ import numpy as np
 
 from . import _checks
 from .backends import Array, Backend
-from .backends.population import MemberValues, member_values as _value
+from .backends.base import MemberValues, member_values as _value
 from .layers import Parameter
 from .schedules import LearningRateSchedule, checked_rate, schedule_entry, schedule_from_entry
 
 def _sqrt(x):
-    return np.sqrt(x) if isinstance(x, MemberValues) else math.sqrt(x)
+    return np.sqrt(x) if isinstance(x, MemberValues) else math.sqrt(x)  # both correctly rounded
+
+
+def _power(x, t: int):
+    """x ** t as Python computes it for a float, member by member for a population's."""
+    return MemberValues([v ** t for v in x.tolist()]) if isinstance(x, MemberValues) else x ** t
 
 
 class Optimizer:
@@ -88,13 +93,17 @@ class Optimizer:
         them. ``parts``: for each parameter the sizes of the parameters
         packed into it, in order (a model's store), which ``clipnorm``
         clips one by one; by default each parameter is one."""
-        members = {len(v) for v in vars(self).values() if isinstance(v, MemberValues)}
+        owners = [vars(self), getattr(self._learning_rate, "__dict__", {})]  # and a schedule's
+        members = {len(v) for owner in owners for v in owner.values() if isinstance(v, MemberValues)}
+        if members and backend.members == 1:
+            raise ValueError(f"expected numbers: hyper-parameters as arrays (one value per member) train a "
+                             f"Population, not a Model. Received: {self!r}")
         if members and members != {backend.members}:
-            raise ValueError(f"expected one value per member of a Population of {backend.members} "
-                             f"(hyper-parameters as arrays train a Population). Received: {self!r}")
+            raise ValueError(f"expected one value per member of a Population of {backend.members}. "
+                             f"Received: {self!r}")
         # a backend that packs the step's scalars into float32 parameters (the GPU's recordings) gets
         # those beyond float32's range as ±inf, as numpy's float32 arithmetic makes them
-        self._float32_limit = float(np.finfo(np.float32).max) if backend.records else None
+        self._float32_limit = float(np.finfo(np.float32).max) if backend.kind == "gpu" else None
         if parts is not None:
             if [sum(sizes) for sizes in parts] != [p.grad.size for p in parameters]:
                 raise ValueError("expected parts whose sizes add up to each parameter's size "
@@ -152,7 +161,9 @@ class Optimizer:
         if self._float32_limit is not None:
             limit = self._float32_limit
             for name, value in values.items():
-                if not -limit <= value <= limit and value == value:
+                if isinstance(value, MemberValues):  # a population's, one a member
+                    values[name] = MemberValues(np.where(np.abs(value) > limit, np.copysign(np.inf, value), value))
+                elif not -limit <= value <= limit and value == value:
                     values[name] = math.copysign(math.inf, value)
         return values
 
@@ -291,8 +302,8 @@ class Adam(Optimizer):
         t = self.iterations + 1
         l2, decay = (0.0, 1 - lr * self.weight_decay) if self.decoupled else (self.weight_decay, 1.0)
         return {
-            "step_size": lr / (1 - self.beta1**t), "beta1": self.beta1, "beta2": self.beta2,
-            "eps": self.epsilon, "bias_correction2_sqrt": _sqrt(1 - self.beta2**t),
+            "step_size": lr / (1 - _power(self.beta1, t)), "beta1": self.beta1, "beta2": self.beta2,
+            "eps": self.epsilon, "bias_correction2_sqrt": _sqrt(1 - _power(self.beta2, t)),
             "weight_decay": l2, "decay": decay,
         }
 

@@ -29,7 +29,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import _checks
-from .backends.population import MemberValues, PopulationBackend
+from .backends.base import MemberValues
+from .backends.population import PopulationBackend
 from .callbacks import Callback, EarlyStopping, FunctionCallback, TerminateOnNaN
 from .metrics import improves_upward
 from .fit_data import DeviceData, Evaluation, metric_keys, metric_slots, metric_table, step_arrays
@@ -70,6 +71,11 @@ class Population:
         self.history: History | None = None
         #: set True (by a callback) to stop fit after the current epoch
         self.stop_training = False
+        # the orders of fit's batches, kept from fit to fit as a model keeps its own: the population's
+        # (its first member's), and each member's for shuffle="members"
+        self.shuffle_rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(2)[1])
+        self.member_rngs = [np.random.default_rng(np.random.SeedSequence(self.seed + i).spawn(2)[1])
+                            for i in range(self.size)]
         # what DeviceData takes of a model, for batches every member shares: they live on the base backend
         self._shared = SimpleNamespace(backend=base, plan=SimpleNamespace(buffers=Workspace(base)))
         self._held_epoch: np.ndarray | None = None
@@ -108,13 +114,16 @@ class Population:
         """Member ``i``'s parameters and state, layer by layer (as the model's plan orders them)."""
         self._check_built()
         i = self._index(i)
-        return [{name: self.backend.to_numpy(p.value)[i] for name, p in layer.params.items()}
+        return [{name: self.backend.member_numpy(p.value, i) for name, p in layer.params.items()}
                 for layer in self.model.plan.layers]
 
     def __getitem__(self, i: int) -> Model:
         """Member ``i`` as a plain Model (built by ``build()``) with its weights; it shares nothing with the population."""
         weights = self.member_weights(i)
         model = _built_model(self.build_model)
+        if model is self.model or model.backend.members != 1:
+            raise ValueError("expected build() to make a new Model each call (a member becomes one). "
+                             f"Received: {model!r}, the population's own")
         if not model.built:
             model.build(self.model.input_shape)
         layers = model.plan.layers
@@ -181,9 +190,11 @@ class Population:
             verbose: bool | int = False, callbacks: Iterable[Callback] | None = None) -> History:
         """Train every member on the same batches, in the same order (that of
         a model with the population's seed), and return the History: each
-        entry (epochs, size). Arguments as Model.fit's; ``shuffle="members"``
-        gives each member its own order, that of a model with its seed, so
-        that each member is its model trained alone."""
+        entry (epochs, size). The arguments are Model.fit's of those names
+        (arrays of data, held whole on the device: no streaming, sources or
+        sample weights); ``shuffle="members"`` gives each member its own
+        order, that of a model with its seed, so that each member is its
+        model trained alone. Orders go on from fit to fit, as a model's."""
         self.compile(optimizer, loss)
         model = self.model
         if model.optimizer is None:
@@ -221,9 +232,12 @@ class Population:
                                                               min(batch, len(validation[0]))))
         n, n_val = len(arrays[0]), 0 if validation is None else len(validation[0])
         self.stop_training = False
-        run = Epochs(self, step, train, evaluation, slots, losses, weights, n, n_val, keys, watchers, others, verbose)
+        for callback in others:
+            callback.set_params({"epochs": epochs, "steps": train.steps, "verbose": verbose, "metrics": list(keys)})
+        run = Epochs(self, step, train, evaluation, slots, losses, weights, n, n_val, keys, watchers, others, verbose,
+                     epochs)
         # the order of the batches: that of a model with the population's seed (its first member's)
-        history = self.history = run.run(epochs, np.random.default_rng(np.random.SeedSequence(self.seed).spawn(2)[1]))
+        history = self.history = run.run(self.shuffle_rng)
         self._held_epoch = run.held_epoch
         return history
 
@@ -332,8 +346,7 @@ def _callbacks(callbacks, population: Population) -> tuple[list[MemberStopping],
             watchers.append(MemberStopping(callback))
         elif isinstance(callback, TerminateOnNaN):
             continue  # a population freezes each diverging member already
-        elif isinstance(callback, FunctionCallback) or (isinstance(callback, Callback)
-                                                        and type(callback).__module__ != Callback.__module__):
+        elif isinstance(callback, (Callback, FunctionCallback)) and callback.population_ready:
             callback.set_model(population)
             others.append(callback)
         else:

@@ -12,6 +12,7 @@ other than EarlyStopping, or ``verbose``, wants each epoch's logs at once.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -57,8 +58,7 @@ class MemberData:
                       for s in range(0, self.n, batch)]
         self.steps = len(self.views)
         self.shuffling = self.steps > 1
-        self.rngs = [np.random.default_rng(np.random.SeedSequence(population.seed + i).spawn(2)[1])
-                     for i in range(population.size)]
+        self.rngs = population.member_rngs
 
     def shuffle(self, rng: np.random.Generator) -> None:
         """Each member's next order, from its own generator (``rng``, the population's, is not used)."""
@@ -85,6 +85,7 @@ class MemberStopping:
     def __init__(self, rule: EarlyStopping):
         self.rule = rule
         self.upward = rule.mode == "max"
+        self.warned = False
 
     def begin(self, size: int, backend: "PopulationBackend", live: list) -> None:
         self.wait = np.zeros(size, np.int64)
@@ -101,6 +102,10 @@ class MemberStopping:
         """(the members that improved, those that stop) at ``epoch``."""
         rule = self.rule
         current = logs.get(rule.monitor)
+        if current is None and not self.warned:
+            self.warned = True
+            warnings.warn(f"{rule!r} monitors {rule.monitor!r}, which is not in the epoch's logs (they hold "
+                          f"{sorted(logs)}): it does nothing", RuntimeWarning, stacklevel=2)
         if current is None or epoch < rule.start_from_epoch:
             none = np.zeros_like(active)
             return none, none
@@ -121,15 +126,17 @@ class Epochs:
 
     def __init__(self, population: "Population", step: TrainStep, train, evaluation: Evaluation | None,
                  slots: Slots, losses: list, weights: list[float], n: int, n_val: int, keys: list[str],
-                 watchers: list[MemberStopping], others: list[Callback], verbose: int):
+                 watchers: list[MemberStopping], others: list[Callback], verbose: int, epochs: int):
         self.population, self.step, self.train, self.evaluation = population, step, train, evaluation
+        self.epochs = epochs
         self.slots, self.losses, self.weights, self.n, self.n_val = slots, losses, weights, n, n_val
         self.keys, self.watchers, self.others, self.verbose = keys, watchers, others, verbose
         self.backend = backend = population.backend
         self.size = population.size
         self.live = population.model.store.arrays()
         weight_bytes = sum(a.size for a in self.live) * self.size * np.dtype(backend.dtype).itemsize
-        self.block = 1 if others or verbose else max(1, min(BLOCK_EPOCHS, SNAPSHOT_BYTES // max(1, weight_bytes)))
+        self.block = 1 if others or verbose else max(1, min(BLOCK_EPOCHS, epochs,
+                                                            SNAPSHOT_BYTES // max(1, weight_bytes)))
         # the weights at the start of each epoch of a block and of the epoch before it (epoch e's
         # at ring[e % len(ring)]), and those the frozen members hold
         self.ring = [[backend.empty(a.shape) for a in self.live] for _ in range(self.block + 1)]
@@ -138,8 +145,8 @@ class Epochs:
         self.frozen = np.zeros(self.size, bool)
         self.held_epoch = np.full(self.size, -1)
 
-    def run(self, epochs: int, rng: np.random.Generator) -> History:
-        population, backend = self.population, self.backend
+    def run(self, rng: np.random.Generator) -> History:
+        population, backend, epochs = self.population, self.backend, self.epochs
         for callback in self.others:
             callback.on_train_begin({})
         for watcher in self.watchers:
@@ -188,6 +195,8 @@ class Epochs:
                 backend.end_step()
             if self.evaluation is not None:
                 self.evaluation.into(self.acc, j * size, self.slots, validation=True)
+            for a in self.live:  # weights NaN or inf, which a loss may not show (TanH makes ±1 of NaN)
+                backend.flag_nonfinite(a, self.acc, j * size + self.slots.BAD)
 
     def _start(self, epoch: int) -> list:
         """The weights at the start of ``epoch`` (of this block, or the one before it)."""
@@ -204,8 +213,9 @@ class Epochs:
         table = metric_table(self.population.model, values.reshape(count * self.size, -1), self.losses,
                              self.weights, slots, self.n, self.n_val)
         first = [values[:, :, slots.of(k, slots.FIRST_LOSS)] for k, loss in enumerate(self.losses) if loss is not None]
-        return ({key: np.asarray(v, np.float64).reshape(count, self.size) for key, v in table.items()},
-                np.isfinite(np.sum(first, axis=0)))
+        logs = {key: np.asarray(v, np.float64).reshape(count, self.size) for key, v in table.items()}
+        logs["loss"] = np.where(values[:, :, slots.BAD] > 0, np.nan, logs["loss"])  # broken weights: diverged
+        return logs, np.isfinite(np.sum(first, axis=0))
 
     def _members_stop(self, first: int, count: int, logs: dict[str, np.ndarray], first_ok: np.ndarray) -> int:
         """Go through the block's epochs: mark the members that diverged or
@@ -213,8 +223,14 @@ class Epochs:
         hold; call the callbacks. Returns the epochs of the block that
         count (fewer where a callback stopped training)."""
         backend, frozen = self.backend, self.frozen
-        finite = np.isfinite(logs["loss"])
-        newly = np.zeros(self.size, bool)
+        finite = np.isfinite(logs["loss"])  # NaN too where the weights broke
+        if not (self.watchers or self.others or self.verbose) and finite[:, ~frozen].all():
+            # nothing to watch and nothing diverged: the whole block at once
+            self.held_epoch[~frozen] = first + count - 1
+            for key in self.keys:
+                logs[key][:, frozen] = np.nan
+            keep(backend, self.held, self.live, np.flatnonzero(frozen))
+            return count
         for j in range(count):
             epoch = first + j
             active = ~frozen
@@ -226,9 +242,9 @@ class Epochs:
             keep(backend, self._start(max(epoch - 1, 0)), self.held, np.flatnonzero(diverged & ~first_ok[j]))
             self.held_epoch[diverged & ~first_ok[j]] = np.maximum(epoch - 2, -1)
             frozen |= diverged
-            newly |= diverged
             self.held_epoch[good] = epoch
-            day = {key: np.where(good, logs[key][j], np.nan) for key in self.keys}
+            # a member's logs end with the epoch it diverged in (its NaN or inf loss, as Keras records it)
+            day = {key: np.where(active, logs[key][j], np.nan) for key in self.keys}
             for key in self.keys:
                 logs[key][j] = day[key]
             end = self._start(epoch + 1) if j + 1 < count else self.live  # the weights at this epoch's end
@@ -238,8 +254,9 @@ class Epochs:
                     keep(backend, end, watcher.kept, np.flatnonzero(improved))
                 keep(backend, end, self.held, np.flatnonzero(stops))
                 frozen |= stops
-                newly |= stops
                 good &= ~stops
+            if self.others:  # a block of one epoch: they see the frozen members' weights put back
+                keep(backend, self.held, self.live, np.flatnonzero(frozen))
             for callback in self.others:
                 callback.on_epoch_end(epoch, day)
             if self.verbose:

@@ -22,7 +22,7 @@ import numbers
 from typing import Any, Sequence
 
 from . import _checks
-from .backends.population import MemberValues, member_values
+from .backends.base import MemberValues, member_values
 
 #: Every LearningRateSchedule subclass by class name, for rebuilding
 #: optimizers from files (custom ones too, once defined).

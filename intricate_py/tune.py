@@ -87,6 +87,8 @@ class ReportToTune(Callback):
     ``on_epoch_begin`` or ``on_train_end`` calls ``super()``.)
     """
 
+    population_ready = False  # a Population's fit reports with ReportPopulationToTune
+
     def __init__(self, checkpoint_every: int = 1, start_epoch: int = 0):
         self.checkpoint_every = _checks.positive_int(checkpoint_every, "checkpoint_every")
         self.start_epoch = _checks.non_negative_int(start_epoch, "start_epoch")

@@ -20,11 +20,12 @@
 // Dispatch: sum_rows, ceil(cols / 16) workgroups of 16 × 16 invocations: 16
 // columns a workgroup, 16 lanes a column striding over the rows, then a
 // fixed-order tree sum of the 16 lanes (deterministic); sum_channels, one
-// workgroup a channel; flag_nonfinite, one invocation a value.
+// workgroup a channel; flag_nonfinite, one invocation a value (a population's:
+// z the member, a and out member · a_stride and out_stride on).
 
 struct Params {
   rows: u32, cols: u32, a_off: u32, out_off: u32,
-  inner: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+  inner: u32, a_stride: u32, out_stride: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -76,6 +77,9 @@ fn flag_nonfinite(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
                   @builtin(local_invocation_id) lid: vec3<u32>) {
   let i = flat_index(wid, groups, lid);
   if (i >= params.rows) { return; }
+  let member = wid.z;  // of a population: its a and out lie member · *_stride further on
   // NaN and inf have every exponent bit set; WGSL promises nothing for x != x
-  if ((bitcast<u32>(a[params.a_off + i]) & 0x7f800000u) == 0x7f800000u) { out[params.out_off] = 1.0; }
+  if ((bitcast<u32>(a[params.a_off + member * params.a_stride + i]) & 0x7f800000u) == 0x7f800000u) {
+    out[params.out_off + member * params.out_stride] = 1.0;
+  }
 }

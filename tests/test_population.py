@@ -12,7 +12,7 @@ from intricate_py.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from intricate_py.layers import (Add, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Embedding, Flatten,
                                  LayerNormalization, MaxPool2D, MultiHeadAttention, ReLU, Sigmoid, TanH)
 from intricate_py.losses import CategoricalCrossEntropy, MeanSquared
-from intricate_py.optimizers import SGD, Adam
+from intricate_py.optimizers import SGD, Adam, AdamW
 from intricate_py.saving import FormatError
 
 from xor_data import XOR_X, XOR_Y
@@ -334,7 +334,8 @@ def test_every_kind_of_layer_trains_per_member_as_alone(device, make, rng):
 def test_a_gpu_step_of_a_population_takes_a_models_dispatches(gpu, rng, rates):
     """On the GPU a population of MLPs trains in one dispatch an operation:
     batched products, losses and updates (per-member scalars in a table),
-    element-wise operations over every member at once."""
+    element-wise operations over every member at once: its steps take a
+    model's dispatches (beside one an epoch that checks its weights)."""
     x, labels = rng.normal(size=(64, 6)).astype(np.float32), rng.integers(0, 3, 64)
 
     def build(seed=None):
@@ -346,4 +347,70 @@ def test_a_gpu_step_of_a_population_takes_a_models_dispatches(gpu, rng, rates):
         before = gpu.stats()["dispatches"]
         fit(x, labels, epochs=3, batch_size=16)
         counts.append(gpu.stats()["dispatches"] - before)
-    assert 0 < counts[0] <= counts[1]
+    assert 0 < counts[0] <= counts[1] + 3
+
+
+# ------------------------------------------------------- review findings
+def test_weights_that_break_while_the_loss_stays_finite_freeze_the_member(device):
+    """A member whose weights turn inf while a saturated Sigmoid keeps its
+    loss finite is frozen where a model alone goes back to."""
+    import warnings
+
+    def build(seed=None):
+        return Model([Dense(1), Sigmoid()], input_size=1, device=device, seed=seed)
+    x, y = np.array([[10.0], [9.0], [8.0], [10.0]], np.float32), np.array([[0.0], [1.0], [0.0], [1.0]], np.float32)
+    population = Population(build, 2)
+    history = population.fit(x, y, loss=MeanSquared(), optimizer=AdamW(0.5, weight_decay=[0.0, 1e30]), epochs=6,
+                             batch_size=4, shuffle=False)
+    model = build(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, y, loss=MeanSquared(), optimizer=AdamW(0.5, weight_decay=1e30), epochs=6, batch_size=4,
+                  shuffle=False)
+    assert np.isnan(history.history["loss"][1:, 1]).all() and np.isfinite(history.history["loss"][:, 0]).all()
+    assert_member(population, 1, model, exact=True)
+
+
+def test_callbacks_see_the_frozen_members_weights_put_back(tmp_path):
+    """A callback that saves the population every epoch works while a member diverges."""
+    saved = []
+
+    class Save(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.save(tmp_path / "p.safetensors")
+            saved.append(epoch)
+
+    def build(seed=None):
+        return Model([Dense(4), ReLU(), Dense(1)], input_size=2, device="cpu", seed=seed)
+    population = Population(build, 3, seed=2)
+    history = population.fit(XOR_X, XOR_Y, loss=MeanSquared(), optimizer=SGD([0.05, 1e4, 0.1]), epochs=10,
+                             batch_size=1, callbacks=[Save()])
+    assert saved == list(range(10)) and np.isnan(history.history["loss"][-1, 1])
+
+
+def test_fits_go_on_with_the_shuffling_as_a_models_do(rng):
+    x, y = data(rng, (4,))
+    for shuffle in (True, "members"):
+        population = Population(mlp(), 2, seed=3)
+        model = alone(mlp(), 3)
+        for _ in range(2):
+            population.fit(x, y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=1, batch_size=8, shuffle=shuffle)
+            model.fit(x, y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=1, batch_size=8)
+        assert_member(population, 0, model, exact=False)
+
+
+def test_single_model_callbacks_and_misuse_are_refused(rng):
+    class Checkpoint(ModelCheckpoint):
+        pass
+    x, y = data(rng, (4,))
+    population = Population(mlp(), 3)
+    for callback in (Checkpoint("x.safetensors"), ModelCheckpoint("x.safetensors")):
+        with pytest.raises(ValueError, match="acts on a single Model"):
+            population.fit(x, y, loss=MeanSquared(), optimizer="adam", callbacks=[callback])
+    from intricate_py.schedules import ExponentialDecay
+    with pytest.raises(ValueError, match="one value per member of a Population of 3"):
+        population.fit(x, y, loss=MeanSquared(), optimizer=SGD(ExponentialDecay([0.1, 0.2], 10, 0.5)))
+    shared = mlp()()
+    same = Population(lambda: shared, 2)
+    with pytest.raises(ValueError, match="make a new Model each call"):
+        same[0]

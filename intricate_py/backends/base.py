@@ -107,6 +107,28 @@ def gradient_from_output(kind: str, param: float = 0.0) -> bool:
     return kind in OUTPUT_GRADIENTS
 
 
+class MemberValues(np.ndarray):
+    """A scalar argument with one value per member: a hyper-parameter
+    (float64) as the optimizers hand them to the operations, or a key
+    (int64) as a population's Dropout layers draw them."""
+
+    def __new__(cls, values, dtype=np.float64) -> "MemberValues":
+        return np.asarray(values, dtype).view(cls)
+
+    def __repr__(self) -> str:
+        return repr(self.tolist())
+
+
+def member_values(value, check, name: str):
+    """A hyper-parameter: what ``check(value, name)`` accepts (a float), or
+    for a Population one value per member, a 1-D sequence or array whose
+    every entry ``check`` accepts (:class:`MemberValues`)."""
+    if isinstance(value, (list, tuple, np.ndarray)) and np.ndim(value) == 1:
+        return MemberValues([check(v.item() if isinstance(v, np.generic) else v, f"{name}[{i}]")
+                             for i, v in enumerate(value)])
+    return check(value, name)
+
+
 class NormLayout:
     """One array's cut for :meth:`Backend.sum_squares` and
     :meth:`Backend.clip_norm` (made by :meth:`Backend.norm_layouts`):

@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import OPTIMIZER_SCALARS, Backend
+from .base import OPTIMIZER_SCALARS, Backend, MemberValues, member_values
 from .numpy_backend import CLIPPED_LOSSES, CORRECT_ROWS, LOSS_TERMS, row_losses
 
 __all__ = ["Members", "MemberValues", "PopulationBackend", "member_values"]
@@ -80,28 +80,6 @@ class Members:
 
 def _stacked(stack: np.ndarray) -> Members:
     return Members(stack.shape[1:], stack.dtype, list(stack), stack)
-
-
-class MemberValues(np.ndarray):
-    """A scalar argument with one value per member: a hyper-parameter
-    (float64) as the optimizers hand them to the operations, or a key
-    (int64) as a population's Dropout layers draw them."""
-
-    def __new__(cls, values, dtype=np.float64) -> "MemberValues":
-        return np.asarray(values, dtype).view(cls)
-
-    def __repr__(self) -> str:
-        return repr(self.tolist())
-
-
-def member_values(value, check, name: str):
-    """A hyper-parameter: what ``check(value, name)`` accepts (a float), or
-    for a Population one value per member, a 1-D sequence or array whose
-    every entry ``check`` accepts (:class:`MemberValues`)."""
-    if isinstance(value, (list, tuple, np.ndarray)) and np.ndim(value) == 1:
-        return MemberValues([check(v.item() if isinstance(v, np.generic) else v, f"{name}[{i}]")
-                             for i, v in enumerate(value)])
-    return check(value, name)
 
 
 def _member(a, p: int):
@@ -176,7 +154,8 @@ class PopulationBackend(Backend):
         self.kind, self.dtype = base.kind, base.dtype
         self.batched = base.kind == "cpu"  # numpy: one call for every member where written below
         self.records = False  # the GPU's dispatches run as issued
-        self._table = None  # the GPU's table of per-member optimizer scalars
+        self._table = self._rows = None  # the GPU's table of per-member optimizer scalars, and what it holds
+        self._targets: dict[tuple, np.ndarray] = {}  # the CPU's copies of shared targets for the loss, by shape
 
     def __repr__(self) -> str:
         return f"PopulationBackend({self.size} × {self.base!r})"
@@ -210,13 +189,6 @@ class PopulationBackend(Backend):
         self.write(out, a)
         return out
 
-    def stacked(self, a: np.ndarray) -> Members:
-        """Member ``p``'s array ``a[p]`` for each member: ``a`` (size, *shape)."""
-        a = np.asarray(a)
-        out = self.empty(a.shape[1:])
-        self.write_members(out, a)
-        return out
-
     def asarray(self, a: np.ndarray):
         return self.base.asarray(a)
 
@@ -224,33 +196,64 @@ class PopulationBackend(Backend):
         return self.base.dataset(a)
 
     def to_numpy(self, a) -> np.ndarray:
-        """(size, *shape) for members; a shared array's own shape."""
+        """(size, *shape) for members; a shared array's own shape. On the
+        GPU one readback of the span the members' arrays lie in."""
         if not isinstance(a, Members):
             return self.base.to_numpy(a)
         if self.batched:
             return np.array(a.stack)
-        return np.stack([self.base.to_numpy(e) for e in a.each])
+        span, where = self._span(a)
+        return self.base.to_numpy(span)[where].reshape(self.size, *a.shape)
+
+    def member_numpy(self, a: Members, i: int) -> np.ndarray:
+        """Member ``i``'s array, read back alone."""
+        return np.array(a.stack[i]) if self.batched else self.base.to_numpy(a.each[i])
+
+    def flag_nonfinite(self, x, acc, index: int) -> None:
+        """Each member's flag in its ``acc[index]``: at once on either device."""
+        if self.batched:
+            values = x.stack.reshape(self.size, -1)
+            bad = ~np.isfinite(np.add.reduce(values, axis=1))  # a finite sum proves it cheaply
+            if bad.any():
+                bad[bad] = ~np.isfinite(values[bad]).all(axis=1)
+                acc.stack[bad, index] = 1
+            return
+        self.base.flag_nonfinite_members(self.size, {"x": _stride(x), "acc": _stride(acc)}, _first(x), _first(acc),
+                                         index)
+
+    def _span(self, a: Members) -> tuple:
+        """On the GPU: the base array from member 0's first element to the
+        last member's last, and the index of each member's elements in it (size, a.size)."""
+        span = self.base.view(a.each[0], 0, ((self.size - 1) * a.stride + a.size,))
+        return span, np.arange(self.size)[:, None] * a.stride + np.arange(a.size)
 
     def write(self, dst: Members, a: np.ndarray) -> None:
         """``a`` (one member's shape) into every member."""
-        if self.batched:
-            np.copyto(dst.stack, a, casting="same_kind")
-            return
-        for e in dst.each:
-            self.base.write(e, a)
+        a = np.asarray(a)
+        self.write_members(dst, np.broadcast_to(a, (self.size, *a.shape)))
 
     def write_members(self, dst: Members, a: np.ndarray) -> None:
-        """``a[p]`` into member ``p``, ``a`` (size, *shape)."""
+        """``a[p]`` into member ``p``, ``a`` (size, *shape): on the GPU one
+        upload (and a readback first where other data lies between the members')."""
         if self.batched:
             np.copyto(dst.stack, a, casting="same_kind")
             return
-        for e, part in zip(dst.each, a):
-            self.base.write(e, np.ascontiguousarray(part))
+        span, where = self._span(dst)
+        host = np.asarray(a).reshape(self.size, dst.size)
+        if dst.stride == dst.size:
+            self.base.write(span, host.reshape(-1))
+            return
+        values = self.base.to_numpy(span)
+        values[where] = host
+        self.base.write(span, values)
 
     def copy(self, src, dst: Members) -> None:
         if self.batched:
             np.copyto(dst.stack, _nd(src))
             return
+        whole = self._whole((src, dst), {})
+        if whole is not None:  # one copy of every member's
+            return self.base.copy(*whole[0])
         for p, e in enumerate(dst.each):
             self.base.copy(_member(src, p), e)
 
@@ -266,6 +269,9 @@ class PopulationBackend(Backend):
         if self.batched:
             a.stack.fill(0)
             return
+        whole = self._whole((a,), {})
+        if whole is not None:
+            return self.base.clear(*whole[0])
         for e in a.each:
             self.base.clear(e)
 
@@ -373,9 +379,12 @@ class PopulationBackend(Backend):
         for column, name in enumerate(OPTIMIZER_SCALARS):
             if name in values:
                 table[:, column] = values[name]
+        rows = table.astype(np.float32).reshape(-1)
         if self._table is None:
             self._table = self.base.empty((self.size * 16,))
-        self.base.write(self._table, table.astype(np.float32).reshape(-1))
+        if self._rows is None or not np.array_equal(rows, self._rows):  # an upload submits the work before it
+            self.base.write(self._table, rows)
+            self._rows = rows
         return self._table
 
     def _whole(self, args, kwargs) -> tuple[list, dict] | None:
@@ -417,9 +426,12 @@ class PopulationBackend(Backend):
         if isinstance(t, Members):  # each member's own batch (fit's shuffle="members")
             targets = t.stack.reshape(self.size * rows, t.shape[1])
             targets = targets if t.shape[1] == width else _one_hot(targets, width, stack.dtype)
-        else:
-            targets = t if t.shape[1] == width else _one_hot(t, width, stack.dtype)
-            targets = np.broadcast_to(targets, stack.shape).reshape(self.size * rows, width)
+        else:  # the members' copies of the batch's targets, in a buffer of that shape (a few shapes a fit)
+            targets = self._targets.get(stack.shape)
+            if targets is None:
+                targets = self._targets[stack.shape] = np.empty(stack.shape, stack.dtype)
+            np.copyto(targets, t if t.shape[1] == width else _one_hot(t, width, stack.dtype))
+            targets = targets.reshape(self.size * rows, width)
         g = None
         if grad is not None:
             whole = grad.stack.flags.c_contiguous
@@ -460,6 +472,8 @@ class PopulationBackend(Backend):
             kwargs = {k: _hyper(_nd(v), ndim) for k, v in kwargs.items()}
             # a few members at a time, so that the update's passes over them stay in the cache
             chunk = max(1, UPDATE_ELEMENTS // max(1, p.size))
+            if chunk >= self.size:
+                return getattr(self.base, name)(*args, **kwargs)
             for first in range(0, self.size, chunk):
                 part = slice(first, first + chunk)
                 getattr(self.base, name)(*[_part(a, part) for a in args],
@@ -500,7 +514,6 @@ class PopulationBackend(Backend):
 
     # ------------------------------------------------------- member by member
     sum_channels = _per_member("sum_channels")
-    flag_nonfinite = _per_member("flag_nonfinite")
     copy_slice = _per_member("copy_slice")
     metric_counts = _per_member("metric_counts")
     metric_sums = _per_member("metric_sums")

@@ -568,6 +568,7 @@ class WgpuBackend(Backend):
         self.matmul_members(1, {}, a, b, out, transpose_a, transpose_b, bias, activation, grad_of, bias_grad,
                             activation_param)
 
+    @_serialised  # as matmul's: a split-K product's two dispatches share a scratch array
     def matmul_members(self, members: int, strides: dict[str, int], a, b, out, transpose_a=False,
                        transpose_b=False, bias=None, activation=None, grad_of=None, bias_grad=None,
                        activation_param=0.0) -> None:
@@ -666,9 +667,16 @@ class WgpuBackend(Backend):
         )
 
     def flag_nonfinite(self, x: GPUArray, acc: GPUArray, index: int) -> None:
+        self.flag_nonfinite_members(1, {}, x, acc, index)
+
+    def flag_nonfinite_members(self, members: int, strides: dict[str, int], x: GPUArray, acc: GPUArray,
+                               index: int) -> None:
+        """:meth:`flag_nonfinite` for each member of a population in one
+        dispatch, its x and acc ``strides["x"]`` and ``strides["acc"]`` on."""
         self._dispatch(
-            "flag_nonfinite", self._grid(x.size), (x, acc),
+            "flag_nonfinite", (*self._grid(x.size), members), (x, acc),
             rows=x.size, cols=1, a_off=x.offset, out_off=acc.offset + index,
+            a_stride=strides.get("x", 0), out_stride=strides.get("acc", 0),
         )
 
     # ------------------------------------------------------------- elementwise

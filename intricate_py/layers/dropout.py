@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _checks
 from ..backends import Array, dropout_key
-from ..backends.population import MemberValues
+from ..backends.base import MemberValues
 from .base import Context, Layer
 
 #: How far apart the seeds of a shared Dropout's calls are (the golden ratio in 32 bits).
