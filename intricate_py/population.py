@@ -29,7 +29,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import _checks
-from .backends.base import MemberValues
+from .backends.base import MemberValues, member_values
 from .backends.population import PopulationBackend
 from .callbacks import Callback, EarlyStopping, FunctionCallback, TerminateOnNaN
 from .metrics import improves_upward
@@ -38,7 +38,7 @@ from .fitting import TrainStep
 from .layers import Dropout
 from .layers.base import Workspace
 from .model import Model, as_loss, as_optimizer
-from .model_data import split
+from .model_data import per_name, split
 from .population_fit import Epochs, MemberData, MemberStopping
 from .saving.fileio import FormatError, atomic_write, read_safetensors
 from .training import History
@@ -177,7 +177,8 @@ class Population:
     # ---------------------------------------------------------------- running
     def compile(self, optimizer=None, loss=None, loss_weights=None) -> None:
         """The optimizer (its scalar arguments may be arrays, one value per
-        member) and loss that fit and evaluate use, as Model's compile."""
+        member), loss and ``loss_weights`` (each output's a number or an
+        array, one value per member) that fit and evaluate use, as Model's compile."""
         if optimizer is not None:
             self.model.optimizer = as_optimizer(optimizer)
         if loss is not None:
@@ -185,7 +186,21 @@ class Population:
         if loss_weights is not None:
             self.model.loss_weights = loss_weights
 
-    def fit(self, x, y=None, loss=None, optimizer=None, epochs: int = 1, batch_size: int | None = None,
+    def _output_weights(self, losses: list) -> list:
+        """Each output's weight in the total loss, as Model's ``loss_weights``:
+        a number, or one per member (an array of ``size``)."""
+        weights = self.model.loss_weights
+        if weights is None:
+            return [1.0] * len(losses)
+        entries = per_name(weights, self.model.output_names, "loss_weights", optional=True, data=False)
+        values = [1.0 if w is None else member_values(w, _checks.non_negative_float, "loss_weights") for w in entries]
+        wrong = [len(v) for v in values if isinstance(v, MemberValues) and len(v) != self.size]
+        if wrong:
+            raise ValueError(f"expected loss_weights with one value per member of a Population of {self.size}. "
+                             f"Received: {wrong[0]} values")
+        return values
+
+    def fit(self, x, y=None, loss=None, optimizer=None, loss_weights=None, epochs: int = 1, batch_size: int | None = None,
             shuffle: bool | str = True, validation_data: tuple | None = None, validation_split: float = 0.0,
             verbose: bool | int = False, callbacks: Iterable[Callback] | None = None) -> History:
         """Train every member on the same batches, in the same order (that of
@@ -195,7 +210,7 @@ class Population:
         sample weights); ``shuffle="members"`` gives each member its own
         order, that of a model with its seed, so that each member is its
         model trained alone. Orders go on from fit to fit, as a model's."""
-        self.compile(optimizer, loss)
+        self.compile(optimizer, loss, loss_weights)
         model = self.model
         if model.optimizer is None:
             raise ValueError("expected an optimizer, e.g. optimizer='adam' (or compile(optimizer=...) first)")
@@ -204,7 +219,7 @@ class Population:
         verbose = _checks.verbosity(verbose)
         self._build_from(x)
         losses = model.output_losses()
-        weights = model.output_weights(losses)
+        weights = self._output_weights(losses)
         xs, ts = model.data(x, y, losses)
         split_at = _checks.fraction(validation_split, "validation_split")
         arrays = step_arrays(xs, ts)
@@ -254,7 +269,7 @@ class Population:
         acc = self.backend.zeros((slots.size,))
         Evaluation(model, losses, DeviceData(self._shared, "eval", arrays, rows)).into(acc, 0, slots, False)
         values = self.backend.to_numpy(acc).astype(np.float64)
-        return metric_table(model, values, losses, model.output_weights(losses), slots, len(arrays[0]))
+        return metric_table(model, values, losses, self._output_weights(losses), slots, len(arrays[0]))
 
     def predict(self, x, batch_size: int | None = None) -> np.ndarray | list[np.ndarray]:
         """Every member's outputs for ``x``: (size, n, *output shape), a list

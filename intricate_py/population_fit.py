@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .backends.base import MemberValues
 from .callbacks import Callback, EarlyStopping
 from .fit_data import Evaluation, Slots, metric_table
 from .fitting import TrainStep
@@ -210,8 +211,9 @@ class Epochs:
         slots = self.slots
         values = self.backend.to_numpy(self.acc).astype(np.float64)  # (size, block · slots)
         values = values.reshape(self.size, self.block, slots.size)[:, :count].transpose(1, 0, 2)
+        weights = [np.tile(w, count) if isinstance(w, MemberValues) else w for w in self.weights]  # rows: epochs
         table = metric_table(self.population.model, values.reshape(count * self.size, -1), self.losses,
-                             self.weights, slots, self.n, self.n_val)
+                             weights, slots, self.n, self.n_val)
         first = [values[:, :, slots.of(k, slots.FIRST_LOSS)] for k, loss in enumerate(self.losses) if loss is not None]
         logs = {key: np.asarray(v, np.float64).reshape(count, self.size) for key, v in table.items()}
         logs["loss"] = np.where(values[:, :, slots.BAD] > 0, np.nan, logs["loss"])  # broken weights: diverged

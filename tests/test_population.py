@@ -414,3 +414,26 @@ def test_single_model_callbacks_and_misuse_are_refused(rng):
     same = Population(lambda: shared, 2)
     with pytest.raises(ValueError, match="make a new Model each call"):
         same[0]
+
+
+def test_loss_weights_may_differ_per_member(device, rng):
+    """Two outputs, their weights in the total loss one a member: each
+    member trains as its model with its weights."""
+    def build(seed=None):
+        x = Input((4,))
+        h = Dense(6, activation="tanh")(x)
+        return Model(inputs=x, outputs=[Dense(2, name="a")(h), Dense(1, name="b")(h)], device=device, seed=seed)
+    x = rng.normal(size=(24, 4)).astype(np.float32)
+    ys = [rng.normal(size=(24, 2)).astype(np.float32), rng.normal(size=(24, 1)).astype(np.float32)]
+    weights = [[1.0, 0.2, 3.0], 0.5]
+    population = Population(build, 3, seed=9)
+    history = population.fit(x, ys, loss=MeanSquared(), optimizer=Adam(0.01), loss_weights=weights, epochs=2,
+                             batch_size=8, shuffle=False)
+    for i in range(3):
+        model = alone(build, 9 + i)
+        h = model.fit(x, ys, loss=MeanSquared(), optimizer=Adam(0.01), loss_weights=[weights[0][i], 0.5], epochs=2,
+                      batch_size=8, shuffle=False)
+        assert_member(population, i, model, exact=device == "gpu")
+        np.testing.assert_allclose(history.history["loss"][:, i], h.history["loss"], rtol=1e-5)
+    with pytest.raises(ValueError, match="one value per member of a Population of 3"):
+        population.fit(x, ys, loss_weights=[[1.0, 2.0], 1.0])

@@ -438,7 +438,10 @@ class PopulationBackend(Backend):
             g = grad.stack.reshape(flat.shape) if whole else np.empty_like(flat)
         _, predictions = LOSS_TERMS[kind](flat, targets, g)
         if g is not None:
-            if grad_scale != 1.0:
+            if isinstance(grad_scale, MemberValues):  # a weight a member (loss_weights)
+                members = g.reshape(self.size, -1)
+                np.multiply(members, g.dtype.type(grad_scale)[:, None], members)
+            elif grad_scale != 1.0:
                 np.multiply(g, g.dtype.type(grad_scale), g)
             if not whole:
                 np.copyto(grad.stack, g.reshape(grad.stack.shape))
