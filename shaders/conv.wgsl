@@ -28,6 +28,7 @@
 //   3 out     storage, read_write  from element out_off
 //   4 aux     storage, read        laid out as src, from aux_off, read when grad_kind > 0
 // Dispatch: one invocation per output element, 256 a workgroup, (x, y) layout.
+// A population's (WgpuBackend.run_members): z the member, each array *_stride on.
 
 struct Params {
   count: u32, n: u32, c: u32, h: u32,
@@ -36,7 +37,8 @@ struct Params {
   ow: u32, src_off: u32, out_off: u32, bias_off: u32,
   has_bias: u32, f: u32, p: u32, dh: u32,
   dw: u32, activation: u32, grad_kind: u32, aux_off: u32,
-  param: f32, _pad0: u32, _pad1: u32, _pad2: u32,
+  param: f32, src_stride: u32, out_stride: u32, bias_stride: u32,
+  aux_stride: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -45,9 +47,24 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read> aux: array<f32>;
 
+// A population's: the workgroups of z = member work on that member's arrays, each
+// *_stride elements after the previous member's (0 for an array the members share).
+var<private> src_base: u32;
+var<private> out_base: u32;
+var<private> bias_base: u32;
+var<private> aux_base: u32;
+
+fn set_member(member: u32) {
+  src_base = params.src_off + member * params.src_stride;
+  out_base = params.out_off + member * params.out_stride;
+  bias_base = params.bias_off + member * params.bias_stride;
+  aux_base = params.aux_off + member * params.aux_stride;
+}
+
 @compute @workgroup_size(256)
 fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>) {
+  set_member(wid.z);
   let e = flat_index(wid, groups, lid);
   if (e >= params.count) { return; }
   let pixels = params.n * params.oh * params.ow;
@@ -64,14 +81,15 @@ fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
   let x = i32(j * params.sw + kj * params.dw) - i32(params.pw);
   var v = 0.0;
   if (y >= 0 && y < i32(params.h) && x >= 0 && x < i32(params.w)) {
-    v = src[params.src_off + ((n * params.c + c) * params.h + u32(y)) * params.w + u32(x)];
+    v = src[src_base + ((n * params.c + c) * params.h + u32(y)) * params.w + u32(x)];
   }
-  out[params.out_off + e] = v;
+  out[out_base + e] = v;
 }
 
 @compute @workgroup_size(256)
 fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>) {
+  set_member(wid.z);
   let e = flat_index(wid, groups, lid);
   if (e >= params.count) { return; }
   let x = e % params.w;
@@ -91,38 +109,40 @@ fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
       if (j >= params.ow) { continue; }
       let r = (n * params.oh + i) * params.ow + j;
       let pixels = params.n * params.oh * params.ow;
-      s = s + src[params.src_off + ((c * params.kh + ki) * params.kw + kj) * pixels + r];
+      s = s + src[src_base + ((c * params.kh + ki) * params.kw + kj) * pixels + r];
     }
   }
-  out[params.out_off + e] = s;
+  out[out_base + e] = s;
 }
 
 @compute @workgroup_size(256)
 fn to_channels_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                      @builtin(local_invocation_id) lid: vec3<u32>) {
+  set_member(wid.z);
   let e = flat_index(wid, groups, lid);
   if (e >= params.count) { return; }
   let q = e % params.p;
   let f = (e / params.p) % params.f;
   let n = e / (params.p * params.f);
-  var v = src[params.src_off + (f * params.n + n) * params.p + q];
-  if (params.has_bias == 1u) { v = v + bias[params.bias_off + f]; }
+  var v = src[src_base + (f * params.n + n) * params.p + q];
+  if (params.has_bias == 1u) { v = v + bias[bias_base + f]; }
   if (params.activation != 0u) { v = activate(params.activation - 1u, v, params.param); }
-  out[params.out_off + e] = v;
+  out[out_base + e] = v;
 }
 
 @compute @workgroup_size(256)
 fn to_channels_last(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                     @builtin(local_invocation_id) lid: vec3<u32>) {
+  set_member(wid.z);
   let e = flat_index(wid, groups, lid);
   if (e >= params.count) { return; }
   let q = e % params.p;
   let n = (e / params.p) % params.n;
   let f = e / (params.p * params.n);
   let at = (n * params.f + f) * params.p + q;
-  var v = src[params.src_off + at];
+  var v = src[src_base + at];
   if (params.grad_kind != 0u) {
-    v = gradient_from_output(params.grad_kind - 1u, aux[params.aux_off + at], v, params.param);
+    v = gradient_from_output(params.grad_kind - 1u, aux[aux_base + at], v, params.param);
   }
-  out[params.out_off + e] = v;
+  out[out_base + e] = v;
 }

@@ -25,18 +25,32 @@
 //   2 idx     storage, read_write  argmax positions (i32), from idx_off (max only)
 //   3 out     storage, read_write  from out_off
 // Dispatch: one invocation per output element, 256 a workgroup, (x, y) layout.
+// A population's (WgpuBackend.run_members): z the member, each array *_stride on.
 
 struct Params {
   count: u32, n: u32, c: u32, h: u32,
   w: u32, kh: u32, kw: u32, sh: u32,
   sw: u32, ph: u32, pw: u32, oh: u32,
   ow: u32, src_off: u32, idx_off: u32, out_off: u32,
+  src_stride: u32, idx_stride: u32, out_stride: u32, _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> idx: array<i32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+// A population's: the workgroups of z = member work on that member's arrays, each
+// *_stride elements after the previous member's (0 for an array the members share).
+var<private> src_base: u32;
+var<private> idx_base: u32;
+var<private> out_base: u32;
+
+fn set_member(member: u32) {
+  src_base = params.src_off + member * params.src_stride;
+  idx_base = params.idx_off + member * params.idx_stride;
+  out_base = params.out_off + member * params.out_stride;
+}
 
 // The windows along one axis that hold padded coordinate p (the pixel plus
 // the padding before it): first and last (first > last when none).
@@ -59,12 +73,13 @@ fn valid_count(i: u32, j: u32) -> f32 {
 @compute @workgroup_size(256)
 fn maxpool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                    @builtin(local_invocation_id) lid: vec3<u32>) {
+  set_member(wid.z);
   let e = flat_index(wid, groups, lid);
   if (e >= params.count) { return; }
   let j = e % params.ow;
   let i = (e / params.ow) % params.oh;
   let plane = e / (params.ow * params.oh);  // n · c + c
-  let base = params.src_off + plane * params.h * params.w;
+  let base = src_base + plane * params.h * params.w;
   var best = -3.4028235e38;
   var at = -1;
   for (var ki = 0u; ki < params.kh; ki = ki + 1u) {
@@ -77,13 +92,14 @@ fn maxpool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
       if (at < 0 || v > best) { best = v; at = y * i32(params.w) + x; }
     }
   }
-  out[params.out_off + e] = best;
-  idx[params.idx_off + e] = at;
+  out[out_base + e] = best;
+  idx[idx_base + e] = at;
 }
 
 @compute @workgroup_size(256)
 fn maxpool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                     @builtin(local_invocation_id) lid: vec3<u32>) {
+  set_member(wid.z);
   let e = flat_index(wid, groups, lid);
   if (e >= params.count) { return; }
   let x = e % params.w;
@@ -97,21 +113,22 @@ fn maxpool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
   for (var i = rows.x; i <= rows.y; i = i + 1u) {
     for (var j = cols.x; j <= cols.y; j = j + 1u) {
       let o = base + i * params.ow + j;
-      if (idx[params.idx_off + o] == me) { s = s + src[params.src_off + o]; }
+      if (idx[idx_base + o] == me) { s = s + src[src_base + o]; }
     }
   }
-  out[params.out_off + e] = s;
+  out[out_base + e] = s;
 }
 
 @compute @workgroup_size(256)
 fn avgpool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                    @builtin(local_invocation_id) lid: vec3<u32>) {
+  set_member(wid.z);
   let e = flat_index(wid, groups, lid);
   if (e >= params.count) { return; }
   let j = e % params.ow;
   let i = (e / params.ow) % params.oh;
   let plane = e / (params.ow * params.oh);
-  let base = params.src_off + plane * params.h * params.w;
+  let base = src_base + plane * params.h * params.w;
   var s = 0.0;
   for (var ki = 0u; ki < params.kh; ki = ki + 1u) {
     let y = i32(i * params.sh + ki) - i32(params.ph);
@@ -122,18 +139,19 @@ fn avgpool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
       s = s + src[base + u32(y) * params.w + u32(x)];
     }
   }
-  out[params.out_off + e] = s / valid_count(i, j);
+  out[out_base + e] = s / valid_count(i, j);
 }
 
 @compute @workgroup_size(256)
 fn avgpool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                     @builtin(local_invocation_id) lid: vec3<u32>) {
+  set_member(wid.z);
   let e = flat_index(wid, groups, lid);
   if (e >= params.count) { return; }
   let x = e % params.w;
   let y = (e / params.w) % params.h;
   let plane = e / (params.w * params.h);
-  let base = params.src_off + plane * params.oh * params.ow;
+  let base = src_base + plane * params.oh * params.ow;
   let rows = windows_holding(y + params.ph, params.kh, params.sh, params.oh);
   let cols = windows_holding(x + params.pw, params.kw, params.sw, params.ow);
   var s = 0.0;
@@ -142,5 +160,5 @@ fn avgpool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
       s = s + src[base + i * params.ow + j] / valid_count(i, j);
     }
   }
-  out[params.out_off + e] = s;
+  out[out_base + e] = s;
 }

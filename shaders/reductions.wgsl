@@ -20,8 +20,9 @@
 // Dispatch: sum_rows, ceil(cols / 16) workgroups of 16 × 16 invocations: 16
 // columns a workgroup, 16 lanes a column striding over the rows, then a
 // fixed-order tree sum of the 16 lanes (deterministic); sum_channels, one
-// workgroup a channel; flag_nonfinite, one invocation a value (a population's:
-// z the member, a and out member · a_stride and out_stride on).
+// workgroup a channel; flag_nonfinite, one invocation a value (sum_channels and
+// flag_nonfinite for a population: z the member, a and out member · a_stride and
+// out_stride on).
 
 struct Params {
   rows: u32, cols: u32, a_off: u32, out_off: u32,
@@ -57,11 +58,13 @@ fn sum_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 @builtin(local_invocation_id) lid: vec3<u32>) {
   let ch = wid.y * groups.x + wid.x;
   let m = params.rows * params.inner;
+  let member = wid.z;  // of a population: its a and out lie member · *_stride further on
+  let a_off = params.a_off + member * params.a_stride;
   var s = 0.0;
   if (ch < params.cols) {
     for (var t = lid.x; t < m; t = t + 256u) {
       let o = t / params.inner;
-      s = s + a[params.a_off + (o * params.cols + ch) * params.inner + t % params.inner];
+      s = s + a[a_off + (o * params.cols + ch) * params.inner + t % params.inner];
     }
   }
   lanes[lid.x] = s;
@@ -69,7 +72,7 @@ fn sum_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     workgroupBarrier();
     if (lid.x < stride) { lanes[lid.x] = lanes[lid.x] + lanes[lid.x + stride]; }
   }
-  if (lid.x == 0u && ch < params.cols) { out[params.out_off + ch] = lanes[0]; }
+  if (lid.x == 0u && ch < params.cols) { out[params.out_off + member * params.out_stride + ch] = lanes[0]; }
 }
 
 @compute @workgroup_size(256)

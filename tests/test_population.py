@@ -331,15 +331,23 @@ def test_every_kind_of_layer_trains_per_member_as_alone(device, make, rng):
 
 
 @pytest.mark.parametrize("rates", [0.01, [0.01, 0.02, 0.03, 0.04, 0.05]], ids=["one rate", "a rate a member"])
-def test_a_gpu_step_of_a_population_takes_a_models_dispatches(gpu, rng, rates):
-    """On the GPU a population of MLPs trains in one dispatch an operation:
-    batched products, losses and updates (per-member scalars in a table),
-    element-wise operations over every member at once: its steps take a
-    model's dispatches (beside one an epoch that checks its weights)."""
-    x, labels = rng.normal(size=(64, 6)).astype(np.float32), rng.integers(0, 3, 64)
+@pytest.mark.parametrize("network", ["mlp", "cnn"])
+def test_a_gpu_step_of_a_population_takes_a_models_dispatches(gpu, rng, rates, network):
+    """On the GPU a population of MLPs or CNNs trains in one dispatch an
+    operation: batched products, convolutions' data movement, pooling,
+    losses and updates (per-member scalars in a table), element-wise
+    operations over every member at once: its steps take a model's
+    dispatches (beside one an epoch that checks its weights)."""
+    shape = (6,) if network == "mlp" else (2, 8, 8)
+    x, labels = rng.normal(size=(64, *shape)).astype(np.float32), rng.integers(0, 3, 64)
 
     def build(seed=None):
-        return Model([Dense(16), ReLU(), Dense(3, activation="softmax")], input_size=6, device="gpu", seed=seed)
+        if network == "mlp":
+            layers = [Dense(16), ReLU(), Dense(3, activation="softmax")]
+        else:
+            layers = [Conv2D(4, 3, padding="same", activation="relu"), MaxPool2D(2), Conv2D(4, 3),
+                      AveragePooling2D(2), Flatten(), Dense(3, activation="softmax")]
+        return Model(layers, input_size=shape, device="gpu", seed=seed)
     population, model = Population(build, 5), build()
     counts = []
     for fit, optimizer in ((population.fit, Adam(rates)), (model.fit, Adam(0.01))):

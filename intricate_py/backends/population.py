@@ -14,13 +14,14 @@ Each operation runs in one of two ways:
   and row-wise operations, losses, optimizer updates and each member's
   gather of its own batch run as batched ``matmul``, broadcasting and
   ``take``; on the GPU the members' arrays lie one after the other in one
-  buffer, and the products, losses and updates run as one dispatch with a
-  member per z group (``WgpuBackend.matmul_members``, ``loss_members``,
-  ``*_step_members``), element-wise and row-wise operations over the whole
-  buffer;
-* member by member: every other operation (convolutions, pooling,
-  normalization, attention, metrics, clipping) calls the base backend once
-  per member on that member's views.
+  buffer, and the products, losses, updates, the weights' check, the
+  convolutions' data movement and pooling run as one dispatch with a member
+  per z group (``WgpuBackend.matmul_members``, ``loss_members``,
+  ``*_step_members``, ``flag_nonfinite_members``, ``run_members``),
+  element-wise and row-wise operations over the whole buffer;
+* member by member: every other operation (normalization, attention,
+  embeddings, metrics, clipping, resizing, a user's kernels) calls the base
+  backend once per member on that member's views.
 
 Either way each member computes exactly what a model alone computes: on
 the GPU the batched kernels are the model's, each member's operands at its
@@ -487,6 +488,40 @@ class PopulationBackend(Backend):
     adagrad_step = _optimizer("adagrad_step")
     adam_step = _optimizer("adam_step")
 
+    def _images(name: str):
+        each = _per_member(name)
+
+        def operation(self: "PopulationBackend", *args, **kwargs) -> None:
+            roles = getattr(self.base, "MEMBER_OPERATIONS", {}).get(name)
+            if self.batched or roles is None:
+                return each(self, *args, **kwargs)
+            strides = {f"{role}_stride": _stride(a) for role, a in zip(roles, args)}
+            bias, grad_of = kwargs.get("bias"), kwargs.get("grad_of")
+            strides.update(bias_stride=_stride(bias), aux_stride=_stride(grad_of[1] if grad_of else None))
+            if grad_of is not None:
+                kwargs = {**kwargs, "grad_of": (grad_of[0], _first(grad_of[1]))}
+            self.base.run_members(name, self.size, strides, *[_first(a) for a in args],
+                                  **{k: v if k == "grad_of" else _first(v) for k, v in kwargs.items()})
+        return _named(operation, name, f"The base backend's ``{name}``: on the GPU every member in one dispatch.")
+
+    im2col = _images("im2col")
+    col2im = _images("col2im")
+    to_channels_first = _images("to_channels_first")
+    to_channels_last = _images("to_channels_last")
+    maxpool2d = _images("maxpool2d")
+    maxpool2d_grad = _images("maxpool2d_grad")
+    avgpool2d = _images("avgpool2d")
+    avgpool2d_grad = _images("avgpool2d_grad")
+    _sum_channels = _images("sum_channels")
+
+    def sum_channels(self, x, out) -> None:
+        """Each member's sums over all but the channels of (n, c, ...), on the CPU at once."""
+        if self.batched and isinstance(x, Members):
+            n, c = x.shape[:2]
+            np.add.reduce(x.stack.reshape(self.size, n, c, -1), axis=(1, 3), out=out.stack)
+        else:
+            self._sum_channels(x, out)
+
     def _rowwise(name: str):
         each = _per_member(name)
 
@@ -504,7 +539,7 @@ class PopulationBackend(Backend):
     softmax = _rowwise("softmax")
     softmax_grad = _rowwise("softmax_grad")
 
-    del _elementwise, _optimizer, _rowwise
+    del _elementwise, _optimizer, _rowwise, _images
 
     def take_rows(self, src, indices, out, first=0, src2=None, out2=None) -> None:
         """Shared rows in each member's order (``indices`` one order a member) on the CPU at once."""
@@ -516,26 +551,17 @@ class PopulationBackend(Backend):
     _take_rows_each = _per_member("take_rows")
 
     # ------------------------------------------------------- member by member
-    sum_channels = _per_member("sum_channels")
     copy_slice = _per_member("copy_slice")
     metric_counts = _per_member("metric_counts")
     metric_sums = _per_member("metric_sums")
     sum_squares = _per_member("sum_squares")
     clip_norm = _per_member("clip_norm")
     dropout = _per_member("dropout")
-    im2col = _per_member("im2col")
-    col2im = _per_member("col2im")
-    to_channels_first = _per_member("to_channels_first")
-    to_channels_last = _per_member("to_channels_last")
-    maxpool2d = _per_member("maxpool2d")
-    maxpool2d_grad = _per_member("maxpool2d_grad")
     batch_norm = _per_member("batch_norm")
     batch_norm_train = _per_member("batch_norm_train")
     batch_norm_grad = _per_member("batch_norm_grad")
     layer_norm = _per_member("layer_norm")
     layer_norm_grad = _per_member("layer_norm_grad")
-    avgpool2d = _per_member("avgpool2d")
-    avgpool2d_grad = _per_member("avgpool2d_grad")
     upsample2d = _per_member("upsample2d")
     upsample2d_grad = _per_member("upsample2d_grad")
     pad2d = _per_member("pad2d")

@@ -134,6 +134,7 @@ class WgpuBackend(Backend):
         self.dtype = np.dtype(np.float32)
         #: held by each operation, by a recording from start to end, and by a replay
         self.lock = threading.RLock()
+        self._members: tuple[int, dict[str, int]] | None = None  # run_members's, while it runs
         # the adapter's own largest bindings and buffers (not the defaults);
         # timestamps where offered, for profiling; subgroups where offered,
         # for matmul_subgroup.wgsl
@@ -298,6 +299,9 @@ class WgpuBackend(Backend):
 
     @_serialised
     def _dispatch(self, entry: str, groups: tuple[int, int], arrays: Sequence[GPUArray | None], **params) -> None:
+        if self._members is not None:  # run_members: a member per z group, each array its stride on
+            count, strides = self._members
+            groups, params = (*groups[:2], count), {**params, **strides}
         kernel = self.kernels.entry_file[entry]
         if self._arena_used + self._slot > len(self._arena):
             self.flush()
@@ -632,6 +636,30 @@ class WgpuBackend(Backend):
         self._dispatch("matmul_reduce", (*self._grid(stride), members), (partials, None, None, None, bias, out, y),
                        **{**params, "a_off": partials.offset, "a_stride": plan.splits * stride, **split},
                        **epilogue)
+
+    #: the operations whose kernels take a population's member per z group (conv.wgsl's,
+    #: pool.wgsl's, sum_channels), and the names of their arrays' strides, in the arrays' order
+    MEMBER_OPERATIONS = {
+        "im2col": ("src", "out"), "col2im": ("src", "out"), "to_channels_first": ("src", "out"),
+        "to_channels_last": ("src", "out"), "maxpool2d": ("src", "out", "idx"),
+        "maxpool2d_grad": ("src", "idx", "out"), "avgpool2d": ("src", "out"), "avgpool2d_grad": ("src", "out"),
+        "sum_channels": ("a", "out"),
+    }
+
+    @_serialised
+    def run_members(self, operation: str, members: int, strides: dict[str, int], *args, **kwargs) -> None:
+        """Operation ``operation`` (one of MEMBER_OPERATIONS) for the
+        ``members`` of a population in one dispatch: the arguments are member
+        0's, and member z's arrays lie ``z · strides[name]`` elements on
+        (names ``src_stride``, ``out_stride``, ``idx_stride``, ``bias_stride``,
+        ``aux_stride`` as the kernel names its offsets; left out: shared)."""
+        if operation not in self.MEMBER_OPERATIONS:
+            raise ValueError(f"expected one of {sorted(self.MEMBER_OPERATIONS)}. Received: {operation!r}")
+        self._members = (members, strides)
+        try:
+            getattr(self, operation)(*args, **kwargs)
+        finally:
+            self._members = None
 
     @staticmethod
     def shares_buffer(a: GPUArray, b: GPUArray) -> bool:
