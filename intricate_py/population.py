@@ -3,16 +3,19 @@
 ``Population(build, size, seed)`` holds ``size`` members, each the model
 ``build()`` returns with the initial weights ``Model`` would draw with seed
 ``seed + i``. One set of operations trains them all: a batch of the data
-goes through every member in each operation (batched products, element-wise
-operations, losses and optimizer updates on the CPU), so that a population
-of small networks costs little more than one. Each member's weights after
-``fit`` are those of the member's model trained alone on the same batches,
-within float32 rounding (on the GPU, where each member runs the model's own
-kernels, bit for bit).
+goes through every member in each operation (batched products and
+convolutions, element-wise operations, losses and optimizer updates; on the
+GPU one dispatch for every member; see backends/population.py), so that a
+population of small networks costs little more than one. Each member's
+weights after ``fit`` are those of the member's model trained alone on the
+same batches, within float32 rounding on the CPU and bit for bit on the GPU
+(whose batched kernels compute each member as a model's do).
 
 Hyper-parameters may differ from member to member: an optimizer's scalar
 arguments given as arrays, one value per member (``Adam(learning_rate=
-np.geomspace(1e-4, 1e-1, size))``). ``fit`` returns a :class:`History` whose
+np.geomspace(1e-4, 1e-1, size))``), a schedule's rates and ``loss_weights``
+too; ``fit(shuffle="members")`` gives each member its model's own order of
+batches. ``fit`` returns a :class:`History` whose
 entries hold one value per member per epoch: ``history.history["loss"]``
 is (epochs, size). A member whose loss turns NaN or infinite is frozen at
 its last good weights while the others go on; ``EarlyStopping`` stops
@@ -134,7 +137,7 @@ class Population:
                 model.backend.write(layer.params[name].value, value)
             if isinstance(mine, Dropout) and isinstance(mine.seed, MemberValues):
                 layer.seed = int(mine.seed[self._index(i)])
-        model.loss, model.loss_weights = self.model.loss, self.model.loss_weights
+        model.loss, model.loss_weights = self.model.loss, _member_entries(self.model.loss_weights, self._index(i))
         return model
 
     def __len__(self) -> int:
@@ -342,6 +345,18 @@ def _built_model(build: Callable[[], Model]) -> Model:
     if not isinstance(model, Model):
         raise ValueError(f"expected build() to return a Model. Received: {model!r}")
     return model
+
+
+def _member_entries(value, i: int):
+    """Member ``i``'s ``loss_weights``: of each output's entry (a dict's
+    values, a list's items), its own where the entry has one a member."""
+    def entry(w):
+        return float(np.asarray(w)[i]) if np.ndim(w) == 1 else w
+    if isinstance(value, dict):
+        return {key: entry(w) for key, w in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [entry(w) for w in value]
+    return entry(value)
 
 
 def _pair(validation_data) -> tuple:

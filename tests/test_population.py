@@ -443,5 +443,6 @@ def test_loss_weights_may_differ_per_member(device, rng):
                       batch_size=8, shuffle=False)
         assert_member(population, i, model, exact=device == "gpu")
         np.testing.assert_allclose(history.history["loss"][:, i], h.history["loss"], rtol=1e-5)
+    assert population[2].loss_weights == [3.0, 0.5]  # a member takes its own
     with pytest.raises(ValueError, match="one value per member of a Population of 3"):
         population.fit(x, ys, loss_weights=[[1.0, 2.0], 1.0])
