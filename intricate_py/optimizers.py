@@ -95,7 +95,7 @@ class Optimizer:
         clips one by one; by default each parameter is one."""
         owners = [vars(self), getattr(self._learning_rate, "__dict__", {})]  # and a schedule's
         members = {len(v) for owner in owners for v in owner.values() if isinstance(v, MemberValues)}
-        if members and backend.members == 1:
+        if members and not backend.population:
             raise ValueError(f"expected numbers: hyper-parameters as arrays (one value per member) train a "
                              f"Population, not a Model. Received: {self!r}")
         if members and members != {backend.members}:

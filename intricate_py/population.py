@@ -34,7 +34,7 @@ import numpy as np
 from . import _checks
 from .backends.base import MemberValues, member_values
 from .backends.population import PopulationBackend
-from .callbacks import Callback, EarlyStopping, FunctionCallback, TerminateOnNaN
+from .callbacks import Callback, EarlyStopping, FunctionCallback, TerminateOnNaN, as_callbacks
 from .metrics import improves_upward
 from .fit_data import DeviceData, Evaluation, metric_keys, metric_slots, metric_table, step_arrays
 from .fitting import TrainStep
@@ -77,8 +77,8 @@ class Population:
         # the orders of fit's batches, kept from fit to fit as a model keeps its own: the population's
         # (its first member's), and each member's for shuffle="members"
         self.shuffle_rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(2)[1])
-        self.member_rngs = [np.random.default_rng(np.random.SeedSequence(self.seed + i).spawn(2)[1])
-                            for i in range(self.size)]
+        self.member_rngs = [self.shuffle_rng] + [
+            np.random.default_rng(np.random.SeedSequence(self.seed + i).spawn(2)[1]) for i in range(1, self.size)]
         # what DeviceData takes of a model, for batches every member shares: they live on the base backend
         self._shared = SimpleNamespace(backend=base, plan=SimpleNamespace(buffers=Workspace(base)))
         self._held_epoch: np.ndarray | None = None
@@ -101,11 +101,10 @@ class Population:
                 drawn[-1].append(layer.create_parameters(rng))
                 if k in seeds:
                     seeds[k].append(layer.seed)
-        for k, layer in enumerate(layers):
-            for name, p in layer.params.items():
-                self.backend.write_members(p.value, np.stack([values[k][name] for values in drawn]))
-            if k in seeds:
-                layer.seed = MemberValues(seeds[k], np.int64)
+        self.backend.write_all([(p.value, np.stack([values[k][name] for values in drawn]))
+                                for k, layer in enumerate(layers) for name, p in layer.params.items()])
+        for k, seed in seeds.items():
+            layers[k].seed = MemberValues(seed, np.int64)
         self.model.plan.built()  # the step values' keys changed
 
     def _build_from(self, x) -> None:
@@ -121,10 +120,11 @@ class Population:
                 for layer in self.model.plan.layers]
 
     def __getitem__(self, i: int) -> Model:
-        """Member ``i`` as a plain Model (built by ``build()``) with its weights; it shares nothing with the population."""
+        """Member ``i`` as a plain Model (built by ``build()``) with its
+        weights; it shares nothing with the population."""
         weights = self.member_weights(i)
         model = _built_model(self.build_model)
-        if model is self.model or model.backend.members != 1:
+        if model is self.model or model.backend.population:
             raise ValueError("expected build() to make a new Model each call (a member becomes one). "
                              f"Received: {model!r}, the population's own")
         if not model.built:
@@ -203,16 +203,20 @@ class Population:
                              f"Received: {wrong[0]} values")
         return values
 
-    def fit(self, x, y=None, loss=None, optimizer=None, loss_weights=None, epochs: int = 1, batch_size: int | None = None,
-            shuffle: bool | str = True, validation_data: tuple | None = None, validation_split: float = 0.0,
-            verbose: bool | int = False, callbacks: Iterable[Callback] | None = None) -> History:
+    def fit(self, x, y=None, loss=None, optimizer=None, loss_weights=None, epochs: int = 1,
+            batch_size: int | None = None, shuffle: bool | str = True, validation_data: tuple | None = None,
+            validation_split: float = 0.0, verbose: bool | int = False, callbacks: Iterable[Callback] | None = None) -> History:
         """Train every member on the same batches, in the same order (that of
         a model with the population's seed), and return the History: each
         entry (epochs, size). The arguments are Model.fit's of those names
         (arrays of data, held whole on the device: no streaming, sources or
         sample weights); ``shuffle="members"`` gives each member its own
         order, that of a model with its seed, so that each member is its
-        model trained alone. Orders go on from fit to fit, as a model's."""
+        model trained alone. Orders go on from fit to fit, as a model's. A
+        member frozen in a fit (diverged, or stopped by EarlyStopping) keeps
+        its weights, but its optimizer's state and the step count (the
+        population's) go on with the others': a later fit continues it from
+        there, not as its model alone would."""
         self.compile(optimizer, loss, loss_weights)
         model = self.model
         if model.optimizer is None:
@@ -299,13 +303,13 @@ class Population:
         from safetensors.numpy import save
 
         self._check_built()
+        named = [(f"{k}.{name}", layer, name, p.value) for k, layer in enumerate(self.model.plan.layers)
+                 for name, p in layer.params.items()]
         tensors = {}
-        for k, layer in enumerate(self.model.plan.layers):
-            for name, p in layer.params.items():
-                value = self.backend.to_numpy(p.value)
-                if not np.isfinite(value).all():
-                    raise ValueError(f"expected finite weights to save. Received: NaN or inf in {layer!r}'s {name}")
-                tensors[f"{k}.{name}"] = np.ascontiguousarray(value)
+        for (key, layer, name, _), value in zip(named, self.backend.read_all([n[3] for n in named])):
+            if not np.isfinite(value).all():
+                raise ValueError(f"expected finite weights to save. Received: NaN or inf in {layer!r}'s {name}")
+            tensors[key] = np.ascontiguousarray(value)
         metadata = {"format": "intricate-py population", "size": str(self.size), "seed": str(self.seed),
                     "layers": json.dumps([repr(layer) for layer in self.model.plan.layers])}
         atomic_write(path, save(tensors, metadata=metadata))
@@ -327,9 +331,8 @@ class Population:
         found = {name: tuple(t.shape) for name, t in tensors.items()}
         if found != wanted:
             raise FormatError(f"{path}: expected the tensors {wanted}. Received: {found}")
-        for k, layer in enumerate(model.plan.layers):
-            for name, p in layer.params.items():
-                population.backend.write_members(p.value, tensors[f"{k}.{name}"])
+        population.backend.write_all([(p.value, tensors[f"{k}.{name}"]) for k, layer in enumerate(model.plan.layers)
+                                      for name, p in layer.params.items()])
         return population
 
     def _check_built(self) -> None:
@@ -371,7 +374,7 @@ def _callbacks(callbacks, population: Population) -> tuple[list[MemberStopping],
     Callbacks made for one Model (checkpoints, schedulers, backups) are
     refused: they read and write a single model."""
     watchers, others = [], []
-    for callback in callbacks or ():
+    for callback in as_callbacks(callbacks):
         if isinstance(callback, EarlyStopping):
             watchers.append(MemberStopping(callback))
         elif isinstance(callback, TerminateOnNaN):

@@ -159,8 +159,8 @@ class Epochs:
             while epoch < epochs and not self.frozen.all() and not population.stop_training:
                 count = min(self.block, epochs - epoch)
                 self._train(epoch, count, rng)
-                logs, first_ok = self._logs(count)
-                done = self._members_stop(epoch, count, logs, first_ok)
+                logs, went_well, first_ok = self._logs(count)
+                done = self._members_stop(epoch, count, logs, went_well, first_ok)
                 for key in self.keys:
                     rows[key].append(logs[key][:done])
                 history.epoch.extend(range(epoch, epoch + done))
@@ -203,9 +203,10 @@ class Epochs:
         """The weights at the start of ``epoch`` (of this block, or the one before it)."""
         return self.ring[epoch % len(self.ring)]
 
-    def _logs(self, count: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Each epoch's metrics of the block, (count, size) by name; and
-        whether each epoch's first step gave every member a finite loss
+    def _logs(self, count: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """Each epoch's metrics of the block, (count, size) by name; whether
+        each member's epoch went well: a finite loss and finite weights at
+        its end (count, size); and whether its first step gave a finite loss
         (count, size): if not, the weights the epoch started from were no
         good already."""
         slots = self.slots
@@ -216,16 +217,16 @@ class Epochs:
                              weights, slots, self.n, self.n_val)
         first = [values[:, :, slots.of(k, slots.FIRST_LOSS)] for k, loss in enumerate(self.losses) if loss is not None]
         logs = {key: np.asarray(v, np.float64).reshape(count, self.size) for key, v in table.items()}
-        logs["loss"] = np.where(values[:, :, slots.BAD] > 0, np.nan, logs["loss"])  # broken weights: diverged
-        return logs, np.isfinite(np.sum(first, axis=0))
+        went_well = np.isfinite(logs["loss"]) & (values[:, :, slots.BAD] == 0)
+        return logs, went_well, np.isfinite(np.sum(first, axis=0))
 
-    def _members_stop(self, first: int, count: int, logs: dict[str, np.ndarray], first_ok: np.ndarray) -> int:
+    def _members_stop(self, first: int, count: int, logs: dict[str, np.ndarray], went_well: np.ndarray,
+                      first_ok: np.ndarray) -> int:
         """Go through the block's epochs: mark the members that diverged or
         stopped, blank their logs from then on, keep the weights each must
         hold; call the callbacks. Returns the epochs of the block that
         count (fewer where a callback stopped training)."""
-        backend, frozen = self.backend, self.frozen
-        finite = np.isfinite(logs["loss"])  # NaN too where the weights broke
+        backend, frozen, finite = self.backend, self.frozen, went_well
         if not (self.watchers or self.others or self.verbose) and finite[:, ~frozen].all():
             # nothing to watch and nothing diverged: the whole block at once
             self.held_epoch[~frozen] = first + count - 1
@@ -245,10 +246,11 @@ class Epochs:
             self.held_epoch[diverged & ~first_ok[j]] = np.maximum(epoch - 2, -1)
             frozen |= diverged
             self.held_epoch[good] = epoch
-            # a member's logs end with the epoch it diverged in (its NaN or inf loss, as Keras records it)
-            day = {key: np.where(active, logs[key][j], np.nan) for key in self.keys}
+            # a member's History ends with the epoch it diverged in (its loss, NaN or inf or with weights
+            # that broke, as Keras records it); callbacks, as Model.fit's, never see that epoch
             for key in self.keys:
-                logs[key][j] = day[key]
+                logs[key][j] = np.where(active, logs[key][j], np.nan)
+            day = {key: np.where(good, logs[key][j], np.nan) for key in self.keys}
             end = self._start(epoch + 1) if j + 1 < count else self.live  # the weights at this epoch's end
             for watcher in self.watchers:
                 improved, stops = watcher.epoch_end(epoch, day, good)

@@ -373,9 +373,12 @@ def test_weights_that_break_while_the_loss_stays_finite_freeze_the_member(device
     model = build(1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.fit(x, y, loss=MeanSquared(), optimizer=AdamW(0.5, weight_decay=1e30), epochs=6, batch_size=4,
-                  shuffle=False)
-    assert np.isnan(history.history["loss"][1:, 1]).all() and np.isfinite(history.history["loss"][:, 0]).all()
+        h = model.fit(x, y, loss=MeanSquared(), optimizer=AdamW(0.5, weight_decay=1e30), epochs=6, batch_size=4,
+                      shuffle=False)
+    # the History as the model's: up to the epoch whose weights broke, with its finite loss; then NaN
+    np.testing.assert_allclose(history.history["loss"][: len(h.epoch), 1], h.history["loss"], rtol=1e-6)
+    assert np.isnan(history.history["loss"][len(h.epoch):, 1]).all()
+    assert np.isfinite(history.history["loss"][:, 0]).all()
     assert_member(population, 1, model, exact=True)
 
 
@@ -422,6 +425,20 @@ def test_single_model_callbacks_and_misuse_are_refused(rng):
     same = Population(lambda: shared, 2)
     with pytest.raises(ValueError, match="make a new Model each call"):
         same[0]
+    seen = []
+    population.fit(x, y, optimizer="adam", epochs=2, callbacks=[lambda epoch, logs: seen.append(logs["loss"].shape)])
+    assert seen == [(3,), (3,)]
+
+
+def test_a_population_of_one_takes_arrays_and_the_gpu_says_how_many_members_it_holds(gpu, rng):
+    x, y = data(rng, (4,))
+    one = Population(mlp(), 1, seed=4)
+    one.fit(x, y, loss=MeanSquared(), optimizer=Adam([0.01]), loss_weights=[2.0], epochs=2, shuffle=False)
+    model = alone(mlp(), 4)
+    model.fit(x, y, loss=MeanSquared(), optimizer=Adam(0.01), loss_weights=2.0, epochs=2, shuffle=False)
+    assert_member(one, 0, model, exact=False)
+    with pytest.raises(ValueError, match="at most 65,535 members on the GPU"):
+        PopulationBackend(gpu, 70_000)
 
 
 def test_loss_weights_may_differ_per_member(device, rng):

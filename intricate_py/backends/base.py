@@ -167,6 +167,8 @@ class Backend(abc.ABC):
     records: bool = False
     #: how many networks its arrays hold each (a population's size; 1 for a model's)
     members: int = 1
+    #: whether it is a population's (its arrays one per member, however many)
+    population: bool = False
 
     # ------------------------------------------------------------------ memory
     @abc.abstractmethod

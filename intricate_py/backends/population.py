@@ -46,6 +46,8 @@ __all__ = ["Members", "MemberValues", "PopulationBackend", "member_values"]
 
 #: the elements an optimizer update takes on at once on the CPU (whole members, at least one)
 UPDATE_ELEMENTS = 1 << 16
+#: the most members a GPU population holds: a dispatch's workgroups along z
+MAX_GPU_MEMBERS = 65535
 
 
 class Members:
@@ -151,12 +153,17 @@ class PopulationBackend(Backend):
     """The operations of ``base`` over ``size`` members (see the module)."""
 
     def __init__(self, base: Backend, size: int):
+        if base.kind == "gpu" and size > MAX_GPU_MEMBERS:
+            raise ValueError(f"expected at most {MAX_GPU_MEMBERS:,} members on the GPU (a member a workgroup row of "
+                             f"each dispatch). Received: size={size:,}: train them as several populations")
         self.base, self.size, self.members = base, size, size
         self.kind, self.dtype = base.kind, base.dtype
         self.batched = base.kind == "cpu"  # numpy: one call for every member where written below
         self.records = False  # the GPU's dispatches run as issued
         self._table = self._rows = None  # the GPU's table of per-member optimizer scalars, and what it holds
-        self._targets: dict[tuple, np.ndarray] = {}  # the CPU's copies of shared targets for the loss, by shape
+        self._targets: np.ndarray | None = None  # the CPU's copies of shared targets for the loss
+
+    population = True
 
     def __repr__(self) -> str:
         return f"PopulationBackend({self.size} × {self.base!r})"
@@ -201,10 +208,20 @@ class PopulationBackend(Backend):
         GPU one readback of the span the members' arrays lie in."""
         if not isinstance(a, Members):
             return self.base.to_numpy(a)
+        return self.read_all([a])[0]
+
+    def read_all(self, arrays: list[Members]) -> list[np.ndarray]:
+        """Each of ``arrays`` as (size, *shape): on the GPU one readback for
+        those in one buffer (a store's parameters), of the span they lie in."""
         if self.batched:
-            return np.array(a.stack)
-        span, where = self._span(a)
-        return self.base.to_numpy(span)[where].reshape(self.size, *a.shape)
+            return [np.array(a.stack) for a in arrays]
+        found: dict[int, np.ndarray] = {}
+        for group in self._by_buffer(arrays):
+            span, start = self._span(group)
+            values = self.base.to_numpy(span)
+            for a in group:
+                found[id(a)] = np.array(self._members_of(values, a, start)).reshape(self.size, *a.shape)
+        return [found[id(a)] for a in arrays]
 
     def member_numpy(self, a: Members, i: int) -> np.ndarray:
         """Member ``i``'s array, read back alone."""
@@ -222,31 +239,51 @@ class PopulationBackend(Backend):
         self.base.flag_nonfinite_members(self.size, {"x": _stride(x), "acc": _stride(acc)}, _first(x), _first(acc),
                                          index)
 
-    def _span(self, a: Members) -> tuple:
-        """On the GPU: the base array from member 0's first element to the
-        last member's last, and the index of each member's elements in it (size, a.size)."""
-        span = self.base.view(a.each[0], 0, ((self.size - 1) * a.stride + a.size,))
-        return span, np.arange(self.size)[:, None] * a.stride + np.arange(a.size)
-
     def write(self, dst: Members, a: np.ndarray) -> None:
         """``a`` (one member's shape) into every member."""
         a = np.asarray(a)
         self.write_members(dst, np.broadcast_to(a, (self.size, *a.shape)))
 
     def write_members(self, dst: Members, a: np.ndarray) -> None:
-        """``a[p]`` into member ``p``, ``a`` (size, *shape): on the GPU one
-        upload (and a readback first where other data lies between the members')."""
+        """``a[p]`` into member ``p``, ``a`` (size, *shape)."""
+        self.write_all([(dst, a)])
+
+    def write_all(self, pairs: list[tuple[Members, np.ndarray]]) -> None:
+        """Each (dst, a) as :meth:`write_members`: on the GPU, for the arrays
+        of one buffer, one upload of the span they lie in (after a readback
+        of it where other data lies between them)."""
         if self.batched:
-            np.copyto(dst.stack, a, casting="same_kind")
+            for dst, a in pairs:
+                np.copyto(dst.stack, a, casting="same_kind")
             return
-        span, where = self._span(dst)
-        host = np.asarray(a).reshape(self.size, dst.size)
-        if dst.stride == dst.size:
-            self.base.write(span, host.reshape(-1))
-            return
-        values = self.base.to_numpy(span)
-        values[where] = host
-        self.base.write(span, values)
+        values_of = {id(dst): a for dst, a in pairs}
+        for group in self._by_buffer([dst for dst, _ in pairs]):
+            span, start = self._span(group)
+            whole = len(group) == 1 and group[0].stride == group[0].size
+            values = np.empty(span.size, np.dtype(span.dtype)) if whole else self.base.to_numpy(span)
+            for dst in group:
+                self._members_of(values, dst, start)[...] = np.asarray(values_of[id(dst)]).reshape(self.size, -1)
+            self.base.write(span, values)
+
+    def _by_buffer(self, arrays: list[Members]) -> list[list[Members]]:
+        """``arrays`` grouped by the GPU buffer they lie in."""
+        groups: dict[int, list[Members]] = {}
+        for a in arrays:
+            groups.setdefault(id(a.each[0].alloc), []).append(a)
+        return list(groups.values())
+
+    def _span(self, group: list[Members]) -> tuple:
+        """The base array from the first element of ``group``'s arrays (of one
+        buffer) to their last, and its first element's offset."""
+        first = min(group, key=lambda a: a.each[0].offset).each[0]
+        end = max(a.each[0].offset + (self.size - 1) * a.stride + a.size for a in group)
+        return self.base.view(first, 0, (end - first.offset,)), first.offset
+
+    def _members_of(self, values: np.ndarray, a: Members, start: int) -> np.ndarray:
+        """The (size, a.size) view of ``a``'s members in ``values``, a span read from ``start``."""
+        item = values.itemsize
+        return np.lib.stride_tricks.as_strided(values[a.each[0].offset - start:], (self.size, a.size),
+                                               (a.stride * item, item))
 
     def copy(self, src, dst: Members) -> None:
         if self.batched:
@@ -427,10 +464,10 @@ class PopulationBackend(Backend):
         if isinstance(t, Members):  # each member's own batch (fit's shuffle="members")
             targets = t.stack.reshape(self.size * rows, t.shape[1])
             targets = targets if t.shape[1] == width else _one_hot(targets, width, stack.dtype)
-        else:  # the members' copies of the batch's targets, in a buffer of that shape (a few shapes a fit)
-            targets = self._targets.get(stack.shape)
-            if targets is None:
-                targets = self._targets[stack.shape] = np.empty(stack.shape, stack.dtype)
+        else:  # the members' copies of the batch's targets, in a buffer grown to the largest batch
+            if self._targets is None or self._targets.size < stack.size:
+                self._targets = np.empty(stack.size, stack.dtype)
+            targets = self._targets[: stack.size].reshape(stack.shape)
             np.copyto(targets, t if t.shape[1] == width else _one_hot(t, width, stack.dtype))
             targets = targets.reshape(self.size * rows, width)
         g = None

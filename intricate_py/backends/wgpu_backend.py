@@ -601,6 +601,16 @@ class WgpuBackend(Backend):
         plan = self.matmul_plan(m, n, k)
         self.last_matmul_plan = plan
         grad_kind, y = grad_of if grad_of is not None else (None, None)
+        if plan.splits * members > _MAX_GROUPS:  # too many z groups for one dispatch: members in parts
+            part = _MAX_GROUPS // plan.splits
+            for first in range(0, members, part):
+                def moved(x, name):
+                    return None if x is None else self.view(x, first * strides.get(name, 0), x.shape)
+                self.matmul_members(min(part, members - first), strides, moved(a, "a"), moved(b, "b"),
+                                    moved(out, "out"), transpose_a, transpose_b, moved(bias, "bias"), activation,
+                                    None if grad_of is None else (grad_kind, moved(y, "aux")),
+                                    moved(bias_grad, "bias_grad"), activation_param)
+            return
         rows = m + (bias_grad is not None)  # the row of ones that gives bias_grad
         tile_m, tile_n = TILES[plan.kernel]
         groups = (max(1, -(-n // tile_n)), max(1, -(-rows // tile_m)), plan.splits * members)

@@ -654,7 +654,8 @@ def same_device(a: Backend, b: Backend) -> bool:
     """Whether arrays of backend ``a`` serve backend ``b`` as they are: the
     same GPU backend, or numpy in the same dtype for as many members (a
     population's arrays hold one array per member)."""
-    return a is b or (a.kind == b.kind == "cpu" and a.dtype == b.dtype and a.members == b.members)
+    return a is b or (a.kind == b.kind == "cpu" and a.dtype == b.dtype and a.population == b.population
+                      and a.members == b.members)
 
 
 def _is_shapes(shape) -> bool:
