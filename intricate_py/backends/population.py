@@ -51,20 +51,29 @@ MAX_GPU_MEMBERS = 65535
 
 
 class Members:
-    """One array of ``shape`` for each member of a population.
+    """One array of ``shape`` for each of ``count`` members of a population.
 
-    ``stack``: on the CPU, the numpy array (size, *shape) of them all (a
-    view where the array is a view); ``each``: the base backend's array of
-    each member (numpy views of ``stack`` on the CPU); ``stride``: on the
-    GPU, the elements from one member's array to the next's in their
-    buffer (the batched kernels' strides)."""
+    On the CPU ``stack`` is the numpy array (count, *shape) of them all (a
+    view where the array is a view). On the GPU ``first`` is member 0's
+    array and ``stride`` the elements from one member's array to the
+    next's in their buffer (the batched kernels' strides). ``each``, the
+    base backend's array of each member, is made when first asked for (by
+    the operations that run member by member)."""
 
-    __slots__ = ("shape", "dtype", "stack", "each", "stride")
+    __slots__ = ("shape", "dtype", "count", "stack", "first", "stride", "_view", "_each")
 
-    def __init__(self, shape: Sequence[int], dtype, each: list, stack: np.ndarray | None = None,
-                 stride: int = 0):
-        self.shape, self.dtype, self.each, self.stack = tuple(shape), np.dtype(dtype), each, stack
-        self.stride = stride
+    def __init__(self, shape: Sequence[int], dtype, count: int, stack: np.ndarray | None = None, first=None,
+                 stride: int = 0, view=None):
+        self.shape, self.dtype, self.count = tuple(shape), np.dtype(dtype), count
+        self.stack, self.first, self.stride, self._view = stack, first, stride, view
+        self._each: list | None = None
+
+    @property
+    def each(self) -> list:
+        if self._each is None:
+            self._each = list(self.stack) if self.stack is not None else \
+                [self._view(self.first, p * self.stride, self.shape) for p in range(self.count)]
+        return self._each
 
     @property
     def size(self) -> int:
@@ -78,11 +87,11 @@ class Members:
         return self.shape[0]
 
     def __repr__(self) -> str:
-        return f"Members({len(self.each)} × {self.shape})"
+        return f"Members({self.count} × {self.shape})"
 
 
 def _stacked(stack: np.ndarray) -> Members:
-    return Members(stack.shape[1:], stack.dtype, list(stack), stack)
+    return Members(stack.shape[1:], stack.dtype, len(stack), stack=stack)
 
 
 def _member(a, p: int):
@@ -115,7 +124,7 @@ def _per_member(name: str):
 def _first(a):
     """What a batched GPU kernel is given of an argument: member 0's array (the others
     follow at its stride), or a shared array as it is."""
-    return a.each[0] if isinstance(a, Members) else a
+    return a.first if isinstance(a, Members) else a
 
 
 def _stride(a) -> int:
@@ -181,7 +190,7 @@ class PopulationBackend(Backend):
             return _stacked(stack)
         size = math.prod(shape)
         flat = self.base.zeros((self.size * size,)) if fill else self.base.empty((self.size * size,), dtype)
-        return Members(shape, dtype, [self.base.view(flat, p * size, shape) for p in range(self.size)], stride=size)
+        return Members(shape, dtype, self.size, first=self.base.view(flat, 0, shape), stride=size, view=self.base.view)
 
     def empty(self, shape, dtype=None) -> Members:
         return self._new(shape, dtype, False)
@@ -269,20 +278,20 @@ class PopulationBackend(Backend):
         """``arrays`` grouped by the GPU buffer they lie in."""
         groups: dict[int, list[Members]] = {}
         for a in arrays:
-            groups.setdefault(id(a.each[0].alloc), []).append(a)
+            groups.setdefault(id(a.first.alloc), []).append(a)
         return list(groups.values())
 
     def _span(self, group: list[Members]) -> tuple:
         """The base array from the first element of ``group``'s arrays (of one
         buffer) to their last, and its first element's offset."""
-        first = min(group, key=lambda a: a.each[0].offset).each[0]
-        end = max(a.each[0].offset + (self.size - 1) * a.stride + a.size for a in group)
+        first = min(group, key=lambda a: a.first.offset).first
+        end = max(a.first.offset + (self.size - 1) * a.stride + a.size for a in group)
         return self.base.view(first, 0, (end - first.offset,)), first.offset
 
     def _members_of(self, values: np.ndarray, a: Members, start: int) -> np.ndarray:
         """The (size, a.size) view of ``a``'s members in ``values``, a span read from ``start``."""
         item = values.itemsize
-        return np.lib.stride_tricks.as_strided(values[a.each[0].offset - start:], (self.size, a.size),
+        return np.lib.stride_tricks.as_strided(values[a.first.offset - start:], (self.size, a.size),
                                                (a.stride * item, item))
 
     def copy(self, src, dst: Members) -> None:
@@ -318,8 +327,8 @@ class PopulationBackend(Backend):
             return self.base.rows(a, start, stop)
         if self.batched:
             return _stacked(a.stack[:, start:stop])
-        return Members((stop - start, *a.shape[1:]), a.dtype, [self.base.rows(e, start, stop) for e in a.each],
-                       stride=a.stride)
+        return Members((stop - start, *a.shape[1:]), a.dtype, self.size, first=self.base.rows(a.first, start, stop),
+                       stride=a.stride, view=self.base.view)
 
     def view(self, a, offset: int, shape: Sequence[int]):
         if not isinstance(a, Members):
@@ -331,7 +340,8 @@ class PopulationBackend(Backend):
             part = flat[:, offset: offset + math.prod(shape)].view()
             part.shape = (self.size, *shape)
             return _stacked(part)
-        return Members(shape, a.dtype, [self.base.view(e, offset, shape) for e in a.each], stride=a.stride)
+        return Members(shape, a.dtype, self.size, first=self.base.view(a.first, offset, shape), stride=a.stride,
+                       view=self.base.view)
 
     # ----------------------------------------------------------- dense algebra
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation=None,
@@ -343,7 +353,7 @@ class PopulationBackend(Backend):
                                          activation_param)
             strides = {"a": _stride(a), "b": _stride(b), "out": out.stride, "bias": _stride(bias), "aux": _stride(y),
                        "bias_grad": _stride(bias_grad)}
-            self.base.matmul_members(self.size, strides, _first(a), _first(b), out.each[0], transpose_a, transpose_b,
+            self.base.matmul_members(self.size, strides, _first(a), _first(b), out.first, transpose_a, transpose_b,
                                      _first(bias), activation, None if grad_of is None else (grad_of[0], _first(y)),
                                      _first(bias_grad), activation_param)
             return
@@ -373,7 +383,7 @@ class PopulationBackend(Backend):
         has batched products, and a bias gradient lies in the product's buffer."""
         matmul_members = getattr(self.base, "matmul_members", None)
         return matmul_members is not None and (bias_grad is None or self.base.shares_buffer(_first(bias_grad),
-                                                                                             out.each[0]))
+                                                                                             out.first))
 
     def sum_rows(self, x, out) -> None:
         if self.batched and isinstance(x, Members):
@@ -433,7 +443,7 @@ class PopulationBackend(Backend):
         def whole(a):
             if isinstance(a, Members):
                 shape = (self.size * a.shape[0], *a.shape[1:]) if a.shape else (self.size,)
-                return self.base.view(a.each[0], 0, shape) if a.stride == a.size else None
+                return self.base.view(a.first, 0, shape) if a.stride == a.size else None
             return a
         values = list(args) + list(kwargs.values())
         if any(isinstance(v, MemberValues) for v in values) or \
