@@ -293,6 +293,14 @@ def _logits_binary_cross_entropy(z, t, g):
     return np.sum(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))), z
 
 
+def one_hot(labels: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` (rows, classes) as the one-hot rows (0 and 1, exact in any
+    dtype) of the class ``labels`` (rows, 1); returns it."""
+    out.fill(0)
+    out[np.arange(len(out)), labels[:, 0].astype(np.intp)] = 1
+    return out
+
+
 def row_losses(kind, p, t) -> tuple[np.ndarray, np.ndarray]:
     """Each row's loss (the sum of its terms), for weighted rows and a
     population's members; and the predictions accuracy is counted on (as
@@ -583,19 +591,14 @@ class NumpyBackend(Backend):
             np.multiply(grad, grad.dtype.type(grad_scale), grad)
 
     def _one_hot(self, labels: np.ndarray, like: np.ndarray) -> np.ndarray:
-        """The one-hot rows (0 and 1, exact in any dtype) of ``labels`` (rows, 1), shaped like ``like``."""
-        t = self._tmp(like, 5)
-        t.fill(0)
-        t[np.arange(len(t)), labels[:, 0].astype(np.intp)] = 1
-        return t
+        """The one-hot rows of ``labels`` (rows, 1), shaped like ``like``, in a scratch buffer."""
+        return one_hot(labels, self._tmp(like, 5))
 
     # ----------------------------------------------------------------- metrics
     def _metric_inputs(self, p, t, transform, then_sigmoid) -> tuple[np.ndarray, np.ndarray]:
         """(q, t as full rows) of the metric operations (new arrays: metrics run once a step at most)."""
         if t.shape[1] == 1 and p.shape[1] > 1:
-            full = np.zeros_like(p)
-            full[np.arange(len(p)), t[:, 0].astype(np.intp)] = 1
-            t = full
+            t = one_hot(t, np.empty_like(p))
         q = np.array(p)
         if transform == "softmax":
             _softmax(p, q)

@@ -40,7 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from .base import OPTIMIZER_SCALARS, Backend, MemberValues, member_values
-from .numpy_backend import CLIPPED_LOSSES, CORRECT_ROWS, LOSS_TERMS, row_losses
+from .numpy_backend import CLIPPED_LOSSES, CORRECT_ROWS, LOSS_TERMS, one_hot, row_losses
 
 __all__ = ["Members", "MemberValues", "PopulationBackend", "member_values"]
 
@@ -135,13 +135,6 @@ def _nd(a):
     """The numpy form of an argument on the CPU: a stack for members, the
     array itself for a shared one."""
     return a.stack if isinstance(a, Members) else a
-
-
-def _one_hot(labels: np.ndarray, width: int, dtype) -> np.ndarray:
-    """The one-hot rows (n, width) of class labels (n, 1)."""
-    rows = np.zeros((len(labels), width), dtype)
-    rows[np.arange(len(labels)), labels[:, 0].astype(np.intp)] = 1
-    return rows
 
 
 def _part(a, members: slice):
@@ -473,12 +466,13 @@ class PopulationBackend(Backend):
         flat = stack.reshape(self.size * rows, width)  # a copy where p is a batch of fewer rows than its buffer
         if isinstance(t, Members):  # each member's own batch (fit's shuffle="members")
             targets = t.stack.reshape(self.size * rows, t.shape[1])
-            targets = targets if t.shape[1] == width else _one_hot(targets, width, stack.dtype)
+            if t.shape[1] != width:
+                targets = one_hot(targets, np.empty((len(targets), width), stack.dtype))
         else:  # the members' copies of the batch's targets, in a buffer grown to the largest batch
             if self._targets is None or self._targets.size < stack.size:
                 self._targets = np.empty(stack.size, stack.dtype)
             targets = self._targets[: stack.size].reshape(stack.shape)
-            np.copyto(targets, t if t.shape[1] == width else _one_hot(t, width, stack.dtype))
+            np.copyto(targets, t if t.shape[1] == width else one_hot(t, np.empty((len(t), width), stack.dtype)))
             targets = targets.reshape(self.size * rows, width)
         g = None
         if grad is not None:
