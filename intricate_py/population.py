@@ -79,8 +79,9 @@ class Population:
         self.shuffle_rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(2)[1])
         self.member_rngs = [self.shuffle_rng] + [
             np.random.default_rng(np.random.SeedSequence(self.seed + i).spawn(2)[1]) for i in range(1, self.size)]
-        # what DeviceData takes of a model, for batches every member shares: they live on the base backend
-        self._shared = SimpleNamespace(backend=base, plan=SimpleNamespace(buffers=Workspace(base)))
+        # what DeviceData takes of a model: for batches every member shares, on the base backend; for
+        # batches of each member's own (shuffle="members"), on the population's
+        self._shared, self._own = _holder(base), _holder(self.backend)
         self._held_epoch: np.ndarray | None = None
 
     # ---------------------------------------------------------------- members
@@ -243,7 +244,7 @@ class Population:
         step = TrainStep(model, losses, weights, slots)
         batch = min(batch_size, len(arrays[0]))
         if shuffle == "members":
-            train = MemberData(self, arrays, batch)
+            train = MemberData(self._own, arrays, batch, self.member_rngs)
         elif isinstance(shuffle, (bool, np.bool_)):
             train = DeviceData(self._shared, "train", arrays, batch, bool(shuffle))
         else:
@@ -341,6 +342,11 @@ class Population:
 
     def __repr__(self) -> str:
         return f"Population({self.size} × {self.model!r}, seed={self.seed})"
+
+
+def _holder(backend) -> SimpleNamespace:
+    """What DeviceData takes of a model: its backend, and its plan's buffers."""
+    return SimpleNamespace(backend=backend, plan=SimpleNamespace(buffers=Workspace(backend)))
 
 
 def _built_model(build: Callable[[], Model]) -> Model:

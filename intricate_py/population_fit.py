@@ -19,7 +19,7 @@ import numpy as np
 
 from .backends.base import MemberValues
 from .callbacks import Callback, EarlyStopping
-from .fit_data import Evaluation, Slots, metric_table
+from .fit_data import DeviceData, Evaluation, Slots, metric_table
 from .fitting import TrainStep
 from .training import History
 
@@ -40,42 +40,21 @@ def keep(backend: "PopulationBackend", src: list, dst: list, members: np.ndarray
             backend.copy_members(a, b, members)
 
 
-class MemberData:
+class MemberData(DeviceData):
     """A fit's arrays, each member taking its batches in its own order: the
     order a model with seed ``seed + i`` draws for member i (fit's
     ``shuffle="members"``), so that every member is its model alone to the
-    bit. The interface of ``fit_data.DeviceData``; the batches are Members."""
+    bit. ``holder``: what DeviceData takes of a model, on the population's
+    backend, so that the batches and the order are Members; ``rngs``: each
+    member's generator."""
 
-    replayable = True
-    _gathered = False
-
-    def __init__(self, population: "Population", arrays: list[np.ndarray], batch: int):
-        backend = self.backend = population.backend
-        self.n, self.batch = len(arrays[0]), batch
-        self.sources = [backend.dataset(a) for a in arrays]
-        self.index = backend.from_numpy(np.arange(self.n, dtype=np.int32))
-        buffers = [backend.empty((batch, *a.shape[1:])) for a in arrays]
-        self.views = [(s, [backend.rows(b, 0, min(batch, self.n - s)) for b in buffers])
-                      for s in range(0, self.n, batch)]
-        self.steps = len(self.views)
-        self.shuffling = self.steps > 1
-        self.rngs = population.member_rngs
+    def __init__(self, holder, arrays: list[np.ndarray], batch: int, rngs: list[np.random.Generator]):
+        super().__init__(holder, "members", arrays, batch, shuffle=True)
+        self.rngs = rngs
 
     def shuffle(self, rng: np.random.Generator) -> None:
         """Each member's next order, from its own generator (``rng``, the population's, is not used)."""
         self.backend.write_members(self.index, np.stack([r.permutation(self.n) for r in self.rngs]).astype(np.int32))
-
-    def epoch(self):
-        yield from self.views
-
-    def gather(self, first: int, arrays: list) -> None:
-        for source, out in zip(self.sources, arrays):
-            self.backend.take_rows(source, self.index, out, first)
-
-    def batches(self):
-        for first, arrays in self.epoch():
-            self.gather(first, arrays)
-            yield arrays
 
 
 class MemberStopping:

@@ -584,10 +584,12 @@ class PopulationBackend(Backend):
 
     def take_rows(self, src, indices, out, first=0, src2=None, out2=None) -> None:
         """Shared rows in each member's order (``indices`` one order a member) on the CPU at once."""
-        if not (self.batched and isinstance(indices, Members) and src2 is None and not isinstance(src, Members)):
+        if not (self.batched and isinstance(indices, Members) and not isinstance(src, Members)):
             return self._take_rows_each(src, indices, out, first, src2, out2)
-        rows = out.shape[0]
-        np.take(src, indices.stack[:, first: first + rows], axis=0, out=out.stack, mode="clip")
+        order = indices.stack[:, first: first + out.shape[0]]
+        np.take(src, order, axis=0, out=out.stack, mode="clip")
+        if src2 is not None:
+            np.take(src2, order, axis=0, out=out2.stack, mode="clip")
 
     _take_rows_each = _per_member("take_rows")
 
