@@ -17,7 +17,7 @@ Each operation runs in one of two ways:
   buffer, and the products, losses, updates, the weights' check, the
   convolutions' data movement and pooling run as one dispatch with a member
   per z group (``WgpuBackend.matmul_members``, ``loss_members``,
-  ``*_step_members``, ``flag_nonfinite_members``, ``run_members``),
+  ``*_step_members``, ``run_members``),
   element-wise and row-wise operations over the whole buffer;
 * member by member: every other operation (normalization, attention,
   embeddings, metrics, clipping, resizing, a user's kernels) calls the base
@@ -238,8 +238,7 @@ class PopulationBackend(Backend):
                 bad[bad] = ~np.isfinite(values[bad]).all(axis=1)
                 acc.stack[bad, index] = 1
             return
-        self.base.flag_nonfinite_members(self.size, {"x": _stride(x), "acc": _stride(acc)}, _first(x), _first(acc),
-                                         index)
+        self._flag_nonfinite(x, acc, index)
 
     def write(self, dst: Members, a: np.ndarray) -> None:
         """``a`` (one member's shape) into every member."""
@@ -529,7 +528,7 @@ class PopulationBackend(Backend):
     adagrad_step = _optimizer("adagrad_step")
     adam_step = _optimizer("adam_step")
 
-    def _images(name: str):
+    def _strided(name: str):
         each = _per_member(name)
 
         def operation(self: "PopulationBackend", *args, **kwargs) -> None:
@@ -545,15 +544,16 @@ class PopulationBackend(Backend):
                                   **{k: v if k == "grad_of" else _first(v) for k, v in kwargs.items()})
         return _named(operation, name, f"The base backend's ``{name}``: on the GPU every member in one dispatch.")
 
-    im2col = _images("im2col")
-    col2im = _images("col2im")
-    to_channels_first = _images("to_channels_first")
-    to_channels_last = _images("to_channels_last")
-    maxpool2d = _images("maxpool2d")
-    maxpool2d_grad = _images("maxpool2d_grad")
-    avgpool2d = _images("avgpool2d")
-    avgpool2d_grad = _images("avgpool2d_grad")
-    _sum_channels = _images("sum_channels")
+    im2col = _strided("im2col")
+    col2im = _strided("col2im")
+    to_channels_first = _strided("to_channels_first")
+    to_channels_last = _strided("to_channels_last")
+    maxpool2d = _strided("maxpool2d")
+    maxpool2d_grad = _strided("maxpool2d_grad")
+    avgpool2d = _strided("avgpool2d")
+    avgpool2d_grad = _strided("avgpool2d_grad")
+    _sum_channels = _strided("sum_channels")
+    _flag_nonfinite = _strided("flag_nonfinite")
 
     def sum_channels(self, x, out) -> None:
         """Each member's sums over all but the channels of (n, c, ...), on the CPU at once."""
@@ -580,7 +580,7 @@ class PopulationBackend(Backend):
     softmax = _rowwise("softmax")
     softmax_grad = _rowwise("softmax_grad")
 
-    del _elementwise, _optimizer, _rowwise, _images
+    del _elementwise, _optimizer, _rowwise, _strided
 
     def take_rows(self, src, indices, out, first=0, src2=None, out2=None) -> None:
         """Shared rows in each member's order (``indices`` one order a member) on the CPU at once."""

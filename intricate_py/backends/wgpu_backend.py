@@ -648,12 +648,13 @@ class WgpuBackend(Backend):
                        **epilogue)
 
     #: the operations whose kernels take a population's member per z group (conv.wgsl's,
-    #: pool.wgsl's, sum_channels), and the names of their arrays' strides, in the arrays' order
+    #: pool.wgsl's, sum_channels, flag_nonfinite), and the names of their arrays' strides, in the
+    #: arrays' order
     MEMBER_OPERATIONS = {
         "im2col": ("src", "out"), "col2im": ("src", "out"), "to_channels_first": ("src", "out"),
         "to_channels_last": ("src", "out"), "maxpool2d": ("src", "out", "idx"),
         "maxpool2d_grad": ("src", "idx", "out"), "avgpool2d": ("src", "out"), "avgpool2d_grad": ("src", "out"),
-        "sum_channels": ("a", "out"),
+        "sum_channels": ("a", "out"), "flag_nonfinite": ("a", "out"),
     }
 
     @_serialised
@@ -705,16 +706,9 @@ class WgpuBackend(Backend):
         )
 
     def flag_nonfinite(self, x: GPUArray, acc: GPUArray, index: int) -> None:
-        self.flag_nonfinite_members(1, {}, x, acc, index)
-
-    def flag_nonfinite_members(self, members: int, strides: dict[str, int], x: GPUArray, acc: GPUArray,
-                               index: int) -> None:
-        """:meth:`flag_nonfinite` for each member of a population in one
-        dispatch, its x and acc ``strides["x"]`` and ``strides["acc"]`` on."""
         self._dispatch(
-            "flag_nonfinite", (*self._grid(x.size), members), (x, acc),
+            "flag_nonfinite", self._grid(x.size), (x, acc),
             rows=x.size, cols=1, a_off=x.offset, out_off=acc.offset + index,
-            a_stride=strides.get("x", 0), out_stride=strides.get("acc", 0),
         )
 
     # ------------------------------------------------------------- elementwise
