@@ -26,7 +26,7 @@ from .training import HaltingCondition, History
 if TYPE_CHECKING:
     from .model import Model
 
-__all__ = ["Trainer", "TrainStep"]
+__all__ = ["Trainer", "TrainStep", "validation_arrays"]
 
 #: the loss kinds that take a fused layer's input, and the probabilities that layer would have made
 _FUSED_PROBABILITIES = {"softmax_cross_entropy": "softmax", "sigmoid_cross_entropy": "sigmoid"}
@@ -137,6 +137,38 @@ class TrainStep:
         self.model.optimizer.step(optimizer_values)
 
 
+def validation_arrays(model: "Model", losses: list[Loss | None], xs: list, ts: list, ws: list, validation_data,
+                      validation_split: float) -> tuple[list, tuple | None]:
+    """A fit's arrays, checked, and its validation: (the training arrays:
+    inputs, then targets with a loss, then their sample weights if any; the
+    validation's (inputs, targets by output, sample weights) or None), from
+    ``validation_data`` ((x, y) or (x, y, sample_weight)) or the last
+    ``validation_split`` of the arrays, as Keras takes them."""
+    graded = [k for k, t in enumerate(ts) if t is not None]
+    arrays = step_arrays(xs, ts, ws)
+    if validation_split:
+        if validation_data is not None:
+            raise ValueError("expected validation_data or validation_split, not both")
+        arrays, held = split(arrays, validation_split)
+        val_ts: list = [None] * len(ts)
+        for k, a in zip(graded, held[len(xs):]):
+            val_ts[k] = a
+        return arrays, (held[: len(xs)], val_ts, held[len(xs) + len(graded):])
+    if validation_data is None:
+        return arrays, None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValueError(
+            "expected validation_data=(x_val, y_val) or (x_val, y_val, sample_weight_val). "
+            f"Received: {type(validation_data).__name__}"
+        )
+    val_xs = model.input_arrays(validation_data[0], "validation_data[0]")
+    val_ts = model.target_arrays(validation_data[1], losses, "validation_data[1]")
+    same_length([("validation_data[0]", val_xs[0])] + [("validation_data[1]", t) for t in val_ts if t is not None])
+    val_ws = sample_weights(model, losses, val_ts, validation_data[2] if len(validation_data) > 2 else None,
+                            name="validation_data[2]")
+    return arrays, (val_xs, val_ts, val_ws)
+
+
 class Trainer:
     """One fit: the data checked and placed on the device, the epochs run
     with their callbacks, halting condition and readbacks, and the History.
@@ -181,7 +213,7 @@ class Trainer:
         same_length([("x", xs[0])] + [("y", t) for t in ts if t is not None])
         one_weighting(sample_weight, class_weight)
         ws = sample_weights(model, self.losses, ts, sample_weight)
-        train, validation = self._validation(xs, ts, ws, validation_data, validation_split)
+        train, validation = validation_arrays(model, self.losses, xs, ts, ws, validation_data, validation_split)
         if class_weight is not None and source is None:  # as Keras: the training part's weights only
             graded = [k for k, t in enumerate(ts) if t is not None]
             train_ts = [None] * len(ts)
@@ -247,37 +279,6 @@ class Trainer:
             raise ValueError("expected validation_steps only with validation_data a Dataset, a generator or a "
                              f"DataLoader. Received: validation_steps={validation_steps}")
         return source, val_source
-
-    def _validation(self, xs: list, ts: list, ws: list, validation_data,
-                    validation_split) -> tuple[list, tuple | None]:
-        """(the training arrays: inputs, then targets with a loss, then their
-        sample weights if any; the validation's (inputs, targets by output,
-        sample weights) or None)."""
-        graded = [k for k, t in enumerate(ts) if t is not None]
-        arrays = step_arrays(xs, ts, ws)
-        if validation_split:
-            if validation_data is not None:
-                raise ValueError("expected validation_data or validation_split, not both")
-            arrays, held = split(arrays, validation_split)
-            val_ts: list = [None] * len(ts)
-            for k, a in zip(graded, held[len(xs):]):
-                val_ts[k] = a
-            return arrays, (held[: len(xs)], val_ts, held[len(xs) + len(graded):])
-        if validation_data is None:
-            return arrays, None
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError(
-                "expected validation_data=(x_val, y_val) or (x_val, y_val, sample_weight_val). "
-                f"Received: {type(validation_data).__name__}"
-            )
-        model = self.model
-        val_xs = model.input_arrays(validation_data[0], "validation_data[0]")
-        val_ts = model.target_arrays(validation_data[1], self.losses, "validation_data[1]")
-        same_length([("validation_data[0]", val_xs[0])]
-                    + [("validation_data[1]", t) for t in val_ts if t is not None])
-        val_ws = sample_weights(model, self.losses, val_ts, validation_data[2] if len(validation_data) > 2 else None,
-                                name="validation_data[2]")
-        return arrays, (val_xs, val_ts, val_ws)
 
     def run(self) -> History:
         """Train, and return the History."""

@@ -37,11 +37,11 @@ from .backends.population import PopulationBackend
 from .callbacks import Callback, EarlyStopping, FunctionCallback, TerminateOnNaN, as_callbacks
 from .metrics import improves_upward
 from .fit_data import DeviceData, Evaluation, metric_keys, metric_slots, metric_table, step_arrays
-from .fitting import TrainStep
+from .fitting import TrainStep, validation_arrays
 from .layers import Dropout
 from .layers.base import Workspace
 from .model import Model, as_loss, as_optimizer
-from .model_data import per_name, split
+from .model_data import per_name
 from .population_fit import Epochs, MemberData, MemberStopping
 from .saving.fileio import FormatError, atomic_write, read_safetensors
 from .training import History
@@ -229,14 +229,9 @@ class Population:
         losses = model.output_losses()
         weights = self._output_weights(losses)
         xs, ts = model.data(x, y, losses)
-        split_at = _checks.fraction(validation_split, "validation_split")
-        arrays = step_arrays(xs, ts)
-        validation = None
-        if validation_data is not None:
-            val_xs, val_ts = model.data(*_pair(validation_data), losses, names=("validation_data", "validation_data"))
-            validation = step_arrays(val_xs, val_ts)
-        elif split_at:
-            arrays, validation = split(arrays, split_at)
+        arrays, held = validation_arrays(model, losses, xs, ts, [], validation_data,
+                                         _checks.fraction(validation_split, "validation_split"))
+        validation = None if held is None else step_arrays(*held)
         watchers, others = _callbacks(callbacks, self)
         model.prepare_to_train()
         slots = metric_slots(len(model.outputs))
@@ -366,12 +361,6 @@ def _member_entries(value, i: int):
     if isinstance(value, (list, tuple)):
         return [entry(w) for w in value]
     return entry(value)
-
-
-def _pair(validation_data) -> tuple:
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise ValueError(f"expected validation_data as (x, y). Received: {type(validation_data).__name__}")
-    return tuple(validation_data)
 
 
 def _callbacks(callbacks, population: Population) -> tuple[list[MemberStopping], list[Callback]]:

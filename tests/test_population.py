@@ -463,3 +463,17 @@ def test_loss_weights_may_differ_per_member(device, rng):
     assert population[2].loss_weights == [3.0, 0.5]  # a member takes its own
     with pytest.raises(ValueError, match="one value per member of a Population of 3"):
         population.fit(x, ys, loss_weights=[[1.0, 2.0], 1.0])
+
+
+def test_validation_is_taken_as_model_fit_takes_it(rng):
+    """validation_data with sample weights, and the same refusals as Model.fit's."""
+    x, y = data(rng, (4,))
+    vx, vy = data(rng, (4,), n=10)
+    vw = rng.random(10).astype(np.float32)
+    population = Population(mlp(), 2, seed=6)
+    history = population.fit(x, y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=2, validation_data=(vx, vy, vw))
+    model = alone(mlp(), 6)
+    h = model.fit(x, y, loss=MeanSquared(), optimizer=SGD(0.1), epochs=2, validation_data=(vx, vy, vw))
+    np.testing.assert_allclose(history.history["val_loss"][:, 0], h.history["val_loss"], rtol=1e-5)
+    with pytest.raises(ValueError, match="not both"):
+        population.fit(x, y, validation_data=(vx, vy), validation_split=0.2)
