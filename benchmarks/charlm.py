@@ -24,7 +24,6 @@ import platform
 import statistics
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import intricate_py  # noqa: E402
-from op_times import load_example, operation_times  # noqa: E402
+from op_times import alternating, load_example, operation_times  # noqa: E402
 from intricate_py.losses import CategoricalCrossEntropy  # noqa: E402
 from intricate_py.optimizers import AdamW  # noqa: E402
 
@@ -106,15 +105,12 @@ def main() -> None:
     print(f"intricate-py {intricate_py.__version__}, PyTorch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"numpy {np.__version__}, Python {platform.python_version()}; {shape}; {args.steps} steps a round, "
           f"{args.rounds} round(s)")
-    runs = [("PyTorch CPU", lambda: torch_steps(twin, optimizer, x, y, batch))]
-    runs += [(f"intricate-py {d}", lambda d=d: our_steps(models[d], x, y, batch)) for d in devices]
-    for label, run in runs:  # warm-up: plans, buffers, PyTorch's first allocations
+    runs = {"PyTorch CPU": lambda: torch_steps(twin, optimizer, x, y, batch)}
+    runs.update({f"intricate-py {d}": lambda d=d: our_steps(models[d], x, y, batch) for d in devices})
+    for run in runs.values():  # warm-up: plans, buffers, PyTorch's first allocations
         run()
-    times: dict[str, list[float]] = defaultdict(list)
-    for r in range(args.rounds):
-        for label, run in runs[r % len(runs):] + runs[: r % len(runs)]:
-            times[label].append(run())
-            print(f"  round {r + 1}: {label} {1000 * times[label][-1]:.1f} ms a step", flush=True)
+    times = alternating(runs, args.rounds, lambda r, label, seconds: print(
+        f"  round {r + 1}: {label} {1000 * seconds:.1f} ms a step", flush=True))
     medians = {label: statistics.median(values) for label, values in times.items()}
     print(f"\n{'':<20} {'ms/step':>8} {'/ PyTorch':>10}")
     for label, seconds in medians.items():

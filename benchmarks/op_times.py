@@ -1,6 +1,7 @@
-"""What benchmarks/resnet.py and charlm.py share: an example's main.py
-loaded as a module, and where a run's time goes (every backend operation
-timed where the layers call it, added up by family)."""
+"""What benchmarks/resnet.py, charlm.py and population.py share: an
+example's main.py loaded as a module, rounds of runs in rotating order, and
+where a run's time goes (every backend operation timed where the layers
+call it, added up by family)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,21 @@ def load_example(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def alternating(runs: dict[str, Callable[[], float]], rounds: int,
+                show: Callable[[int, str, float], None] | None = None) -> dict[str, list[float]]:
+    """The seconds each of ``runs`` returns, in each of ``rounds`` rounds,
+    the runs in an order rotated by one each round (the host's drift falls
+    on all alike); ``show(round, label, seconds)`` after each run."""
+    labels = list(runs)
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    for r in range(rounds):
+        for label in labels[r % len(labels):] + labels[: r % len(labels)]:
+            times[label].append(runs[label]())
+            if show is not None:
+                show(r, label, times[label][-1])
+    return times
 
 
 def operation_times(backend: Backend, families: list[tuple[str, str]], run: Callable[[], float],

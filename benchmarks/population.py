@@ -36,6 +36,7 @@ from intricate_py.layers import Dense, ReLU, TanH  # noqa: E402
 from intricate_py.losses import CategoricalCrossEntropy, MeanSquared  # noqa: E402
 from intricate_py.optimizers import SGD, Adam  # noqa: E402
 from mnist_data import mnist_data  # noqa: E402
+from op_times import alternating  # noqa: E402
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
@@ -115,11 +116,8 @@ def gpu_steps(members: int, steps: int) -> dict:
 
 
 def medians(runs: dict, rounds: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for r in range(rounds):
-        names = list(runs)
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            times[name].append(timed(runs[name]))
+    """Each run's median seconds over ``rounds`` rounds in rotating order."""
+    times = alternating({name: lambda work=work: timed(work) for name, work in runs.items()}, rounds)
     return {name: statistics.median(t) for name, t in times.items()}
 
 

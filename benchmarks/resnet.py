@@ -22,7 +22,6 @@ import platform
 import statistics
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import intricate_py  # noqa: E402
-from op_times import load_example, operation_times  # noqa: E402
+from op_times import alternating, load_example, operation_times  # noqa: E402
 from intricate_py.datasets import load_fashion_mnist  # noqa: E402
 from intricate_py.losses import CategoricalCrossEntropy  # noqa: E402
 from intricate_py.optimizers import Adam  # noqa: E402
@@ -98,13 +97,10 @@ def main() -> None:
     print(f"intricate-py {intricate_py.__version__}, PyTorch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"numpy {np.__version__}, Python {platform.python_version()}; {len(x)} images, batch {BATCH}, "
           f"{args.rounds} round(s)")
-    times: dict[str, list[float]] = defaultdict(list)
-    for r in range(args.rounds):
-        runs = [("PyTorch CPU", lambda: torch_epoch(twin, optimizer, x, y))]
-        runs += [(f"intricate-py {d}", lambda d=d: our_epoch(models[d], x, y)) for d in devices]
-        for label, run in runs[r % len(runs):] + runs[: r % len(runs)]:
-            times[label].append(run())
-            print(f"  round {r + 1}: {label} {times[label][-1]:.1f} s", flush=True)
+    runs = {"PyTorch CPU": lambda: torch_epoch(twin, optimizer, x, y)}
+    runs.update({f"intricate-py {d}": lambda d=d: our_epoch(models[d], x, y) for d in devices})
+    times = alternating(runs, args.rounds, lambda r, label, seconds: print(
+        f"  round {r + 1}: {label} {seconds:.1f} s", flush=True))
     medians = {label: statistics.median(values) for label, values in times.items()}
     print(f"\n{'':<20} {'s/epoch':>8} {'/ PyTorch':>10}")
     for label, seconds in medians.items():
