@@ -37,6 +37,8 @@ import numpy as np
 from .model_data import per_name, same_length
 
 if TYPE_CHECKING:
+    from .backends import Backend
+    from .layers.base import Workspace
     from .model import Model
 
 __all__ = ["Dataset", "STREAM_BYTES", "MAPPED_STREAM_BYTES", "CHUNK_BYTES", "is_batch_source", "BatchSource", "streams",
@@ -478,19 +480,17 @@ class ChunkedData(GatheredData):
     way, and batches gathered on the device from a two-half chunk buffer
     (``index``: its rows in order)."""
 
-    def __init__(self, model: "Model", role: str, arrays: list, batch: int, shuffle=False):
-        backend = model.backend
+    def __init__(self, backend: Backend, buffers: Workspace, role: str, arrays: list, batch: int, shuffle=False):
         self.backend, self.arrays, self.n, self.batch = backend, arrays, len(arrays[0]), batch
         self.steps = -(-self.n // batch)
         self.shuffling = shuffle and self.steps > 1
         self.order = np.arange(self.n)
-        row_bytes = sum(math.prod(a.shape[1:]) for a in arrays) * np.dtype(model.dtype).itemsize
+        row_bytes = sum(math.prod(a.shape[1:]) for a in arrays) * np.dtype(backend.dtype).itemsize
         self.per_chunk = max(1, min(self.steps, CHUNK_BYTES // max(1, batch * row_bytes)))  # batches a chunk
         rows = self.per_chunk * batch
         self.sources = [backend.empty((2 * rows, *a.shape[1:])) for a in arrays]
         self.index = backend.from_numpy(np.arange(2 * rows, dtype=np.int32))
-        buffers = [model.plan.buffers.get(f"{role}_{k}_{a.shape[1:]}", batch, a.shape[1:])
-                   for k, a in enumerate(arrays)]
+        buffers = [buffers.get(f"{role}_{k}_{a.shape[1:]}", batch, a.shape[1:]) for k, a in enumerate(arrays)]
         self.views = []
         for i in range(self.steps):
             chunk, j = divmod(i, self.per_chunk)

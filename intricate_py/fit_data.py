@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .backends import Array
+from .backends import Array, Backend
 from .callbacks import TEST_HOOKS
 from .data import ChunkedData, GatheredData, streams
 from .losses import Loss
 from .metrics import LossAccuracy, Metric
 from .metrics import get as get_metric
+from .layers.base import Workspace
 
 if TYPE_CHECKING:
     from .callbacks import Hooks
@@ -224,23 +225,22 @@ class DeviceData(GatheredData):
     """Arrays of samples (each input's, then each target's) on the device,
     and the batches gathered from them.
 
-    Batch buffers come from the model's plan under the data's ``role``
-    ("train", "val", "eval"), so repeated fits reuse them; their views are
+    Batch buffers come from ``buffers`` (a model's plan's) under the data's
+    ``role`` ("train", "val", "eval"), so repeated fits reuse them; their views are
     made once, and shuffling rewrites only the row order, so an epoch
     allocates nothing. A single batch that is never shuffled is gathered
     once. Arrays are gathered two at a time (an input and a target in one
     dispatch for a model of one input and one output).
     """
 
-    def __init__(self, model: "Model", role: str, arrays: list[np.ndarray], batch: int, shuffle=False):
-        backend = model.backend
+    def __init__(self, backend: Backend, buffers: Workspace, role: str, arrays: list[np.ndarray], batch: int,
+                 shuffle=False):
         self.backend, self.n, self.batch = backend, len(arrays[0]), batch
         self.sources = [backend.dataset(a) for a in arrays]
         # the order of the samples, by which batches are gathered (GatheredData.index)
         self.index = backend.from_numpy(np.arange(self.n, dtype=np.int32))
         # named by shape too: an output's targets may be class labels in one fit, one-hot rows in the next
-        buffers = [model.plan.buffers.get(f"{role}_{k}_{a.shape[1:]}", batch, a.shape[1:])
-                   for k, a in enumerate(arrays)]
+        buffers = [buffers.get(f"{role}_{k}_{a.shape[1:]}", batch, a.shape[1:]) for k, a in enumerate(arrays)]
         # (first row in the order, [each array's rows]) of each batch
         self.views = [(s, [backend.rows(b, 0, min(batch, self.n - s)) for b in buffers])
                       for s in range(0, self.n, batch)]
@@ -260,11 +260,19 @@ class DeviceData(GatheredData):
 
 
 def placed(model: "Model", role: str, arrays: list, batch: int, shuffle=False) -> "DeviceData | ChunkedData":
-    """The data of a fit or evaluation on the device: whole (:class:`DeviceData`),
-    or streamed in chunks when it is too large (``data.ChunkedData``)."""
-    if streams(arrays, np.dtype(model.dtype).itemsize):
-        return ChunkedData(model, role, arrays, batch, shuffle)
-    return DeviceData(model, role, arrays, batch, shuffle)
+    """The data of a fit or evaluation of ``model`` on its device, its batch
+    buffers in the model's plan (:func:`place`)."""
+    return place(model.backend, model.plan.buffers, role, arrays, batch, shuffle)
+
+
+def place(backend: Backend, buffers: Workspace, role: str, arrays: list, batch: int,
+          shuffle=False) -> "DeviceData | ChunkedData":
+    """The data of a fit or evaluation on ``backend``: whole (:class:`DeviceData`),
+    or streamed in chunks when it is too large (``data.ChunkedData``); batch
+    buffers from ``buffers`` under ``role``."""
+    if streams(arrays, np.dtype(backend.dtype).itemsize):
+        return ChunkedData(backend, buffers, role, arrays, batch, shuffle)
+    return DeviceData(backend, buffers, role, arrays, batch, shuffle)
 
 
 def step_arrays(xs: list, ts: list, sample_weights: list | None = None) -> list:

@@ -26,7 +26,6 @@ members one by one. ``population[i]`` is member i as a plain :class:`Model`;
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 from typing import Callable, Iterable
 
 import numpy as np
@@ -36,7 +35,7 @@ from .backends.base import MemberValues, member_values
 from .backends.population import PopulationBackend
 from .callbacks import Callback, EarlyStopping, FunctionCallback, TerminateOnNaN, as_callbacks
 from .metrics import improves_upward
-from .fit_data import DeviceData, Evaluation, metric_keys, metric_slots, metric_table, step_arrays
+from .fit_data import Evaluation, metric_keys, metric_slots, metric_table, place, step_arrays
 from .fitting import TrainStep, validation_arrays
 from .layers import Dropout
 from .layers.base import Workspace
@@ -79,9 +78,9 @@ class Population:
         self.shuffle_rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(2)[1])
         self.member_rngs = [self.shuffle_rng] + [
             np.random.default_rng(np.random.SeedSequence(self.seed + i).spawn(2)[1]) for i in range(1, self.size)]
-        # what DeviceData takes of a model: for batches every member shares, on the base backend; for
-        # batches of each member's own (shuffle="members"), on the population's
-        self._shared, self._own = _holder(base), _holder(self.backend)
+        # the batch buffers: of batches every member shares, on the base backend; of each member's
+        # own batches (shuffle="members"), on the population's
+        self._shared, self._own = Workspace(base), Workspace(self.backend)
         self._held_epoch: np.ndarray | None = None
 
     # ---------------------------------------------------------------- members
@@ -210,10 +209,10 @@ class Population:
         """Train every member on the same batches, in the same order (that of
         a model with the population's seed), and return the History: each
         entry (epochs, size). The arguments are Model.fit's of those names
-        (arrays of data, held whole on the device: no streaming, sources or
-        sample weights); ``shuffle="members"`` gives each member its own
-        order, that of a model with its seed, so that each member is its
-        model trained alone. Orders go on from fit to fit, as a model's. A
+        (arrays of data, streamed in chunks where too large to place whole,
+        as Model.fit's; no data sources or sample weights);
+        ``shuffle="members"`` gives each member its own order, that of a
+        model with its seed, so that each member is its model trained alone. Orders go on from fit to fit, as a model's. A
         member frozen in a fit (diverged, or stopped by EarlyStopping) keeps
         its weights, but its optimizer's state and the step count (the
         population's) go on with the others': a later fit continues it from
@@ -239,15 +238,15 @@ class Population:
         step = TrainStep(model, losses, weights, slots)
         batch = min(batch_size, len(arrays[0]))
         if shuffle == "members":
-            train = MemberData(self._own, arrays, batch, self.member_rngs)
+            train = MemberData(self.backend, self._own, arrays, batch, self.member_rngs)
         elif isinstance(shuffle, (bool, np.bool_)):
-            train = DeviceData(self._shared, "train", arrays, batch, bool(shuffle))
+            train = place(self.backend.base, self._shared, "train", arrays, batch, bool(shuffle))
         else:
             raise ValueError(f"expected shuffle True, False or 'members'. Received: shuffle={shuffle!r}")
         evaluation = None
         if validation is not None:
-            evaluation = Evaluation(model, losses, DeviceData(self._shared, "val", validation,
-                                                              min(batch, len(validation[0]))))
+            evaluation = Evaluation(model, losses, place(self.backend.base, self._shared, "val", validation,
+                                                         min(batch, len(validation[0]))))
         n, n_val = len(arrays[0]), 0 if validation is None else len(validation[0])
         self.stop_training = False
         for callback in others:
@@ -270,7 +269,8 @@ class Population:
         rows = min(_checks.positive_int(batch_size or _PASS_ROWS, "batch_size"), len(arrays[0]))
         slots = metric_slots(len(model.outputs))
         acc = self.backend.zeros((slots.size,))
-        Evaluation(model, losses, DeviceData(self._shared, "eval", arrays, rows)).into(acc, 0, slots, False)
+        Evaluation(model, losses, place(self.backend.base, self._shared, "eval", arrays, rows)).into(acc, 0, slots,
+                                                                                                  False)
         values = self.backend.to_numpy(acc).astype(np.float64)
         return metric_table(model, values, losses, self._output_weights(losses), slots, len(arrays[0]))
 
@@ -281,7 +281,7 @@ class Population:
         self._build_from(x)
         xs = model.input_arrays(x)
         rows = min(_checks.positive_int(batch_size or _PASS_ROWS, "batch_size"), len(xs[0]))
-        data = DeviceData(self._shared, "predict", xs, rows)
+        data = place(self.backend.base, self._shared, "predict", xs, rows)
         inference = model.plan.pass_for(training=False)
         parts: list[list[np.ndarray]] = [[] for _ in model.outputs]
         for arrays in data.batches():
@@ -337,11 +337,6 @@ class Population:
 
     def __repr__(self) -> str:
         return f"Population({self.size} × {self.model!r}, seed={self.seed})"
-
-
-def _holder(backend) -> SimpleNamespace:
-    """What DeviceData takes of a model: its backend, and its plan's buffers."""
-    return SimpleNamespace(backend=backend, plan=SimpleNamespace(buffers=Workspace(backend)))
 
 
 def _built_model(build: Callable[[], Model]) -> Model:

@@ -21,6 +21,7 @@ from .backends.base import MemberValues
 from .callbacks import Callback, EarlyStopping
 from .fit_data import DeviceData, Evaluation, Slots, metric_table
 from .fitting import TrainStep
+from .layers.base import Workspace
 from .training import History
 
 if TYPE_CHECKING:
@@ -44,12 +45,13 @@ class MemberData(DeviceData):
     """A fit's arrays, each member taking its batches in its own order: the
     order a model with seed ``seed + i`` draws for member i (fit's
     ``shuffle="members"``), so that every member is its model alone to the
-    bit. ``holder``: what DeviceData takes of a model, on the population's
-    backend, so that the batches and the order are Members; ``rngs``: each
-    member's generator."""
+    bit. On the population's ``backend`` (batch ``buffers`` of its
+    Workspace), so that the batches and the order are Members; ``rngs``:
+    each member's generator."""
 
-    def __init__(self, holder, arrays: list[np.ndarray], batch: int, rngs: list[np.random.Generator]):
-        super().__init__(holder, "members", arrays, batch, shuffle=True)
+    def __init__(self, backend: "PopulationBackend", buffers: Workspace, arrays: list[np.ndarray], batch: int,
+                 rngs: list[np.random.Generator]):
+        super().__init__(backend, buffers, "members", arrays, batch, shuffle=True)
         self.rngs = rngs
 
     def shuffle(self, rng: np.random.Generator) -> None:

@@ -477,3 +477,20 @@ def test_validation_is_taken_as_model_fit_takes_it(rng):
     np.testing.assert_allclose(history.history["val_loss"][:, 0], h.history["val_loss"], rtol=1e-5)
     with pytest.raises(ValueError, match="not both"):
         population.fit(x, y, validation_data=(vx, vy), validation_split=0.2)
+
+
+def test_arrays_too_large_to_place_whole_stream_as_a_models_do(device, rng, monkeypatch):
+    """Above data.STREAM_BYTES a population's shared batches stream in
+    chunks, as Model.fit's do: the same members as with the arrays whole."""
+    from intricate_py import data as data_module
+
+    x, y = data(rng, (4,), n=60)
+    whole = Population(mlp(device), 2, seed=8)
+    whole.fit(x, y, loss=MeanSquared(), optimizer=Adam(0.01), epochs=2, batch_size=8, validation_split=0.25)
+    monkeypatch.setattr(data_module, "STREAM_BYTES", 1000)
+    monkeypatch.setattr(data_module, "CHUNK_BYTES", 3 * 8 * (4 + 2) * 4)  # chunks of about 3 batches
+    streamed = Population(mlp(device), 2, seed=8)
+    streamed.fit(x, y, loss=MeanSquared(), optimizer=Adam(0.01), epochs=2, batch_size=8, validation_split=0.25)
+    for got, want in zip(streamed[1].get_weights(), whole[1].get_weights()):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(streamed.predict(x), whole.predict(x))
